@@ -1,0 +1,5 @@
+"""Allow `python -m recorder`."""
+
+from recorder.cli import main
+
+raise SystemExit(main())

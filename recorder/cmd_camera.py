@@ -1,0 +1,230 @@
+"""`picorder camera ...` and `picorder import`: manage cameras in config.db."""
+
+import json
+import sys
+import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
+
+from recorder import config
+from recorder.cli import UserError, add_data_option
+from recorder.config import Camera, ConfigError, validate_camera
+from recorder.paths import DataPaths, resolve_data_dir
+
+
+def open_config_from_args(args) -> DataPaths:
+    """Open config.db in the data directory named by --data / $PICORDER_DATA."""
+    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    try:
+        paths.ensure()
+        config.open_config(paths.config_db)
+    except OSError as exc:
+        raise UserError(f"cannot open the data directory {paths.root}: {exc.strerror}") from exc
+    return paths
+
+
+def read_secret_file(path: str) -> str:
+    """Read a password from a file ('-' for standard input), without its newline."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read the password file {path}: {exc.strerror}") from exc
+    return text.rstrip("\r\n")
+
+
+def _errors_text(exc: ConfigError) -> str:
+    return "; ".join(f"{field}: {msg}" for field, msg in exc.errors.items())
+
+
+def save_camera(fields: dict, *, existing: Camera | None = None) -> Camera:
+    """Validate and store a camera; raise UserError with every field problem."""
+    try:
+        clean = validate_camera(fields, partial=existing is not None)
+    except ConfigError as exc:
+        raise UserError(_errors_text(exc)) from exc
+    clean["updated_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    with config.db.atomic():
+        if existing is None:
+            if Camera.get_or_none(Camera.name == clean["name"]):
+                raise UserError(f"a camera named {clean['name']!r} already exists")
+            return Camera.create(**clean)
+        if "name" in clean and clean["name"] != existing.name:
+            if Camera.get_or_none(Camera.name == clean["name"]):
+                raise UserError(f"a camera named {clean['name']!r} already exists")
+        for key, value in clean.items():
+            setattr(existing, key, value)
+        existing.save()
+        return existing
+
+
+def _fields_from_args(args) -> dict:
+    fields = {}
+    for key in ("display_name", "transport", "max_age_days", "max_bytes", "min_days"):
+        value = getattr(args, key, None)
+        if value is not None:
+            fields[key] = value
+    if getattr(args, "url", None) is not None:
+        fields["main_url"] = args.url
+    if getattr(args, "sub", None) is not None:
+        fields["sub_url"] = args.sub
+    if getattr(args, "user", None) is not None:
+        fields["username"] = args.user
+    if getattr(args, "password_file", None):
+        fields["password"] = read_secret_file(args.password_file)
+    if getattr(args, "enable", None) is not None:
+        fields["enabled"] = args.enable
+    return fields
+
+
+def cmd_add(args) -> int:
+    open_config_from_args(args)
+    fields = _fields_from_args(args)
+    fields["name"] = args.name
+    cam = save_camera(fields)
+    print(f"added camera {cam.name}")
+    return 0
+
+
+def cmd_set(args) -> int:
+    open_config_from_args(args)
+    try:
+        cam = Camera.get_by_name(args.name)
+    except KeyError as exc:
+        raise UserError(exc.args[0]) from exc
+    fields = _fields_from_args(args)
+    if args.new_name:
+        fields["name"] = args.new_name
+    if not fields:
+        raise UserError("nothing to change: give at least one option")
+    save_camera(fields, existing=cam)
+    print(f"updated camera {cam.name}")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    open_config_from_args(args)
+    deleted = Camera.delete().where(Camera.name == args.name).execute()
+    if not deleted:
+        raise UserError(f"no camera named {args.name!r}")
+    print(f"removed camera {args.name} (its recordings stay until retention deletes them)")
+    return 0
+
+
+def cmd_list(args) -> int:
+    open_config_from_args(args)
+    cams = [c.to_public() for c in Camera.select().order_by(Camera.name)]
+    if args.json:
+        json.dump(cams, sys.stdout, indent=2)
+        print()
+        return 0
+    if not cams:
+        print("no cameras configured; add one with: picorder camera add NAME URL")
+    for cam in cams:
+        state = "enabled" if cam["enabled"] else "disabled"
+        sub = f" sub={cam['sub_url']}" if cam["sub_url"] else ""
+        print(f"{cam['name']:<20} {state:<9} {cam['transport']} {cam['main_url']}{sub}")
+    return 0
+
+
+def load_import_file(path: Path) -> list[dict]:
+    """Read a cameraleech-style TOML file: [defaults] inherited by [cameras.NAME]."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid TOML: {exc}") from exc
+    defaults = doc.get("defaults", {})
+    cameras = doc.get("cameras")
+    unknown = set(doc) - {"defaults", "cameras"}
+    if unknown:
+        raise UserError(f"{path}: unknown sections: {', '.join(sorted(unknown))}")
+    if not isinstance(defaults, dict) or not isinstance(cameras, dict) or not cameras:
+        raise UserError(f"{path}: expected [defaults] and at least one [cameras.NAME] table")
+    aliases = {"url": "main_url", "sub": "sub_url", "user": "username"}
+    result = []
+    for name, table in cameras.items():
+        if not isinstance(table, dict):
+            raise UserError(f"{path}: cameras.{name} must be a table")
+        merged = {aliases.get(k, k): v for k, v in {**defaults, **table}.items()}
+        merged["name"] = name
+        result.append(merged)
+    return result
+
+
+def cmd_import(args) -> int:
+    entries = load_import_file(Path(args.file))
+    problems = []
+    cleaned = []
+    for entry in entries:
+        try:
+            cleaned.append(validate_camera(entry))
+        except ConfigError as exc:
+            problems.append(f"cameras.{entry['name']}: {_errors_text(exc)}")
+    if problems:
+        raise UserError("nothing imported:\n  " + "\n  ".join(problems))
+    open_config_from_args(args)
+    added = updated = 0
+    with config.db.atomic():
+        for entry in entries:
+            cam = Camera.get_or_none(Camera.name == entry["name"])
+            if cam is None:
+                save_camera(entry)
+                added += 1
+            else:
+                fields = dict(entry)
+                fields.pop("name")
+                save_camera(fields, existing=cam)
+                updated += 1
+    print(f"imported {added} new and {updated} updated cameras")
+    return 0
+
+
+def _add_camera_options(p, *, for_set: bool = False) -> None:
+    p.add_argument("--sub", metavar="URL", help="sub stream URL ('' to remove it)")
+    p.add_argument("--transport", choices=config.TRANSPORTS)
+    p.add_argument("--user", metavar="U", help="user name for the camera")
+    p.add_argument("--password-file", metavar="F",
+                   help="file holding the camera password ('-' for standard input)")
+    p.add_argument("--display-name", dest="display_name", metavar="TEXT")
+    p.add_argument("--max-age-days", dest="max_age_days", type=int, metavar="N")
+    p.add_argument("--max-bytes", dest="max_bytes", type=int, metavar="N")
+    p.add_argument("--min-days", dest="min_days", type=int, metavar="N")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--enable", dest="enable", action="store_const", const=True)
+    group.add_argument("--disable", dest="enable", action="store_const", const=False)
+    add_data_option(p)
+
+
+def register(sub) -> None:
+    cam = sub.add_parser("camera", help="add, list, change and remove cameras")
+    cam_sub = cam.add_subparsers(dest="camera_command", metavar="ACTION")
+    cam_sub.required = True
+
+    p = cam_sub.add_parser("add", help="add a camera")
+    p.add_argument("name")
+    p.add_argument("url", help="main stream URL, e.g. rtsp://192.168.1.20:554/stream1")
+    _add_camera_options(p)
+    p.set_defaults(func=cmd_add)
+
+    p = cam_sub.add_parser("set", help="change a camera")
+    p.add_argument("name")
+    p.add_argument("--url", metavar="URL", help="new main stream URL")
+    p.add_argument("--rename", dest="new_name", metavar="NAME")
+    _add_camera_options(p, for_set=True)
+    p.set_defaults(func=cmd_set)
+
+    p = cam_sub.add_parser("remove", help="remove a camera")
+    p.add_argument("name")
+    add_data_option(p)
+    p.set_defaults(func=cmd_remove)
+
+    p = cam_sub.add_parser("list", help="list cameras")
+    p.add_argument("--json", action="store_true")
+    add_data_option(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("import", help="import cameras from a cameraleech-style TOML file")
+    p.add_argument("file")
+    add_data_option(p)
+    p.set_defaults(func=cmd_import)

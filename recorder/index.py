@@ -1,0 +1,73 @@
+"""The recordings index (index.db): one row per finished segment file."""
+
+import logging
+from pathlib import Path
+
+from peewee import (
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    IntegerField,
+    Model,
+    SqliteDatabase,
+)
+
+from recorder.db import migrate, open_sqlite
+
+logger = logging.getLogger(__name__)
+
+index_db = SqliteDatabase(None)
+
+
+class Segment(Model):
+    """A finished fMP4 segment; times are UTC epoch microseconds."""
+
+    camera = CharField()
+    stream = CharField()                      # "main" or "sub"
+    path = CharField(unique=True)             # relative to the recording root
+    start_us = BigIntegerField()              # wall clock of the first frame
+    end_us = BigIntegerField()                # wall clock just after the last frame
+    duration_us = BigIntegerField()           # media duration from the file itself
+    bytes = BigIntegerField()
+    frames = IntegerField(default=0)
+    codec = CharField(default="")             # "h264", "hevc"
+    width = IntegerField(default=0)
+    height = IntegerField(default=0)
+    clock_trusted = BooleanField(default=True)
+    run_id = BigIntegerField(default=0)       # one ffmpeg run: segments of a run are contiguous
+    deleting = BooleanField(default=False)    # retention: marked, file being unlinked
+
+    class Meta:
+        database = index_db
+        table_name = "segment"
+        indexes = ((("camera", "stream", "start_us"), False),)
+
+    @classmethod
+    def covering(cls, camera: str, stream: str, start_us: int, end_us: int):
+        """Segments of one stream that overlap [start_us, end_us), oldest first."""
+        return (cls.select()
+                .where((cls.camera == camera) & (cls.stream == stream)
+                       & (cls.end_us > start_us) & (cls.start_us < end_us)
+                       & (cls.deleting == False))  # noqa: E712 (peewee expression)
+                .order_by(cls.start_us))
+
+
+INDEX_MODELS = [Segment]
+
+
+def _m1_initial(database):
+    database.create_tables(INDEX_MODELS, safe=True)
+
+
+MIGRATIONS = [_m1_initial]
+
+
+def open_index(path: Path, *, readonly: bool = False) -> SqliteDatabase:
+    """Open (creating if needed) the index.db at `path`."""
+    if readonly:
+        index_db.init(f"file:{path}?mode=ro", uri=True, pragmas={"busy_timeout": 5000})
+        index_db.connect(reuse_if_open=True)
+        return index_db
+    open_sqlite(index_db, path)
+    migrate(index_db, path, MIGRATIONS)
+    return index_db

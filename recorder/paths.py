@@ -1,0 +1,59 @@
+"""Where picorder keeps its state: the data directory and the files inside it."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_DATA = "PICORDER_DATA"
+ROOT_DATA_DIR = Path("/var/lib/picorder")
+
+
+def default_data_dir() -> Path:
+    """Return /var/lib/picorder for root, the XDG state directory otherwise."""
+    if os.geteuid() == 0:
+        return ROOT_DATA_DIR
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "picorder"
+
+
+def resolve_data_dir(cli_value: str | None = None) -> Path:
+    """Pick the data directory: --data, then $PICORDER_DATA, then the default."""
+    if cli_value:
+        return Path(cli_value).expanduser().absolute()
+    env = os.environ.get(ENV_DATA)
+    if env:
+        return Path(env).expanduser().absolute()
+    return default_data_dir()
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """The files and directories below one data directory."""
+
+    root: Path
+
+    @property
+    def config_db(self) -> Path:
+        return self.root / "config.db"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.root / "recorder.sock"
+
+    @property
+    def secret_key(self) -> Path:
+        return self.root / "secret_key"
+
+    @property
+    def default_recordings(self) -> Path:
+        """Recording directory used until a disk is adopted (demo and servers)."""
+        return self.root / "recordings"
+
+    @property
+    def clock_file(self) -> Path:
+        """Last known good wall-clock time, for boxes without an RTC."""
+        return self.root / "last_time"
+
+    def ensure(self) -> None:
+        """Create the data directory, private to its owner."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)

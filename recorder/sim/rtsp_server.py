@@ -1,0 +1,106 @@
+"""A simulated IP camera: GStreamer's RTSP server streaming test H.264.
+
+Run with the system Python, which has GStreamer's bindings (python3-gi):
+
+    /usr/bin/python3 -m recorder.sim.rtsp_server --port 8554 --cameras 2
+
+Each camera N is served at rtsp://127.0.0.1:PORT/camN (main stream) and
+rtsp://127.0.0.1:PORT/camN/sub (a smaller sub stream). The password, if any,
+is read from a file or standard input so that it never shows in a process list.
+"""
+
+import argparse
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def pipeline(width: int, height: int, fps: int, kbps: int, gop: int, pattern: int, label: str,
+             codec: str = "h264") -> str:
+    """Live test pattern with a clock, encoded for RTSP (frame timing from the source)."""
+    src = (f"videotestsrc is-live=true pattern={pattern} ! "
+           f"video/x-raw,width={width},height={height},framerate={fps}/1 ! "
+           f"timeoverlay halignment=right valignment=bottom ! "
+           f"textoverlay text=\"{label}\" valignment=top halignment=left ! ")
+    if codec == "hevc":
+        enc = (f"x265enc bitrate={kbps} speed-preset=ultrafast tune=zerolatency "
+               f"key-int-max={gop} ! h265parse config-interval=-1 ! rtph265pay name=pay0 pt=96")
+    else:
+        enc = (f"x264enc bitrate={kbps} speed-preset=ultrafast tune=zerolatency "
+               f"key-int-max={gop} bframes=0 ! video/x-h264,profile=baseline ! "
+               f"h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96")
+    return "( " + src + enc + " )"
+
+
+def build_server(args) -> GstRtspServer.RTSPServer:
+    server = GstRtspServer.RTSPServer()
+    server.set_address(args.address)
+    server.set_service(str(args.port))
+    mounts = server.get_mount_points()
+    auth = None
+    if args.user:
+        password = read_password(args.password_file)
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, password), token)
+        server.set_auth(auth)
+    for n in range(1, args.cameras + 1):
+        streams = [("", args.width, args.height, args.kbps),
+                   ("/sub", args.width // 2, args.height // 2, max(64, args.kbps // 4))]
+        for suffix, width, height, kbps in streams:
+            factory = GstRtspServer.RTSPMediaFactory()
+            factory.set_launch(pipeline(width, height, args.fps, kbps, args.gop, n % 20,
+                                        f"cam{n}{suffix}", args.codec))
+            factory.set_shared(True)
+            if auth is not None:
+                permissions = GstRtspServer.RTSPPermissions()
+                permissions.add_permission_for_role("user", "media.factory.access", True)
+                permissions.add_permission_for_role("user", "media.factory.construct", True)
+                factory.set_permissions(permissions)
+            mounts.add_factory(f"/cam{n}{suffix}", factory)
+    return server
+
+
+def read_password(path: str | None) -> str:
+    if not path or path == "-":
+        return sys.stdin.readline().rstrip("\r\n")
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().rstrip("\r\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8554)
+    parser.add_argument("--cameras", type=int, default=2)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--kbps", type=int, default=1000)
+    parser.add_argument("--gop", type=int, default=15, help="keyframe interval in frames")
+    parser.add_argument("--codec", choices=("h264", "hevc"), default="h264")
+    parser.add_argument("--user")
+    parser.add_argument("--password-file", help="file with the password ('-': stdin)")
+    args = parser.parse_args(argv)
+
+    Gst.init(None)
+    server = build_server(args)
+    loop = GLib.MainLoop()
+    if server.attach(None) == 0:
+        print(f"cannot listen on {args.address}:{args.port}", file=sys.stderr)
+        return 1
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
+    print(f"READY rtsp://{args.address}:{server.get_bound_port()}/cam1", flush=True)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
