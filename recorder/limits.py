@@ -26,3 +26,20 @@ CONTROL_TIMEOUT_S = 5.0
 
 # SQLite.
 BUSY_TIMEOUT_MS = 5000
+
+# Web panel (webpanel/): sign-in, status cache, timeline, snapshots, live.
+LOGIN_WINDOW_S = 60             # failed logins are counted over this window ...
+LOGIN_MAX_FAILURES = 5          # ... and the next attempt after this many is refused (429)
+TOKEN_TOUCH_S = 3600            # an API token's last-used time is written at most this often
+STATUS_CACHE_S = 1.0            # the panel reuses the recorder's status this long
+TIMELINE_MAX_S = 400 * 86400    # longest range the timeline API answers at once
+TIMELINE_GAP_TOLERANCE_S = 2.0  # default: gaps up to this long do not split a run
+TIMELINE_SEGMENT_MAX_S = 3600   # no segment is longer; bounds the index scan
+SNAPSHOT_DECODERS_PER_PROCESS = 2   # one-shot JPEG decoders per panel worker ...
+SNAPSHOT_DECODERS_TOTAL = 2     # ... and across all workers (lock files)
+SNAPSHOT_WAIT_S = 10.0          # a snapshot request waits this long for a decoder, then 503
+SNAPSHOT_TIMEOUT_S = 10.0       # bound on one decoder
+SNAPSHOT_CACHE_ITEMS = 64       # JPEGs kept per worker
+SNAPSHOT_NEWEST_TTL_S = 2.0     # "newest" snapshots are reused this long
+RANGE_CACHE_ITEMS = 4           # built range movies kept per worker (Range requests reuse them)
+RANGE_CACHE_TTL_S = 30.0

@@ -1,0 +1,313 @@
+"""The JSON API under /api: status, cameras, timeline, users and tokens."""
+
+import logging
+import shutil
+from datetime import datetime, timezone
+
+from flask import Blueprint, jsonify, request, url_for
+from peewee import IntegrityError
+
+from recorder import config, limits
+from recorder.config import Camera, ConfigError, validate_camera
+from webpanel import index_reader, openapi, recorder_client
+from webpanel.auth import current_user, login_required
+from webpanel.inputs import FieldErrors, get_camera, iso, json_error, stream_arg, time_range
+from webpanel.models import ApiToken, User, now_us, validate_token_name, validate_user
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def json_body() -> dict:
+    """The request's JSON object, or 400."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise FieldErrors({"body": "send a JSON object with Content-Type: application/json"})
+    return body
+
+
+# ---------------------------------------------------------------------- status
+
+def disk_usage(root) -> dict:
+    try:
+        usage = shutil.disk_usage(root)
+    except OSError:
+        return {}
+    return {"total_bytes": usage.total, "free_bytes": usage.free, "used_bytes": usage.used}
+
+
+def status_json() -> dict:
+    state = recorder_client.get_state()
+    status = state.status or {}
+    storage = state.storage()
+    root = recorder_client.recording_root()
+    if root is not None:
+        storage.setdefault("root", str(root))
+        storage.update(disk_usage(root))
+    recorder = {"running": state.running, "message": state.message}
+    for key in ("version", "pid", "started_utc_us"):
+        recorder[key] = status.get(key)
+    clock = status.get("clock") or {"trusted": None, "source": None, "now_utc_us": now_us()}
+    return {"recorder": recorder, "clock": clock, "storage": storage,
+            "streams": state.streams(), "cameras": Camera.select().count()}
+
+
+@bp.get("/status")
+@login_required()
+def status():
+    return jsonify(status_json())
+
+
+@bp.get("/me")
+@login_required()
+def me():
+    from flask_wtf.csrf import generate_csrf
+
+    return jsonify({"name": current_user.name, "role": current_user.role, "via": current_user.via,
+                    "csrf_token": generate_csrf() if current_user.via == "session" else None})
+
+
+# --------------------------------------------------------------------- cameras
+
+def camera_json(cam: Camera, state=None) -> dict:
+    state = state or recorder_client.get_state()
+    data = cam.to_public()
+    data["streams"] = [s for s in state.streams() if s.get("camera") == cam.name]
+    return data
+
+
+@bp.get("/cameras")
+@login_required()
+def cameras():
+    state = recorder_client.get_state()
+    return jsonify([camera_json(c, state) for c in Camera.select().order_by(Camera.name)])
+
+
+@bp.get("/cameras/<name>")
+@login_required()
+def camera(name):
+    return jsonify(camera_json(get_camera(name)))
+
+
+def _name_taken(name: str, current: Camera | None = None) -> bool:
+    other = Camera.get_or_none(Camera.name == name)
+    return other is not None and (current is None or other.id != current.id)
+
+
+def _clean_camera(body: dict, *, partial: bool) -> dict:
+    try:
+        clean = validate_camera(body, partial=partial)
+    except ConfigError as exc:
+        raise FieldErrors(exc.errors) from exc
+    clean["updated_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    return clean
+
+
+def _conflict(name: str):
+    exc = json_error(409, f"a camera named {name!r} already exists")
+    exc.json_body = {"errors": {"name": f"a camera named {name!r} already exists"}}
+    return exc
+
+
+@bp.post("/cameras")
+@login_required(role="admin")
+def camera_create():
+    clean = _clean_camera(json_body(), partial=False)
+    try:
+        with config.db.atomic():
+            if _name_taken(clean["name"]):
+                raise _conflict(clean["name"])
+            cam = Camera.create(**clean)
+    except IntegrityError as exc:
+        raise _conflict(clean["name"]) from exc
+    logger.info("%s added camera %s", current_user.name, cam.name)
+    recorder_client.reload_best_effort()
+    response = jsonify(camera_json(cam))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.camera", name=cam.name)
+    return response
+
+
+@bp.patch("/cameras/<name>")
+@login_required(role="admin")
+def camera_update(name):
+    cam = get_camera(name)
+    body = json_body()
+    if not body:
+        raise FieldErrors({"body": "nothing to change"})
+    clean = _clean_camera(body, partial=True)
+    try:
+        with config.db.atomic():
+            if "name" in clean and _name_taken(clean["name"], cam):
+                raise _conflict(clean["name"])
+            for key, value in clean.items():
+                setattr(cam, key, value)
+            cam.save()
+    except IntegrityError as exc:
+        raise _conflict(clean.get("name", name)) from exc
+    logger.info("%s changed camera %s (%s)", current_user.name, name,
+                ", ".join(k for k in clean if k != "updated_at"))
+    recorder_client.reload_best_effort()
+    return jsonify(camera_json(cam))
+
+
+@bp.delete("/cameras/<name>")
+@login_required(role="admin")
+def camera_delete(name):
+    cam = get_camera(name)
+    cam.delete_instance()
+    logger.info("%s removed camera %s", current_user.name, name)
+    recorder_client.reload_best_effort()
+    return jsonify({"deleted": name,
+                    "note": "its recordings stay until retention deletes them"})
+
+
+# -------------------------------------------------------------------- timeline
+
+def _gap_tolerance_us() -> int:
+    raw = request.args.get("gap")
+    if raw is None or raw == "":
+        return int(limits.TIMELINE_GAP_TOLERANCE_S * 1_000_000)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise FieldErrors({"gap": "must be a number of seconds between 0 and 3600"})
+    return int(value * 1_000_000)
+
+
+@bp.get("/cameras/<name>/timeline")
+@login_required()
+def timeline(name):
+    get_camera(name)
+    start_us, end_us = time_range(limits.TIMELINE_MAX_S)
+    stream = stream_arg()
+    tolerance = _gap_tolerance_us()
+    result = {"camera": name, "stream": stream, "start": iso(start_us), "end": iso(end_us),
+              "start_us": start_us, "end_us": end_us, "gap_tolerance_s": tolerance / 1e6,
+              "runs": [], "message": None}
+    pdir = recorder_client.picorder_dir()
+    if pdir is None:
+        result["message"] = "no recording disk"
+        return jsonify(result)
+    try:
+        index_reader.open_readonly(pdir)
+        runs = index_reader.timeline(name, stream, start_us, end_us, tolerance)
+    except index_reader.NoIndex as exc:
+        result["message"] = str(exc)
+        return jsonify(result)
+    result["runs"] = [dict(r.to_json(), start=iso(r.start_us), end=iso(r.end_us)) for r in runs]
+    return jsonify(result)
+
+
+# ------------------------------------------------------------ users and tokens
+
+@bp.get("/users")
+@login_required(role="admin")
+def users():
+    return jsonify([u.to_public() for u in User.select().order_by(User.username)])
+
+
+@bp.post("/users")
+@login_required(role="admin")
+def user_create():
+    body = json_body()
+    username, password, role = body.get("username"), body.get("password"), body.get("role")
+    errors = validate_user(username, password, role)
+    if errors:
+        raise FieldErrors(errors)
+    user = User(username=username, role=role)
+    user.set_password(password)
+    try:
+        user.save()
+    except IntegrityError as exc:
+        raise FieldErrors({"username": "this name is taken"}) from exc
+    logger.info("%s added user %s (%s)", current_user.name, username, role)
+    return jsonify(user.to_public()), 201
+
+
+def _get_user(user_id: int) -> User:
+    user = User.get_or_none(User.id == user_id)
+    if user is None:
+        raise json_error(404, f"no user with id {user_id}")
+    return user
+
+
+def _last_admin(user: User) -> bool:
+    return user.is_admin and User.select().where(User.role == "admin").count() <= 1
+
+
+@bp.patch("/users/<int:user_id>")
+@login_required(role="admin")
+def user_update(user_id):
+    user = _get_user(user_id)
+    body = json_body()
+    password = body.get("password", "x" * 8)
+    role = body.get("role", user.role)
+    errors = validate_user(user.username, password, role)
+    errors.update({k: "unknown field" for k in body if k not in ("password", "role")})
+    if not errors and role != "admin" and _last_admin(user):
+        errors["role"] = "the last admin cannot become a viewer"
+    if errors:
+        raise FieldErrors(errors)
+    if "password" in body:
+        user.set_password(password)
+    user.role = role
+    user.save()
+    return jsonify(user.to_public())
+
+
+@bp.delete("/users/<int:user_id>")
+@login_required(role="admin")
+def user_delete(user_id):
+    user = _get_user(user_id)
+    if _last_admin(user):
+        raise json_error(409, "the last admin cannot be removed")
+    user.delete_instance()
+    logger.info("%s removed user %s", current_user.name, user.username)
+    return jsonify({"deleted": user.username})
+
+
+@bp.get("/tokens")
+@login_required(role="admin")
+def tokens():
+    return jsonify([t.to_public() for t in ApiToken.select().order_by(ApiToken.name)])
+
+
+@bp.post("/tokens")
+@login_required(role="admin")
+def token_create():
+    body = json_body()
+    name, role = body.get("name"), body.get("role", "viewer")
+    errors = {}
+    problem = validate_token_name(name)
+    if problem:
+        errors["name"] = problem
+    if role not in ("admin", "viewer"):
+        errors["role"] = "the role must be 'admin' or 'viewer'"
+    if errors:
+        raise FieldErrors(errors)
+    try:
+        row, token = ApiToken.issue(name, role)
+    except IntegrityError as exc:
+        raise FieldErrors({"name": "a token with this name exists"}) from exc
+    logger.info("%s created API token %s (%s)", current_user.name, name, role)
+    return jsonify(dict(row.to_public(), token=token)), 201
+
+
+@bp.delete("/tokens/<int:token_id>")
+@login_required(role="admin")
+def token_delete(token_id):
+    row = ApiToken.get_or_none(ApiToken.id == token_id)
+    if row is None:
+        raise json_error(404, f"no token with id {token_id}")
+    row.delete_instance()
+    return jsonify({"deleted": row.name})
+
+
+@bp.get("/openapi.json")
+@login_required()
+def openapi_document():
+    return jsonify(openapi.document())

@@ -1,0 +1,254 @@
+"""Sign-in: first-run admin creation, login/logout, roles, bearer tokens, rate limits."""
+
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from flask import (Blueprint, current_app, g, jsonify, redirect, render_template, request,
+                   session, url_for)
+from peewee import IntegrityError, fn
+from werkzeug.local import LocalProxy
+
+from recorder import config, limits
+from webpanel import security
+from webpanel.inputs import json_error
+from webpanel.models import ApiToken, LoginAttempt, User, now_us, validate_user
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+
+# Reachable without signing in. "static" serves the login page's stylesheet.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.setup", "static"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who makes the current request: a signed-in user or an API token."""
+
+    name: str
+    role: str
+    via: str                 # "session" or "token"
+    user_id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+
+current_user = LocalProxy(lambda: g.get("identity"))
+
+
+def _password_version(user: User) -> str:
+    """Changes with the password, so a password change ends other sessions."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def _identity_from_token(header: str) -> Identity:
+    token = ApiToken.lookup(header[len("Bearer "):].strip())
+    if token is None:
+        raise json_error(401, "invalid or revoked API token",
+                         {"WWW-Authenticate": 'Bearer realm="picorder"'})
+    now = now_us()
+    if token.last_used_us is None or now - token.last_used_us > limits.TOKEN_TOUCH_S * 1_000_000:
+        # Rarely, so Prometheus scrapes do not wear the SD card.
+        ApiToken.update(last_used_us=now).where(ApiToken.id == token.id).execute()
+    return Identity(token.name, token.role, "token")
+
+
+def _identity_from_session() -> Identity | None:
+    uid = session.get("uid")
+    if not isinstance(uid, int):
+        return None
+    user = User.get_or_none(User.id == uid)
+    if user is None or session.get("pwv") != _password_version(user):
+        session.clear()
+        return None
+    return Identity(user.username, user.role, "session", user.id)
+
+
+def load_identity() -> None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        g.identity = _identity_from_token(header)
+    else:
+        g.identity = _identity_from_session()
+
+
+def refuse_anonymous():
+    """401: JSON for API clients, the login (or first-run setup) form for browsers."""
+    from webpanel import wants_json
+
+    if wants_json() or not request.accept_mimetypes.accept_html:
+        raise json_error(401, "sign in first, or send an API token as 'Authorization: Bearer ...'",
+                         {"WWW-Authenticate": 'Bearer realm="picorder"'})
+    nxt = request.full_path.rstrip("?") if request.method == "GET" else "/"
+    if not User.admin_exists():
+        return render_template("auth/setup.html", next=nxt, errors={}, form={}), 401
+    return render_template("auth/login.html", next=nxt, errors={}, form={}), 401
+
+
+def guard():
+    """Before every request: who is it, may they come in, and CSRF for sessions."""
+    load_identity()
+    if request.endpoint not in PUBLIC_ENDPOINTS and g.identity is None:
+        return refuse_anonymous()
+    if request.method in UNSAFE_METHODS and (g.identity is None or g.identity.via != "token"):
+        # Bearer tokens are never sent by a browser on its own, so they need no CSRF token.
+        security.csrf.protect()
+    return None
+
+
+def login_required(role: str = "viewer"):
+    """Decorator: require a signed-in user or token; role="admin" for admins only."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            identity = g.get("identity")
+            if identity is None:
+                raise json_error(401, "sign in first")
+            if role == "admin" and not identity.is_admin:
+                raise json_error(403, "this needs the admin role")
+            return view(*args, **kwargs)
+        return wrapped
+    return decorate
+
+
+# ------------------------------------------------------------------ rate limit
+
+def _attempt_keys(username: str) -> list[str]:
+    return [f"addr:{request.remote_addr or '-'}", f"user:{username.strip().lower()[:64]}"]
+
+
+def _window_start() -> int:
+    return now_us() - limits.LOGIN_WINDOW_S * 1_000_000
+
+
+def is_throttled(keys: list[str]) -> bool:
+    """True when any key had LOGIN_MAX_FAILURES failures inside the window."""
+    since = _window_start()
+    for key in keys:
+        failures = (LoginAttempt.select(fn.COALESCE(fn.SUM(LoginAttempt.count), 0))
+                    .where((LoginAttempt.key == key) & (LoginAttempt.at_us >= since)).scalar())
+        if failures >= limits.LOGIN_MAX_FAILURES:
+            return True
+    return False
+
+
+def record_failure(keys: list[str]) -> None:
+    now = now_us()
+    with config.db.atomic():
+        LoginAttempt.delete().where(LoginAttempt.at_us < _window_start()).execute()
+        LoginAttempt.insert_many([{"key": k, "at_us": now} for k in keys]).execute()
+
+
+# ---------------------------------------------------------------------- views
+
+def _safe_next(default: str = "/") -> str:
+    """Only local paths, so ?next= cannot send the user to another site."""
+    nxt = request.values.get("next") or ""
+    if nxt.startswith("/") and not nxt.startswith(("//", "/\\")) and "\n" not in nxt:
+        return nxt
+    return default
+
+
+def _form() -> dict:
+    if request.is_json:
+        body = request.get_json(silent=True)
+        return body if isinstance(body, dict) else {}
+    return request.form.to_dict()
+
+
+def _sign_in(user: User) -> None:
+    session.clear()
+    session.permanent = True
+    session["uid"] = user.id
+    session["pwv"] = _password_version(user)
+
+
+def _form_response(template: str, form: dict, errors: dict, status: int):
+    if request.is_json:
+        return jsonify({"errors": errors}), status
+    shown = {k: v for k, v in form.items() if "password" not in k}
+    return render_template(template, form=shown, errors=errors, next=_safe_next()), status
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "GET":
+        if not User.admin_exists():
+            return redirect(url_for("auth.setup", next=_safe_next()))
+        return render_template("auth/login.html", form={}, errors={}, next=_safe_next())
+    form = _form()
+    username = form.get("username") if isinstance(form.get("username"), str) else ""
+    password = form.get("password") if isinstance(form.get("password"), str) else ""
+    keys = _attempt_keys(username)
+    if is_throttled(keys):
+        logger.warning("login throttled for %r from %s", username[:64], request.remote_addr)
+        errors = {"password": f"too many failed attempts; wait {limits.LOGIN_WINDOW_S} s"}
+        response, status = _form_response("auth/login.html", form, errors, 429)
+        response = current_app.make_response((response, status))
+        response.headers["Retry-After"] = str(limits.LOGIN_WINDOW_S)
+        return response
+    user = User.get_or_none(User.username == username)
+    if user is None or not user.check_password(password):
+        record_failure(keys)
+        logger.info("failed login for %r from %s", username[:64], request.remote_addr)
+        return _form_response("auth/login.html", form,
+                              {"password": "wrong user name or password"}, 401)
+    _sign_in(user)
+    logger.info("user %s signed in from %s", user.username, request.remote_addr)
+    if request.is_json:
+        return jsonify({"user": user.to_public()})
+    return redirect(_safe_next())
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    """First visit: create the admin account; closed once an admin exists."""
+    if User.admin_exists():
+        if request.is_json:
+            raise json_error(403, "setup is closed: an admin account exists")
+        return redirect(url_for("auth.login"))
+    if request.method == "GET":
+        return render_template("auth/setup.html", form={}, errors={}, next=_safe_next())
+    form = _form()
+    username, password = form.get("username"), form.get("password")
+    errors = validate_user(username, password, "admin")
+    if not errors and "confirm" in form and form.get("confirm") != password:
+        errors["confirm"] = "the two passwords differ"
+    if errors:
+        return _form_response("auth/setup.html", form, errors, 400)
+    try:
+        with config.db.atomic("IMMEDIATE"):
+            if User.admin_exists():
+                raise json_error(403, "setup is closed: an admin account exists")
+            user = User(username=username, role="admin")
+            user.set_password(password)
+            user.save()
+    except IntegrityError:
+        return _form_response("auth/setup.html", form, {"username": "this name is taken"}, 400)
+    logger.info("created the admin account %s", user.username)
+    _sign_in(user)
+    if request.is_json:
+        return jsonify({"user": user.to_public()}), 201
+    return redirect(_safe_next())
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    session.clear()
+    if request.is_json:
+        return jsonify({"ok": True})
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app) -> None:
+    app.before_request(guard)
+    app.context_processor(lambda: {"current_user": g.get("identity")})

@@ -1,0 +1,166 @@
+"""Monitoring: Prometheus /metrics and cameraleech-compatible Zabbix endpoints."""
+
+import logging
+import time
+
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.process_collector import ProcessCollector
+
+from recorder.config import Camera
+from webpanel import api, index_reader, recorder_client
+from webpanel.auth import login_required
+from webpanel.inputs import get_camera, json_error
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("metrics", __name__)
+
+STREAM_STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "FATAL")
+STREAM_LABELS = ["camera", "stream"]
+
+
+def _gauge(name, doc, labels=None):
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+class RecorderCollector:
+    """Turns one recorder status (and the disk) into metric families."""
+
+    def __init__(self, state: recorder_client.RecorderState, storage: dict,
+                 oldest_us: int | None):
+        self.state, self.storage, self.oldest_us = state, storage, oldest_us
+
+    def collect(self):
+        up = _gauge("picorder_recorder_up", "1 if the recorder answers on its control socket")
+        up.add_metric([], 1 if self.state.running else 0)
+        yield up
+        clock = (self.state.status or {}).get("clock") or {}
+        trusted = _gauge("picorder_clock_trusted", "1 if the wall clock is trustworthy")
+        trusted.add_metric([], 1 if clock.get("trusted") else 0)
+        yield trusted
+        yield from self.stream_metrics()
+        yield from self.disk_metrics()
+
+    def stream_metrics(self):
+        now_us = time.time_ns() // 1000
+        state = _gauge("picorder_stream_state", "1 for the stream's current state",
+                       STREAM_LABELS + ["state"])
+        gauges = {
+            "fps": _gauge("picorder_stream_fps", "frames per second", STREAM_LABELS),
+            "bitrate_kbps": _gauge("picorder_stream_bitrate_kbps", "bitrate in kbit/s",
+                                   STREAM_LABELS),
+            "uptime_s": _gauge("picorder_stream_uptime_seconds", "time since ffmpeg started",
+                               STREAM_LABELS),
+        }
+        counters = {
+            "frames": CounterMetricFamily("picorder_stream_frames", "frames received",
+                                          labels=STREAM_LABELS),
+            "dropped": CounterMetricFamily("picorder_stream_dropped_frames", "frames dropped",
+                                           labels=STREAM_LABELS),
+            "duplicated": CounterMetricFamily("picorder_stream_duplicated_frames",
+                                              "frames duplicated", labels=STREAM_LABELS),
+            "restarts": CounterMetricFamily("picorder_stream_restarts", "ffmpeg restarts",
+                                            labels=STREAM_LABELS),
+            "bytes_written": CounterMetricFamily("picorder_stream_written_bytes",
+                                                 "bytes written", labels=STREAM_LABELS),
+        }
+        age = _gauge("picorder_stream_last_segment_age_seconds",
+                     "seconds since the stream's newest finished segment", STREAM_LABELS)
+        for item in self.state.streams():
+            labels = [str(item.get("camera")), str(item.get("stream"))]
+            for name in STREAM_STATES:
+                state.add_metric(labels + [name], 1 if item.get("state") == name else 0)
+            for key, family in list(gauges.items()) + list(counters.items()):
+                family.add_metric(labels, float(item.get(key) or 0))
+            last = item.get("last_segment_utc_us")
+            if last:
+                age.add_metric(labels, max(0, now_us - last) / 1e6)
+        yield state
+        yield from gauges.values()
+        yield from counters.values()
+        yield age
+
+    def disk_metrics(self):
+        for key, name, doc in (("total_bytes", "picorder_disk_total_bytes", "recording disk size"),
+                               ("free_bytes", "picorder_disk_free_bytes", "free space")):
+            if key in self.storage:
+                family = _gauge(name, doc)
+                family.add_metric([], self.storage[key])
+                yield family
+        if self.oldest_us is not None:
+            family = _gauge("picorder_disk_retention_days", "age of the oldest recording, in days")
+            family.add_metric([], max(0, time.time_ns() // 1000 - self.oldest_us) / 86_400e6)
+            yield family
+
+
+def oldest_recording_us() -> int | None:
+    pdir = recorder_client.picorder_dir()
+    if pdir is None:
+        return None
+    try:
+        index_reader.open_readonly(pdir)
+        return index_reader.oldest_start_us()
+    except index_reader.NoIndex:
+        return None
+
+
+def build_registry() -> CollectorRegistry:
+    state = recorder_client.get_state()
+    status = api.status_json()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RecorderCollector(state, status["storage"], oldest_recording_us()))
+    ProcessCollector(namespace="picorder_panel", registry=registry)
+    pid = (state.status or {}).get("pid")
+    if state.running and isinstance(pid, int):
+        ProcessCollector(namespace="picorder_recorder", pid=lambda: pid, registry=registry)
+    return registry
+
+
+@bp.get("/metrics")
+@login_required()
+def metrics():
+    return Response(generate_latest(build_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+# --------------------------------------------------------- Zabbix (cameraleech)
+
+def _main_stream(name: str) -> dict:
+    get_camera(name)
+    item = recorder_client.get_state().stream(name, "main")
+    return item or {}
+
+
+ZABBIX_METRICS = {
+    # cameraleech name -> (status key, format)
+    "frame": ("frames", "%d"),
+    "fps": ("fps", "%f"),
+    "bitrate": ("bitrate_kbps", "%d"),
+    "outtime": ("uptime_s", "%d"),
+    "dupframes": ("duplicated", "%d"),
+    "dropframes": ("dropped", "%d"),
+    "restarts": ("restarts", "%d"),
+}
+
+
+@bp.get("/api/zabbix/cameras.json")
+@login_required()
+def zabbix_discovery():
+    names = [c.name for c in Camera.select(Camera.name).order_by(Camera.name)]
+    return jsonify({"data": [{"{#CAMERA}": n} for n in names]})
+
+
+@bp.get("/api/zabbix/camera/<name>/<metric>")
+@login_required()
+def zabbix_item(name, metric):
+    if metric not in ZABBIX_METRICS:
+        raise json_error(404, f"unknown metric {metric!r}; known: {', '.join(ZABBIX_METRICS)}")
+    key, fmt = ZABBIX_METRICS[metric]
+    value = _main_stream(name).get(key) or 0
+    return Response(fmt % value, mimetype="text/plain")
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)

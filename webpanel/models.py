@@ -1,0 +1,125 @@
+"""The panel's tables in config.db: users, API tokens and login attempts."""
+
+import hashlib
+import secrets
+import time
+
+from peewee import BigIntegerField, CharField, IntegerField
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from recorder import config
+from recorder.config import BaseModel
+
+ROLES = ("admin", "viewer")
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 1024
+USERNAME_MAX_LENGTH = 64
+TOKEN_PREFIX = "pct_"
+# scrypt where this Python's hashlib has it (OpenSSL 1.1+), else PBKDF2.
+PASSWORD_METHOD = "scrypt" if hasattr(hashlib, "scrypt") else "pbkdf2:sha256:600000"
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class User(BaseModel):
+    """A person who signs in to the panel."""
+
+    username = CharField(unique=True)
+    password_hash = CharField()
+    role = CharField(default="viewer")
+    created_us = BigIntegerField(default=now_us)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password, method=PASSWORD_METHOD)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def to_public(self) -> dict:
+        return {"id": self.id, "username": self.username, "role": self.role,
+                "created_us": self.created_us}
+
+    @classmethod
+    def admin_exists(cls) -> bool:
+        return cls.select().where(cls.role == "admin").exists()
+
+
+class ApiToken(BaseModel):
+    """A bearer token for scripts and Prometheus; only its SHA-256 is stored."""
+
+    name = CharField(unique=True)
+    token_hash = CharField(unique=True)
+    role = CharField(default="viewer")
+    created_us = BigIntegerField(default=now_us)
+    last_used_us = BigIntegerField(null=True)
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        # Tokens carry 256 random bits, so a fast hash is enough (no guessing).
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @classmethod
+    def issue(cls, name: str, role: str) -> tuple["ApiToken", str]:
+        """Create a token; return the row and the clear token (shown only once)."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = cls.create(name=name, role=role, token_hash=cls.hash_token(token))
+        return row, token
+
+    @classmethod
+    def lookup(cls, token: str) -> "ApiToken | None":
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        return cls.get_or_none(cls.token_hash == cls.hash_token(token))
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def to_public(self) -> dict:
+        return {"id": self.id, "name": self.name, "role": self.role,
+                "created_us": self.created_us, "last_used_us": self.last_used_us}
+
+
+class LoginAttempt(BaseModel):
+    """A failed login, kept a short while for rate limiting across workers."""
+
+    key = CharField(index=True)        # "addr:<ip>" or "user:<name>"
+    at_us = BigIntegerField(index=True)
+    count = IntegerField(default=1)
+
+
+def validate_user(username, password, role) -> dict[str, str]:
+    """Return one clear message per bad field (empty when all is well)."""
+    errors = {}
+    if not isinstance(username, str) or not username.strip():
+        errors["username"] = "a user name is required"
+    elif len(username) > USERNAME_MAX_LENGTH or any(ord(c) < 32 or c.isspace() for c in username):
+        errors["username"] = (f"at most {USERNAME_MAX_LENGTH} characters, "
+                              "without spaces or control characters")
+    if not isinstance(password, str) or len(password) < PASSWORD_MIN_LENGTH:
+        errors["password"] = f"the password must have at least {PASSWORD_MIN_LENGTH} characters"
+    elif len(password) > PASSWORD_MAX_LENGTH:
+        errors["password"] = f"the password must have at most {PASSWORD_MAX_LENGTH} characters"
+    if role not in ROLES:
+        errors["role"] = "the role must be 'admin' or 'viewer'"
+    return errors
+
+
+def validate_token_name(name) -> str | None:
+    if not isinstance(name, str) or not name.strip() or len(name) > USERNAME_MAX_LENGTH:
+        return f"a name of 1-{USERNAME_MAX_LENGTH} characters is required"
+    if any(ord(c) < 32 for c in name):
+        return "the name must not contain control characters"
+    return None
+
+
+PANEL_MODELS = [User, ApiToken, LoginAttempt]
+for _model in PANEL_MODELS:
+    if _model not in config.CONFIG_MODELS:
+        config.CONFIG_MODELS.append(_model)

@@ -1,0 +1,229 @@
+"""The OpenAPI 3 document of the panel's JSON and video API (served at /api/openapi.json)."""
+
+from recorder import __version__, limits
+
+TIME_DOC = ("ISO 8601 (e.g. 2026-11-21T12:00:00Z; UTC when no offset is given) "
+            "or epoch seconds (e.g. 1795348800.5)")
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+ERRORS = {
+    "400": {"description": "bad input: one message per field",
+            "content": {"application/json": {"schema": {
+                "$ref": "#/components/schemas/FieldErrors"}}}},
+    "401": _error("not signed in, or a bad token"),
+    "403": _error("needs the admin role"),
+    "404": _error("no such camera, user, token or recording"),
+}
+
+
+def _query(name: str, description: str, required: bool = False, schema=None) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+CAMERA_NAME = {"name": "name", "in": "path", "required": True,
+               "description": "the camera's name", "schema": {"type": "string"}}
+START = _query("start", "start of the range: " + TIME_DOC, True)
+END = _query("end", "end of the range (after start): " + TIME_DOC, True)
+STREAM = _query("stream", "main (default) or sub", schema={"type": "string",
+                                                           "enum": ["main", "sub"]})
+
+
+def _json(schema_ref: str, description: str = "OK") -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": schema_ref}}}}
+
+
+def _op(summary: str, responses: dict, *, params=None, body=None, admin=False, tag="api") -> dict:
+    op = {"summary": summary + (" (admin)" if admin else ""), "tags": [tag],
+          "responses": dict(ERRORS, **responses)}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": body}}}}
+    return op
+
+
+CAMERA_FIELDS = {
+    "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+    "display_name": {"type": "string", "maxLength": 100},
+    "main_url": {"type": "string", "description": "rtsp://, rtsps://, http:// or https:// URL; "
+                 "credentials in it are moved to username/password"},
+    "sub_url": {"type": ["string", "null"]},
+    "username": {"type": ["string", "null"]},
+    "password": {"type": ["string", "null"], "writeOnly": True},
+    "transport": {"type": "string", "enum": ["tcp", "udp"]},
+    "enabled": {"type": "boolean"},
+    "max_age_days": {"type": ["integer", "null"], "minimum": 1},
+    "max_bytes": {"type": ["integer", "null"], "minimum": 1},
+    "min_days": {"type": ["integer", "null"], "minimum": 1},
+}
+
+SCHEMAS = {
+    "Error": {"type": "object", "properties": {"error": {"type": "string"}},
+              "required": ["error"]},
+    "FieldErrors": {"type": "object", "description": "{field: message}",
+                    "properties": {"errors": {"type": "object",
+                                              "additionalProperties": {"type": "string"}},
+                                   "error": {"type": "string"}}},
+    "CameraInput": {"type": "object", "properties": CAMERA_FIELDS,
+                    "required": ["name", "main_url"], "additionalProperties": False},
+    "CameraPatch": {"type": "object", "properties": CAMERA_FIELDS, "minProperties": 1,
+                    "additionalProperties": False},
+    "Camera": {"type": "object", "properties": {
+        **{k: v for k, v in CAMERA_FIELDS.items() if k != "password"},
+        "has_password": {"type": "boolean"},
+        "streams": {"type": "array", "items": {"type": "object"},
+                    "description": "the recorder's status of each stream"}}},
+    "CameraList": {"type": "array", "items": {"$ref": "#/components/schemas/Camera"}},
+    "Status": {"type": "object", "properties": {
+        "recorder": {"type": "object", "description": "running, message (why not), version, pid"},
+        "clock": {"type": "object"}, "storage": {"type": "object"},
+        "streams": {"type": "array", "items": {"type": "object"}},
+        "cameras": {"type": "integer"}}},
+    "Run": {"type": "object", "properties": {
+        "start_us": {"type": "integer"}, "end_us": {"type": "integer"},
+        "start": {"type": "string"}, "end": {"type": "string"},
+        "clock_trusted": {"type": "boolean",
+                          "description": "false: recorded while the clock was not trustworthy"},
+        "segments": {"type": "integer"}, "frames": {"type": "integer"}}},
+    "Timeline": {"type": "object", "properties": {
+        "camera": {"type": "string"}, "stream": {"type": "string"},
+        "start_us": {"type": "integer"}, "end_us": {"type": "integer"},
+        "gap_tolerance_s": {"type": "number"},
+        "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+        "message": {"type": ["string", "null"]}}},
+    "UserInput": {"type": "object", "required": ["username", "password", "role"], "properties": {
+        "username": {"type": "string"}, "password": {"type": "string", "minLength": 8},
+        "role": {"type": "string", "enum": ["admin", "viewer"]}}},
+    "UserPatch": {"type": "object", "properties": {
+        "password": {"type": "string", "minLength": 8},
+        "role": {"type": "string", "enum": ["admin", "viewer"]}}},
+    "TokenInput": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "viewer"]}}},
+    "Object": {"type": "object"},
+}
+
+ID = {"in": "path", "required": True, "schema": {"type": "integer"}}
+VIDEO_NOTE = (
+    "A progressive MP4 built on the fly from the indexed segments, without re-encoding: "
+    "moov first; it starts at the keyframe at or before start with an edit list so that "
+    "playback begins exactly at start, and ends at end. Range requests are answered 206; "
+    "the ETag changes when the underlying segments change. Across a gap in the recording "
+    "the media time runs on without the gap: the X-Picorder-Runs header lists "
+    "'wall_start_us-wall_end_us@media_start_us' for each run (at most 50; the timeline "
+    f"API lists them all). At most {limits.EXPORT_MAX_S // 3600} hours per request.")
+
+
+def _paths() -> dict:
+    cam = [CAMERA_NAME]
+    return {
+        "/api/status": {"get": _op("recorder, camera and disk state, clock",
+                                   {"200": _json("#/components/schemas/Status")})},
+        "/api/me": {"get": _op("who is signed in, and the CSRF token for this session",
+                               {"200": _json("#/components/schemas/Object")})},
+        "/api/cameras": {
+            "get": _op("list cameras", {"200": _json("#/components/schemas/CameraList")}),
+            "post": _op("add a camera; the recorder starts it without a restart",
+                        {"201": _json("#/components/schemas/Camera", "created"),
+                         "409": _error("the name is taken")},
+                        body="#/components/schemas/CameraInput", admin=True)},
+        "/api/cameras/{name}": {
+            "get": _op("one camera", {"200": _json("#/components/schemas/Camera")}, params=cam),
+            "patch": _op("change a camera; only that camera restarts",
+                         {"200": _json("#/components/schemas/Camera"),
+                          "409": _error("the new name is taken")},
+                         params=cam, body="#/components/schemas/CameraPatch", admin=True),
+            "delete": _op("remove a camera (its recordings stay until retention)",
+                          {"200": _json("#/components/schemas/Object")}, params=cam,
+                          admin=True)},
+        "/api/cameras/{name}/timeline": {"get": _op(
+            "runs of continuous recording; gaps up to 'gap' seconds are merged, and each run "
+            "says whether its clock was trusted",
+            {"200": _json("#/components/schemas/Timeline")},
+            params=cam + [START, END, STREAM,
+                          _query("gap", "gap tolerance in seconds (default "
+                                 f"{limits.TIMELINE_GAP_TOLERANCE_S:g})",
+                                 schema={"type": "string"})])},
+        "/api/cameras/{name}/recording.mp4": {"get": _op(
+            "any time range as an MP4",
+            {"200": {"description": VIDEO_NOTE, "content": {"video/mp4": {}}},
+             "206": {"description": "part of it (Range)", "content": {"video/mp4": {}}},
+             "304": {"description": "not modified (If-None-Match)"},
+             "416": _error("the Range lies outside the movie"),
+             "503": _error("no recording disk")},
+            params=cam + [START, END, STREAM,
+                          _query("download", "1: as an attachment",
+                                 schema={"type": "string", "enum": ["0", "1"]})])},
+        "/api/cameras/{name}/live.mp4": {"get": _op(
+            "live fragmented MP4 for MSE, following the segment being written",
+            {"200": {"description": "an endless fMP4 stream", "content": {"video/mp4": {}}},
+             "503": _error("the recorder is not running or the stream is not recording")},
+            params=cam + [STREAM])},
+        "/api/cameras/{name}/snapshot.jpg": {"get": _op(
+            "the newest keyframe, or the one at or before 'at', as JPEG",
+            {"200": {"description": "JPEG", "content": {"image/jpeg": {}}},
+             "503": _error("no disk, or every decoder is busy")},
+            params=cam + [STREAM, _query("at", "time of the picture: " + TIME_DOC)])},
+        "/api/users": {
+            "get": _op("list users", {"200": _json("#/components/schemas/Object")}, admin=True),
+            "post": _op("add a user", {"201": _json("#/components/schemas/Object")},
+                        body="#/components/schemas/UserInput", admin=True)},
+        "/api/users/{user_id}": {
+            "patch": _op("change a user's password or role",
+                         {"200": _json("#/components/schemas/Object")},
+                         params=[dict(ID, name="user_id")],
+                         body="#/components/schemas/UserPatch", admin=True),
+            "delete": _op("remove a user", {"200": _json("#/components/schemas/Object"),
+                                            "409": _error("the last admin")},
+                          params=[dict(ID, name="user_id")], admin=True)},
+        "/api/tokens": {
+            "get": _op("list API tokens", {"200": _json("#/components/schemas/Object")},
+                       admin=True),
+            "post": _op("create an API token (shown once, in 'token')",
+                        {"201": _json("#/components/schemas/Object")},
+                        body="#/components/schemas/TokenInput", admin=True)},
+        "/api/tokens/{token_id}": {"delete": _op(
+            "revoke an API token", {"200": _json("#/components/schemas/Object")},
+            params=[dict(ID, name="token_id")], admin=True)},
+        "/api/zabbix/cameras.json": {"get": _op(
+            "Zabbix low-level discovery of cameras (cameraleech format)",
+            {"200": _json("#/components/schemas/Object")}, tag="monitoring")},
+        "/api/zabbix/camera/{name}/{metric}": {"get": _op(
+            "one value of the camera's main stream, as plain text (cameraleech)",
+            {"200": {"description": "the value", "content": {"text/plain": {}}}},
+            params=cam + [{"name": "metric", "in": "path", "required": True,
+                           "schema": {"type": "string", "enum": [
+                               "frame", "fps", "bitrate", "outtime", "dupframes",
+                               "dropframes", "restarts"]}}],
+            tag="monitoring")},
+        "/metrics": {"get": _op("Prometheus metrics",
+                                {"200": {"description": "text format",
+                                         "content": {"text/plain": {}}}}, tag="monitoring")},
+    }
+
+
+def document() -> dict:
+    """The OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "picorder panel API", "version": __version__,
+                 "description": "Sign in with a session (browser; state-changing requests "
+                                "need the X-CSRFToken header, see /api/me) or send an API "
+                                "token as 'Authorization: Bearer ...'."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "picorder_session"}},
+        },
+    }

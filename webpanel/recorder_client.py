@@ -1,0 +1,133 @@
+"""The panel's view of the recorder: its status over the control socket, and the recording root."""
+
+import importlib
+import importlib.util
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+
+from recorder import limits
+from recorder.paths import DataPaths
+
+logger = logging.getLogger(__name__)
+
+NOT_RUNNING = "the recorder is not running"
+
+
+class Unavailable(Exception):
+    """The recorder cannot be reached (not running, socket missing, timeout)."""
+
+
+class Refused(Exception):
+    """The recorder answered with an error; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class RecorderState:
+    """The recorder's status, or why there is none."""
+
+    running: bool
+    status: dict | None
+    message: str | None = None
+
+    def streams(self) -> list[dict]:
+        return list((self.status or {}).get("streams") or [])
+
+    def stream(self, camera: str, stream: str) -> dict | None:
+        for item in self.streams():
+            if item.get("camera") == camera and item.get("stream") == stream:
+                return item
+        return None
+
+    def storage(self) -> dict:
+        return dict((self.status or {}).get("storage") or {})
+
+
+_cache_lock = threading.Lock()
+_cache: dict[str, tuple[float, RecorderState]] = {}
+
+
+def data_paths() -> DataPaths:
+    return DataPaths(Path(current_app.config["DATA_DIR"]))
+
+
+def call(cmd: str, *, timeout: float = limits.CONTROL_TIMEOUT_S, **args):
+    """Send one command to the recorder; raise Unavailable or Refused."""
+    if importlib.util.find_spec("recorder.control") is None:
+        raise Unavailable(NOT_RUNNING)
+    control = importlib.import_module("recorder.control")
+    socket_path = data_paths().control_socket
+    try:
+        return control.request(socket_path, cmd, timeout=timeout, **args)
+    except control.RecorderUnavailable as exc:
+        raise Unavailable(f"{NOT_RUNNING} ({exc})" if str(exc) else NOT_RUNNING) from exc
+    except control.ControlError as exc:
+        raise Refused(str(exc)) from exc
+
+
+def get_state(max_age: float = limits.STATUS_CACHE_S) -> RecorderState:
+    """The recorder's status, reused for `max_age` seconds; never raises."""
+    key = str(data_paths().control_socket)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit and now - hit[0] < max_age:
+            return hit[1]
+    try:
+        state = RecorderState(True, call("status"))
+    except Unavailable as exc:
+        state = RecorderState(False, None, str(exc))
+    except (Refused, OSError, ValueError) as exc:
+        logger.warning("recorder status failed: %s", exc)
+        state = RecorderState(False, None, f"the recorder did not answer properly: {exc}")
+    with _cache_lock:
+        _cache[key] = (time.monotonic(), state)
+    return state
+
+
+def forget_state() -> None:
+    """Drop the cached status (after a change the next page should see)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def reload_best_effort() -> bool:
+    """Ask the recorder to reload cameras now; it also notices by polling config.db."""
+    try:
+        call("reload")
+    except (Unavailable, Refused) as exc:
+        logger.info("reload not sent (%s); the recorder will notice the change itself", exc)
+        return False
+    finally:
+        forget_state()
+    return True
+
+
+def recording_root() -> Path | None:
+    """Where recordings are: the running recorder's root, else the configured one."""
+    override = current_app.config.get("RECORDING_ROOT")
+    if override:
+        return Path(override)
+    state = get_state()
+    if state.running:
+        root = state.storage().get("root")
+        return Path(root) if root else None
+    if importlib.util.find_spec("recorder.storage_api") is not None:
+        storage_api = importlib.import_module("recorder.storage_api")
+        try:
+            root = storage_api.configured_root(data_paths())
+        except OSError:
+            logger.exception("cannot find the configured recording root")
+            return None
+        return Path(root) if root else None
+    return None
+
+
+def picorder_dir() -> Path | None:
+    """R/picorder of the current recording root, or None without one."""
+    root = recording_root()
+    return root / "picorder" if root else None

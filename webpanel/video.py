@@ -1,0 +1,207 @@
+"""Video routes: any time range as a progressive MP4, the live fMP4 stream, JPEG snapshots."""
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, request, stream_with_context
+from werkzeug.http import quote_etag, unquote_etag
+
+from recorder import limits
+from webpanel import index_reader, recorder_client, snapshots
+from webpanel.auth import login_required
+from webpanel.inputs import (FieldErrors, get_camera, iso, json_error, parse_time, stream_arg,
+                             time_range)
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("video", __name__, url_prefix="/api")
+
+MAX_RUNS_HEADER = 50
+
+
+# ----------------------------------------------------------------- range movies
+
+class MovieCache:
+    """A few recently built range movies, so Range requests do not rebuild them."""
+
+    def __init__(self, items: int, ttl_s: float):
+        self.items, self.ttl_s = items, ttl_s
+        self._lock = threading.Lock()
+        self._data: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+                self._data.pop(key, None)
+                return None
+            self._data.move_to_end(key)
+            return hit[1]
+
+    def put(self, key, movie) -> None:
+        with self._lock:
+            self._data[key] = (time.monotonic(), movie)
+            self._data.move_to_end(key)
+            while len(self._data) > self.items:
+                self._data.popitem(last=False)
+
+
+movies = MovieCache(limits.RANGE_CACHE_ITEMS, limits.RANGE_CACHE_TTL_S)
+
+
+def require_picorder_dir() -> Path:
+    pdir = recorder_client.picorder_dir()
+    if pdir is None:
+        raise json_error(503, "no recording disk: adopt a disk or directory first")
+    return pdir
+
+
+def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int):
+    """The RangeMovie for the request (cached), or a clear 4xx."""
+    from recorder import export
+
+    key = (str(pdir), camera, stream, start_us, end_us)
+    movie = movies.get(key)
+    if movie is not None:
+        return movie
+    try:
+        index_reader.open_readonly(pdir)
+        movie = export.build_range(pdir, camera, stream, start_us, end_us)
+    except index_reader.NoIndex as exc:
+        raise json_error(404, f"no recording of {camera} yet ({exc})") from exc
+    except export.NoRecording as exc:
+        raise json_error(404, str(exc)) from exc
+    except ValueError as exc:
+        raise FieldErrors({"end": str(exc)}) from exc
+    movies.put(key, movie)
+    return movie
+
+
+def runs_header(movie) -> tuple[str, bool]:
+    """How media time maps to wall time: "wall_start_us-wall_end_us@media_start_us, ..."."""
+    runs = list(movie.runs)
+    text = ", ".join(f"{a}-{b}@{m}" for a, b, m in runs[:MAX_RUNS_HEADER])
+    return text, len(runs) > MAX_RUNS_HEADER
+
+
+def byte_range(size: int, etag: str) -> tuple[int, int] | None:
+    """The single satisfiable range asked for, None for the whole file; 416 if unsatisfiable."""
+    rng = request.range
+    if rng is None or len(rng.ranges) != 1 or rng.units != "bytes":
+        return None
+    if_range = request.if_range
+    if if_range.etag is not None and if_range.etag != etag:
+        return None
+    if if_range.date is not None:
+        return None
+    span = rng.range_for_length(size)
+    if span is None:
+        raise json_error(416, f"the range is outside the {size} bytes of this movie",
+                         {"Content-Range": f"bytes */{size}"})
+    return span[0], span[1] - 1
+
+
+def download_name(camera: str, start_us: int) -> str:
+    stamp = iso(start_us).replace("-", "").replace(":", "").split(".")[0]
+    return f"{camera}-{stamp}Z.mp4"
+
+
+@bp.get("/cameras/<name>/recording.mp4")
+@login_required()
+def recording(name):
+    get_camera(name)
+    start_us, end_us = time_range(limits.EXPORT_MAX_S)
+    stream = stream_arg()
+    download = request.args.get("download", "0")
+    if download not in ("0", "1"):
+        raise FieldErrors({"download": "must be 0 or 1"})
+    movie = build_movie(require_picorder_dir(), name, stream, start_us, end_us)
+    etag, _weak = unquote_etag(movie.etag)
+    headers = {"ETag": quote_etag(etag), "Accept-Ranges": "bytes",
+               "Cache-Control": "private, max-age=60",
+               "X-Picorder-Start-Us": str(movie.start_us), "X-Picorder-End-Us": str(movie.end_us)}
+    runs, truncated = runs_header(movie)
+    headers["X-Picorder-Runs"] = runs
+    if truncated:
+        headers["X-Picorder-Runs-Truncated"] = "1"
+    if download == "1":
+        headers["Content-Disposition"] = f'attachment; filename="{download_name(name, start_us)}"'
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    span = byte_range(movie.size, etag)
+    if span is None:
+        first, last, status = 0, movie.size - 1, 200
+    else:
+        (first, last), status = span, 206
+        headers["Content-Range"] = f"bytes {first}-{last}/{movie.size}"
+    headers["Content-Length"] = str(last - first + 1)
+    body = movie.iter_bytes(first, last) if request.method != "HEAD" else iter(())
+    return Response(body, status=status, headers=headers, mimetype="video/mp4",
+                    direct_passthrough=True)
+
+
+# ------------------------------------------------------------------------ live
+
+def _live_stream_state(name: str, stream: str) -> dict:
+    state = recorder_client.get_state(max_age=0)
+    if not state.running:
+        raise json_error(503, state.message or recorder_client.NOT_RUNNING)
+    info = state.stream(name, stream)
+    if info is None:
+        raise json_error(404, f"{name} has no {stream} stream being recorded")
+    if not info.get("current_segment"):
+        raise json_error(503, f"{name}/{stream} is not recording now "
+                              f"({info.get('problem') or info.get('state')})")
+    return info
+
+
+@bp.get("/cameras/<name>/live.mp4")
+@login_required()
+def live(name):
+    from recorder import live as live_mod
+
+    get_camera(name)
+    stream = stream_arg()
+    _live_stream_state(name, stream)
+    pdir = require_picorder_dir()
+
+    def current_segment():
+        info = recorder_client.get_state(max_age=limits.LIVE_POLL_S).stream(name, stream)
+        return (info or {}).get("current_segment")
+
+    body = stream_with_context(live_mod.follow(pdir, name, stream, current_segment))
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return Response(body, headers=headers, mimetype="video/mp4", direct_passthrough=True)
+
+
+# -------------------------------------------------------------------- snapshots
+
+@bp.get("/cameras/<name>/snapshot.jpg")
+@login_required()
+def snapshot(name):
+    get_camera(name)
+    stream = stream_arg()
+    at_us = None
+    if request.args.get("at") not in (None, ""):
+        errors: dict = {}
+        at_us = parse_time(request.args.get("at"), "at", errors)
+        if errors:
+            raise FieldErrors(errors)
+    pdir = require_picorder_dir()
+    current = None
+    if at_us is None:
+        info = recorder_client.get_state().stream(name, stream)
+        current = (info or {}).get("current_segment")
+    try:
+        shot = snapshots.snapshot(current_app.config, pdir, name, stream, at_us, current)
+    except snapshots.NoPicture as exc:
+        raise json_error(404, str(exc)) from exc
+    except snapshots.Busy as exc:
+        raise json_error(503, str(exc), {"Retry-After": "1"}) from exc
+    max_age = 3600 if at_us is not None else int(limits.SNAPSHOT_NEWEST_TTL_S)
+    headers = {"Cache-Control": f"private, max-age={max_age}",
+               "X-Picorder-Time-Us": str(shot.time_us), "X-Picorder-Time": iso(shot.time_us)}
+    return Response(shot.jpeg, headers=headers, mimetype="image/jpeg")
