@@ -43,3 +43,22 @@ SNAPSHOT_CACHE_ITEMS = 64       # JPEGs kept per worker
 SNAPSHOT_NEWEST_TTL_S = 2.0     # "newest" snapshots are reused this long
 RANGE_CACHE_ITEMS = 4           # built range movies kept per worker (Range requests reuse them)
 RANGE_CACHE_TTL_S = 30.0
+
+# Storage (issue: storage): drives, mounting, retention, health.
+DISK_MOUNT_BASE = "/srv/picorder/disks"   # disks are mounted at <base>/<fs-uuid>
+MOUNT_TIMEOUT_S = 60.0          # mount (ext4 journal replay) / umount
+MKFS_TIMEOUT_S = 600.0          # mkfs.ext4 -T largefile on a big disk
+PROBE_CMD_TIMEOUT_S = 10.0      # blkid, wipefs -n, debugfs, smartctl
+UDEV_SETTLE_S = 10.0
+RETENTION_INTERVAL_S = 60       # the periodic retention job
+FREE_SPACE_CHECK_S = 5          # free-space watch: below the floor -> retention at once
+RETENTION_MISFIRE_GRACE_S = 30
+RETENTION_BATCH = 500           # rows marked/unlinked/deleted per transaction
+FLOOR_FRACTION = 0.05           # free-space floor: 5 % of the disk ...
+FLOOR_BITRATE_S = 3600          # ... or one hour of the current total bitrate ...
+FLOOR_MIN_BYTES = 2 * 1024**3   # ... or 2 GiB, whichever is largest ...
+FLOOR_MAX_FRACTION = 0.5        # ... but never more than half the disk
+RATE_WINDOW_S = 600             # current bitrate = bytes indexed in the last 10 minutes
+USAGE_RESCAN_S = 3600           # full recount of per-camera bytes (else incremental)
+HEALTH_INTERVAL_S = 1800        # SMART poll
+IO_ERRORS_KEPT = 20             # I/O errors remembered for status
