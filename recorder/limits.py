@@ -27,6 +27,21 @@ CONTROL_TIMEOUT_S = 5.0
 # SQLite.
 BUSY_TIMEOUT_MS = 5000
 
+# MP4 reading, range export and live follow (recorder.mp4, recorder.export, recorder.live).
+MP4_MAX_HEADER_BOX = 64 * 1024 * 1024   # a moov/moof larger than this is garbage, not a header
+MP4_READ_CHUNK = 256 * 1024             # streaming reads of sample data
+EXPORT_MAX_S = 24 * 3600                # longest range one export/recording.mp4 may cover
+EXPORT_GAP_TOLERANCE_US = 500_000       # segments closer than this are one run of the range
+LIVE_POLL_S = 0.05                      # how often live follow looks at the growing file
+LIVE_IDLE_TIMEOUT_S = 30.0              # live follow gives up when nothing new arrives this long
+
+# Panel pages: the camera "Test" button (webpanel/probe.py) and page refresh.
+PROBE_CAPTURE_S = 5             # seconds of stream copied to measure fps, bitrate, GOP
+PROBE_TIMEOUT_S = 20            # bound on each probe subprocess
+PROBE_IO_TIMEOUT_S = 8          # RTSP socket timeout inside the probe
+PROBE_MAX_KEYFRAME_S = 4.0      # warn above this keyframe interval
+PROBE_SNAPSHOT_TTL_S = 600      # probe JPEGs are deleted after this long
+
 # Web panel (webpanel/): sign-in, status cache, timeline, snapshots, live.
 LOGIN_WINDOW_S = 60             # failed logins are counted over this window ...
 LOGIN_MAX_FAILURES = 5          # ... and the next attempt after this many is refused (429)

@@ -1,0 +1,86 @@
+"""`picorder check [--repair]`: compare the recordings index with the segment files offline."""
+
+import errno
+import logging
+import socket
+from pathlib import Path
+
+from peewee import DatabaseError
+
+from recorder.cli import UserError, add_data_option
+from recorder.index import index_db, open_index
+from recorder.limits import CONTROL_TIMEOUT_S
+from recorder.paths import DataPaths, resolve_data_dir
+from recorder.recovery import recover
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "check", help="check the recordings index against the segment files",
+        description="Find segment files without an index row (torn by a crash), rows whose "
+                    "file is gone and interrupted deletions. Without --repair only report "
+                    "(exit status 1 if anything is wrong); with --repair truncate torn files "
+                    "to their last complete fragment and index them, move unreadable files "
+                    "to picorder/lost+found, and drop rows of missing files.")
+    parser.add_argument("--repair", action="store_true", help="fix what is found")
+    parser.add_argument("--root", metavar="DIR",
+                        help="recording root holding picorder/index.db (default: the configured one)")
+    add_data_option(parser)
+    parser.set_defaults(func=run_check)
+
+
+def recording_root(args, paths: DataPaths) -> Path:
+    """--root, else the configured recording root, else the default recordings directory."""
+    if args.root:
+        return Path(args.root).expanduser().absolute()
+    try:
+        from recorder.storage_api import configured_root
+    except ImportError:
+        return paths.default_recordings
+    root = configured_root(paths)
+    if root is None:
+        raise UserError("no recording disk or directory is configured; pass --root DIR")
+    return Path(root)
+
+
+def recorder_running(paths: DataPaths) -> bool:
+    """True if a recorder answers on the control socket of this data directory."""
+    if not paths.control_socket.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(CONTROL_TIMEOUT_S)
+        try:
+            sock.connect(str(paths.control_socket))
+        except OSError as exc:
+            return exc.errno not in (errno.ECONNREFUSED, errno.ENOENT)
+    return True
+
+
+def run_check(args) -> int:
+    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    picorder_dir = recording_root(args, paths) / "picorder"
+    index_path = picorder_dir / "index.db"
+    if not index_path.is_file():
+        raise UserError(f"no recordings index at {index_path}")
+    if args.repair and recorder_running(paths):
+        raise UserError("the recorder is running (it repairs the index itself when it starts); "
+                        "stop it before `picorder check --repair`")
+    try:
+        open_index(index_path, readonly=not args.repair)
+        report = recover(picorder_dir, dry_run=not args.repair)
+    except (OSError, DatabaseError) as exc:
+        raise UserError(f"cannot check {picorder_dir}: {getattr(exc, 'strerror', None) or exc}") from exc
+    finally:
+        if not index_db.is_closed():
+            index_db.close()
+    for line in report.lines():
+        print(line)
+    if args.repair:
+        print(f"{report.problems} problem(s) found and repaired, {len(report.errors)} error(s)"
+              if report.problems else "no problems found")
+        return 1 if report.errors else 0
+    print(f"{report.problems} problem(s) found; run `picorder check --repair` to fix them"
+          if report.problems else "no problems found")
+    return 1 if report.problems else 0

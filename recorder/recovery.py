@@ -1,0 +1,274 @@
+"""Make the recordings index and the segment files agree again after a crash.
+
+recover() runs when the recorder starts (and offline from `picorder check`):
+
+(a) Every segment file without an index row (torn by kill -9 or a power cut)
+    is validated and truncated to its last complete fragment, fsynced, and
+    indexed. Its wall-clock start comes from its name (UTC, second
+    resolution) unless the previous row of the stream ends within about a
+    second of that name, in which case the file continues that run: it starts
+    exactly where the row ends and shares its run_id and clock flag. Its end
+    is the start plus the media duration, clamped so it never overlaps the
+    next row. A file that is not continuing a run gets the caller's
+    `clock_trusted` (default False: a name written before a crash is not proof
+    that the clock was right) and run_id = its start_us.
+    A file with a broken init segment or no complete fragment is moved to
+    <picorder_dir>/lost+found/<same relative path>, never deleted (an empty
+    file holds nothing and is simply removed).
+(b) Rows whose file is gone are removed and logged.
+(c) Rows marked `deleting` (retention interrupted) are finished: the file is
+    unlinked if still present, then the row is deleted.
+
+Files the running recorder is writing are passed in `exclude` and left alone.
+"""
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from recorder.index import Segment, index_db
+from recorder.mp4 import Mp4Error, SegmentInfo, probe_segment
+
+logger = logging.getLogger(__name__)
+
+LOST_AND_FOUND = "lost+found"
+# camera/stream/YYYY/MM/DD/HH-MM-SS.mp4, names in UTC
+SEGMENT_PATH_RE = re.compile(
+    r"^(?P<camera>[^/]+)/(?P<stream>[^/]+)/(?P<y>\d{4})/(?P<mo>\d{2})/(?P<d>\d{2})/"
+    r"(?P<h>\d{2})-(?P<mi>\d{2})-(?P<s>\d{2})\.mp4$")
+# A torn file continues the previous row's run if that row ends this close to its name.
+CONTINUE_BEFORE_US = 1_000_000
+CONTINUE_AFTER_US = 2_000_000
+
+
+@dataclass
+class Truncation:
+    path: str
+    old_size: int
+    new_size: int
+
+
+@dataclass
+class MovedAside:
+    path: str
+    destination: str
+    reason: str
+
+
+@dataclass
+class RecoveryReport:
+    """What recover() found, and what it did (or, in a dry run, would do)."""
+
+    dry_run: bool = False
+    indexed: list[str] = field(default_factory=list)          # unindexed files now indexed
+    truncated: list[Truncation] = field(default_factory=list)  # torn files cut to their valid prefix
+    moved_aside: list[MovedAside] = field(default_factory=list)
+    empty_removed: list[str] = field(default_factory=list)
+    rows_removed: list[str] = field(default_factory=list)       # rows whose file was gone
+    deletes_finished: list[str] = field(default_factory=list)   # interrupted retention deletes
+    unrecognized: list[str] = field(default_factory=list)       # *.mp4 outside the layout, left alone
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> int:
+        return (len(self.indexed) + len(self.moved_aside) + len(self.empty_removed)
+                + len(self.rows_removed) + len(self.deletes_finished) + len(self.errors))
+
+    def lines(self) -> list[str]:
+        """Human-readable lines, one per finding."""
+        verb = "would be " if self.dry_run else ""
+        out = []
+        cuts = {t.path: t for t in self.truncated}
+        for path in self.indexed:
+            cut = cuts.get(path)
+            extra = (f", truncated from {cut.old_size} to {cut.new_size} bytes" if cut else "")
+            out.append(f"unindexed segment {path}: {verb}indexed{extra}")
+        out += [f"unreadable segment {m.path} ({m.reason}): {verb}moved to {m.destination}"
+                for m in self.moved_aside]
+        out += [f"empty segment {p}: {verb}removed" for p in self.empty_removed]
+        out += [f"index row without file {p}: {verb}removed" for p in self.rows_removed]
+        out += [f"interrupted deletion {p}: {verb}finished" for p in self.deletes_finished]
+        out += [f"not a segment name, left alone: {p}" for p in self.unrecognized]
+        out += [f"error: {e}" for e in self.errors]
+        return out
+
+
+def name_start_us(rel: str) -> tuple[str, str, int] | None:
+    """(camera, stream, start_us) from a segment's relative path; None if not our layout."""
+    match = SEGMENT_PATH_RE.match(rel)
+    if not match:
+        return None
+    g = match.groupdict()
+    try:
+        when = datetime(int(g["y"]), int(g["mo"]), int(g["d"]), int(g["h"]), int(g["mi"]),
+                        int(g["s"]), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return g["camera"], g["stream"], int(when.timestamp()) * 1_000_000
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def recover(picorder_dir: Path, exclude: set[Path] | None = None, *,
+            clock_trusted: bool = False, dry_run: bool = False) -> RecoveryReport:
+    """Reconcile files and index rows under `picorder_dir` (index already open)."""
+    picorder_dir = Path(picorder_dir)
+    skip = {p if Path(p).is_absolute() else picorder_dir / p for p in (exclude or set())}
+    skip = {Path(p) for p in skip}
+    report = RecoveryReport(dry_run=dry_run)
+    _finish_deletes(picorder_dir, report, dry_run)
+    _remove_missing(picorder_dir, report, dry_run)
+    _index_unindexed(picorder_dir, skip, report, clock_trusted, dry_run)
+    for line in report.lines():
+        logger.warning("recovery: %s", line)
+    return report
+
+
+def _finish_deletes(picorder_dir: Path, report: RecoveryReport, dry_run: bool) -> None:
+    for row in Segment.select().where(Segment.deleting == True):  # noqa: E712
+        if not dry_run:
+            try:
+                (picorder_dir / row.path).unlink(missing_ok=True)
+            except OSError as exc:
+                report.errors.append(f"cannot unlink {row.path}: {exc.strerror}")
+                continue
+            row.delete_instance()
+        report.deletes_finished.append(row.path)
+
+
+def _remove_missing(picorder_dir: Path, report: RecoveryReport, dry_run: bool) -> None:
+    for row in Segment.select(Segment.id, Segment.path).where(Segment.deleting == False):  # noqa: E712
+        if (picorder_dir / row.path).exists():
+            continue
+        if not dry_run:
+            Segment.delete_by_id(row.id)
+        report.rows_removed.append(row.path)
+
+
+def _segment_files(picorder_dir: Path):
+    """Relative paths of every *.mp4 under picorder_dir, outside lost+found, sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(picorder_dir):
+        if Path(dirpath) == picorder_dir and LOST_AND_FOUND in dirnames:
+            dirnames.remove(LOST_AND_FOUND)
+        for name in filenames:
+            if name.endswith(".mp4"):
+                found.append((Path(dirpath) / name).relative_to(picorder_dir).as_posix())
+    return sorted(found)
+
+
+def _index_unindexed(picorder_dir: Path, skip: set[Path], report: RecoveryReport,
+                     clock_trusted: bool, dry_run: bool) -> None:
+    known = {row.path for row in Segment.select(Segment.path)}
+    for rel in _segment_files(picorder_dir):
+        if rel in known or picorder_dir / rel in skip:
+            continue
+        parsed = name_start_us(rel)
+        if parsed is None:
+            report.unrecognized.append(rel)
+            continue
+        try:
+            _recover_file(picorder_dir, rel, parsed, report, clock_trusted, dry_run)
+        except OSError as exc:
+            logger.exception("recovery of %s failed", rel)
+            report.errors.append(f"{rel}: {exc.strerror or exc}")
+
+
+def _recover_file(picorder_dir: Path, rel: str, parsed: tuple[str, str, int],
+                  report: RecoveryReport, clock_trusted: bool, dry_run: bool) -> None:
+    path = picorder_dir / rel
+    if path.stat().st_size == 0:
+        if not dry_run:
+            path.unlink()
+            fsync_dir(path.parent)
+        report.empty_removed.append(rel)
+        return
+    try:
+        info = probe_segment(path)
+        if info.fragments == 0:
+            raise Mp4Error("no complete fragment")
+    except Mp4Error as exc:
+        _move_aside(picorder_dir, rel, str(exc), report, dry_run)
+        return
+    if info.torn:
+        report.truncated.append(Truncation(rel, info.file_size, info.complete_end))
+        if not dry_run:
+            truncate_durably(path, info.complete_end)
+    if not dry_run:
+        _insert_row(rel, parsed, info, clock_trusted)
+    report.indexed.append(rel)
+
+
+def truncate_durably(path: Path, size: int) -> None:
+    """Cut the file to `size` bytes and fsync it and its directory."""
+    with open(path, "r+b") as f:
+        f.truncate(size)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)
+
+
+def _move_aside(picorder_dir: Path, rel: str, reason: str, report: RecoveryReport,
+                dry_run: bool) -> None:
+    dest = picorder_dir / LOST_AND_FOUND / rel
+    n = 0
+    while dest.exists():
+        n += 1
+        dest = picorder_dir / LOST_AND_FOUND / f"{rel}.{n}"
+    if not dry_run:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(picorder_dir / rel, dest)
+        fsync_dir(dest.parent)
+        fsync_dir((picorder_dir / rel).parent)
+    report.moved_aside.append(MovedAside(rel, dest.relative_to(picorder_dir).as_posix(), reason))
+
+
+@dataclass
+class Placement:
+    start_us: int
+    end_us: int
+    run_id: int
+    clock_trusted: bool
+
+
+def place_segment(camera: str, stream: str, name_us: int, duration_us: int,
+                  clock_trusted: bool) -> Placement:
+    """Wall-clock placement of a recovered file among the rows of its stream."""
+    prev = (Segment.select().where((Segment.camera == camera) & (Segment.stream == stream)
+                                   & (Segment.start_us < name_us + CONTINUE_AFTER_US))
+            .order_by(Segment.start_us.desc()).first())
+    if prev and name_us - CONTINUE_BEFORE_US <= prev.end_us < name_us + CONTINUE_AFTER_US:
+        start, run_id, trusted = prev.end_us, prev.run_id, prev.clock_trusted
+    else:
+        start = max(name_us, prev.end_us) if prev else name_us
+        run_id, trusted = start, clock_trusted
+    end = start + max(duration_us, 1)
+    nxt = (Segment.select().where((Segment.camera == camera) & (Segment.stream == stream)
+                                  & (Segment.start_us >= start))
+           .order_by(Segment.start_us).first())
+    if nxt and nxt.start_us < end:
+        end = max(nxt.start_us, start + 1)
+    return Placement(start, end, run_id, trusted)
+
+
+def _insert_row(rel: str, parsed: tuple[str, str, int], info: SegmentInfo,
+                clock_trusted: bool) -> None:
+    camera, stream, name_us = parsed
+    with index_db.atomic():
+        place = place_segment(camera, stream, name_us, info.duration_us, clock_trusted)
+        Segment.create(camera=camera, stream=stream, path=rel, start_us=place.start_us,
+                       end_us=place.end_us, duration_us=info.duration_us,
+                       bytes=info.complete_end, frames=info.frames, codec=info.codec,
+                       width=info.width, height=info.height,
+                       clock_trusted=place.clock_trusted, run_id=place.run_id)
+    logger.info("indexed recovered segment %s (%d frames, %.1f s)", rel, info.frames,
+                info.duration_us / 1e6)
