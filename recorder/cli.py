@@ -10,6 +10,7 @@ from recorder import __version__
 # Each module exposes register(subparsers); its parsers set func=handler(args) -> int.
 COMMAND_MODULES = [
     "recorder.cmd_camera",
+    "recorder.cmd_panel",
     "recorder.cmd_check",
 ]
 

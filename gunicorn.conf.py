@@ -1,0 +1,20 @@
+"""gunicorn settings for the panel: gunicorn -c gunicorn.conf.py 'webpanel:create_app()'."""
+
+import os
+
+bind = os.environ.get("PICORDER_PANEL_BIND", "0.0.0.0:8080")
+workers = int(os.environ.get("PICORDER_PANEL_WORKERS", "2"))
+# Threads, so a live stream or a long download holds one thread, not a whole worker.
+worker_class = "gthread"
+threads = int(os.environ.get("PICORDER_PANEL_THREADS", "16"))
+# gthread workers heartbeat from their main loop, so long video responses do not
+# trip this; it only catches a worker that is truly stuck.
+timeout = 60
+graceful_timeout = 10
+keepalive = 5
+# Sendfile is not used (responses are generated), and forwarded headers are not trusted.
+forwarded_allow_ips = ""
+accesslog = os.environ.get("PICORDER_PANEL_ACCESSLOG") or None
+errorlog = "-"
+loglevel = os.environ.get("PICORDER_PANEL_LOGLEVEL", "info")
+proc_name = "picorder-panel"

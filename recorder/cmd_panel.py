@@ -1,0 +1,177 @@
+"""`picorder panel`, `picorder user ...` and `picorder token ...`: run the panel, manage its accounts."""
+
+import os
+import sys
+from pathlib import Path
+
+from peewee import IntegrityError
+
+from recorder.cli import UserError, add_data_option
+from recorder.cmd_camera import open_config_from_args, read_secret_file
+from recorder.paths import ENV_DATA, DataPaths, resolve_data_dir
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+GUNICORN_CONF = "gunicorn.conf.py"
+APP = "webpanel:create_app()"
+
+
+def find_gunicorn_conf() -> Path | None:
+    """gunicorn.conf.py of a source checkout, else one installed next to the data (appliance)."""
+    for candidate in (PROJECT_ROOT / GUNICORN_CONF, Path("/etc/picorder") / GUNICORN_CONF):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def gunicorn_argv(bind: str | None, conf: Path | None) -> list[str]:
+    argv = [sys.executable, "-m", "gunicorn"]
+    if conf is not None:
+        argv += ["-c", str(conf)]
+    else:
+        argv += ["--worker-class", "gthread", "--threads", "16", "--workers", "2",
+                 "--timeout", "60"]
+    if bind:
+        argv += ["--bind", bind]
+    return argv + [APP]
+
+
+def cmd_panel(args) -> int:
+    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    try:
+        paths.ensure()
+    except OSError as exc:
+        raise UserError(f"cannot create the data directory {paths.root}: {exc.strerror}") from exc
+    env = dict(os.environ, **{ENV_DATA: str(paths.root)})
+    argv = gunicorn_argv(args.bind, find_gunicorn_conf())
+    print(f"picorder panel: data in {paths.root}, serving on {args.bind or 'the configured address'}",
+          flush=True)
+    os.execve(argv[0], argv, env)
+    return 0  # not reached
+
+
+# ----------------------------------------------------------------------- users
+
+def _models():
+    from webpanel import models   # registers the panel's tables in config.db
+    return models
+
+
+def cmd_user_add(args) -> int:
+    models = _models()
+    open_config_from_args(args)
+    password = read_secret_file(args.password_file)
+    errors = models.validate_user(args.name, password, args.role)
+    if errors:
+        raise UserError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+    user = models.User(username=args.name, role=args.role)
+    user.set_password(password)
+    try:
+        user.save()
+    except IntegrityError as exc:
+        raise UserError(f"a user named {args.name!r} already exists") from exc
+    print(f"added {args.role} {args.name}")
+    return 0
+
+
+def cmd_user_list(args) -> int:
+    models = _models()
+    open_config_from_args(args)
+    users = list(models.User.select().order_by(models.User.username))
+    if not users:
+        print("no users yet: the first visit to the panel creates the admin")
+    for user in users:
+        print(f"{user.username:<24} {user.role}")
+    return 0
+
+
+def cmd_user_remove(args) -> int:
+    models = _models()
+    open_config_from_args(args)
+    user = models.User.get_or_none(models.User.username == args.name)
+    if user is None:
+        raise UserError(f"no user named {args.name!r}")
+    admins = models.User.select().where(models.User.role == "admin").count()
+    if user.is_admin and admins <= 1 and not args.force:
+        raise UserError("this is the last admin; add another admin first (or use --force)")
+    user.delete_instance()
+    print(f"removed user {args.name}")
+    return 0
+
+
+# ---------------------------------------------------------------------- tokens
+
+def cmd_token_create(args) -> int:
+    models = _models()
+    open_config_from_args(args)
+    problem = models.validate_token_name(args.name)
+    if problem:
+        raise UserError(problem)
+    try:
+        _row, token = models.ApiToken.issue(args.name, args.role)
+    except IntegrityError as exc:
+        raise UserError(f"a token named {args.name!r} already exists") from exc
+    print(token)
+    print(f"(token {args.name!r}, role {args.role}: it is shown only this once; send it as "
+          "'Authorization: Bearer TOKEN')", file=sys.stderr)
+    return 0
+
+
+def cmd_token_list(args) -> int:
+    models = _models()
+    open_config_from_args(args)
+    for row in models.ApiToken.select().order_by(models.ApiToken.name):
+        used = "never used" if row.last_used_us is None else "used"
+        print(f"{row.name:<24} {row.role:<7} {used}")
+    return 0
+
+
+def cmd_token_revoke(args) -> int:
+    models = _models()
+    open_config_from_args(args)
+    if not models.ApiToken.delete().where(models.ApiToken.name == args.name).execute():
+        raise UserError(f"no token named {args.name!r}")
+    print(f"revoked token {args.name}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("panel", help="run the web panel (gunicorn)")
+    p.add_argument("--bind", metavar="ADDR:PORT", default=None,
+                   help="listen address (default from gunicorn.conf.py: 0.0.0.0:8080)")
+    add_data_option(p)
+    p.set_defaults(func=cmd_panel)
+
+    user = sub.add_parser("user", help="manage the panel's users")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION")
+    user_sub.required = True
+    p = user_sub.add_parser("add", help="add a user")
+    p.add_argument("name")
+    p.add_argument("--role", choices=("admin", "viewer"), required=True)
+    p.add_argument("--password-file", required=True, metavar="F",
+                   help="file holding the password ('-' for standard input)")
+    add_data_option(p)
+    p.set_defaults(func=cmd_user_add)
+    p = user_sub.add_parser("list", help="list users")
+    add_data_option(p)
+    p.set_defaults(func=cmd_user_list)
+    p = user_sub.add_parser("remove", help="remove a user")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="even the last admin")
+    add_data_option(p)
+    p.set_defaults(func=cmd_user_remove)
+
+    token = sub.add_parser("token", help="manage API tokens (scripts, Prometheus)")
+    token_sub = token.add_subparsers(dest="token_command", metavar="ACTION")
+    token_sub.required = True
+    p = token_sub.add_parser("create", help="create a token and print it once")
+    p.add_argument("name")
+    p.add_argument("--role", choices=("admin", "viewer"), default="viewer")
+    add_data_option(p)
+    p.set_defaults(func=cmd_token_create)
+    p = token_sub.add_parser("list", help="list tokens")
+    add_data_option(p)
+    p.set_defaults(func=cmd_token_list)
+    p = token_sub.add_parser("revoke", help="revoke a token")
+    p.add_argument("name")
+    add_data_option(p)
+    p.set_defaults(func=cmd_token_revoke)
