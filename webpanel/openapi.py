@@ -126,6 +126,8 @@ def _paths() -> dict:
     return {
         "/api/status": {"get": _op("recorder, camera and disk state, clock",
                                    {"200": _json("#/components/schemas/Status")})},
+        "/api/openapi.json": {"get": _op("this document",
+                                         {"200": _json("#/components/schemas/Object")})},
         "/api/me": {"get": _op("who is signed in, and the CSRF token for this session",
                                {"200": _json("#/components/schemas/Object")})},
         "/api/cameras": {
