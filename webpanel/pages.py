@@ -1,0 +1,319 @@
+"""The panel's pages: dashboard and cameras, recordings, live; registers the other page groups."""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
+                   url_for)
+
+from recorder import config
+from recorder.config import Camera, ConfigError, Setting, validate_camera
+from webpanel import recorder_client
+from webpanel.auth import current_user, login_required
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("pages", __name__)
+
+SETUP_DONE_KEY = "setup_wizard"          # Setting: "done" once the wizard was finished
+GIB = 1024 ** 3
+PROBLEM_WORDS = {
+    "unreachable": "unreachable", "auth failed": "auth failed", "stream ended": "stream ended",
+    "stalled": "stalled", "disk error": "disk error", "disk missing": "disk missing",
+}
+
+
+# ------------------------------------------------------------------ recorder
+
+def recorder_call(cmd: str, **args):
+    """Ask the recorder over its control socket; return (result, error text)."""
+    try:
+        return recorder_client.call(cmd, **args), None
+    except (recorder_client.Unavailable, recorder_client.Refused) as exc:
+        return None, str(exc)
+
+
+def recorder_status() -> tuple[dict | None, str | None]:
+    """The recorder's status (briefly cached), or (None, why not)."""
+    state = recorder_client.get_state()
+    return (state.status, None) if state.running else (None, state.message or "the recorder is not running")
+
+
+# ------------------------------------------------------------------ helpers
+
+def get_camera(name: str) -> Camera:
+    """The camera, or 404."""
+    cam = Camera.get_or_none(Camera.name == name)
+    if cam is None:
+        abort(404, f"no camera named {name}")
+    return cam
+
+
+def utc_text(us: int | None) -> str:
+    """A UTC fallback text; the page's script rewrites it in the browser's time zone."""
+    if not us:
+        return "never"
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass
+class StreamView:
+    """One stream's state as the dashboard shows it."""
+
+    stream: str
+    state: str = "UNKNOWN"
+    problem: str | None = None
+    since_utc_us: int | None = None
+    fps: float | None = None
+    bitrate_kbps: float | None = None
+    last_segment_utc_us: int | None = None
+    last_error: str | None = None
+
+    @property
+    def badge(self) -> str:
+        if self.problem or self.state in ("FATAL", "BACKOFF"):
+            return "bad"
+        return "ok" if self.state == "RUNNING" else "warn"
+
+    @property
+    def words(self) -> str:
+        if self.problem:
+            return PROBLEM_WORDS.get(self.problem, self.problem)
+        return {"RUNNING": "recording", "STARTING": "starting", "BACKOFF": "retrying",
+                "STOPPED": "stopped", "STOPPING": "stopping", "FATAL": "failed"}.get(
+                    self.state, self.state.lower())
+
+
+@dataclass
+class CameraView:
+    """A camera card: configuration plus its streams' live state."""
+
+    cam: Camera
+    streams: list[StreamView] = field(default_factory=list)
+
+    @property
+    def main(self) -> StreamView | None:
+        return next((s for s in self.streams if s.stream == "main"), None)
+
+
+def camera_views(status: dict | None) -> list[CameraView]:
+    by_camera: dict[str, list[StreamView]] = {}
+    for s in (status or {}).get("streams", []):
+        view = StreamView(s.get("stream", "main"), s.get("state", "UNKNOWN"), s.get("problem"),
+                          s.get("since_utc_us"), s.get("fps"), s.get("bitrate_kbps"),
+                          s.get("last_segment_utc_us"), s.get("last_error"))
+        by_camera.setdefault(s.get("camera"), []).append(view)
+    return [CameraView(cam, sorted(by_camera.get(cam.name, []), key=lambda v: v.stream))
+            for cam in Camera.select().order_by(Camera.name)]
+
+
+def wizard_pending() -> bool:
+    return Setting.read(SETUP_DONE_KEY) != "done"
+
+
+# ------------------------------------------------------------------ camera form
+
+CAMERA_TEXT_FIELDS = ("name", "display_name", "main_url", "sub_url", "username", "transport")
+RETENTION_FIELDS = ("max_age_days", "min_days")
+
+
+def url_or_host(text: str) -> str:
+    """Accept a bare address ("192.168.1.20", "cam.lan:8554/live") as an RTSP URL."""
+    text = text.strip()
+    if text and "://" not in text:
+        return "rtsp://" + text
+    return text
+
+
+def gib_to_bytes(text: str, errors: dict, key: str = "max_gb") -> int | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        errors[key] = "must be a number of GiB, like 200 or 0.5"
+        return None
+    if not value > 0 or value > 1e6:
+        errors[key] = "must be greater than zero"
+        return None
+    return int(value * GIB)
+
+
+def camera_fields_from_form(form, existing: Camera | None) -> tuple[dict, dict]:
+    """Turn the camera form into validate_camera input; return (fields, errors)."""
+    errors: dict[str, str] = {}
+    fields = {k: form.get(k, "").strip() for k in CAMERA_TEXT_FIELDS if k in form}
+    if existing is not None:
+        fields.pop("name", None)        # recordings are filed under the name: no renames
+    for key in ("main_url", "sub_url"):
+        if key in fields:
+            fields[key] = url_or_host(fields[key])
+    if "main_url" in fields and not fields["main_url"]:
+        errors["main_url"] = "a stream URL or the camera's address is required"
+        fields.pop("main_url")
+    password = form.get("password", "")
+    if form.get("clear_password"):
+        fields["password"] = None
+    elif password:
+        fields["password"] = password
+    fields["enabled"] = bool(form.get("enabled"))
+    for key in RETENTION_FIELDS:
+        if key in form:
+            fields[key] = form.get(key, "").strip() or None
+    if "max_gb" in form:
+        fields["max_bytes"] = gib_to_bytes(form.get("max_gb"), errors)
+    return fields, errors
+
+
+def save_camera_form(form, existing: Camera | None) -> tuple[Camera | None, dict]:
+    """Validate and store the camera form; nothing is stored when any field is bad."""
+    fields, errors = camera_fields_from_form(form, existing)
+    try:
+        clean = validate_camera(fields, partial=existing is not None)
+    except ConfigError as exc:
+        clean = {}
+        errors = {**exc.errors, **errors}
+    if "max_bytes" in errors:
+        errors["max_gb"] = errors.pop("max_bytes")
+    if errors:
+        return None, errors
+    clean["updated_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    with config.db.atomic():
+        if existing is None:
+            if Camera.get_or_none(Camera.name == clean["name"]):
+                return None, {"name": "a camera with this name exists already"}
+            cam = Camera.create(**clean)
+        else:
+            for key, value in clean.items():
+                setattr(existing, key, value)
+            existing.save()
+            cam = existing
+    recorder_call("reload")             # the recorder also notices on its own within 2 s
+    return cam, {}
+
+
+def camera_form_values(cam: Camera | None, form=None) -> dict:
+    """Values to put back into the form: never the stored password."""
+    if form is not None:
+        values = {k: v for k, v in form.items() if k != "password"}
+        values["enabled"] = bool(form.get("enabled"))
+    elif cam is not None:
+        values = cam.to_public()
+        values["max_gb"] = f"{cam.max_bytes / GIB:g}" if cam.max_bytes else ""
+    else:
+        values = {"enabled": True, "transport": "tcp"}
+    values["has_password"] = bool(cam and cam.password)
+    return values
+
+
+# ------------------------------------------------------------------ dashboard
+
+@bp.route("/")
+@login_required()
+def dashboard():
+    if wizard_pending() and current_user.is_admin:
+        return redirect(url_for("wizard.step", step="clock"))
+    status, problem = recorder_status()
+    return render_template("dashboard.html", cameras=camera_views(status), status=status,
+                           recorder_problem=problem, utc_text=utc_text)
+
+
+@bp.route("/cameras/new", methods=["GET", "POST"])
+@login_required(role="admin")
+def camera_new():
+    if request.method == "POST":
+        cam, errors = save_camera_form(request.form, None)
+        if cam:
+            flash(f"Camera {cam.name} added; recording starts within a few seconds.", "success")
+            return redirect(url_for("pages.dashboard"))
+        return render_template("camera_form.html", cam=None, form=camera_form_values(None, request.form),
+                               errors=errors), 400
+    return render_template("camera_form.html", cam=None, form=camera_form_values(None), errors={})
+
+
+@bp.route("/cameras/<name>/edit", methods=["GET", "POST"])
+@login_required(role="admin")
+def camera_edit(name):
+    cam = get_camera(name)
+    if request.method == "POST":
+        saved, errors = save_camera_form(request.form, cam)
+        if saved:
+            flash(f"Camera {cam.name} saved; only this camera restarts.", "success")
+            return redirect(url_for("pages.dashboard"))
+        cam = get_camera(name)          # the unsaved values must not leak into the page
+        return render_template("camera_form.html", cam=cam, form=camera_form_values(cam, request.form),
+                               errors=errors), 400
+    return render_template("camera_form.html", cam=cam, form=camera_form_values(cam), errors={})
+
+
+@bp.route("/cameras/<name>/enabled", methods=["POST"])
+@login_required(role="admin")
+def camera_enable(name):
+    cam = get_camera(name)
+    cam.enabled = request.form.get("enabled") == "1"
+    cam.updated_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    cam.save()
+    recorder_call("reload")
+    flash(f"Camera {cam.name} {'enabled' if cam.enabled else 'disabled'}.", "success")
+    return redirect(url_for("pages.dashboard"))
+
+
+@bp.route("/cameras/<name>/delete", methods=["POST"])
+@login_required(role="admin")
+def camera_delete(name):
+    cam = get_camera(name)
+    if request.form.get("confirm") != cam.name:
+        flash(f"Type the camera's name ({cam.name}) to remove it.", "error")
+        return redirect(url_for("pages.camera_edit", name=cam.name))
+    cam.delete_instance()
+    recorder_call("reload")
+    flash(f"Camera {name} removed; its recordings stay until retention deletes them.", "success")
+    return redirect(url_for("pages.dashboard"))
+
+
+# ------------------------------------------------------------------ video pages
+
+@bp.route("/recordings")
+@login_required()
+def recordings_index():
+    first = Camera.select().order_by(Camera.name).first()
+    if first is None:
+        return render_template("recordings.html", cam=None, cameras=[])
+    return redirect(url_for("pages.recordings", name=first.name, **request.args))
+
+
+@bp.route("/recordings/<name>")
+@login_required()
+def recordings(name):
+    cam = get_camera(name)
+    cameras = list(Camera.select().order_by(Camera.name))
+    return render_template("recordings.html", cam=cam, cameras=cameras,
+                           export_max_s=current_app.config.get("EXPORT_MAX_S") or export_max_s())
+
+
+def export_max_s() -> int:
+    from recorder import limits
+
+    return int(getattr(limits, "EXPORT_MAX_S", 24 * 3600))
+
+
+@bp.route("/live")
+@login_required()
+def live():
+    cams = [c for c in Camera.select().order_by(Camera.name) if c.enabled]
+    return render_template("live.html", cameras=cams)
+
+
+# ------------------------------------------------------------------ registration
+
+def init_app(app) -> None:
+    """Register every page blueprint (and the pages' own API routes)."""
+    from webpanel import pages_api, pages_setup, pages_system
+
+    app.register_blueprint(bp)
+    app.register_blueprint(pages_setup.bp)
+    app.register_blueprint(pages_system.bp)
+    app.register_blueprint(pages_api.bp)
+    app.jinja_env.globals["utc_text"] = utc_text

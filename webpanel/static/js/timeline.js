@@ -1,0 +1,204 @@
+/* picorder timeline: a scrub bar of recorded runs with zoom, hover thumbnails,
+   click/drag to play and drag to select a range. Pure DOM, no dependencies. */
+"use strict";
+(function () {
+  var HOUR = 3600e3, DAY = 24 * HOUR;
+  var SPANS = { hour: HOUR, day: DAY, week: 7 * DAY };
+  var DRAG_PX = 4;
+  var THUMB_DELAY_MS = 150;
+
+  function el(tag, cls, parent) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (parent) parent.appendChild(e);
+    return e;
+  }
+  function clamp(v, a, b) { return Math.max(a, Math.min(b, v)); }
+
+  /* Tick step (ms) and label for a span. */
+  function tickPlan(span, widthPx) {
+    var steps = [60e3, 5 * 60e3, 10 * 60e3, 15 * 60e3, 30 * 60e3, HOUR, 2 * HOUR, 3 * HOUR,
+                 6 * HOUR, 12 * HOUR, DAY];
+    var minPx = 56;
+    for (var i = 0; i < steps.length; i++) {
+      if (steps[i] / span * widthPx >= minPx) return steps[i];
+    }
+    return DAY;
+  }
+
+  function Timeline(root, opts) {
+    this.root = root;
+    this.opts = opts || {};
+    this.runs = [];
+    this.viewStart = 0;
+    this.span = DAY;
+    this.playhead = null;
+    this.sel = null;
+    this.selectMode = false;
+    this.drag = null;
+    this.tip = opts.tip || null;
+    this.tipImg = opts.tipImg || null;
+    this.tipText = opts.tipText || null;
+    this._thumbTimer = null;
+    root.timeline = this;          // for tests and the page script
+    this._bind();
+  }
+
+  Timeline.SPANS = SPANS;
+
+  Timeline.prototype.setView = function (startMs, spanMs) {
+    this.viewStart = startMs;
+    this.span = spanMs;
+    this.render();
+  };
+  Timeline.prototype.setRuns = function (runs) { this.runs = runs || []; this.render(); };
+  Timeline.prototype.setPlayhead = function (ms) { this.playhead = ms; this._placePlayhead(); };
+  Timeline.prototype.setSelection = function (a, b) {
+    this.sel = (a == null || b == null) ? null : { a: Math.min(a, b), b: Math.max(a, b) };
+    this._placeSelection();
+  };
+  Timeline.prototype.timeAt = function (clientX) {
+    var r = this.root.getBoundingClientRect();
+    var f = clamp((clientX - r.left) / r.width, 0, 1);
+    return this.viewStart + f * this.span;
+  };
+  /* Client x of a time (tests click there). */
+  Timeline.prototype.xOf = function (ms) {
+    var r = this.root.getBoundingClientRect();
+    return r.left + (ms - this.viewStart) / this.span * r.width;
+  };
+  Timeline.prototype.pct = function (ms) { return (ms - this.viewStart) / this.span * 100; };
+  Timeline.prototype.runAt = function (ms) {
+    for (var i = 0; i < this.runs.length; i++) {
+      if (this.runs[i].start <= ms && ms < this.runs[i].end) return this.runs[i];
+    }
+    return null;
+  };
+
+  Timeline.prototype.render = function () {
+    var root = this.root, self = this;
+    root.textContent = "";
+    var end = this.viewStart + this.span;
+    this.runs.forEach(function (run) {
+      if (run.end <= self.viewStart || run.start >= end) return;
+      var d = el("div", "run" + (run.trusted === false ? " untrusted" : ""), root);
+      var a = Math.max(run.start, self.viewStart), b = Math.min(run.end, end);
+      d.style.left = self.pct(a) + "%";
+      d.style.width = Math.max(0, self.pct(b) - self.pct(a)) + "%";
+      d.title = PC.fmtTime(run.start) + "–" + PC.fmtTime(run.end);
+    });
+    var step = tickPlan(this.span, root.clientWidth || 800);
+    var first = new Date(this.viewStart);
+    first.setMinutes(0, 0, 0);
+    if (step >= DAY) first.setHours(0);
+    for (var t = first.getTime(); t <= end; t += step) {
+      if (step >= HOUR) {       // stay on local hour boundaries across DST
+        var dt = new Date(t);
+        if (dt.getMinutes() !== 0) { dt.setMinutes(0, 0, 0); t = dt.getTime(); }
+      }
+      if (t < this.viewStart) continue;
+      var mark = el("div", "tickmark", root);
+      mark.style.left = this.pct(t) + "%";
+      var label = el("div", "tick", root);
+      label.style.left = this.pct(t) + "%";
+      label.textContent = step >= DAY
+        ? new Date(t).toLocaleDateString(undefined, { weekday: "short", day: "numeric" })
+        : PC.fmtTime(t).slice(0, 5);
+    }
+    this.selEl = el("div", "sel", root);
+    this.playEl = el("div", "playhead", root);
+    this.hoverEl = el("div", "hoverline", root);
+    this.hoverEl.hidden = true;
+    this._placeSelection();
+    this._placePlayhead();
+  };
+
+  Timeline.prototype._placePlayhead = function () {
+    if (!this.playEl) return;
+    var p = this.playhead == null ? -1 : this.pct(this.playhead);
+    this.playEl.hidden = p < 0 || p > 100;
+    this.playEl.style.left = p + "%";
+    if (this.playhead != null) this.root.setAttribute("aria-valuetext", PC.fmtDateTime(this.playhead));
+  };
+  Timeline.prototype._placeSelection = function () {
+    if (!this.selEl) return;
+    if (!this.sel) { this.selEl.hidden = true; return; }
+    var a = clamp(this.pct(this.sel.a), 0, 100), b = clamp(this.pct(this.sel.b), 0, 100);
+    this.selEl.hidden = b <= 0 || a >= 100;
+    this.selEl.style.left = a + "%";
+    this.selEl.style.width = (b - a) + "%";
+  };
+
+  Timeline.prototype._showTip = function (clientX, ms) {
+    if (!this.tip) return;
+    var r = this.root.getBoundingClientRect();
+    var x = clamp(clientX - r.left, 43, r.width - 43);
+    this.tip.hidden = false;
+    this.tip.style.left = x + "px";
+    var run = this.runAt(ms);
+    this.tipText.textContent = PC.fmtTime(ms) + (run ? "" : " · no recording");
+    this.hoverEl.hidden = false;
+    this.hoverEl.style.left = this.pct(ms) + "%";
+    var self = this;
+    clearTimeout(this._thumbTimer);
+    if (!run || !this.opts.thumbUrl) { this.tipImg.hidden = true; return; }
+    // Round so that nearby hovers share one cached snapshot.
+    var grain = Math.max(2000, this.span / 200);
+    var at = Math.round(ms / grain) * grain;
+    this._thumbTimer = setTimeout(function () {
+      var src = self.opts.thumbUrl(clamp(at, run.start, run.end - 1));
+      if (self.tipImg.getAttribute("src") !== src) self.tipImg.src = src;
+      self.tipImg.hidden = false;
+    }, THUMB_DELAY_MS);
+  };
+  Timeline.prototype._hideTip = function () {
+    if (this.tip) this.tip.hidden = true;
+    if (this.hoverEl) this.hoverEl.hidden = true;
+    clearTimeout(this._thumbTimer);
+  };
+
+  Timeline.prototype._bind = function () {
+    var self = this, root = this.root;
+    root.addEventListener("pointerdown", function (ev) {
+      if (ev.button !== 0) return;
+      root.setPointerCapture(ev.pointerId);
+      self.drag = { x: ev.clientX, t: self.timeAt(ev.clientX), moved: false };
+      ev.preventDefault();
+    });
+    root.addEventListener("pointermove", function (ev) {
+      var t = self.timeAt(ev.clientX);
+      if (self.drag) {
+        if (Math.abs(ev.clientX - self.drag.x) > DRAG_PX) self.drag.moved = true;
+        if (self.selectMode && self.drag.moved) {
+          self.setSelection(self.drag.t, t);
+          if (self.opts.onSelect) self.opts.onSelect(self.sel.a, self.sel.b, false);
+        }
+      }
+      if (ev.pointerType === "mouse" || self.drag) self._showTip(ev.clientX, t);
+    });
+    function finish(ev, cancelled) {
+      if (!self.drag) return;
+      var t = self.timeAt(ev.clientX), drag = self.drag;
+      self.drag = null;
+      if (ev.pointerType !== "mouse") self._hideTip();
+      if (cancelled) return;
+      if (self.selectMode) {
+        if (drag.moved && self.opts.onSelect) self.opts.onSelect(self.sel.a, self.sel.b, true);
+        return;
+      }
+      if (self.opts.onSeek) self.opts.onSeek(t);
+    }
+    root.addEventListener("pointerup", function (ev) { finish(ev, false); });
+    root.addEventListener("pointercancel", function (ev) { finish(ev, true); });
+    root.addEventListener("pointerleave", function () { if (!self.drag) self._hideTip(); });
+    root.addEventListener("keydown", function (ev) {
+      var step = ev.shiftKey ? 60e3 : 10e3;
+      var base = self.playhead != null ? self.playhead : self.viewStart;
+      if (ev.key === "ArrowRight") { self.opts.onSeek(base + step); ev.preventDefault(); }
+      if (ev.key === "ArrowLeft") { self.opts.onSeek(base - step); ev.preventDefault(); }
+    });
+    window.addEventListener("resize", function () { self.render(); });
+  };
+
+  window.Timeline = Timeline;
+})();

@@ -1,0 +1,123 @@
+"""Disk and retention forms shared by the setup wizard and the storage page."""
+
+import logging
+
+from recorder import config
+from recorder.config import Camera, Setting
+from webpanel.pages import GIB, gib_to_bytes, recorder_call, recorder_status
+
+logger = logging.getLogger(__name__)
+
+FLOOR_KEY = "free_space_floor_bytes"       # Setting read by the storage part's retention
+DEFAULT_AGE_KEY = "default_max_age_days"   # applied to cameras without their own maximum age
+DISK_ACTIONS = ("adopt", "format", "eject")
+MAX_DAYS = 36500
+
+
+def list_disks() -> tuple[list[dict], str | None]:
+    """The recorder's disk_list as a list of dicts, or ([], error)."""
+    result, error = recorder_call("disk_list")
+    if error:
+        return [], error
+    if isinstance(result, dict):
+        result = result.get("disks", [])
+    return [d for d in result or [] if isinstance(d, dict)], None
+
+
+def disk_context() -> dict:
+    disks, disk_error = list_disks()
+    status, status_error = recorder_status()
+    return {"disks": disks, "disk_error": disk_error or status_error,
+            "storage": (status or {}).get("storage") or {}}
+
+
+def disk_target(disk: dict) -> str:
+    """What identifies a disk to disk_adopt/disk_eject: its UUID, else its path."""
+    return str(disk.get("uuid") or disk.get("path") or disk.get("device") or "")
+
+
+def handle_disk_form(form) -> tuple[str, dict]:
+    """Adopt, format or eject; return (success message, field errors)."""
+    action = form.get("action")
+    target = (form.get("target") or "").strip()
+    if action not in DISK_ACTIONS:
+        return "", {"action": "choose adopt, format or eject"}
+    if not target:
+        return "", {"target": "choose a disk"}
+    if action == "format":
+        typed = (form.get("confirm_device") or "").strip()
+        if typed != target:
+            return "", {"confirm_device": f"type the device name {target} exactly to confirm; "
+                                          "formatting erases everything on it"}
+        _, error = recorder_call("disk_format", device=target, confirm=typed)
+        return (f"{target} was formatted.", {"target": error} if error else {})
+    if action == "adopt":
+        _, error = recorder_call("disk_adopt", uuid=target)
+        return (f"{target} is now the recording disk.", {"target": error} if error else {})
+    _, error = recorder_call("disk_eject", uuid=target)
+    return (f"{target} was ejected; it is safe to unplug.", {"target": error} if error else {})
+
+
+# ------------------------------------------------------------------ retention
+
+def _days(text: str, key: str, errors: dict) -> int | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        errors[key] = "must be a whole number of days"
+        return None
+    if not 0 < value <= MAX_DAYS:
+        errors[key] = f"must be between 1 and {MAX_DAYS} days"
+        return None
+    return value
+
+
+def retention_form_values() -> dict:
+    floor = Setting.read(FLOOR_KEY)
+    return {"floor_gb": f"{int(floor) / GIB:g}" if floor else "",
+            "default_max_age_days": Setting.read(DEFAULT_AGE_KEY) or ""}
+
+
+def retention_context() -> dict:
+    status, _ = recorder_status()
+    return {"storage": (status or {}).get("storage") or {}}
+
+
+def save_retention_defaults(form) -> dict:
+    """Store the free-space floor and the default maximum age; nothing on any error."""
+    errors: dict[str, str] = {}
+    floor = gib_to_bytes(form.get("floor_gb"), errors, key="floor_gb")
+    days = _days(form.get("default_max_age_days"), "default_max_age_days", errors)
+    if errors:
+        return errors
+    with config.db.atomic():
+        if floor is None:
+            Setting.delete().where(Setting.key == FLOOR_KEY).execute()
+        else:
+            Setting.write(FLOOR_KEY, str(floor))
+        if days is None:
+            Setting.delete().where(Setting.key == DEFAULT_AGE_KEY).execute()
+        else:
+            Setting.write(DEFAULT_AGE_KEY, str(days))
+            Camera.update(max_age_days=days).where(Camera.max_age_days.is_null()).execute()
+    recorder_call("reload")
+    return {}
+
+
+def save_camera_retention(cam: Camera, form) -> dict:
+    """Per-camera maximum age, maximum size and minimum days from the storage page."""
+    errors: dict[str, str] = {}
+    age = _days(form.get("max_age_days"), "max_age_days", errors)
+    min_days = _days(form.get("min_days"), "min_days", errors)
+    max_bytes = gib_to_bytes(form.get("max_gb"), errors)
+    if not errors and age and min_days and min_days > age:
+        errors["min_days"] = "cannot be more than the maximum age"
+    if errors:
+        return errors
+    cam.max_age_days, cam.min_days, cam.max_bytes = age, min_days, max_bytes
+    cam.save()
+    recorder_call("reload")
+    return {}
