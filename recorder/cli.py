@@ -12,6 +12,8 @@ COMMAND_MODULES = [
     "recorder.cmd_camera",
     "recorder.cmd_panel",
     "recorder.cmd_check",
+    "recorder.cmd_disk",
+    "recorder.cmd_export",
 ]
 
 

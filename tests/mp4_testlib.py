@@ -17,7 +17,8 @@ MOVFLAGS = "movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1
 
 def ffmpeg_segments(out_dir: Path, *, seconds: float, segment_s: float, fps: int = 15,
                     gop: int = 15, bframes: int = 0, size: str = "320x240",
-                    codec: str = "libx264", pattern: str = "s%03d.mp4") -> list[Path]:
+                    codec: str = "libx264", pattern: str = "s%03d.mp4",
+                    filters: str = "") -> list[Path]:
     """Encode lavfi testsrc into fMP4 segments the way the recorder's ffmpeg writes them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if codec == "libx265":
@@ -26,7 +27,7 @@ def ffmpeg_segments(out_dir: Path, *, seconds: float, segment_s: float, fps: int
     else:
         encode = ["-c:v", codec, "-preset", "ultrafast", "-g", str(gop), "-bf", str(bframes)]
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi",
-            "-i", f"testsrc=size={size}:rate={fps}", "-t", str(seconds), *encode,
+            "-i", f"testsrc=size={size}:rate={fps}{filters}", "-t", str(seconds), *encode,
             "-pix_fmt", "yuv420p", "-f", "segment", "-segment_time", str(segment_s),
             "-reset_timestamps", "1", "-segment_format", "mp4",
             "-segment_format_options", MOVFLAGS, str(out_dir / pattern)]
@@ -51,6 +52,7 @@ def install_segments(picorder_dir: Path, sources: list[Path], *, camera: str = "
                      stream: str = "main", start_us: int = 1_795_000_000_000_000,
                      gap_after: dict | None = None, run_id: int = 1) -> Recorded:
     """Copy segment files into the layout and index them as contiguous rows."""
+    picorder_dir.mkdir(parents=True, exist_ok=True)
     open_index(picorder_dir / "index.db")
     rows = []
     t = start_us

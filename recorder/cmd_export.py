@@ -1,0 +1,98 @@
+"""`picorder export CAMERA START END OUT.mp4`: write a time range as a progressive MP4."""
+
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from peewee import DatabaseError
+
+from recorder.cli import UserError, add_data_option
+from recorder.cmd_check import recording_root
+from recorder.export import NoRecording, build_range
+from recorder.index import index_db, open_index
+from recorder.paths import DataPaths, resolve_data_dir
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "export", help="write a time range of a camera as an MP4 file",
+        description="Write the recording of CAMERA between START and END as one MP4 file "
+                    "(no re-encoding; the same bytes the panel serves as recording.mp4). "
+                    "Times are ISO 8601 (a time without a zone is UTC) or epoch seconds. "
+                    "Gaps in the recording are left out; the runs of continuous recording "
+                    "are printed.")
+    parser.add_argument("camera")
+    parser.add_argument("start")
+    parser.add_argument("end")
+    parser.add_argument("out", metavar="OUT.mp4")
+    parser.add_argument("--stream", choices=("main", "sub"), default="main")
+    parser.add_argument("--root", metavar="DIR",
+                        help="recording root holding picorder/index.db (default: the configured one)")
+    add_data_option(parser)
+    parser.set_defaults(func=run_export)
+
+
+def parse_time_us(text: str, name: str) -> int:
+    """ISO 8601 (UTC unless it says otherwise) or epoch seconds -> epoch µs."""
+    text = text.strip()
+    try:
+        return round(float(text) * 1_000_000)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{name}: {text!r} is neither an ISO 8601 time nor epoch seconds") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return round(when.timestamp() * 1_000_000)
+
+
+def iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def run_export(args) -> int:
+    start_us = parse_time_us(args.start, "START")
+    end_us = parse_time_us(args.end, "END")
+    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    picorder_dir = recording_root(args, paths) / "picorder"
+    index_path = picorder_dir / "index.db"
+    if not index_path.is_file():
+        raise UserError(f"no recordings index at {index_path}")
+    try:
+        open_index(index_path, readonly=True)
+        movie = build_range(picorder_dir, args.camera, args.stream, start_us, end_us)
+        write_atomically(Path(args.out), movie)
+    except (ValueError, NoRecording) as exc:
+        raise UserError(str(exc)) from exc
+    except (OSError, DatabaseError) as exc:
+        raise UserError(f"export failed: {getattr(exc, 'strerror', None) or exc}") from exc
+    finally:
+        if not index_db.is_closed():
+            index_db.close()
+    print(f"wrote {args.out}: {movie.size} bytes, {movie.frames} frames, "
+          f"{iso(movie.start_us)} to {iso(movie.end_us)}")
+    if len(movie.runs) > 1:
+        print("runs of continuous recording (wall start - wall end @ media time):")
+        for wall_start, wall_end, media_us in movie.runs:
+            print(f"  {iso(wall_start)} - {iso(wall_end)} @ {media_us / 1e6:.3f} s")
+    return 0
+
+
+def write_atomically(out: Path, movie) -> None:
+    """Write the movie next to OUT, fsync, then rename over OUT."""
+    part = out.with_name(out.name + ".part")
+    try:
+        with open(part, "wb") as f:
+            for piece in movie.iter_bytes():
+                f.write(piece)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, out)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise

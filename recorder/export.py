@@ -1,0 +1,517 @@
+"""Any time range of a stream as a progressive MP4, built on the fly from the segments.
+
+build_range() reads the index rows and the segments' moof boxes, and builds a
+`moov` (sample tables of the whole range) in memory; the sample data is never
+copied: the single `mdat` that follows is streamed straight from the segment
+files by byte ranges (RangeMovie.iter_bytes), so memory stays bounded by the
+sample tables (about 4-12 bytes per frame) plus one read buffer.
+
+Decisions (documented for the API and `picorder export`):
+
+* The movie starts at the keyframe at or before `start` and has one edit
+  (elst) so that playback begins exactly at `start`; it ends at `end` (the
+  edit's duration is end - start unless the recording ends earlier).
+  If `start` or `end` fall where nothing is recorded, the movie begins at the
+  first recorded frame after `start` / ends after the last recorded frame
+  before `end`; RangeMovie.start_us/end_us say what is covered.
+* Gaps between runs (camera outage, restart) are squashed: media time keeps
+  running, and RangeMovie.runs lists (wall_start_us, wall_end_us,
+  media_start_us) for each stretch of continuous recording, media_start_us
+  being the player's currentTime (in µs) at wall_start_us. The panel sends it
+  as the X-Picorder-Runs header.
+* If the codec parameters change between segments (a new resolution, or a
+  different avcC/hvcC or timescale), the movie stops before the first segment
+  in the new format, because browsers do not reliably switch sample
+  descriptions inside one progressive MP4; end_us says where it stopped, and
+  a second request from there gets the rest.
+* Segments are read only up to the size recorded in their index row, so a
+  movie's bytes (and ETag) stay stable while it is served.
+"""
+
+import bisect
+import hashlib
+import logging
+import os
+import struct
+import sys
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from recorder.index import Segment
+from recorder.limits import EXPORT_GAP_TOLERANCE_US, EXPORT_MAX_S, MP4_READ_CHUNK
+from recorder.mp4 import Fragment, InitSegment, Mp4Error, iter_segment_fragments, read_init
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"        # part of the ETag: bump when the layout of the output changes
+U32 = 0xFFFFFFFF
+
+
+class NoRecording(LookupError):
+    """Nothing is recorded for the requested camera, stream and time range."""
+
+
+# ---------------------------------------------------------------- sample tables
+
+@dataclass
+class SampleTables:
+    """The moov's sample tables, accumulated compactly while segments are read."""
+
+    sizes: array = field(default_factory=lambda: array("I"))
+    stts: list = field(default_factory=list)        # [[count, delta], ...]
+    ctts: list = field(default_factory=list)        # [[count, offset], ...]
+    sync: array = field(default_factory=lambda: array("I"))   # 1-based sample numbers
+    chunk_file: array = field(default_factory=lambda: array("I"))
+    chunk_offset: array = field(default_factory=lambda: array("Q"))
+    chunk_size: array = field(default_factory=lambda: array("Q"))
+    chunk_samples: array = field(default_factory=lambda: array("I"))
+    files: list = field(default_factory=list)       # relative paths, indexed by chunk_file
+    dts: int = 0                                    # decode time of the next sample
+    pts_end: int = 0                                # max presentation end so far
+    negative_cto: bool = False
+
+    def add(self, frag: Fragment, first: int, last: int, file_index: int) -> None:
+        """Append samples first..last (inclusive, decode order) of a fragment."""
+        index = 0
+        for run_start, count in frag.runs:
+            lo, hi = max(first, index), min(last, index + count - 1)
+            if lo <= hi:
+                offset = run_start + sum(frag.sizes[index:lo])
+                size = sum(frag.sizes[lo:hi + 1])
+                self._add_chunk(file_index, offset, size, hi - lo + 1)
+            index += count
+        for i in range(first, last + 1):
+            self._add_sample(frag.sizes[i], frag.durations[i], frag.ctos[i], frag.sync[i])
+
+    def _add_chunk(self, file_index: int, offset: int, size: int, samples: int) -> None:
+        self.chunk_file.append(file_index)
+        self.chunk_offset.append(offset)
+        self.chunk_size.append(size)
+        self.chunk_samples.append(samples)
+
+    def _add_sample(self, size: int, duration: int, cto: int, sync: int) -> None:
+        self.sizes.append(size)
+        if sync:
+            self.sync.append(len(self.sizes))
+        _rle_append(self.stts, duration)
+        _rle_append(self.ctts, cto)
+        self.negative_cto |= cto < 0
+        self.pts_end = max(self.pts_end, self.dts + cto + duration)
+        self.dts += duration
+
+    @property
+    def count(self) -> int:
+        return len(self.sizes)
+
+
+def _rle_append(table: list, value: int) -> None:
+    if table and table[-1][1] == value:
+        table[-1][0] += 1
+    else:
+        table.append([1, value])
+
+
+# ---------------------------------------------------------------- the movie
+
+@dataclass
+class RangeMovie:
+    """A progressive MP4 of a time range: exact size, ETag, and byte ranges on demand."""
+
+    picorder_dir: Path
+    header: bytes               # ftyp + moov + mdat header
+    tables: SampleTables = field(repr=False)
+    size: int
+    etag: str
+    start_us: int
+    end_us: int
+    runs: list                  # [(wall_start_us, wall_end_us, media_start_us)]
+    frames: int
+    _ends: array = field(repr=False, default_factory=lambda: array("Q"))
+
+    def __post_init__(self):
+        total = len(self.header)
+        self._ends = array("Q")
+        for size in self.tables.chunk_size:
+            total += size
+            self._ends.append(total)
+        if total != self.size:
+            raise AssertionError("movie size mismatch")
+
+    def iter_bytes(self, first: int = 0, last: int | None = None) -> Iterator[bytes]:
+        """Bytes first..last (inclusive) of the movie, read in bounded pieces."""
+        last = self.size - 1 if last is None else last
+        if not 0 <= first <= last < self.size:
+            raise ValueError(f"byte range {first}-{last} outside the movie's {self.size} bytes")
+        pos = first
+        if pos < len(self.header):
+            piece = self.header[pos:min(last + 1, len(self.header))]
+            pos += len(piece)
+            yield piece
+        if pos > last:
+            return
+        yield from self._iter_chunks(pos, last)
+
+    def _iter_chunks(self, pos: int, last: int) -> Iterator[bytes]:
+        chunk = bisect.bisect_right(self._ends, pos)
+        handle, handle_index = None, -1
+        try:
+            while pos <= last:
+                t = self.tables
+                file_index = t.chunk_file[chunk]
+                if file_index != handle_index:
+                    if handle:
+                        handle.close()
+                    handle = open(self.picorder_dir / t.files[file_index], "rb")
+                    handle_index = file_index
+                chunk_start = self._ends[chunk] - t.chunk_size[chunk]
+                stop = min(last + 1, self._ends[chunk])
+                yield from _read_span(handle, t.chunk_offset[chunk] + pos - chunk_start,
+                                      stop - pos, t.files[file_index])
+                pos = stop
+                chunk += 1
+        finally:
+            if handle:
+                handle.close()
+
+
+def _read_span(handle, offset: int, length: int, name: str) -> Iterator[bytes]:
+    handle.seek(offset)
+    while length > 0:
+        data = handle.read(min(length, MP4_READ_CHUNK))
+        if not data:
+            raise OSError(f"segment {name} is shorter than its index row says")
+        length -= len(data)
+        yield data
+
+
+# ---------------------------------------------------------------- building
+
+@dataclass
+class _SegmentMap:
+    """How one segment's media time maps to wall time and to output time."""
+
+    row: Segment
+    first_pts: int              # segment media time of its first presented frame
+    shift: int = 0              # output time = segment time + shift
+    timescale: int = 1
+
+    def wall(self, t_seg: int) -> int:
+        return self.row.start_us + (t_seg - self.first_pts) * 1_000_000 // self.timescale
+
+    def seg_time(self, wall_us: int) -> int:
+        return self.first_pts + (wall_us - self.row.start_us) * self.timescale // 1_000_000
+
+
+@dataclass
+class _Build:
+    picorder_dir: Path
+    start_us: int
+    end_us: int
+    init: InitSegment | None = None
+    tables: SampleTables = field(default_factory=SampleTables)
+    maps: list = field(default_factory=list)        # _SegmentMap of each used segment
+    media_start: int | None = None                  # elst media_time (output timescale)
+    media_end: int | None = None
+    movie_start_us: int = 0
+    movie_end_us: int = 0
+    stopped_for_format: bool = False
+    rows: list = field(default_factory=list)
+
+
+def validate_range(start_us: int, end_us: int) -> None:
+    if end_us <= start_us:
+        raise ValueError("the end of the range must be after its start")
+    if end_us - start_us > EXPORT_MAX_S * 1_000_000:
+        raise ValueError(f"the range is longer than the {EXPORT_MAX_S // 3600} hours allowed")
+
+
+def build_range(picorder_dir: Path, camera: str, stream: str, start_us: int,
+                end_us: int) -> RangeMovie:
+    """The progressive MP4 of camera/stream between start_us and end_us (index already open)."""
+    validate_range(start_us, end_us)
+    picorder_dir = Path(picorder_dir)
+    build = _Build(picorder_dir, start_us, end_us)
+    for row in Segment.covering(camera, stream, start_us, end_us):
+        if not _add_segment(build, row):
+            break
+    if build.tables.count == 0 or build.media_start is None:
+        raise NoRecording(f"no recording of {camera} ({stream}) between "
+                          f"{_fmt(start_us)} and {_fmt(end_us)}")
+    return _finish(build)
+
+
+def _fmt(us: int) -> str:
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(us / 1e6, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _open_segment(build: _Build, row: Segment):
+    """(file, init, readable size) of a row's segment, or None if it cannot be used."""
+    path = build.picorder_dir / row.path
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        logger.warning("segment %s is in the index but missing; skipped", row.path)
+        return None
+    try:
+        size = min(os.fstat(f.fileno()).st_size, row.bytes)
+        return f, read_init(f, size), size
+    except (Mp4Error, OSError):
+        logger.exception("segment %s is unreadable; skipped", row.path)
+        f.close()
+        return None
+
+
+def _add_segment(build: _Build, row: Segment) -> bool:
+    """Add the samples of one segment that fall in the range; False to stop here."""
+    opened = _open_segment(build, row)
+    if opened is None:
+        return True
+    f, init, size = opened
+    with f:
+        if build.init is None:
+            build.init = init
+        elif not build.init.same_format(init):
+            logger.info("format of %s/%s changes at %s; range stops there",
+                        row.camera, row.stream, row.path)
+            build.stopped_for_format = True
+            return False
+        fragments = list(iter_segment_fragments(f, init, size))
+    if not fragments:
+        return True
+    build.rows.append(row)
+    _add_fragments(build, row, fragments, init.timescale)
+    return True
+
+
+def _first_pts(frag: Fragment) -> int:
+    dts, best = frag.base_dts, None
+    for duration, cto in zip(frag.durations, frag.ctos):
+        best = dts + cto if best is None else min(best, dts + cto)
+        dts += duration
+    return best
+
+
+def _samples(fragments: list[Fragment]):
+    """(fragment index, sample index, dts, pts, sync) in decode order."""
+    for fi, frag in enumerate(fragments):
+        dts = frag.base_dts
+        for i in range(frag.count):
+            yield fi, i, dts, dts + frag.ctos[i], frag.sync[i]
+            dts += frag.durations[i]
+
+
+def _add_fragments(build: _Build, row: Segment, fragments: list[Fragment], ts: int) -> None:
+    seg = _SegmentMap(row, _first_pts(fragments[0]), timescale=ts)
+    samples = list(_samples(fragments))
+    first = _first_sample(build, seg, samples) if build.media_start is None else 0
+    last = _last_sample(build, seg, samples, first)
+    if last < first:
+        return
+    fi0, i0, dts0, pts0, _ = samples[first]
+    seg.shift = build.tables.dts - dts0
+    if build.media_start is None:
+        start_wall = max(build.start_us, seg.wall(pts0))
+        build.media_start = seg.seg_time(start_wall) + seg.shift
+        build.movie_start_us = start_wall
+    file_index = len(build.tables.files)
+    build.tables.files.append(row.path)
+    fi_last, i_last = samples[last][0], samples[last][1]
+    for fi in range(fi0, fi_last + 1):
+        lo = i0 if fi == fi0 else 0
+        hi = i_last if fi == fi_last else fragments[fi].count - 1
+        build.tables.add(fragments[fi], lo, hi, file_index)
+    build.maps.append(seg)
+    _update_end(build, seg, samples[first:last + 1])
+
+
+def _first_sample(build: _Build, seg: _SegmentMap, samples: list) -> int:
+    """Index (decode order) of the keyframe at or before the range's start."""
+    chosen = 0
+    for n, (_, _, _, pts, sync) in enumerate(samples):
+        if sync and seg.wall(pts) <= build.start_us:
+            chosen = n
+    return chosen
+
+
+def _last_sample(build: _Build, seg: _SegmentMap, samples: list, first: int) -> int:
+    """Last sample (decode order) needed to present every frame before the range's end."""
+    last = first - 1
+    for n in range(first, len(samples)):
+        if seg.wall(samples[n][3]) < build.end_us:
+            last = n
+    return last
+
+
+def _update_end(build: _Build, seg: _SegmentMap, used: list) -> None:
+    t = build.tables
+    seg_end_wall = seg.wall(t.pts_end - seg.shift)
+    if seg_end_wall >= build.end_us:
+        build.movie_end_us = build.end_us
+        build.media_end = seg.seg_time(build.end_us) + seg.shift
+    else:
+        build.movie_end_us = seg_end_wall
+        build.media_end = t.pts_end
+
+
+def _runs(build: _Build) -> list[tuple[int, int, int]]:
+    """Stretches of continuous recording: (wall_start_us, wall_end_us, media_start_us)."""
+    runs: list[list[int]] = []
+    ts = build.init.timescale
+    prev = None
+    for seg in build.maps:
+        wall_start = max(build.movie_start_us, seg.row.start_us)
+        wall_end = min(build.movie_end_us, seg.row.end_us)
+        if prev is not None and seg.row.start_us - prev.row.end_us <= EXPORT_GAP_TOLERANCE_US:
+            runs[-1][1] = max(runs[-1][1], wall_end)
+        else:
+            out = seg.seg_time(wall_start) + seg.shift
+            runs.append([wall_start, wall_end, (out - build.media_start) * 1_000_000 // ts])
+        prev = seg
+    if runs:
+        runs[-1][1] = build.movie_end_us
+    return [tuple(r) for r in runs]
+
+
+def _finish(build: _Build) -> RangeMovie:
+    init, t = build.init, build.tables
+    edit = max(build.media_end - build.media_start, 1)
+    payload = sum(t.chunk_size)
+    # stco/co64 entries have a fixed width, so the moov's size is known before its offsets.
+    moov_size = len(_moov(init, t, edit, build.media_start, chunk_base=None, co64=False))
+    large = len(FTYP) + moov_size + 8 + payload > U32
+    mdat_header_size = 16 if large else 8
+    co64 = len(FTYP) + moov_size + mdat_header_size + payload > U32
+    if co64:
+        moov_size += 4 * len(t.chunk_size)
+    base = len(FTYP) + moov_size + mdat_header_size
+    moov = _moov(init, t, edit, build.media_start, chunk_base=base, co64=co64)
+    if len(moov) != moov_size:
+        raise AssertionError("moov size changed with its chunk offsets")
+    if large:
+        mdat = struct.pack(">I4sQ", 1, b"mdat", 16 + payload)
+    else:
+        mdat = struct.pack(">I4s", 8 + payload, b"mdat")
+    header = FTYP + moov + mdat
+    return RangeMovie(picorder_dir=build.picorder_dir, header=header, tables=t,
+                      size=len(header) + payload, etag=_etag(build, len(header) + payload),
+                      start_us=build.movie_start_us, end_us=build.movie_end_us,
+                      runs=_runs(build), frames=t.count)
+
+
+def _etag(build: _Build, size: int) -> str:
+    h = hashlib.sha256(f"{FORMAT_VERSION}:{build.start_us}:{build.end_us}:{size}".encode())
+    for row in build.rows:
+        h.update(f"|{row.path}:{row.bytes}:{row.start_us}:{row.end_us}".encode())
+    return h.hexdigest()[:32]
+
+
+# ---------------------------------------------------------------- boxes
+
+def box(typ: bytes, *parts: bytes) -> bytes:
+    payload = b"".join(parts)
+    if len(payload) + 8 > U32:
+        return struct.pack(">I4sQ", 1, typ, len(payload) + 16) + payload
+    return struct.pack(">I4s", len(payload) + 8, typ) + payload
+
+
+def full(typ: bytes, version: int, flags: int, *parts: bytes) -> bytes:
+    return box(typ, struct.pack(">I", (version << 24) | flags), *parts)
+
+
+FTYP = box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isom", b"iso2", b"avc1", b"mp41")
+MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+def _be32(values) -> bytes:
+    arr = array("I", values)
+    if arr.itemsize != 4:
+        raise RuntimeError("array('I') is not 32-bit on this platform")
+    if sys.byteorder == "little":
+        arr.byteswap()
+    return arr.tobytes()
+
+
+def _be64(values) -> bytes:
+    arr = array("Q", values)
+    if sys.byteorder == "little":
+        arr.byteswap()
+    return arr.tobytes()
+
+
+def _times(duration: int, fmt32: str, fmt64: str, *values) -> tuple[int, bytes]:
+    """(version, packed) for boxes whose times switch to 64 bits when they do not fit."""
+    if duration > U32:
+        return 1, struct.pack(fmt64, *values)
+    return 0, struct.pack(fmt32, *values)
+
+
+def _moov(init: InitSegment, t: SampleTables, edit: int, media_time: int, *,
+          chunk_base: int | None, co64: bool) -> bytes:
+    ts = init.timescale
+    big = max(edit, t.dts) > U32
+    version = 1 if big else 0
+    times = ">QQI" if big else ">III"
+    mvhd = full(b"mvhd", version, 0, struct.pack(times, 0, 0, ts),
+                struct.pack(">Q" if big else ">I", edit),
+                struct.pack(">IH", 0x10000, 0x100), bytes(10), MATRIX, bytes(24),
+                struct.pack(">I", 2))
+    tkhd = full(b"tkhd", version, 3, struct.pack(times, 0, 0, 1), bytes(4),
+                struct.pack(">Q" if big else ">I", edit), bytes(8),
+                struct.pack(">HHHH", 0, 0, 0, 0), MATRIX,
+                struct.pack(">II", init.width << 16, init.height << 16))
+    elst_fmt = ">IQqhh" if big or media_time > 0x7FFFFFFF else ">IIihh"
+    elst = full(b"elst", 1 if elst_fmt == ">IQqhh" else 0, 0,
+                struct.pack(elst_fmt, 1, edit, media_time, 1, 0))
+    mdhd = full(b"mdhd", version, 0, struct.pack(times, 0, 0, ts),
+                struct.pack(">Q" if big else ">I", t.dts), struct.pack(">HH", 0x55C4, 0))
+    hdlr = full(b"hdlr", 0, 0, bytes(4), b"vide", bytes(12), b"VideoHandler\x00")
+    minf = box(b"minf", full(b"vmhd", 0, 1, bytes(8)),
+               box(b"dinf", full(b"dref", 0, 0, struct.pack(">I", 1), full(b"url ", 0, 1))),
+               _stbl(init, t, chunk_base, co64))
+    trak = box(b"trak", tkhd, box(b"edts", elst), box(b"mdia", mdhd, hdlr, minf))
+    return box(b"moov", mvhd, trak)
+
+
+def _stbl(init: InitSegment, t: SampleTables, chunk_base: int | None, co64: bool) -> bytes:
+    stsd = full(b"stsd", 0, 0, struct.pack(">I", 1), init.sample_entry)
+    stts = full(b"stts", 0, 0, struct.pack(">I", len(t.stts)),
+                _be32(v for pair in t.stts for v in pair))
+    parts = [stsd, stts]
+    if any(offset for _, offset in t.ctts):
+        pairs = (v & U32 for pair in t.ctts for v in pair)
+        parts.append(full(b"ctts", 1 if t.negative_cto else 0, 0,
+                          struct.pack(">I", len(t.ctts)), _be32(pairs)))
+    if len(t.sync) < t.count:
+        parts.append(full(b"stss", 0, 0, struct.pack(">I", len(t.sync)), _be32(t.sync)))
+    parts.append(_stsc(t))
+    parts.append(full(b"stsz", 0, 0, struct.pack(">II", 0, t.count), _be32(t.sizes)))
+    offsets = _chunk_offsets(t, chunk_base)
+    if co64:
+        parts.append(full(b"co64", 0, 0, struct.pack(">I", len(offsets)), _be64(offsets)))
+    else:
+        parts.append(full(b"stco", 0, 0, struct.pack(">I", len(offsets)), _be32(offsets)))
+    return box(b"stbl", *parts)
+
+
+def _stsc(t: SampleTables) -> bytes:
+    entries = []
+    for n, samples in enumerate(t.chunk_samples, start=1):
+        if not entries or entries[-1][1] != samples:
+            entries.append((n, samples, 1))
+    return full(b"stsc", 0, 0, struct.pack(">I", len(entries)),
+                _be32(v for e in entries for v in e))
+
+
+def _chunk_offsets(t: SampleTables, base: int | None) -> array:
+    """Absolute offset of each chunk in the output; zeros when only sizing the moov."""
+    if base is None:
+        return array("Q", bytes(8 * len(t.chunk_size)))
+    offsets = array("Q")
+    pos = base
+    for size in t.chunk_size:
+        offsets.append(pos)
+        pos += size
+    return offsets
