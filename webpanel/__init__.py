@@ -112,6 +112,8 @@ def create_app(test_config=None):
     )
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
+        # PICORDER_PANEL_RECORDING_ROOT=/data/nvr etc. (gunicorn passes the environment on).
+        app.config.from_prefixed_env("PICORDER_PANEL")
     else:
         app.config.from_mapping(test_config)
     paths = DataPaths(Path(app.config["DATA_DIR"] or resolve_data_dir()))
