@@ -1,0 +1,214 @@
+"""Disk operations: markers, formatting, mounting by UUID, guarded mount points."""
+
+import json
+import logging
+import os
+import re
+import subprocess
+import time
+import uuid as uuidlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from recorder import limits
+
+logger = logging.getLogger(__name__)
+
+PICORDER_DIR = "picorder"
+MARKER_NAME = "marker.json"
+MARKER_VERSION = 1
+FORMAT_LABEL = "PICORDER"
+MOUNT_OPTIONS = "noatime,nodev,nosuid,noexec"
+RECORDING_FILESYSTEMS = ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs")
+UUID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{1,63}$")
+
+
+class DiskError(Exception):
+    """A disk operation was refused or failed; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Marker:
+    """The file on each recording disk that says whose it is."""
+
+    disk_id: str
+    box_id: str
+    fs_uuid: str | None
+    created_utc_us: int
+    version: int = MARKER_VERSION
+
+    @classmethod
+    def new(cls, box_id: str, fs_uuid: str | None) -> "Marker":
+        return cls(str(uuidlib.uuid4()), box_id, fs_uuid, time.time_ns() // 1000)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Marker":
+        try:
+            data = json.loads(text)
+            return cls(str(data["disk_id"]), str(data["box_id"]), data.get("fs_uuid"),
+                       int(data.get("created_utc_us", 0)), int(data.get("version", 1)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DiskError(f"the picorder marker is damaged: {exc}") from exc
+
+
+def marker_path(root: Path) -> Path:
+    return root / PICORDER_DIR / MARKER_NAME
+
+
+def read_marker(root: Path) -> Marker | None:
+    """The marker of a mounted disk or adopted directory; None if there is none."""
+    try:
+        return Marker.from_json(marker_path(root).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_marker(root: Path, marker: Marker) -> None:
+    """Write the marker durably (temporary file, fsync, rename, fsync the directory)."""
+    directory = root / PICORDER_DIR
+    directory.mkdir(mode=0o755, exist_ok=True)
+    tmp = directory / (MARKER_NAME + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(asdict(marker), fh, indent=1)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, directory / MARKER_NAME)
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def run(argv: list[str], timeout: float = limits.PROBE_CMD_TIMEOUT_S,
+        check: bool = True) -> subprocess.CompletedProcess:
+    """Run a system tool; a failure becomes a DiskError carrying its own message."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise DiskError(f"{argv[0]} is not installed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise DiskError(f"{argv[0]} did not finish within {timeout:.0f} s") from exc
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise DiskError(f"{os.path.basename(argv[0])} failed: {detail[-1] if detail else proc.returncode}")
+    return proc
+
+
+def peek_marker(device: str) -> Marker | None:
+    """Read the marker of an unmounted ext2/3/4 filesystem without mounting it (debugfs)."""
+    try:
+        proc = run(["debugfs", "-R", f"cat /{PICORDER_DIR}/{MARKER_NAME}", device], check=False)
+    except DiskError:
+        logger.debug("cannot peek at %s", device, exc_info=True)
+        return None
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    try:
+        return Marker.from_json(proc.stdout)
+    except DiskError:
+        logger.warning("%s carries a damaged picorder marker", device)
+        return None
+
+
+def check_uuid(fs_uuid: str) -> str:
+    if not isinstance(fs_uuid, str) or not UUID_RE.match(fs_uuid):
+        raise DiskError(f"{fs_uuid!r} is not a filesystem UUID (see `picorder disk list`)")
+    return fs_uuid
+
+
+# ------------------------------------------------------------- mount points
+
+def is_immutable(path: Path) -> bool:
+    proc = run(["lsattr", "-d", str(path)], check=False)
+    flags = proc.stdout.split()[0] if proc.returncode == 0 and proc.stdout.split() else ""
+    return "i" in flags
+
+
+def guard_mount_point(path: Path) -> str:
+    """Create the mount point and make it refuse writes while nothing is mounted on it.
+
+    chattr +i on the empty directory stops even root from creating files in
+    it; where the filesystem has no such flag, mode 000 stops everyone else.
+    Returns the mechanism used.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if os.path.ismount(path):
+        return "mounted"
+    if is_immutable(path):
+        return "immutable"
+    if any(path.iterdir()):
+        raise DiskError(f"the mount point {path} is not empty: something was written to it "
+                        "while no disk was mounted; move those files away first")
+    try:
+        run(["chattr", "+i", str(path)])
+        return "immutable"
+    except DiskError as exc:
+        logger.warning("cannot make %s immutable (%s); using mode 000", path, exc)
+        os.chmod(path, 0)
+        return "mode 000"
+
+
+def mount(fs_uuid: str, target: Path, *, read_only: bool = False) -> None:
+    """Mount the filesystem with this UUID at target (noatime, nodev, nosuid, noexec)."""
+    check_uuid(fs_uuid)
+    guard_mount_point(target)
+    options = MOUNT_OPTIONS + (",ro" if read_only else "")
+    run(["mount", "-o", options, f"UUID={fs_uuid}", str(target)], timeout=limits.MOUNT_TIMEOUT_S)
+    logger.info("mounted %s at %s%s", fs_uuid, target, " read-only" if read_only else "")
+
+
+def remount(target: Path, *, read_only: bool) -> None:
+    options = "remount," + ("ro" if read_only else "rw")
+    run(["mount", "-o", options, str(target)], timeout=limits.MOUNT_TIMEOUT_S)
+
+
+def unmount(target: Path, *, lazy: bool = False) -> None:
+    """Unmount; lazy detaches a disk that is already gone without waiting for it."""
+    argv = ["umount"] + (["-l"] if lazy else []) + [str(target)]
+    run(argv, timeout=limits.MOUNT_TIMEOUT_S)
+    logger.info("unmounted %s%s", target, " (lazy)" if lazy else "")
+
+
+def mount_source_uuid(target: Path) -> str | None:
+    """UUID of the filesystem mounted at target (findmnt), or None."""
+    proc = run(["findmnt", "-n", "-o", "UUID", "--mountpoint", str(target)], check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+# ------------------------------------------------------------- formatting
+
+def signatures(device: str) -> list[str]:
+    """Filesystem/partition-table signatures on a device (wipefs -n), e.g. ['ext4', 'dos']."""
+    proc = run(["wipefs", "-n", "-J", device])
+    if not proc.stdout.strip():
+        return []
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise DiskError(f"cannot read wipefs output for {device}") from exc
+    return [s.get("type", "?") for s in data.get("signatures", [])]
+
+
+def make_ext4(device: str, *, wipe: bool) -> None:
+    """mkfs.ext4 with large-file settings and the label PICORDER."""
+    if wipe:
+        run(["wipefs", "-a", device])
+    run(["mkfs.ext4", "-F", "-q", "-T", "largefile", "-m", "0", "-L", FORMAT_LABEL, device],
+        timeout=limits.MKFS_TIMEOUT_S)
+    logger.info("formatted %s as ext4 (label %s)", device, FORMAT_LABEL)
+
+
+def fs_uuid_of(device: str) -> str | None:
+    proc = run(["blkid", "-p", "-s", "UUID", "-o", "value", device], check=False)
+    return proc.stdout.strip() or None
+
+
+def udev_settle() -> None:
+    run(["udevadm", "settle", f"--timeout={int(limits.UDEV_SETTLE_S)}"],
+        timeout=limits.UDEV_SETTLE_S + 5, check=False)

@@ -1,0 +1,800 @@
+"""DiskStorage: the recording root on an adopted disk (or directory), watched and rotated."""
+
+import errno
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from recorder import config, disks, limits, retention
+from recorder.disks import DiskError, Marker
+from recorder.drives import (
+    Drive, DriveEvent, PyudevWatcher, drive_from_event, mounts_by_devnum, read_mounts,
+    disk_devpath_of, system_disks,
+)
+from recorder.paths import DataPaths
+
+logger = logging.getLogger(__name__)
+
+SETTING_BOX_ID = "box_id"
+SETTING_DISKS = "storage_disks"
+SETTING_ACTIVE = "storage_active"
+SETTING_FLOOR = "storage_floor_bytes"
+SETTING_ALLOW_LOOP = "storage_allow_loop"     # "1": loop devices count as disks (tests, demo)
+ENV_ALLOW_LOOP = "PICORDER_ALLOW_LOOP"
+ENV_MOUNT_BASE = "PICORDER_MOUNT_BASE"        # tests mount below a temporary directory
+
+STATE_RECORDING = "recording"
+STATE_MISSING = "disk missing"
+STATE_NO_DISK = "no disk"
+
+NOSPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@dataclass
+class AdoptedEntry:
+    """One adopted recording disk or directory, as kept in config.db."""
+
+    kind: str                       # "disk" or "dir"
+    disk_id: str                    # the marker's id
+    root: str                       # mount point (disk) or the directory
+    uuid: str | None = None         # filesystem UUID (disk)
+    label: str | None = None
+    adopted_utc_us: int = 0
+
+
+@dataclass(frozen=True)
+class StorageNudge:
+    """Put on the service queue by commands and I/O errors; handled in the main loop."""
+
+    reason: str
+    errno_: int = 0
+    detail: str = ""
+
+
+@dataclass
+class IoErrorRecord:
+    utc_us: int
+    errno_: int
+    name: str
+    detail: str
+
+
+# ------------------------------------------------------------- config.db settings
+
+def box_id() -> str:
+    """This box's id, generated once and kept in config.db."""
+    value = config.Setting.read(SETTING_BOX_ID)
+    if not value:
+        value = Marker.new("", None).disk_id
+        config.Setting.write(SETTING_BOX_ID, value)
+    return value
+
+
+def load_entries() -> list[AdoptedEntry]:
+    text = config.Setting.read(SETTING_DISKS, "[]")
+    try:
+        return [AdoptedEntry(**e) for e in json.loads(text)]
+    except (ValueError, TypeError):
+        logger.exception("the adopted disks setting is damaged; ignoring it")
+        return []
+
+
+def save_entries(entries: list[AdoptedEntry]) -> None:
+    config.Setting.write(SETTING_DISKS, json.dumps([asdict(e) for e in entries]))
+
+
+def active_entry() -> AdoptedEntry | None:
+    active = config.Setting.read(SETTING_ACTIVE)
+    return next((e for e in load_entries() if e.disk_id == active), None)
+
+
+def configured_floor() -> int | None:
+    value = config.Setting.read(SETTING_FLOOR)
+    if value in (None, ""):
+        return None
+    try:
+        return retention.check_floor(int(value))
+    except (ValueError, retention.RetentionError):
+        logger.error("ignoring the bad free-space floor setting %r", value)
+        return None
+
+
+def set_floor(floor_bytes: int | None) -> None:
+    """Set (or with None clear) the free-space floor; refuses zero or negative."""
+    if floor_bytes is None:
+        config.Setting.delete().where(config.Setting.key == SETTING_FLOOR).execute()
+        return
+    config.Setting.write(SETTING_FLOOR, str(retention.check_floor(floor_bytes)))
+
+
+def configured_root(paths: DataPaths) -> Path | None:
+    """The active recording root from config.db (for offline tools like `picorder check`)."""
+    if config.db.database is None:
+        config.open_config(paths.config_db)
+    entry = active_entry()
+    return Path(entry.root) if entry else None
+
+
+def make_storage(paths: DataPaths, **kwargs) -> "DiskStorage":
+    """A DiskStorage configured from config.db and the environment (config.db must be open)."""
+    allow_loop = (os.environ.get(ENV_ALLOW_LOOP) == "1"
+                  or config.Setting.read(SETTING_ALLOW_LOOP) == "1")
+    kwargs.setdefault("allow_loop", allow_loop)
+    kwargs.setdefault("mount_base", Path(os.environ.get(ENV_MOUNT_BASE) or limits.DISK_MOUNT_BASE))
+    return DiskStorage(paths, **kwargs)
+
+
+def camera_limits() -> dict[str, retention.CameraLimits]:
+    result = {}
+    for cam in config.Camera.select():
+        try:
+            result[cam.name] = retention.CameraLimits(cam.max_age_days, cam.max_bytes, cam.min_days)
+        except retention.RetentionError as exc:
+            logger.error("camera %s: ignoring its retention limits: %s", cam.name, exc)
+    return result
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _device_of_path(path: Path) -> str:
+    st = os.stat(path)
+    return f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+
+
+def on_system_disk(path: Path) -> bool:
+    """True if path lives on the disk holding / or /boot (the SD card on a Pi)."""
+    mounts = read_mounts()
+    devnum = _device_of_path(path)
+    if devnum.startswith("0:"):
+        # No block device of its own (tmpfs, overlay...): treat like the root device.
+        return True
+    disk = disk_devpath_of(devnum)
+    return disk is None or disk in system_disks(mounts)
+
+
+# ------------------------------------------------------------- the storage
+
+@dataclass
+class _Mounted:
+    uuid: str
+    target: Path
+    devpath: str
+    read_only: bool
+
+
+@dataclass
+class _RetentionState:
+    last_run_utc_us: int | None = None
+    last_deleted: int = 0
+    last_deleted_bytes: int = 0
+    total_deleted: int = 0
+    floor_bytes: int | None = None
+    floor_met: bool = True
+    free_bytes: int | None = None
+    total_bytes: int | None = None
+    forecast: dict = field(default_factory=dict)
+    last_error: str | None = None
+
+
+class DiskStorage:
+    """The Storage of contracts.md: records only onto an adopted, mounted disk or directory."""
+
+    def __init__(self, paths: DataPaths, *, mount_base: Path | None = None,
+                 allow_loop: bool = False, watcher=None, run_jobs: bool = True,
+                 floor_bytes: int | None = None):
+        self.paths = paths
+        self.mount_base = Path(mount_base or limits.DISK_MOUNT_BASE)
+        self.allow_loop = allow_loop
+        self.watcher = watcher if watcher is not None else PyudevWatcher()
+        self.run_jobs = run_jobs
+        self.floor_override = retention.check_floor(floor_bytes) if floor_bytes else None
+        self._lock = threading.RLock()
+        self._retention_lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._enqueue: Callable[[object], None] = lambda event: None
+        self._drives: dict[str, Drive] = {}
+        self._mounted: dict[str, _Mounted] = {}
+        self._ejected: set[str] = set()
+        self._failed: dict[str, str] = {}
+        self._root: Path | None = None
+        self._state = STATE_NO_DISK
+        self._detail: str | None = None
+        self._io_errors: deque[IoErrorRecord] = deque(maxlen=limits.IO_ERRORS_KEPT)
+        self._retention = _RetentionState()
+        self._tracker = retention.UsageTracker()
+        self._conn = None
+        self._conn_root: Path | None = None
+        self._scheduler = None
+        self._health: dict = {}
+        self._box_id: str | None = None
+
+    # ---- Storage protocol
+
+    def start(self, enqueue: Callable[[object], None]) -> None:
+        """Enumerate drives, mount the adopted ones, then follow udev and start the jobs."""
+        self._enqueue = enqueue
+        self._box_id = box_id()
+        self.watcher.start(self._enqueue)     # netlink first, so nothing is missed
+        for event in self.watcher.enumerate():
+            self._on_drive_event(event)
+        self._refresh_root()
+        if self.run_jobs:
+            self._start_scheduler()
+
+    def handle(self, event: object) -> bool:
+        """Apply one event from the queue; True if the recording root changed."""
+        with self._lock:
+            if isinstance(event, DriveEvent):
+                self._on_drive_event(event)
+            elif isinstance(event, StorageNudge):
+                self._on_nudge(event)
+            else:
+                return False
+            return self._refresh_root()
+
+    def recording_root(self) -> Path | None:
+        with self._lock:
+            return self._root
+
+    def report_io_error(self, errno_: int, detail: str) -> None:
+        """ffmpeg (or the indexer) hit an error writing to the disk."""
+        name = errno.errorcode.get(errno_, str(errno_))
+        self._io_errors.append(IoErrorRecord(_now_us(), errno_, name, detail[:300]))
+        if errno_ in NOSPACE_ERRNOS:
+            logger.warning("no space left on the recording disk: running retention now")
+            self.run_retention_soon()
+            return
+        logger.error("I/O error on the recording disk (%s): %s", name, detail)
+        self._enqueue(StorageNudge("io_error", errno_, detail))
+
+    def control_commands(self) -> dict[str, Callable]:
+        return {
+            "disk_list": self.cmd_list,
+            "disk_adopt": self.adopt,
+            "disk_adopt_dir": self.adopt_dir,
+            "disk_format": self.format,
+            "disk_eject": self.eject,
+            "disk_retention": self.cmd_retention,
+        }
+
+    def stop(self) -> None:
+        self._cancel.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        self.watcher.stop()
+        with self._retention_lock:
+            self._close_conn()
+
+    def state(self) -> dict:
+        with self._lock:
+            active = active_entry()
+            result = {
+                "state": self._state,
+                "root": str(self._root) if self._root else None,
+                "detail": self._detail,
+                "active": asdict(active) if active else None,
+                "disks": self._adopted_view(),
+                "retention": asdict(self._retention),
+                "io_errors": [asdict(e) for e in self._io_errors],
+                "health": self._health,
+            }
+        return result
+
+    # ---- drives and mounts
+
+    def _drive(self, event: DriveEvent) -> Drive:
+        mounts = read_mounts()
+        return drive_from_event(event, mounts=mounts_by_devnum(mounts),
+                                system=system_disks(mounts), allow_loop=self.allow_loop)
+
+    def _on_drive_event(self, event: DriveEvent) -> None:
+        devpath = event.properties.get("DEVPATH", "")
+        if event.action == "remove":
+            self._drives.pop(devpath, None)
+            self._on_remove(devpath)
+            return
+        drive = self._drive(event)
+        self._drives[devpath] = drive
+        for uuid, m in list(self._mounted.items()):
+            gone = m.devpath == devpath and drive.fs_uuid != uuid
+            moved = uuid == drive.fs_uuid and m.devpath != devpath
+            if gone or moved or (uuid == drive.fs_uuid and not os.path.ismount(m.target)):
+                # The medium changed (a loop device detached, a card reader emptied) or
+                # the same disk came back under another name: the old mount is dead.
+                self._on_remove(m.devpath)
+        if drive.candidate and drive.fs_uuid:
+            self._maybe_mount(drive)
+
+    def _on_remove(self, devpath: str) -> None:
+        for uuid, m in list(self._mounted.items()):
+            if m.devpath == devpath or m.devpath.startswith(devpath + "/"):
+                logger.warning("disk %s was removed", uuid)
+                self._forget_mount(uuid, lazy=True)
+                self._ejected.discard(uuid)
+                self._failed.pop(uuid, None)
+
+    def _forget_mount(self, uuid: str, *, lazy: bool) -> None:
+        m = self._mounted.pop(uuid, None)
+        if m is None:
+            return
+        self._cancel.set()
+        try:
+            disks.unmount(m.target, lazy=lazy)
+        except DiskError as exc:
+            logger.error("cannot unmount %s: %s", m.target, exc)
+            if not lazy:
+                self._mounted[uuid] = m
+                raise
+
+    def _entry_for_uuid(self, uuid: str) -> AdoptedEntry | None:
+        return next((e for e in load_entries() if e.kind == "disk" and e.uuid == uuid), None)
+
+    def _maybe_mount(self, drive: Drive) -> None:
+        uuid = drive.fs_uuid
+        if uuid in self._mounted or uuid in self._ejected or uuid in self._failed:
+            return
+        entry = self._entry_for_uuid(uuid)
+        if entry is None:
+            marker = disks.peek_marker(drive.device) if drive.fs_type in ("ext2", "ext3", "ext4") else None
+            if marker is None or marker.box_id != self._box_id:
+                return
+            logger.info("disk %s carries this box's marker: adopting it again", uuid)
+            entry = self._register_disk(drive, marker, make_active=active_entry() is None)
+        self._mount_entry(entry, drive)
+
+    def _mount_entry(self, entry: AdoptedEntry, drive: Drive) -> None:
+        active = active_entry()
+        read_only = not (active and active.disk_id == entry.disk_id)
+        target = Path(entry.root)
+        try:
+            if disks.mount_source_uuid(target) != entry.uuid:
+                disks.mount(entry.uuid, target, read_only=read_only)
+            else:
+                disks.remount(target, read_only=read_only)
+        except DiskError as exc:
+            logger.error("cannot mount disk %s: %s", entry.uuid, exc)
+            self._detail = f"cannot mount disk {entry.uuid}: {exc}"
+            return
+        self._mounted[entry.uuid] = _Mounted(entry.uuid, target, drive.devpath, read_only)
+        marker = self._read_marker_logged(target)
+        if marker is None or marker.disk_id != entry.disk_id:
+            logger.error("disk %s at %s does not carry its picorder marker %s: not using it",
+                         entry.uuid, target, entry.disk_id)
+            self._failed[entry.uuid] = "its picorder marker is missing or different"
+            self._forget_mount(entry.uuid, lazy=True)
+
+    @staticmethod
+    def _read_marker_logged(root: Path) -> Marker | None:
+        try:
+            return disks.read_marker(root)
+        except (DiskError, OSError) as exc:
+            logger.error("cannot read the marker under %s: %s", root, exc)
+            return None
+
+    def _register_disk(self, drive: Drive, marker: Marker, *, make_active: bool) -> AdoptedEntry:
+        entries = [e for e in load_entries() if not (e.kind == "disk" and e.uuid == drive.fs_uuid)]
+        entry = AdoptedEntry("disk", marker.disk_id, str(self.mount_base / drive.fs_uuid),
+                             drive.fs_uuid, drive.fs_label, _now_us())
+        entries.append(entry)
+        save_entries(entries)
+        if make_active:
+            config.Setting.write(SETTING_ACTIVE, entry.disk_id)
+        return entry
+
+    # ---- the recording root
+
+    def _on_nudge(self, nudge: StorageNudge) -> None:
+        if nudge.reason != "io_error":
+            return
+        active = active_entry()
+        if active is None or self._root is None:
+            return
+        name = errno.errorcode.get(nudge.errno_, str(nudge.errno_))
+        reason = f"I/O error ({name}): {nudge.detail[:200]}"
+        if active.kind == "disk":
+            self._failed[active.uuid] = reason
+            self._forget_mount(active.uuid, lazy=True)
+        else:
+            self._failed[active.disk_id] = reason
+
+    def _refresh_root(self) -> bool:
+        root, state, detail = self._desired_root()
+        changed = root != self._root
+        if changed or state != self._state:
+            logger.info("storage: %s%s%s", state, f" at {root}" if root else "",
+                        f" ({detail})" if detail else "")
+        if changed:
+            self._cancel.set()
+        self._root, self._state, self._detail = root, state, detail
+        return changed
+
+    def _desired_root(self) -> tuple[Path | None, str, str | None]:
+        active = active_entry()
+        if active is None:
+            return None, STATE_NO_DISK, "no recording disk is adopted"
+        key = active.uuid if active.kind == "disk" else active.disk_id
+        if key in self._failed:
+            return None, STATE_MISSING, self._failed[key]
+        if active.kind == "disk" and active.uuid in self._ejected:
+            return None, STATE_MISSING, "ejected: safe to remove"
+        root = Path(active.root)
+        if active.kind == "disk":
+            m = self._mounted.get(active.uuid)
+            if m is None or m.read_only:
+                return None, STATE_MISSING, f"disk {active.label or active.uuid} is not attached"
+        marker = self._read_marker_logged(root)
+        if marker is None or marker.disk_id != active.disk_id:
+            return None, STATE_MISSING, f"{root} does not carry its picorder marker"
+        return root, STATE_RECORDING, None
+
+    def _adopted_view(self) -> list[dict]:
+        result = []
+        active = config.Setting.read(SETTING_ACTIVE)
+        for e in load_entries():
+            m = self._mounted.get(e.uuid) if e.uuid else None
+            item = dict(asdict(e), active=e.disk_id == active,
+                        mounted=m is not None or e.kind == "dir",
+                        read_only=m.read_only if m else False,
+                        ejected=e.uuid in self._ejected if e.uuid else False,
+                        problem=self._failed.get(e.uuid or e.disk_id))
+            item.update(_space(Path(e.root)) if item["mounted"] else {})
+            result.append(item)
+        return result
+
+    # ---- commands (control socket, or called directly by `picorder disk`)
+
+    def refresh_drives(self) -> list[Drive]:
+        """Enumerate now (used when no watcher has run, e.g. the CLI acting directly)."""
+        with self._lock:
+            self._drives = {}
+            for event in self.watcher.enumerate():
+                self._drives[event.properties.get("DEVPATH", "")] = self._drive(event)
+            return list(self._drives.values())
+
+    def drives(self) -> list[Drive]:
+        with self._lock:
+            return list(self._drives.values()) or self.refresh_drives()
+
+    def cmd_list(self) -> dict:
+        """Drives (with markers) and adopted disks/directories."""
+        if self._scheduler is None:
+            self.refresh_drives()
+            self._note_existing_mounts()
+        with self._lock:
+            result = []
+            for drive in sorted(self._drives.values(), key=lambda d: d.device):
+                if not (drive.candidate or drive.system) or drive.devtype not in ("disk", "partition"):
+                    continue
+                result.append(self._with_marker(drive).to_json())
+            return {"drives": result, "adopted": self._adopted_view(),
+                    "state": self._state, "root": str(self._root) if self._root else None}
+
+    def _note_existing_mounts(self) -> None:
+        """Acting without a running watcher: take the adopted disks' mounts as found."""
+        with self._lock:
+            by_uuid = {d.fs_uuid: d for d in self._drives.values() if d.fs_uuid}
+            for e in load_entries():
+                drive = by_uuid.get(e.uuid)
+                if e.kind != "disk" or drive is None or e.uuid in self._mounted:
+                    continue
+                if disks.mount_source_uuid(Path(e.root)) == e.uuid:
+                    options = disks.run(["findmnt", "-n", "-o", "OPTIONS", "--mountpoint",
+                                         e.root], check=False).stdout
+                    self._mounted[e.uuid] = _Mounted(e.uuid, Path(e.root), drive.devpath,
+                                                     "ro" in options.strip().split(","))
+            self._refresh_root()
+
+    def _with_marker(self, drive: Drive) -> Drive:
+        marker = None
+        for point in drive.mount_points:
+            marker = self._read_marker_logged(Path(point)) or marker
+        if marker is None and drive.fs_type in ("ext2", "ext3", "ext4") and drive.candidate:
+            marker = disks.peek_marker(drive.device)
+        return drive.with_marker(marker.disk_id, marker.box_id) if marker else drive
+
+    def _find_drive(self, fs_uuid: str) -> Drive:
+        disks.check_uuid(fs_uuid)
+        self.refresh_drives()
+        matches = [d for d in self._drives.values() if d.fs_uuid == fs_uuid]
+        if not matches:
+            raise DiskError(f"no attached disk has the filesystem UUID {fs_uuid} "
+                            "(see `picorder disk list`)")
+        drive = matches[0]
+        if drive.system:
+            raise DiskError(f"{drive.device} holds the system (root or boot filesystem): "
+                            "it can never be a recording disk")
+        if not drive.candidate:
+            raise DiskError(f"{drive.device} cannot be a recording disk: {drive.not_candidate_reason}")
+        return drive
+
+    def adopt(self, uuid: str) -> dict:
+        """Adopt the disk with this filesystem UUID and record onto it."""
+        with self._lock:
+            drive = self._find_drive(uuid)
+            if drive.fs_type not in disks.RECORDING_FILESYSTEMS:
+                raise DiskError(f"{drive.device} holds {drive.fs_type or 'no filesystem'}, which "
+                                "cannot hold recordings; format it first with "
+                                f"`picorder disk format {drive.device} --confirm {drive.device}`")
+            self._box_id = self._box_id or box_id()
+            target = self.mount_base / uuid
+            if disks.mount_source_uuid(target) != uuid:
+                disks.mount(uuid, target)
+            else:
+                disks.remount(target, read_only=False)
+            self._ejected.discard(uuid)
+            self._failed.pop(uuid, None)
+            marker = self._read_marker_logged(target)
+            if marker is not None and marker.box_id != self._box_id:
+                logger.warning("disk %s belonged to box %s; taking it over", uuid, marker.box_id)
+            if marker is None or marker.box_id != self._box_id:
+                marker = Marker(marker.disk_id if marker else Marker.new("", None).disk_id,
+                                self._box_id, uuid, _now_us())
+                disks.write_marker(target, marker)
+            entry = self._register_disk(drive, marker, make_active=True)
+            self._mounted[uuid] = _Mounted(uuid, target, drive.devpath, False)
+            logger.info("adopted disk %s (%s) as the recording disk", uuid, drive.device)
+        self._enqueue(StorageNudge("adopted"))
+        return asdict(entry)
+
+    def adopt_dir(self, path: str, allow_root_device: bool = False) -> dict:
+        """Adopt a directory (servers, the demo); refused on the system disk unless allowed."""
+        root = Path(path).expanduser().absolute()
+        if not root.is_dir():
+            raise DiskError(f"{root} is not an existing directory")
+        if not os.access(root, os.W_OK):
+            raise DiskError(f"{root} is not writable")
+        if on_system_disk(root) and not allow_root_device:
+            raise DiskError(f"{root} is on the system disk (the one holding /): recordings would "
+                            "fill it; pass --allow-root-device if this is really wanted")
+        with self._lock:
+            self._box_id = self._box_id or box_id()
+            marker = self._read_marker_logged(root)
+            if marker is None or marker.box_id != self._box_id:
+                marker = Marker(marker.disk_id if marker else Marker.new("", None).disk_id,
+                                self._box_id, None, _now_us())
+                disks.write_marker(root, marker)
+            entries = [e for e in load_entries() if not (e.kind == "dir" and e.root == str(root))]
+            entry = AdoptedEntry("dir", marker.disk_id, str(root), None, root.name, _now_us())
+            entries.append(entry)
+            save_entries(entries)
+            config.Setting.write(SETTING_ACTIVE, entry.disk_id)
+            self._failed.pop(entry.disk_id, None)
+            logger.info("adopted directory %s as the recording root", root)
+        self._enqueue(StorageNudge("adopted"))
+        return asdict(entry)
+
+    def format(self, device: str, confirm: str | None = None, force: bool = False) -> dict:
+        """mkfs.ext4 -T largefile -L PICORDER, confirmed by naming the device again."""
+        real = os.path.realpath(device)
+        if not confirm or os.path.realpath(confirm) != real:
+            raise DiskError(f"formatting erases {device}: confirm by naming it again "
+                            f"(--confirm {device})")
+        with self._lock:
+            drives = self.refresh_drives()
+            drive = next((d for d in drives if d.device == real), None)
+            if drive is None:
+                raise DiskError(f"{device} is not an attached disk (see `picorder disk list`)")
+            self._check_formattable(drive, drives, force)
+            disks.make_ext4(real, wipe=force)
+            disks.udev_settle()
+            uuid = disks.fs_uuid_of(real)
+        return {"device": real, "uuid": uuid, "label": disks.FORMAT_LABEL}
+
+    @staticmethod
+    def _check_formattable(drive: Drive, drives: list[Drive], force: bool) -> None:
+        if drive.system:
+            raise DiskError(f"{drive.device} holds the system (root or boot filesystem): refusing")
+        if not drive.candidate:
+            raise DiskError(f"{drive.device} cannot be a recording disk: {drive.not_candidate_reason}")
+        family = [d for d in drives if d.disk_devpath == drive.disk_devpath
+                  and (d.devpath == drive.devpath or drive.devtype == "disk")]
+        busy = [p for d in family for p in d.mount_points]
+        if busy:
+            raise DiskError(f"{drive.device} is mounted at {', '.join(busy)}: eject or unmount "
+                            "it first")
+        found = disks.signatures(drive.device)
+        if drive.has_partitions:
+            found.append("partitions")
+        if found and not force:
+            raise DiskError(f"{drive.device} holds data ({', '.join(found)}); formatting would "
+                            "erase it: add --force if that is what you want")
+
+    def eject(self, uuid: str) -> dict:
+        """Stop recording onto the disk and unmount it so it can be unplugged."""
+        disks.check_uuid(uuid)
+        with self._lock:
+            entry = self._entry_for_uuid(uuid)
+            if entry is None and uuid not in self._mounted:
+                raise DiskError(f"no adopted disk has the filesystem UUID {uuid}")
+            self._ejected.add(uuid)
+            recording_on_it = self._root is not None and entry is not None \
+                and Path(entry.root) == self._root
+            if not recording_on_it or self._scheduler is None:
+                self._try_unmount(uuid)
+        self._enqueue(StorageNudge("ejected"))
+        return {"uuid": uuid, "unmounted": uuid not in self._mounted}
+
+    def _try_unmount(self, uuid: str) -> bool:
+        if uuid not in self._mounted:
+            target = self.mount_base / uuid
+            if os.path.ismount(target):
+                disks.unmount(target)
+            return True
+        try:
+            self._forget_mount(uuid, lazy=False)
+        except DiskError:
+            return False
+        return True
+
+    def cmd_retention(self) -> dict:
+        return asdict(self._retention)
+
+    # ---- jobs
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.events import EVENT_JOB_ERROR
+        from apscheduler.schedulers.background import BackgroundScheduler
+        sched = BackgroundScheduler(timezone=timezone.utc, job_defaults={
+            "coalesce": True, "max_instances": 1,
+            "misfire_grace_time": limits.RETENTION_MISFIRE_GRACE_S})
+        sched.add_listener(_log_job_error, EVENT_JOB_ERROR)
+        now = datetime.now(timezone.utc)
+        sched.add_job(self.run_retention, "interval", seconds=limits.RETENTION_INTERVAL_S,
+                      id="retention", name="retention", next_run_time=now)
+        sched.add_job(self.watch, "interval", seconds=limits.FREE_SPACE_CHECK_S,
+                      id="storage-watch", name="storage watch")
+        sched.add_job(self.check_health, "interval", seconds=limits.HEALTH_INTERVAL_S,
+                      id="disk-health", name="disk health", next_run_time=now)
+        sched.start()
+        self._scheduler = sched
+
+    def run_retention_soon(self) -> None:
+        """Run the retention job at once (free space below the floor, ENOSPC)."""
+        if self._scheduler is not None:
+            self._scheduler.modify_job("retention", next_run_time=datetime.now(timezone.utc))
+
+    def watch(self) -> None:
+        """Every few seconds: free space against the floor, pending read-only remounts and ejects."""
+        with self._lock:
+            root = self._root
+            pending_ro = [m for m in self._mounted.values()
+                          if not m.read_only and m.target != root]
+            ejects = [u for u in self._ejected if u in self._mounted and
+                      self._mounted[u].target != root]
+        for m in pending_ro:
+            self._remount_read_only(m)
+        for uuid in ejects:
+            with self._lock:
+                self._try_unmount(uuid)
+        if root is not None:
+            floor = self._retention.floor_bytes
+            space = _space(root)
+            if floor and space.get("free_bytes", floor) < floor:
+                logger.info("free space %s below the floor %s: running retention now",
+                            space.get("free_bytes"), floor)
+                self.run_retention_soon()
+        self._check_dir_still_there()
+
+    def _remount_read_only(self, m: _Mounted) -> None:
+        try:
+            disks.remount(m.target, read_only=True)
+        except DiskError as exc:
+            logger.info("disk %s still busy, read-only later: %s", m.uuid, exc)
+            return
+        m.read_only = True
+
+    def _check_dir_still_there(self) -> None:
+        with self._lock:
+            root = self._root
+            if root is None:
+                return
+            if self._read_marker_logged(root) is None:
+                logger.error("the marker under %s vanished: stopping recording there", root)
+                self._enqueue(StorageNudge("io_error", errno.ENOENT, f"{root}: marker vanished"))
+
+    def run_retention(self) -> retention.ApplyResult | None:
+        """One retention pass on the current root: plan, then delete."""
+        with self._retention_lock:
+            self._cancel.clear()
+            root = self.recording_root()
+            if root is None:
+                return None
+            conn = self._connection(root)
+            if conn is None:
+                return None
+            return self._rotate(conn, root)
+
+    def _connection(self, root: Path):
+        if self._conn is not None and self._conn_root == root:
+            return self._conn
+        self._close_conn()
+        path = root / disks.PICORDER_DIR / "index.db"
+        if not path.exists():
+            return None
+        conn = retention.connect_index(path)
+        if not retention.has_segment_table(conn):
+            conn.close()
+            return None
+        retention.ensure_indexes(conn)
+        retention.finish_interrupted(conn, root / disks.PICORDER_DIR)
+        self._conn, self._conn_root = conn, root
+        self._tracker.reset()
+        return conn
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._conn_root = None
+
+    def _rotate(self, conn, root: Path) -> retention.ApplyResult:
+        now = _now_us()
+        pdir = root / disks.PICORDER_DIR
+        space = _space(root)
+        if not space:
+            return retention.ApplyResult()
+        rates = retention.stream_rates(conn, now)
+        floor = self.floor_override or configured_floor() or retention.default_floor(
+            space["total_bytes"], sum(rates.values()))
+        lims = camera_limits()
+        totals = self._tracker.totals(conn)
+        plan = retention.plan_rotation(
+            retention.iter_oldest(conn), camera_bytes=totals, limits_by_camera=lims,
+            free_bytes=space["free_bytes"], floor_bytes=floor, now_us=now)
+        result = retention.apply_rotation(conn, pdir, plan.segments, cancel=self._cancel)
+        self._tracker.forget(result.deleted)
+        retention.prune_empty_dirs(pdir, result.deleted,
+                                   datetime.now(timezone.utc).strftime("%Y/%m/%d"))
+        if result.deleted:
+            logger.info("retention deleted %d segments (%d bytes) from %s",
+                        len(result.deleted), result.bytes, root)
+        if not plan.floor_met:
+            logger.warning("cannot reach the free-space floor of %d bytes on %s", floor, root)
+        self._record(result, plan, floor, root, rates, lims, totals)
+        return result
+
+    def _record(self, result, plan, floor, root, rates, lims, totals) -> None:
+        space = _space(root)
+        used = sum(totals.values()) - result.bytes
+        fc = retention.predict_retention(rates, lims, used_bytes=used,
+                                         free_bytes=space["free_bytes"], floor_bytes=floor)
+        st = self._retention
+        st.last_run_utc_us = _now_us()
+        st.last_deleted, st.last_deleted_bytes = len(result.deleted), result.bytes
+        st.total_deleted += len(result.deleted)
+        st.floor_bytes, st.floor_met = floor, plan.floor_met
+        st.free_bytes, st.total_bytes = space["free_bytes"], space["total_bytes"]
+        st.forecast = fc.to_json()
+        st.last_error = "; ".join(result.failed[:3]) or None
+
+    def check_health(self) -> None:
+        from recorder import health
+        with self._lock:
+            active = active_entry()
+            drive = None
+            if active is not None and active.kind == "disk" and active.uuid in self._mounted:
+                devpath = self._mounted[active.uuid].devpath
+                drive = self._drives.get(devpath)
+        report = health.check(drive.device if drive else None, list(self._io_errors))
+        self._health = report.to_json()
+
+
+def _space(root: Path) -> dict:
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return {}
+    return {"total_bytes": st.f_blocks * st.f_frsize, "free_bytes": st.f_bavail * st.f_frsize}
+
+
+def _log_job_error(event) -> None:
+    logger.error("storage job %s failed: %r\n%s", event.job_id, event.exception, event.traceback)
