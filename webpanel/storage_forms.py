@@ -2,46 +2,51 @@
 
 import logging
 
+from pathlib import Path
+
+from flask import current_app
+
 from recorder import config
 from recorder.config import Camera, Setting
+from recorder.paths import DataPaths
+from recorder.storage import SETTING_FLOOR
 from webpanel.pages import GIB, gib_to_bytes, recorder_call, recorder_status
 
 logger = logging.getLogger(__name__)
 
-FLOOR_KEY = "free_space_floor_bytes"       # Setting read by the storage part's retention
+FLOOR_KEY = SETTING_FLOOR                  # read by the storage part's retention
 DEFAULT_AGE_KEY = "default_max_age_days"   # applied to cameras without their own maximum age
-DISK_ACTIONS = ("adopt", "format", "eject")
+DISK_ACTIONS = ("adopt", "adopt_dir", "format", "eject")
 MAX_DAYS = 36500
 
 
-def list_disks() -> tuple[list[dict], str | None]:
-    """The recorder's disk_list as a list of dicts, or ([], error)."""
+def list_disks() -> tuple[dict, str | None]:
+    """The recorder's disk_list: {"drives": [...], "adopted": [...]}, or ({}, error)."""
     result, error = recorder_call("disk_list")
-    if error:
-        return [], error
-    if isinstance(result, dict):
-        result = result.get("disks", [])
-    return [d for d in result or [] if isinstance(d, dict)], None
+    if error or not isinstance(result, dict):
+        return {"drives": [], "adopted": []}, error or "the recorder gave no disk list"
+    return result, None
 
 
 def disk_context() -> dict:
-    disks, disk_error = list_disks()
+    listing, disk_error = list_disks()
     status, status_error = recorder_status()
-    return {"disks": disks, "disk_error": disk_error or status_error,
-            "storage": (status or {}).get("storage") or {}}
-
-
-def disk_target(disk: dict) -> str:
-    """What identifies a disk to disk_adopt/disk_eject: its UUID, else its path."""
-    return str(disk.get("uuid") or disk.get("path") or disk.get("device") or "")
+    storage = dict((status or {}).get("storage") or {})
+    retention = storage.get("retention") or {}
+    return {"drives": listing.get("drives") or [], "adopted": listing.get("adopted") or [],
+            "disk_error": disk_error or status_error, "storage": storage,
+            "retention_state": retention, "forecast": retention.get("forecast") or {},
+            "suggested_dir": str(DataPaths(Path(current_app.config["DATA_DIR"])).default_recordings)}
 
 
 def handle_disk_form(form) -> tuple[str, dict]:
-    """Adopt, format or eject; return (success message, field errors)."""
+    """Adopt, adopt a directory, format or eject; return (success message, field errors)."""
     action = form.get("action")
     target = (form.get("target") or "").strip()
     if action not in DISK_ACTIONS:
         return "", {"action": "choose adopt, format or eject"}
+    if action == "adopt_dir":
+        return adopt_directory(form)
     if not target:
         return "", {"target": "choose a disk"}
     if action == "format":
@@ -50,12 +55,26 @@ def handle_disk_form(form) -> tuple[str, dict]:
             return "", {"confirm_device": f"type the device name {target} exactly to confirm; "
                                           "formatting erases everything on it"}
         _, error = recorder_call("disk_format", device=target, confirm=typed)
-        return (f"{target} was formatted.", {"target": error} if error else {})
+        return (f"{target} was formatted; adopt it to record onto it.",
+                {"target": error} if error else {})
     if action == "adopt":
         _, error = recorder_call("disk_adopt", uuid=target)
-        return (f"{target} is now the recording disk.", {"target": error} if error else {})
+        return (f"The disk {target} is now the recording disk.", {"target": error} if error else {})
     _, error = recorder_call("disk_eject", uuid=target)
-    return (f"{target} was ejected; it is safe to unplug.", {"target": error} if error else {})
+    return (f"The disk {target} was ejected; it is safe to unplug.", {"target": error} if error else {})
+
+
+def adopt_directory(form) -> tuple[str, dict]:
+    path = (form.get("path") or "").strip()
+    if not path:
+        return "", {"path": "enter the directory's full path"}
+    if not path.startswith("/") or any(ord(c) < 32 for c in path) or len(path) > 4096:
+        return "", {"path": "enter a full path starting with /"}
+    allow = form.get("allow_root_device") == "1"
+    _, error = recorder_call("disk_adopt_dir", path=path, allow_root_device=allow)
+    if error:
+        return "", {"path": error}
+    return f"The directory {path} is now the recording root.", {}
 
 
 # ------------------------------------------------------------------ retention
@@ -83,7 +102,8 @@ def retention_form_values() -> dict:
 
 def retention_context() -> dict:
     status, _ = recorder_status()
-    return {"storage": (status or {}).get("storage") or {}}
+    storage = (status or {}).get("storage") or {}
+    return {"storage": storage, "forecast": (storage.get("retention") or {}).get("forecast") or {}}
 
 
 def save_retention_defaults(form) -> dict:

@@ -42,7 +42,7 @@
     sec.querySelectorAll("[data-zoom]").forEach(function (b) {
       b.setAttribute("aria-pressed", String(b.getAttribute("data-zoom") === state.zoom));
     });
-    loadRuns();
+    return loadRuns();
   }
   function parseRuns(data) {
     return (data.runs || []).map(function (r) {
@@ -220,8 +220,8 @@
   var t = Number(params.get("t"));
   if (params.get("zoom") in Timeline.SPANS) state.zoom = params.get("zoom");
   if (t) state.focus = t * 1000;
-  applyView();
-  if (t) loadRuns().then(function () { playAt(t * 1000); });
+  var first = applyView();
+  if (t) first.then(function () { if (!state.cur) playAt(t * 1000); });
   window.requestAnimationFrame(tick);
   sec.recordings = { playAt: playAt, state: state, timeline: tl, loadRuns: loadRuns, applyView: applyView };
 })();
