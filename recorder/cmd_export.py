@@ -2,7 +2,8 @@
 
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from peewee import DatabaseError
@@ -14,6 +15,8 @@ from recorder.index import index_db, open_index
 from recorder.paths import DataPaths, resolve_data_dir
 
 logger = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def register(sub) -> None:
@@ -39,16 +42,20 @@ def parse_time_us(text: str, name: str) -> int:
     """ISO 8601 (UTC unless it says otherwise) or epoch seconds -> epoch µs."""
     text = text.strip()
     try:
-        return round(float(text) * 1_000_000)
-    except ValueError:
-        pass
+        seconds = Decimal(text)           # exact: no float rounding of the microseconds
+    except InvalidOperation:
+        seconds = None
+    if seconds is not None:
+        if not seconds.is_finite():
+            raise UserError(f"{name}: {text!r} is not a time")
+        return int((seconds * 1_000_000).to_integral_value())
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise UserError(f"{name}: {text!r} is neither an ISO 8601 time nor epoch seconds") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return round(when.timestamp() * 1_000_000)
+    return (when - EPOCH) // timedelta(microseconds=1)
 
 
 def iso(us: int) -> str:

@@ -71,6 +71,8 @@ def expected_packets(rows, start_us, end_us):
         tb = mp4.probe_segment(row._src).timescale
         walls = [row.start_us + (int(p["pts"]) - first_pts) * 1_000_000 // tb for p in pkts]
         lo = 0
+        if row.end_us <= start_us or row.start_us >= end_us:
+            continue                      # not covering the range
         if not started:
             keys = [i for i, p in enumerate(pkts) if "K" in p["flags"] and walls[i] <= start_us]
             lo = keys[-1] if keys else 0

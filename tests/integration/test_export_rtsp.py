@@ -1,0 +1,131 @@
+"""recording.mp4 / picorder export on real recordings from the simulated RTSP camera."""
+
+import os
+import random
+import signal
+import subprocess
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from mp4_testlib import MOVFLAGS, decode_errors, ffprobe_packets, ffprobe_stream, require_ffmpeg
+from recorder import export, mp4
+from recorder.index import Segment, open_index
+from recorder.recovery import recover
+
+pytestmark = pytest.mark.integration
+
+SEGMENT_S = 3
+RECORD_S = 13
+FPS = 15
+
+
+def record_rtsp(url: str, pdir, seconds: float) -> None:
+    """Record like the recorder does: -c copy into clock-aligned fMP4 segments, names in UTC."""
+    now = datetime.now(timezone.utc)
+    (pdir / "cam1" / "main" / now.strftime("%Y/%m/%d")).mkdir(parents=True, exist_ok=True)
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", url,
+            "-map", "0:v", "-c", "copy", "-f", "segment", "-segment_time", str(SEGMENT_S),
+            "-segment_atclocktime", "1", "-reset_timestamps", "1", "-strftime", "1",
+            "-segment_format", "mp4", "-segment_format_options", MOVFLAGS,
+            str(pdir / "cam1" / "main" / "%Y" / "%m" / "%d" / "%H-%M-%S.mp4")]
+    proc = subprocess.Popen(argv, env=dict(os.environ, TZ="UTC"), stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        time.sleep(seconds)
+        proc.send_signal(signal.SIGINT)          # graceful: the last segment is finalised
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, 255), err
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    require_ffmpeg()
+    from recorder.sim.launcher import SimCameras
+    pdir = tmp_path_factory.mktemp("rtsp") / "picorder"
+    pdir.mkdir()
+    with SimCameras(cameras=1, fps=FPS, gop=FPS) as sim:
+        record_rtsp(sim.url(1), pdir, RECORD_S)
+    open_index(pdir / "index.db")
+    report = recover(pdir, clock_trusted=True)    # index the files the way a restart would
+    assert report.indexed and not report.moved_aside
+    rows = list(Segment.select().order_by(Segment.start_us))
+    assert len(rows) >= 4
+    return pdir, rows
+
+
+def _reopen(pdir):
+    open_index(pdir / "index.db")
+    return list(Segment.select().order_by(Segment.start_us))
+
+
+def expected_packets(pdir, rows, start_us, end_us):
+    """From ffprobe: packets from the keyframe at or before start to the last one before end."""
+    count, started = 0, False
+    for row in rows:
+        path = pdir / row.path
+        pkts = ffprobe_packets(path)
+        tb = mp4.probe_segment(path).timescale
+        first_pts = min(int(p["pts"]) for p in pkts[:2 * FPS])
+        walls = [row.start_us + (int(p["pts"]) - first_pts) * 1_000_000 // tb for p in pkts]
+        lo = 0
+        if row.end_us <= start_us or row.start_us >= end_us:
+            continue                      # not covering the range
+        if not started:
+            keys = [i for i, p in enumerate(pkts) if "K" in p["flags"] and walls[i] <= start_us]
+            lo = keys[-1] if keys else 0
+            if walls[lo] >= end_us:
+                continue
+            started = True
+        hi = max((i for i in range(lo, len(pkts)) if walls[i] < end_us), default=lo - 1)
+        count += hi - lo + 1
+    return count
+
+
+def test_range_over_recorded_segments(recording, tmp_path):
+    pdir, _ = recording
+    rows = _reopen(pdir)
+    # every recorded segment plays on its own
+    for row in rows:
+        assert decode_errors(pdir / row.path) == "", row.path
+    # from the middle of the 2nd segment to the middle of the 4th or later: >= 3 segments
+    start = rows[1].start_us + (rows[1].end_us - rows[1].start_us) // 2 + 123_456
+    end = rows[-1].start_us + (rows[-1].end_us - rows[-1].start_us) // 2
+    spanned = [r for r in rows if r.end_us > start and r.start_us < end]
+    assert len(spanned) >= 3
+    movie = export.build_range(pdir, "cam1", "main", start, end)
+    out = tmp_path / "range.mp4"
+    with open(out, "wb") as f:
+        for piece in movie.iter_bytes():
+            f.write(piece)
+    full = out.read_bytes()
+    assert len(full) == movie.size
+    assert decode_errors(out) == ""
+    assert [b.type for b in mp4.iter_boxes(full)] == [b"ftyp", b"moov", b"mdat"]
+    info = ffprobe_stream(out)
+    assert abs(float(info["format_duration"]) - (end - start) / 1e6) <= 1 / FPS
+    assert int(info["nb_read_packets"]) == movie.frames == expected_packets(pdir, rows, start, end)
+    rnd = random.Random(50)
+    for _ in range(50):
+        a = rnd.randrange(movie.size)
+        b = min(movie.size - 1, a + rnd.choice([0, 1, 1000, 300_000, movie.size]))
+        assert b"".join(movie.iter_bytes(a, b)) == full[a:b + 1]
+
+
+def test_picorder_export_of_the_recording(recording, tmp_path):
+    from recorder.cli import main
+    pdir, _ = recording
+    rows = _reopen(pdir)
+    start, end = rows[0].start_us + 500_000, rows[-1].end_us - 500_000
+    movie = export.build_range(pdir, "cam1", "main", start, end)
+    expected = b"".join(movie.iter_bytes())
+    out = tmp_path / "export.mp4"
+    assert main(["--data", str(tmp_path / "data"), "export", "cam1", str(start / 1e6),
+                 str(end / 1e6), str(out), "--root", str(pdir.parent)]) == 0
+    assert out.read_bytes() == expected
+    assert decode_errors(out) == ""
