@@ -21,6 +21,7 @@ class DriveEvent:
     action: str                          # "add", "change", "remove"
     properties: dict[str, str]
     sys_path: str | None = None
+    size_bytes: int | None = None        # when known without sysfs (recorded fixtures)
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def drive_from_event(event: DriveEvent, *, mounts: Mapping[str, list[str]],
                         if (p / "partition").exists())
         except OSError:
             parts = False
-    size = int(sectors) * SECTOR if sectors and sectors.isdigit() else 0
+    size = int(sectors) * SECTOR if sectors and sectors.isdigit() else (event.size_bytes or 0)
     return parse_drive(event.properties, size_bytes=size, mounts=mounts, system=system,
                        allow_loop=allow_loop, read_only=ro == "1", has_partitions=parts)
 

@@ -300,7 +300,11 @@ class DiskStorage:
     def _on_drive_event(self, event: DriveEvent) -> None:
         devpath = event.properties.get("DEVPATH", "")
         if event.action == "remove":
-            self._drives.pop(devpath, None)
+            gone = [p for p in self._drives if p == devpath or p.startswith(devpath + "/")]
+            for uuid in {self._drives.pop(p).fs_uuid for p in gone} - {None}:
+                # Unplugged: a failed or ejected disk may come back when plugged in again.
+                self._ejected.discard(uuid)
+                self._failed.pop(uuid, None)
             self._on_remove(devpath)
             return
         drive = self._drive(event)

@@ -1,0 +1,161 @@
+"""DiskStorage with a fake udev watcher and fake mounts: unplug, I/O errors, no space."""
+
+import errno
+import json
+import queue
+from pathlib import Path
+
+import pytest
+
+from recorder import config, disks
+from recorder.drives import DriveEvent
+from recorder.paths import DataPaths
+from recorder.storage import STATE_MISSING, STATE_NO_DISK, STATE_RECORDING, DiskStorage
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "udev"
+
+
+class FakeWatcher:
+    """Stands in for pyudev: a fixed enumeration, and a callback the test fires."""
+
+    def __init__(self, events):
+        self.events = events
+        self.callback = None
+
+    def enumerate(self):
+        return list(self.events)
+
+    def start(self, callback):
+        self.callback = callback
+
+    def stop(self):
+        self.callback = None
+
+
+@pytest.fixture
+def usb_event():
+    data = json.loads((FIXTURES / "usb_partition_add.synthetic.json").read_text())
+    return DriveEvent(data["action"], data["properties"], None, data["size_bytes"])
+
+
+@pytest.fixture
+def fake_mounts(monkeypatch):
+    """mount/umount without a kernel: a mounted target is a directory in the table."""
+    table: dict[str, str] = {}
+    calls = []
+
+    def mount(uuid, target, read_only=False):
+        Path(target).mkdir(parents=True, exist_ok=True)
+        table[str(target)] = uuid
+        calls.append(("mount", uuid, read_only))
+
+    def unmount(target, lazy=False):
+        table.pop(str(target), None)
+        calls.append(("umount", str(target), lazy))
+
+    monkeypatch.setattr(disks, "mount", mount)
+    monkeypatch.setattr(disks, "unmount", unmount)
+    monkeypatch.setattr(disks, "remount", lambda target, read_only: calls.append(("remount", read_only)))
+    monkeypatch.setattr(disks, "mount_source_uuid", lambda target: table.get(str(target)))
+    monkeypatch.setattr(disks, "peek_marker", lambda device: None)
+    return calls
+
+
+@pytest.fixture
+def storage(tmp_path, usb_event, fake_mounts):
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    watcher = FakeWatcher([usb_event])
+    st = DiskStorage(paths, mount_base=tmp_path / "disks", watcher=watcher, run_jobs=False)
+    events = queue.Queue()
+    st.start(events.put)
+    st.events = events
+    st.fake_watcher = watcher
+    yield st
+    st.stop()
+
+
+def drain(st) -> bool:
+    changed = False
+    while not st.events.empty():
+        changed |= st.handle(st.events.get())
+    return changed
+
+
+def test_adopted_disk_records_and_its_removal_stops_at_once(storage, usb_event, fake_mounts):
+    uuid = usb_event.properties["ID_FS_UUID"]
+    assert storage.state()["state"] == STATE_NO_DISK
+    storage.adopt(uuid)
+    assert drain(storage)
+    root = storage.recording_root()
+    assert root == storage.mount_base / uuid and storage.state()["state"] == STATE_RECORDING
+
+    # The observer thread only enqueues; the main loop's handle() does the rest.
+    storage.fake_watcher.callback(DriveEvent("remove", usb_event.properties))
+    assert storage.recording_root() == root
+    assert drain(storage)
+    assert storage.recording_root() is None
+    state = storage.state()
+    assert state["state"] == STATE_MISSING and state["root"] is None
+    assert ("umount", str(root), True) in fake_mounts
+
+    # The same disk again (another kernel name): mounted by UUID and recording.
+    props = dict(usb_event.properties, DEVNAME="/dev/sdb1",
+                 DEVPATH=usb_event.properties["DEVPATH"].replace("sda", "sdb"))
+    storage.fake_watcher.callback(DriveEvent("add", props, None, usb_event.size_bytes))
+    assert drain(storage)
+    assert storage.recording_root() == root
+
+
+def test_first_io_error_means_disk_missing(storage, usb_event, fake_mounts):
+    uuid = usb_event.properties["ID_FS_UUID"]
+    storage.adopt(uuid)
+    drain(storage)
+    storage.report_io_error(errno.EIO, "av_interleaved_write_frame(): Input/output error")
+    assert drain(storage)
+    state = storage.state()
+    assert state["state"] == STATE_MISSING and "I/O error (EIO)" in state["detail"]
+    assert state["io_errors"][0]["name"] == "EIO"
+    # A change event of the failed disk does not bring it back; only a re-plug does.
+    storage.fake_watcher.callback(DriveEvent("change", usb_event.properties, None,
+                                             usb_event.size_bytes))
+    assert not drain(storage) and storage.recording_root() is None
+    storage.fake_watcher.callback(DriveEvent("remove", usb_event.properties))
+    storage.fake_watcher.callback(DriveEvent("add", usb_event.properties, None,
+                                             usb_event.size_bytes))
+    assert drain(storage) and storage.recording_root() is not None
+
+
+def test_no_space_runs_retention_instead_of_stopping(storage, usb_event, monkeypatch):
+    storage.adopt(usb_event.properties["ID_FS_UUID"])
+    drain(storage)
+    soon = []
+    monkeypatch.setattr(storage, "run_retention_soon", lambda: soon.append(1))
+    storage.report_io_error(errno.ENOSPC, "No space left on device")
+    assert soon == [1]
+    assert not drain(storage) and storage.state()["state"] == STATE_RECORDING
+
+
+def test_a_disk_that_is_not_adopted_is_ignored(storage, usb_event, fake_mounts):
+    storage.fake_watcher.callback(DriveEvent("add", usb_event.properties, None,
+                                             usb_event.size_bytes))
+    assert not drain(storage)
+    assert not [c for c in fake_mounts if c[0] == "mount"]
+    assert storage.recording_root() is None
+
+
+def test_marker_of_another_disk_is_refused(storage, usb_event, fake_mounts):
+    uuid = usb_event.properties["ID_FS_UUID"]
+    storage.adopt(uuid)
+    drain(storage)
+    root = storage.recording_root()
+    marker = json.loads((root / "picorder" / "marker.json").read_text())
+    marker["disk_id"] = "someone-else"
+    (root / "picorder" / "marker.json").write_text(json.dumps(marker))
+    storage.fake_watcher.callback(DriveEvent("remove", usb_event.properties))
+    storage.fake_watcher.callback(DriveEvent("add", usb_event.properties, None,
+                                             usb_event.size_bytes))
+    drain(storage)
+    assert storage.recording_root() is None
+    assert "marker" in storage.state()["detail"]
