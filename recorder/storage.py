@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +26,7 @@ SETTING_BOX_ID = "box_id"
 SETTING_DISKS = "storage_disks"
 SETTING_ACTIVE = "storage_active"
 SETTING_FLOOR = "storage_floor_bytes"
+SETTING_DEFAULT_AGE = "default_max_age_days"  # written by the panel's retention form
 SETTING_ALLOW_LOOP = "storage_allow_loop"     # "1": loop devices count as disks (tests, demo)
 ENV_ALLOW_LOOP = "PICORDER_ALLOW_LOOP"
 ENV_MOUNT_BASE = "PICORDER_MOUNT_BASE"        # tests mount below a temporary directory
@@ -131,13 +132,31 @@ def make_storage(paths: DataPaths, **kwargs) -> "DiskStorage":
     return DiskStorage(paths, **kwargs)
 
 
-def camera_limits() -> dict[str, retention.CameraLimits]:
+def default_max_age_days() -> int | None:
+    """The panel's default maximum age for cameras without their own."""
+    value = config.Setting.read(SETTING_DEFAULT_AGE)
+    try:
+        days = int(value) if value not in (None, "") else None
+        retention.CameraLimits(max_age_days=days)
+    except (ValueError, retention.RetentionError):
+        logger.error("ignoring the bad %s setting %r", SETTING_DEFAULT_AGE, value)
+        return None
+    return days
+
+
+def camera_limits(recorded: Iterable[str] = ()) -> dict[str, retention.CameraLimits]:
+    """Limits per camera; cameras no longer configured get the default maximum age."""
+    default_age = default_max_age_days()
     result = {}
     for cam in config.Camera.select():
         try:
-            result[cam.name] = retention.CameraLimits(cam.max_age_days, cam.max_bytes, cam.min_days)
+            result[cam.name] = retention.CameraLimits(cam.max_age_days or default_age,
+                                                      cam.max_bytes, cam.min_days)
         except retention.RetentionError as exc:
             logger.error("camera %s: ignoring its retention limits: %s", cam.name, exc)
+    for name in recorded:
+        if name not in result and default_age:
+            result[name] = retention.CameraLimits(max_age_days=default_age)
     return result
 
 
@@ -227,6 +246,10 @@ class DiskStorage:
         for event in self.watcher.enumerate():
             self._on_drive_event(event)
         self._refresh_root()
+        root = self.recording_root()
+        if root is not None:
+            with self._retention_lock:
+                self._connection(root)      # finishes deletions a crash interrupted
         if self.run_jobs:
             self._start_scheduler()
 
@@ -749,8 +772,8 @@ class DiskStorage:
         rates = retention.stream_rates(conn, now)
         floor = self.floor_override or configured_floor() or retention.default_floor(
             space["total_bytes"], sum(rates.values()))
-        lims = camera_limits()
         totals = self._tracker.totals(conn)
+        lims = camera_limits(totals)
         plan = retention.plan_rotation(
             retention.iter_oldest(conn), camera_bytes=totals, limits_by_camera=lims,
             free_bytes=space["free_bytes"], floor_bytes=floor, now_us=now)
