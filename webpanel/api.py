@@ -228,8 +228,11 @@ def user_create():
     return jsonify(user.to_public()), 201
 
 
+MAX_ID = 2 ** 63 - 1
+
+
 def _get_user(user_id: int) -> User:
-    user = User.get_or_none(User.id == user_id)
+    user = User.get_or_none(User.id == user_id) if user_id <= MAX_ID else None
     if user is None:
         raise json_error(404, f"no user with id {user_id}")
     return user
@@ -300,7 +303,7 @@ def token_create():
 @bp.delete("/tokens/<int:token_id>")
 @login_required(role="admin")
 def token_delete(token_id):
-    row = ApiToken.get_or_none(ApiToken.id == token_id)
+    row = ApiToken.get_or_none(ApiToken.id == token_id) if token_id <= MAX_ID else None
     if row is None:
         raise json_error(404, f"no token with id {token_id}")
     row.delete_instance()

@@ -42,7 +42,7 @@ def parse_time(value: str | None, field: str, errors: dict) -> int | None:
     except ValueError:
         seconds = None
     if seconds is not None:
-        if math.isfinite(seconds):
+        if math.isfinite(seconds) and abs(seconds) < 1e12:
             us = round(seconds * 1_000_000)
     else:
         try:
