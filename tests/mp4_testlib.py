@@ -12,7 +12,10 @@ import pytest
 from recorder.index import Segment, open_index
 from recorder.mp4 import probe_segment
 
-MOVFLAGS = "movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1000000"
+# The recorder's segment options; flush_packets=1 makes each fragment reach the file
+# as soon as it is complete (without it, ffmpeg's 32 KiB buffer delays live view).
+MOVFLAGS = ("movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1000000"
+            ":flush_packets=1")
 
 
 def ffmpeg_segments(out_dir: Path, *, seconds: float, segment_s: float, fps: int = 15,
