@@ -58,7 +58,7 @@ def render_storage(errors: dict | None = None, status_code: int = 200, forms: di
 def storage_disks():
     message, errors = storage_forms.handle_disk_form(request.form)
     if errors:
-        return render_storage({"disk": errors, "disk_target": request.form.get("target")}, 400)
+        return render_storage({"disk": errors}, 400)
     flash(message, "success")
     return redirect(url_for("system.storage"))
 

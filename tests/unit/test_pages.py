@@ -1,0 +1,241 @@
+"""The panel's pages through Flask's client: rendering, roles, and forms with bad input."""
+
+import io
+import json
+import re
+
+import pytest
+
+from panel_support import add_user, create_admin, login, make_app
+from recorder import config
+from recorder.config import Camera, Setting
+
+PAGES = ["/", "/live", "/recordings", "/storage", "/system", "/cameras/new", "/setup/clock",
+         "/setup/disk", "/setup/camera", "/setup/retention", "/setup/done"]
+HTML = {"Accept": "text/html"}
+ERROR_RE = re.compile(r'data-field="([^"]+)".*?<span class="error"[^>]*>([^<]+)</span>', re.S)
+
+
+@pytest.fixture
+def app(tmp_path):
+    return make_app(tmp_path)
+
+
+@pytest.fixture
+def admin(app):
+    client = app.test_client()
+    create_admin(client)
+    with app.app_context():
+        config.db.connect(reuse_if_open=True)
+        Setting.write("setup_wizard", "done")
+    return client
+
+
+def token_of(client) -> str:
+    page = client.get("/live", headers=HTML).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def post(client, url, data):
+    data = dict(data, csrf_token=token_of(client))
+    return client.post(url, data=data, headers=HTML)
+
+
+def field_errors(response) -> dict:
+    """Field name -> the message shown next to it."""
+    html = response.get_data(as_text=True)
+    errors = {}
+    for block in re.split(r'(?=<div class="field)', html):
+        name = re.search(r'data-field="([^"]+)"', block)
+        message = re.search(r'<span class="error"[^>]*>([^<]+)</span>', block)
+        if name and message:
+            errors[name.group(1)] = message.group(1)
+    return errors
+
+
+def cameras(app) -> list[dict]:
+    with app.app_context():
+        config.db.connect(reuse_if_open=True)
+        return [c.to_public() | {"password": c.password} for c in Camera.select()]
+
+
+def test_every_page_renders_for_the_admin(admin):
+    for page in PAGES:
+        response = admin.get(page, headers=HTML)
+        assert response.status_code == 200, page
+        assert "<h1>" in response.get_data(as_text=True)
+
+
+def test_anonymous_gets_the_sign_in_form(app, admin):
+    client = app.test_client()
+    for page in PAGES:
+        response = client.get(page, headers=HTML)
+        assert response.status_code == 401 and "Sign in" in response.get_data(as_text=True)
+
+
+def test_viewer_sees_pages_but_cannot_change_cameras(app, admin):
+    post(admin, "/cameras/new", {"name": "cam1", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})
+    add_user(app, "vera", "viewer-pass", "viewer")
+    viewer = app.test_client()
+    login(viewer, "vera", "viewer-pass")
+    for page in ("/", "/live", "/recordings/cam1", "/storage", "/system"):
+        assert viewer.get(page, headers=HTML).status_code == 200, page
+    assert viewer.get("/cameras/new", headers=HTML).status_code == 403
+    response = post(viewer, "/cameras/cam1/delete", {"confirm": "cam1"})
+    assert response.status_code == 403
+    assert len(cameras(app)) == 1
+
+
+def test_the_wizard_comes_first_for_a_new_admin(app):
+    client = app.test_client()
+    create_admin(client)
+    response = client.get("/", headers=HTML)
+    assert response.status_code == 302 and response.location.endswith("/setup/clock")
+    assert post(client, "/setup/done", {}).status_code == 302
+    assert client.get("/", headers=HTML).status_code == 200
+
+
+@pytest.mark.parametrize("form, field", [
+    ({"name": "Bad Name", "main_url": "rtsp://10.0.0.2/s"}, "name"),
+    ({"name": "", "main_url": "rtsp://10.0.0.2/s"}, "name"),
+    ({"name": "cam1", "main_url": ""}, "main_url"),
+    ({"name": "cam1", "main_url": "ftp://10.0.0.2/s"}, "main_url"),
+    ({"name": "cam1", "main_url": "rtsp://10.0.0.2:99999/s"}, "main_url"),
+    ({"name": "cam1", "main_url": "rtsp://10.0.0.2/s", "sub_url": "rtsp:// bad"}, "sub_url"),
+    ({"name": "cam1", "main_url": "rtsp://10.0.0.2/s", "transport": "carrier-pigeon"}, "transport"),
+    ({"name": "cam1", "main_url": "rtsp://10.0.0.2/s", "max_age_days": "-3"}, "max_age_days"),
+    ({"name": "cam1", "main_url": "rtsp://10.0.0.2/s", "max_gb": "lots"}, "max_gb"),
+])
+def test_bad_camera_input_is_shown_by_the_field_and_nothing_is_saved(app, admin, form, field):
+    wizard_fields = field not in ("max_age_days", "max_gb")    # retention is its own step there
+    for url in ("/cameras/new", "/setup/camera") if wizard_fields else ("/cameras/new",):
+        response = post(admin, url, dict({"enabled": "1", "transport": "tcp"}, **form))
+        assert response.status_code == 400
+        errors = field_errors(response)
+        assert field in errors, (url, errors)
+        assert cameras(app) == []
+
+
+def test_camera_password_is_kept_never_shown_and_can_be_removed(app, admin):
+    response = post(admin, "/cameras/new", {"name": "cam1", "enabled": "1", "transport": "tcp",
+                                            "main_url": "rtsp://bob:s3cret-Pw@10.0.0.2/s1"})
+    assert response.status_code == 302
+    [cam] = cameras(app)
+    assert (cam["main_url"], cam["username"], cam["password"]) == ("rtsp://10.0.0.2/s1", "bob", "s3cret-Pw")
+    page = admin.get("/cameras/cam1/edit", headers=HTML).get_data(as_text=True)
+    assert "s3cret-Pw" not in page and "A password is stored" in page
+    post(admin, "/cameras/cam1/edit", {"main_url": "rtsp://10.0.0.3/s1", "enabled": "1", "transport": "tcp"})
+    [cam] = cameras(app)
+    assert cam["main_url"] == "rtsp://10.0.0.3/s1" and cam["password"] == "s3cret-Pw"
+    bad = post(admin, "/cameras/cam1/edit", {"main_url": "nope://", "enabled": "1", "password": "new-one"})
+    assert bad.status_code == 400 and "new-one" not in bad.get_data(as_text=True)
+    assert cameras(app)[0]["password"] == "s3cret-Pw"
+    post(admin, "/cameras/cam1/edit", {"main_url": "rtsp://10.0.0.3/s1", "enabled": "1",
+                                       "transport": "tcp", "clear_password": "1"})
+    assert cameras(app)[0]["password"] is None
+
+
+def test_a_bare_address_becomes_an_rtsp_url(app, admin):
+    post(admin, "/cameras/new", {"name": "gate", "main_url": "192.168.1.20:8554/live",
+                                 "enabled": "1", "transport": "tcp"})
+    assert cameras(app)[0]["main_url"] == "rtsp://192.168.1.20:8554/live"
+
+
+def test_disable_and_remove_need_the_right_input(app, admin):
+    post(admin, "/cameras/new", {"name": "cam1", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})
+    post(admin, "/cameras/cam1/enabled", {"enabled": "0"})
+    assert cameras(app)[0]["enabled"] is False
+    post(admin, "/cameras/cam1/delete", {"confirm": "cam2"})
+    assert len(cameras(app)) == 1
+    post(admin, "/cameras/cam1/delete", {"confirm": "cam1"})
+    assert cameras(app) == []
+
+
+@pytest.mark.parametrize("url", ["/setup/retention", "/storage/retention"])
+@pytest.mark.parametrize("form, field", [
+    ({"floor_gb": "-1"}, "floor_gb"), ({"floor_gb": "a lot"}, "floor_gb"),
+    ({"default_max_age_days": "0"}, "default_max_age_days"),
+    ({"default_max_age_days": "2.5"}, "default_max_age_days"),
+])
+def test_bad_retention_input(app, admin, url, form, field):
+    response = post(admin, url, form)
+    assert response.status_code == 400 and field in field_errors(response)
+    with app.app_context():
+        config.db.connect(reuse_if_open=True)
+        assert Setting.read("storage_floor_bytes") is None
+        assert Setting.read("default_max_age_days") is None
+
+
+def test_retention_defaults_apply_to_cameras_without_their_own(app, admin):
+    post(admin, "/cameras/new", {"name": "a", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})
+    post(admin, "/cameras/new", {"name": "b", "main_url": "rtsp://10.0.0.3/s", "enabled": "1",
+                                 "max_age_days": "3"})
+    assert post(admin, "/setup/retention", {"floor_gb": "2", "default_max_age_days": "30"}).status_code == 302
+    ages = {c["name"]: c["max_age_days"] for c in cameras(app)}
+    assert ages == {"a": 30, "b": 3}
+    with app.app_context():
+        config.db.connect(reuse_if_open=True)
+        assert Setting.read("storage_floor_bytes") == str(2 * 1024 ** 3)
+
+
+def test_per_camera_retention_on_the_storage_page(app, admin):
+    post(admin, "/cameras/new", {"name": "a", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})
+    bad = post(admin, "/storage/cameras/a", {"max_age_days": "5", "min_days": "9"})
+    assert bad.status_code == 400 and "min_days" in field_errors(bad)
+    assert cameras(app)[0]["max_age_days"] is None
+    assert post(admin, "/storage/cameras/a", {"max_age_days": "5", "max_gb": "1.5"}).status_code == 302
+    cam = cameras(app)[0]
+    assert cam["max_age_days"] == 5 and cam["max_bytes"] == int(1.5 * 1024 ** 3)
+
+
+def test_disk_forms_check_their_input_before_asking_the_recorder(admin):
+    response = post(admin, "/storage/disks", {"action": "format", "target": "/dev/sdz1",
+                                              "confirm_device": "/dev/sdy1"})
+    assert response.status_code == 400
+    assert "type the device name /dev/sdz1" in response.get_data(as_text=True)
+    response = post(admin, "/setup/disk", {"action": "adopt_dir", "path": "relative/dir"})
+    assert response.status_code == 400 and "path" in field_errors(response)
+    response = post(admin, "/setup/disk", {"action": "adopt_dir", "path": "/srv/nvr"})
+    assert response.status_code == 400 and "recorder is not running" in field_errors(response)["path"]
+
+
+def test_set_clock_needs_a_plausible_browser_time(admin):
+    for value in ("", "yesterday", "12"):
+        response = post(admin, "/setup/clock", {"browser_utc_ms": value})
+        assert response.status_code == 400
+        assert "browser" in response.get_data(as_text=True)
+
+
+def test_users_and_tokens_forms(app, admin):
+    bad = post(admin, "/system/users", {"username": "", "password": "short", "role": "viewer"})
+    errors = field_errors(bad)
+    assert bad.status_code == 400 and {"username", "password"} <= set(errors)
+    assert post(admin, "/system/users", {"username": "vera", "password": "long-enough",
+                                         "role": "viewer"}).status_code == 302
+    bad = post(admin, "/system/tokens", {"name": "", "role": "root"})
+    assert bad.status_code == 400 and {"name", "role"} <= set(field_errors(bad))
+    made = post(admin, "/system/tokens", {"name": "prometheus", "role": "viewer"})
+    token = re.search(r"pct_[A-Za-z0-9_-]+", made.get_data(as_text=True)).group(0)
+    assert app.test_client().get("/api/status", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_backup_and_restore(app, admin):
+    post(admin, "/cameras/new", {"name": "cam1", "main_url": "rtsp://u:pw-1@10.0.0.2/s", "enabled": "1"})
+    backup = admin.get("/system/backup.json")
+    doc = json.loads(backup.get_data(as_text=True))
+    assert doc["cameras"][0]["password"] == "pw-1" and doc["users"][0]["username"] == "admin"
+    post(admin, "/cameras/cam1/delete", {"confirm": "cam1"})
+    assert cameras(app) == []
+
+    def restore(raw: bytes):
+        return admin.post("/system/restore", headers=HTML, content_type="multipart/form-data",
+                          data={"csrf_token": token_of(admin), "backup": (io.BytesIO(raw), "b.json")})
+
+    for raw in (b"not json", json.dumps({"format": "x"}).encode(),
+                json.dumps(dict(doc, users=[])).encode(),
+                json.dumps(dict(doc, cameras=[{"name": "BAD", "main_url": "x"}])).encode()):
+        response = restore(raw)
+        assert response.status_code == 400 and "backup" in field_errors(response)
+        assert cameras(app) == []
+    assert restore(backup.get_data()).status_code == 302
+    assert cameras(app)[0]["password"] == "pw-1"
