@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +29,7 @@ THROTTLED_FILE = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
 THERMAL_FILE = Path("/sys/class/thermal/thermal_zone0/temp")
 LOG_LINES = 60
 COMMAND_TIMEOUT_S = 3
+COMMAND_CACHE_S = 10
 BACKUP_FORMAT = "picorder-config-backup"
 BACKUP_VERSION = 1
 SECRET_IN_URL = re.compile(r"(\w+://)[^/@\s]*@")
@@ -93,7 +95,21 @@ def read_text(path: Path) -> str | None:
         return None
 
 
+_command_cache: dict[tuple, tuple[float, str | None]] = {}
+
+
 def run_quiet(argv: list[str]) -> str | None:
+    """Output of a small system command, reused for COMMAND_CACHE_S (the page stays fast)."""
+    key = tuple(argv)
+    hit = _command_cache.get(key)
+    if hit and time.monotonic() - hit[0] < COMMAND_CACHE_S:
+        return hit[1]
+    output = _run(argv)
+    _command_cache[key] = (time.monotonic(), output)
+    return output
+
+
+def _run(argv: list[str]) -> str | None:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
