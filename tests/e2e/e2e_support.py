@@ -1,0 +1,173 @@
+"""Helpers of the end-to-end tests: the stack of real parts, signing in, polling, screenshots."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from recorder import config
+from recorder.config import Camera, Setting
+from recorder.paths import DataPaths
+from recorder.sim.launcher import PROJECT_ROOT, SimCameras, free_port  # noqa: F401 (conftest)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required"]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+SEGMENT_SECONDS = 6
+START_TIMEOUT_S = 30
+ADMIN = ("admin", "e2e-admin-password")
+SCREENSHOT_ENV = "PICORDER_E2E_SCREENSHOTS"     # also copy screenshots into this directory
+
+
+@dataclass
+class Stack:
+    """The running parts: cameras, recorder, panel."""
+
+    url: str
+    paths: DataPaths
+    sim: SimCameras
+    shots: Path
+    procs: list = field(default_factory=list)
+    logs: dict = field(default_factory=dict)
+
+    def config_rows(self, model):
+        """Rows of a config.db table, read with a fresh connection."""
+        config.db.connect(reuse_if_open=True)
+        try:
+            return list(model.select())
+        finally:
+            config.db.close()
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        path = self.logs.get(name)
+        return path.read_text(errors="replace")[-chars:] if path and path.exists() else ""
+
+
+def _wait_http(url: str, proc: subprocess.Popen, what: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return                      # it answers (401 before sign-in is fine)
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"{what} did not answer within {START_TIMEOUT_S} s: {log.read_text()[-3000:]}")
+
+
+def _wait_socket(path: Path, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the recorder did not open its control socket: {log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def seed_config(paths: DataPaths, sim: SimCameras) -> None:
+    """What `picorder demo` puts into a fresh box: short segments and one camera with a sub stream."""
+    config.open_config(paths.config_db)
+    try:
+        Setting.write("segment_seconds", str(SEGMENT_SECONDS))
+        Camera.create(name="cam1", display_name="Front door", main_url=sim.url(1),
+                      sub_url=sim.url(1, sub=True))
+    finally:
+        config.db.close()
+
+
+def _spawn(argv, env, log: Path) -> subprocess.Popen:
+    out = open(log, "wb")
+    try:
+        return subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        out.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def api_json(stack: Stack, page, path: str) -> dict:
+    """GET a JSON API route with the page's session."""
+    response = page.request.get(stack.url + path)
+    assert response.ok, f"{path}: {response.status} {response.text()[:300]}"
+    return response.json()
+
+
+def ensure_admin(stack: Stack, page) -> None:
+    """Create the admin through the first-run form if the wizard test has not."""
+    page.goto(stack.url + "/auth/login")
+    if page.locator("#confirm").count():
+        page.fill("#username", ADMIN[0])
+        page.fill("#password", ADMIN[1])
+        page.fill("#confirm", ADMIN[1])
+        page.click("button[type=submit]")
+        page.goto(stack.url + "/setup/done")
+        page.click("[data-finish]")
+
+
+def sign_in(stack: Stack, browser, viewport=DESKTOP, **context_args):
+    """A new page signed in as the admin."""
+    context = browser.new_context(viewport=viewport, **context_args)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.js_errors = errors
+    ensure_admin(stack, page)
+    page.goto(stack.url + "/auth/login")
+    if page.locator("#password").count():
+        page.fill("#username", ADMIN[0])
+        page.fill("#password", ADMIN[1])
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+    return page
+
+
+def poll(fn, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Call fn until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
+
+
+def screenshot(stack: Stack, page, name: str) -> Path:
+    """Save a screenshot into the stack's directory (and $PICORDER_E2E_SCREENSHOTS)."""
+    path = stack.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    extra = os.environ.get(SCREENSHOT_ENV)
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(extra) / path.name)
+    return path
+
+
+def ffprobe_json(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                          "format=duration:stream=codec_name,nb_read_frames,r_frame_rate",
+                          "-of", "json", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
