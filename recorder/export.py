@@ -82,8 +82,7 @@ class SampleTables:
                 size = sum(frag.sizes[lo:hi + 1])
                 self._add_chunk(file_index, offset, size, hi - lo + 1)
             index += count
-        for i in range(first, last + 1):
-            self._add_sample(frag.sizes[i], frag.durations[i], frag.ctos[i], frag.sync[i])
+        self._add_samples(frag, first, last + 1)
 
     def _add_chunk(self, file_index: int, offset: int, size: int, samples: int) -> None:
         self.chunk_file.append(file_index)
@@ -91,26 +90,48 @@ class SampleTables:
         self.chunk_size.append(size)
         self.chunk_samples.append(samples)
 
-    def _add_sample(self, size: int, duration: int, cto: int, sync: int) -> None:
-        self.sizes.append(size)
-        if sync:
-            self.sync.append(len(self.sizes))
-        _rle_append(self.stts, duration)
-        _rle_append(self.ctts, cto)
-        self.negative_cto |= cto < 0
-        self.pts_end = max(self.pts_end, self.dts + cto + duration)
-        self.dts += duration
+    def _add_samples(self, frag: Fragment, lo: int, hi: int) -> None:
+        """Append samples lo..hi-1; the common constant-duration, no-reordering case in C."""
+        base = len(self.sizes)
+        self.sizes.extend(frag.sizes[lo:hi])
+        sync = frag.sync[lo:hi]
+        at = sync.find(1)
+        while at != -1:
+            self.sync.append(base + at + 1)
+            at = sync.find(1, at + 1)
+        durations, ctos = frag.durations[lo:hi], frag.ctos[lo:hi]
+        _rle_extend(self.stts, durations)
+        _rle_extend(self.ctts, ctos)
+        self.negative_cto |= min(ctos) < 0
+        if ctos.count(ctos[0]) == len(ctos):
+            self.dts += sum(durations)
+            self.pts_end = max(self.pts_end, self.dts + ctos[0])
+            return
+        for duration, cto in zip(durations, ctos):
+            self.pts_end = max(self.pts_end, self.dts + cto + duration)
+            self.dts += duration
 
     @property
     def count(self) -> int:
         return len(self.sizes)
 
 
-def _rle_append(table: list, value: int) -> None:
-    if table and table[-1][1] == value:
-        table[-1][0] += 1
+def _rle_extend(table: list, values: array) -> None:
+    """Run-length append (stts/ctts entries are [count, value])."""
+    if values.count(values[0]) == len(values):
+        runs = [(len(values), values[0])]
     else:
-        table.append([1, value])
+        runs = []
+        for value in values:
+            if runs and runs[-1][1] == value:
+                runs[-1] = (runs[-1][0] + 1, value)
+            else:
+                runs.append((1, value))
+    for count, value in runs:
+        if table and table[-1][1] == value:
+            table[-1][0] += count
+        else:
+            table.append([count, value])
 
 
 # ---------------------------------------------------------------- the movie
@@ -294,58 +315,73 @@ def _first_pts(frag: Fragment) -> int:
     return best
 
 
-def _samples(fragments: list[Fragment]):
-    """(fragment index, sample index, dts, pts, sync) in decode order."""
-    for fi, frag in enumerate(fragments):
-        dts = frag.base_dts
-        for i in range(frag.count):
-            yield fi, i, dts, dts + frag.ctos[i], frag.sync[i]
-            dts += frag.durations[i]
+def _pts_list(frag: Fragment) -> list[int]:
+    """Presentation time of each sample of a fragment (segment media time)."""
+    out, dts = [], frag.base_dts
+    for duration, cto in zip(frag.durations, frag.ctos):
+        out.append(dts + cto)
+        dts += duration
+    return out
 
 
 def _add_fragments(build: _Build, row: Segment, fragments: list[Fragment], ts: int) -> None:
     seg = _SegmentMap(row, _first_pts(fragments[0]), timescale=ts)
-    samples = list(_samples(fragments))
-    first = _first_sample(build, seg, samples) if build.media_start is None else 0
-    last = _last_sample(build, seg, samples, first)
-    if last < first:
+    first = _first_position(build, seg, fragments) if build.media_start is None else (0, 0)
+    last = _last_position(build, seg, fragments)
+    if last is None or last < first:
         return
-    fi0, i0, dts0, pts0, _ = samples[first]
+    (fi0, i0), (fi_last, i_last) = first, last
+    frag0 = fragments[fi0]
+    dts0 = frag0.base_dts + sum(frag0.durations[:i0])
     seg.shift = build.tables.dts - dts0
     if build.media_start is None:
+        pts0 = dts0 + frag0.ctos[i0]
         start_wall = max(build.start_us, seg.wall(pts0))
         build.media_start = seg.seg_time(start_wall) + seg.shift
         build.movie_start_us = start_wall
     file_index = len(build.tables.files)
     build.tables.files.append(row.path)
-    fi_last, i_last = samples[last][0], samples[last][1]
     for fi in range(fi0, fi_last + 1):
         lo = i0 if fi == fi0 else 0
         hi = i_last if fi == fi_last else fragments[fi].count - 1
         build.tables.add(fragments[fi], lo, hi, file_index)
     build.maps.append(seg)
-    _update_end(build, seg, samples[first:last + 1])
+    _update_end(build, seg)
 
 
-def _first_sample(build: _Build, seg: _SegmentMap, samples: list) -> int:
-    """Index (decode order) of the keyframe at or before the range's start."""
-    chosen = 0
-    for n, (_, _, _, pts, sync) in enumerate(samples):
-        if sync and seg.wall(pts) <= build.start_us:
-            chosen = n
+def _first_position(build: _Build, seg: _SegmentMap, fragments: list[Fragment]) -> tuple[int, int]:
+    """(fragment, sample) of the keyframe at or before the range's start (decode order)."""
+    chosen = (0, 0)
+    for fi, frag in enumerate(fragments):
+        pts = _pts_list(frag)
+        at = frag.sync.find(1)
+        while at != -1:
+            if seg.wall(pts[at]) > build.start_us:
+                return chosen
+            chosen = (fi, at)
+            at = frag.sync.find(1, at + 1)
     return chosen
 
 
-def _last_sample(build: _Build, seg: _SegmentMap, samples: list, first: int) -> int:
-    """Last sample (decode order) needed to present every frame before the range's end."""
-    last = first - 1
-    for n in range(first, len(samples)):
-        if seg.wall(samples[n][3]) < build.end_us:
-            last = n
-    return last
+def _last_position(build: _Build, seg: _SegmentMap,
+                   fragments: list[Fragment]) -> tuple[int, int] | None:
+    """(fragment, sample) of the last sample in decode order presented before the range's end.
+
+    Every sample up to it is needed: later-presented frames it depends on come first.
+    """
+    tail = fragments[-1]
+    bound = tail.base_dts + tail.duration + max(tail.ctos)
+    if seg.wall(bound) < build.end_us:
+        return len(fragments) - 1, tail.count - 1
+    for fi in range(len(fragments) - 1, -1, -1):
+        pts = _pts_list(fragments[fi])
+        for i in range(len(pts) - 1, -1, -1):
+            if seg.wall(pts[i]) < build.end_us:
+                return fi, i
+    return None
 
 
-def _update_end(build: _Build, seg: _SegmentMap, used: list) -> None:
+def _update_end(build: _Build, seg: _SegmentMap) -> None:
     t = build.tables
     seg_end_wall = seg.wall(t.pts_end - seg.shift)
     if seg_end_wall >= build.end_us:

@@ -13,10 +13,11 @@ offsets per sample run), so callers can stream them by byte ranges.
 import logging
 import os
 import struct
+import sys
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, NamedTuple
 
 from recorder.limits import MP4_MAX_HEADER_BOX
 
@@ -29,6 +30,9 @@ CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"moof", b"t
 TOP_LEVEL_AFTER_INIT = {b"moof", b"mdat", b"mfra", b"free", b"skip", b"sidx", b"styp",
                         b"prft", b"emsg", b"udta", b"meta"}
 CODECS = {b"avc1": "h264", b"avc3": "h264", b"hvc1": "hevc", b"hev1": "hevc"}
+
+# Bytes read at once at a fragment's start: its moof and the mdat header, usually.
+FRAGMENT_PREFETCH = 4096
 
 # tfhd flags
 TFHD_BASE_DATA_OFFSET = 0x000001
@@ -52,8 +56,7 @@ class Mp4Error(ValueError):
     """The file is not a valid picorder fMP4 segment (or this part of it is not)."""
 
 
-@dataclass(frozen=True)
-class Box:
+class Box(NamedTuple):
     """One box: its type, where it starts, its total size and header length."""
 
     type: bytes
@@ -301,30 +304,53 @@ def _apply_trex(data: bytes, moov: Box, init: InitSegment) -> None:
 
 # ---------------------------------------------------------------- fragments
 
+_HEADER = struct.Struct(">I4s")
+_U32 = struct.Struct(">I")
+
+
+def _child_boxes(data: bytes, pos: int, end: int) -> list[tuple[bytes, int, int, int]]:
+    """(type, offset, payload offset, end) of the boxes in data[pos:end] (a hot path)."""
+    out = []
+    while pos < end:
+        if end - pos < 8:
+            raise Mp4Error(f"truncated box header at {pos}")
+        size, typ = _HEADER.unpack_from(data, pos)
+        header = 8
+        if size == 1:
+            if end - pos < 16:
+                raise Mp4Error(f"truncated largesize header at {pos}")
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            raise Mp4Error(f"box {typ!r} at {pos} has a bad size {size}")
+        out.append((typ, pos, pos + header, pos + size))
+        pos += size
+    return out
+
+
 def parse_moof(moof_data: bytes, moof_offset: int, init: InitSegment) -> Fragment:
     """Parse an in-memory moof (starting at data[0]) located at `moof_offset` in the file."""
     moof = parse_box_header(moof_data, 0, len(moof_data))
     if moof.type != b"moof":
         raise Mp4Error(f"expected moof at {moof_offset}")
     frag = None
-    for traf in iter_boxes(moof_data, moof.payload, moof.end):
-        if traf.type != b"traf":
-            continue
-        tfhd = find_child(moof_data, traf, b"tfhd")
-        if tfhd is None:
-            raise Mp4Error(f"traf without tfhd in moof at {moof_offset}")
-        if struct.unpack_from(">I", moof_data, tfhd.payload + 4)[0] != init.track_id:
-            continue
-        frag = _parse_traf(moof_data, traf, tfhd, moof_offset, init)
+    for typ, _, payload, end in _child_boxes(moof_data, moof.payload, moof.end):
+        if typ == b"traf":
+            frag = _parse_traf(moof_data, payload, end, moof_offset, init) or frag
     if frag is None:
         raise Mp4Error(f"moof at {moof_offset} has no fragment of the video track")
     frag.moof_size = moof.size
     return frag
 
 
-def _parse_tfhd(data: bytes, tfhd: Box, moof_offset: int, init: InitSegment):
-    _, flags = full_box(data, tfhd)
-    pos = tfhd.payload + 8
+def _parse_tfhd(data: bytes, payload: int, end: int, moof_offset: int, init: InitSegment):
+    """(track_id, base data offset, [default duration, size, flags])."""
+    if end - payload < 8:
+        raise Mp4Error("tfhd too short")
+    flags = _U32.unpack_from(data, payload)[0] & 0xFFFFFF
+    track_id = _U32.unpack_from(data, payload + 4)[0]
+    pos = payload + 8
     base = moof_offset
     if flags & TFHD_BASE_DATA_OFFSET:
         base = struct.unpack_from(">Q", data, pos)[0]
@@ -334,27 +360,37 @@ def _parse_tfhd(data: bytes, tfhd: Box, moof_offset: int, init: InitSegment):
     defaults = [init.default_duration, init.default_size, init.default_flags]
     for i, bit in enumerate((TFHD_DEFAULT_DURATION, TFHD_DEFAULT_SIZE, TFHD_DEFAULT_FLAGS)):
         if flags & bit:
-            defaults[i] = struct.unpack_from(">I", data, pos)[0]
+            defaults[i] = _U32.unpack_from(data, pos)[0]
             pos += 4
-    if pos > tfhd.end:
+    if pos > end:
         raise Mp4Error("tfhd too short for its flags")
-    return base, defaults
+    return track_id, base, defaults
 
 
-def _parse_traf(data: bytes, traf: Box, tfhd: Box, moof_offset: int,
-                init: InitSegment) -> Fragment:
-    base, (def_dur, def_size, def_flags) = _parse_tfhd(data, tfhd, moof_offset, init)
+def _parse_traf(data: bytes, payload: int, end: int, moof_offset: int,
+                init: InitSegment) -> Fragment | None:
+    """The fragment of the video track in this traf; None if the traf is another track's."""
+    children = _child_boxes(data, payload, end)
+    tfhd = next((c for c in children if c[0] == b"tfhd"), None)
+    if tfhd is None:
+        raise Mp4Error(f"traf without tfhd in moof at {moof_offset}")
+    track_id, base, (def_dur, def_size, def_flags) = _parse_tfhd(data, tfhd[2], tfhd[3],
+                                                                 moof_offset, init)
+    if track_id != init.track_id:
+        return None
     frag = Fragment(offset=moof_offset, moof_size=0, end=0, base_dts=0)
     next_data = base
-    for box in iter_boxes(data, traf.payload, traf.end):
-        if box.type == b"tfdt":
-            version, _ = full_box(data, box)
+    for typ, offset, body, box_end in children:
+        if typ == b"tfdt":
+            version = data[body]
             fmt = ">Q" if version == 1 else ">I"
-            frag.base_dts = struct.unpack_from(fmt, data, box.payload + 4)[0]
-            frag.tfdt_offset = box.offset
-        elif box.type == b"trun":
-            next_data = _parse_trun(data, box, frag, base, next_data,
-                                    def_dur, def_size, def_flags)
+            if body + 4 + (8 if version == 1 else 4) > box_end:
+                raise Mp4Error("tfdt too short")
+            frag.base_dts = struct.unpack_from(fmt, data, body + 4)[0]
+            frag.tfdt_offset = offset
+        elif typ == b"trun":
+            next_data = _parse_trun(data, Box(typ, offset, box_end - offset, body - offset),
+                                    frag, base, next_data, def_dur, def_size, def_flags)
     return frag
 
 
@@ -372,41 +408,90 @@ def _parse_trun(data: bytes, box: Box, frag: Fragment, base: int, next_data: int
     if flags & TRUN_FIRST_SAMPLE_FLAGS:
         first_flags = struct.unpack_from(">I", data, pos)[0]
         pos += 4
-    fields = [(TRUN_DURATION, "I"), (TRUN_SIZE, "I"), (TRUN_FLAGS, "I"),
-              (TRUN_CTO, "i" if version == 1 else "I")]
-    present = [(bit, code) for bit, code in fields if flags & bit]
-    per_sample = 4 * len(present)
-    if pos + per_sample * count > box.end:
+    present = [bit for bit in (TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTO) if flags & bit]
+    stride = 4 * len(present)
+    if pos + stride * count > box.end:
         raise Mp4Error(f"trun at {box.offset} claims {count} samples but is too short")
-    fmt = ">" + "".join(code for _, code in present)
-    total = 0
-    for i in range(count):
-        values = dict(zip((bit for bit, _ in present),
-                          struct.unpack_from(fmt, data, pos + i * per_sample)))
-        size = values.get(TRUN_SIZE, def_size)
-        if i == 0 and first_flags is not None:
-            sflags = first_flags
-        else:
-            sflags = values.get(TRUN_FLAGS, def_flags)
-        cto = values.get(TRUN_CTO, 0)
-        if cto >= 0x80000000:           # version 0 is unsigned; keep it as a Python int
-            cto -= 0x100000000
-        frag.sizes.append(size)
-        frag.durations.append(values.get(TRUN_DURATION, def_dur))
-        frag.ctos.append(cto)
-        frag.sync.append(0 if sflags & SAMPLE_NON_SYNC else 1)
-        total += size
+    block = bytes(data[pos:pos + stride * count])
+    columns = _columns(block, present)
+    sizes = columns.get(TRUN_SIZE) or array("I", [def_size]) * count
+    frag.sizes.extend(sizes)
+    frag.durations.extend(columns.get(TRUN_DURATION) or array("I", [def_dur]) * count)
+    frag.ctos.extend(_signed(columns[TRUN_CTO]) if TRUN_CTO in columns
+                     else array("i", [0]) * count)
+    frag.sync.extend(_sync_column(block, present, count, def_flags, first_flags))
     if count:
         frag.runs.append((start, count))
-    return start + total
+    return start + sum(sizes)
 
 
-def read_fragment(f: BinaryIO, offset: int, file_size: int, init: InitSegment) -> Fragment | None:
+def _columns(block: bytes, present: list[int]) -> dict[int, array]:
+    """Split the per-sample records of a trun into one array per field (in C, not per sample)."""
+    if not present:
+        return {}
+    words = array("I")
+    if words.itemsize != 4:
+        raise RuntimeError("array('I') is not 32-bit on this platform")
+    words.frombytes(block)
+    if sys.byteorder == "little":
+        words.byteswap()
+    n = len(present)
+    return {bit: words[k::n] for k, bit in enumerate(present)}
+
+
+def _signed(column: array) -> array:
+    """Reinterpret 32-bit composition offsets as signed (trun v1; v0 values stay below 2**31)."""
+    out = array("i")
+    out.frombytes(column.tobytes())
+    return out
+
+
+# byte 1 of big-endian sample flags holds sample_is_non_sync_sample in its lowest bit
+_SYNC_FROM_FLAGS_BYTE = bytes((0 if b & 1 else 1) for b in range(256))
+
+
+def _sync_column(block: bytes, present: list[int], count: int, def_flags: int,
+                 first_flags: int | None) -> bytes:
+    """1 for each keyframe, 0 otherwise."""
+    if TRUN_FLAGS in present:
+        stride = 4 * len(present)
+        byte1 = block[4 * present.index(TRUN_FLAGS) + 1::stride]
+        sync = bytearray(byte1.translate(_SYNC_FROM_FLAGS_BYTE))
+    else:
+        sync = bytearray([0 if def_flags & SAMPLE_NON_SYNC else 1]) * count
+    if first_flags is not None and count:
+        sync[0] = 0 if first_flags & SAMPLE_NON_SYNC else 1
+    return sync
+
+
+def _head_box(head: bytes, at: int, offset: int) -> Box | None:
+    """Header of the box at head[at:] (file offset `offset`); None if head is too short."""
+    if len(head) - at < 8:
+        return None
+    size, typ = struct.unpack_from(">I4s", head, at)
+    header = 8
+    if size == 1:
+        if len(head) - at < 16:
+            return None
+        size, header = struct.unpack_from(">Q", head, at + 8)[0], 16
+    elif size == 0:
+        raise Mp4Error(f"box {typ!r} at {offset} extends to the end of the file")
+    if size < header:
+        raise Mp4Error(f"box {typ!r} at {offset} has a bad size {size}")
+    return Box(typ, offset, size, header)
+
+
+def read_fragment(f: BinaryIO, offset: int, file_size: int, init: InitSegment,
+                  head: bytes | None = None) -> Fragment | None:
     """The complete moof + mdat at `offset`, None if it is not all in the file yet.
 
-    Raises Mp4Error if the bytes there are not a valid fragment.
+    `head` may hold bytes already read from `offset`. Raises Mp4Error if the
+    bytes there are not a valid fragment.
     """
-    moof = read_file_box(f, offset, file_size)
+    fd = f.fileno()
+    if head is None:
+        head = os.pread(fd, min(FRAGMENT_PREFETCH, max(file_size - offset, 0)), offset)
+    moof = _head_box(head, 0, offset)
     if moof is None:
         return None
     if moof.type != b"moof":
@@ -415,18 +500,16 @@ def read_fragment(f: BinaryIO, offset: int, file_size: int, init: InitSegment) -
         raise Mp4Error(f"moof at {offset} is implausibly large ({moof.size} bytes)")
     if moof.end + 8 > file_size:
         return None
-    f.seek(offset)
-    data = f.read(moof.size + 16)
-    if len(data) < moof.size + 8:
-        return None
-    mdat = read_file_box(f, moof.end, file_size)
+    if len(head) < moof.size + 16:
+        head = os.pread(fd, min(moof.size + 16, file_size - offset), offset)
+    mdat = _head_box(head, moof.size, moof.end)
     if mdat is None:
         return None
     if mdat.type != b"mdat":
         raise Mp4Error(f"moof at {offset} is not followed by an mdat")
     if mdat.end > file_size:
         return None
-    frag = parse_moof(data[:moof.size], offset, init)
+    frag = parse_moof(head[:moof.size], offset, init)
     frag.end = mdat.end
     _check_sample_bounds(frag, mdat)
     return frag
@@ -461,9 +544,11 @@ def iter_segment_fragments(f: BinaryIO, init: InitSegment, file_size: int,
     state = {} if state is None else state
     pos = init.end
     state["complete_end"], state["problem"] = pos, None
+    fd = f.fileno()
     while pos < file_size:
         try:
-            box = read_file_box(f, pos, file_size)
+            head = os.pread(fd, min(FRAGMENT_PREFETCH, file_size - pos), pos)
+            box = _head_box(head, 0, pos)
             if box is None or box.end > file_size:
                 state["problem"] = f"incomplete box at {pos}"
                 return
@@ -471,7 +556,7 @@ def iter_segment_fragments(f: BinaryIO, init: InitSegment, file_size: int,
                 state["problem"] = f"unexpected box {box.type!r} at {pos}"
                 return
             if box.type == b"moof":
-                frag = read_fragment(f, pos, file_size, init)
+                frag = read_fragment(f, pos, file_size, init, head)
                 if frag is None:
                     state["problem"] = f"incomplete fragment at {pos}"
                     return
