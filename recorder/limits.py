@@ -77,3 +77,4 @@ RATE_WINDOW_S = 600             # current bitrate = bytes indexed in the last 10
 USAGE_RESCAN_S = 3600           # full recount of per-camera bytes (else incremental)
 HEALTH_INTERVAL_S = 1800        # SMART poll
 IO_ERRORS_KEPT = 20             # I/O errors remembered for status
+

@@ -87,3 +87,80 @@ def issue_token(app, name, role) -> str:
         _row, token = ApiToken.issue(name, role)
         config.db.close()
     return token
+
+
+class FakeRecorder:
+    """A control socket speaking the recorder's protocol, answering from `status_fn`.
+
+    It stands in for the recorder process so the panel's client code is tested
+    against the documented wire format (one JSON line each way).
+    """
+
+    def __init__(self, socket_path, status_fn):
+        import socket
+        import threading
+
+        self.path = str(socket_path)
+        self.status_fn = status_fn
+        self.commands = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import json
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                line = conn.makefile("rb").readline()
+                try:
+                    request = json.loads(line)
+                except ValueError:
+                    continue
+                self.commands.append(request)
+                if request.get("cmd") == "status":
+                    answer = {"ok": True, "result": self.status_fn()}
+                elif request.get("cmd") == "reload":
+                    answer = {"ok": True, "result": None}
+                else:
+                    answer = {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
+                try:
+                    conn.sendall(json.dumps(answer).encode() + b"\n")
+                except OSError:
+                    pass
+
+    def close(self):
+        import os
+
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def stream_status(camera="cam1", stream="main", **fields) -> dict:
+    """One stream's entry of the recorder's status, with plausible defaults."""
+    entry = {"camera": camera, "stream": stream, "state": "RUNNING", "problem": None,
+             "since_utc_us": 0, "pid": 4242, "uptime_s": 12.5, "restarts": 1, "frames": 1500,
+             "fps": 15.0, "bitrate_kbps": 1024.0, "dropped": 2, "duplicated": 3,
+             "bytes_written": 10_000_000, "last_segment_utc_us": None, "last_error": None,
+             "current_segment": None}
+    entry.update(fields)
+    return entry
+
+
+def recorder_status(root, streams, *, trusted=True) -> dict:
+    import os
+    import time
+
+    return {"version": "test", "pid": os.getpid(), "started_utc_us": 0,
+            "clock": {"trusted": trusted, "source": "ntp", "now_utc_us": time.time_ns() // 1000},
+            "storage": {"state": "recording", "root": str(root) if root else None},
+            "streams": streams}

@@ -55,10 +55,39 @@ class Run:
         return asdict(self)
 
 
-TIMELINE_SQL = (
-    "SELECT start_us, end_us, clock_trusted, frames FROM segment "
+# Segments of one ffmpeg run are contiguous, so SQLite can fold each run into one
+# row; only a run whose segments leave gaps is read row by row.
+RUNS_SQL = (
+    "SELECT run_id, clock_trusted, MIN(start_us), MAX(end_us), COUNT(*), SUM(frames), "
+    "SUM(end_us - start_us) FROM segment "
     "WHERE camera = ? AND stream = ? AND deleting = 0 "
+    "AND start_us >= ? AND start_us < ? AND end_us > ? "
+    "GROUP BY run_id, clock_trusted ORDER BY 3")
+ROWS_SQL = (
+    "SELECT start_us, end_us, clock_trusted, frames FROM segment "
+    "WHERE camera = ? AND stream = ? AND deleting = 0 AND run_id = ? AND clock_trusted = ? "
     "AND start_us >= ? AND start_us < ? AND end_us > ? ORDER BY start_us")
+
+
+def _query(sql: str, args: tuple):
+    try:
+        return index_db.execute_sql(sql, args).fetchall()
+    except (OperationalError, sqlite3.Error) as exc:
+        raise NoIndex(f"cannot read the recordings index: {exc}") from exc
+
+
+def _pieces(camera: str, stream: str, start_us: int, end_us: int, tolerance_us: int):
+    """(start, end, trusted, segments, frames) pieces in time order, each gap-free."""
+    low = start_us - limits.TIMELINE_SEGMENT_MAX_S * 1_000_000
+    window = (low, end_us, start_us)
+    for run_id, trusted, first, last, count, frames, covered in _query(
+            RUNS_SQL, (camera, stream) + window):
+        if (last - first) - covered <= tolerance_us:
+            yield first, last, bool(trusted), count, frames
+            continue
+        rows = _query(ROWS_SQL, (camera, stream, run_id, trusted) + window)
+        for seg_start, seg_end, seg_trusted, seg_frames in rows:
+            yield seg_start, seg_end, bool(seg_trusted), 1, seg_frames
 
 
 def timeline(camera: str, stream: str, start_us: int, end_us: int,
@@ -68,22 +97,17 @@ def timeline(camera: str, stream: str, start_us: int, end_us: int,
     A gap longer than the tolerance, or a change of clock trust, starts a new run,
     so each run is wholly trusted or wholly untrusted.
     """
-    low = start_us - limits.TIMELINE_SEGMENT_MAX_S * 1_000_000
-    try:
-        rows = index_db.execute_sql(TIMELINE_SQL, (camera, stream, low, end_us, start_us))
-    except (OperationalError, sqlite3.Error) as exc:
-        raise NoIndex(f"cannot read the recordings index: {exc}") from exc
     runs: list[Run] = []
     cur = None
-    for seg_start, seg_end, trusted, frames in rows:
-        trusted = bool(trusted)
-        if (cur is not None and seg_start - cur.end_us <= tolerance_us
+    pieces = sorted(_pieces(camera, stream, start_us, end_us, tolerance_us))
+    for first, last, trusted, count, frames in pieces:
+        if (cur is not None and first - cur.end_us <= tolerance_us
                 and trusted == cur.clock_trusted):
-            cur.end_us = max(cur.end_us, seg_end)
-            cur.segments += 1
+            cur.end_us = max(cur.end_us, last)
+            cur.segments += count
             cur.frames += frames
             continue
-        cur = Run(seg_start, seg_end, trusted, 1, frames)
+        cur = Run(first, last, trusted, count, frames)
         runs.append(cur)
     for run in runs:
         run.start_us = max(run.start_us, start_us)

@@ -20,15 +20,21 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("video", __name__, url_prefix="/api")
 
 MAX_RUNS_HEADER = 50
+# live.mp4 asks for the current segment this often (shared by a worker's viewers).
+LIVE_STATUS_AGE_S = 0.2
 
 
 # ----------------------------------------------------------------- range movies
 
 class MovieCache:
-    """A few recently built range movies, so Range requests do not rebuild them."""
+    """Recently built range movies, so Range requests (seeking) do not rebuild them.
 
-    def __init__(self, items: int, ttl_s: float):
-        self.items, self.ttl_s = items, ttl_s
+    Bounded by the frames of their sample tables (the memory they hold); the
+    newest movie is always kept, so a 24-hour movie being played stays cached.
+    """
+
+    def __init__(self, items: int, max_frames: int, ttl_s: float):
+        self.items, self.max_frames, self.ttl_s = items, max_frames, ttl_s
         self._lock = threading.Lock()
         self._data: OrderedDict = OrderedDict()
 
@@ -45,11 +51,14 @@ class MovieCache:
         with self._lock:
             self._data[key] = (time.monotonic(), movie)
             self._data.move_to_end(key)
-            while len(self._data) > self.items:
+            while len(self._data) > 1 and (
+                    len(self._data) > self.items
+                    or sum(m.frames for _t, m in self._data.values()) > self.max_frames):
                 self._data.popitem(last=False)
 
 
-movies = MovieCache(limits.RANGE_CACHE_ITEMS, limits.RANGE_CACHE_TTL_S)
+movies = MovieCache(limits.RANGE_CACHE_ITEMS, limits.RANGE_CACHE_MAX_FRAMES,
+                    limits.RANGE_CACHE_TTL_S)
 
 
 def require_picorder_dir() -> Path:
@@ -169,7 +178,7 @@ def live(name):
     pdir = require_picorder_dir()
 
     def current_segment():
-        info = recorder_client.get_state(max_age=limits.LIVE_POLL_S).stream(name, stream)
+        info = recorder_client.get_state(max_age=LIVE_STATUS_AGE_S).stream(name, stream)
         return (info or {}).get("current_segment")
 
     body = stream_with_context(live_mod.follow(pdir, name, stream, current_segment))

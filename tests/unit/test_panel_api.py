@@ -164,3 +164,19 @@ def test_users_api_keeps_an_admin(admin):
     assert admin.patch(f"/api/users/{admin_id}", json={"role": "viewer"}).status_code == 400
     assert admin.delete(f"/api/users/{made.get_json()['id']}").status_code == 200
     assert admin.delete("/api/users/999").status_code == 404
+
+
+def test_timeline_folds_whole_runs_and_joins_runs_across_small_gaps(root, admin):
+    rows = [{"start_us": T0 + i * MIN, "end_us": T0 + (i + 1) * MIN, "run_id": 1}
+            for i in range(3)]
+    rows += [{"start_us": T0 + 3 * MIN + 1_500_000 + i * MIN,
+              "end_us": T0 + 3 * MIN + 1_500_000 + (i + 1) * MIN, "run_id": 2} for i in range(2)]
+    rows += [{"start_us": T0 + 7 * MIN + i * MIN, "end_us": T0 + 8 * MIN + i * MIN, "run_id": 3,
+              "clock_trusted": False} for i in range(2)]
+    write_index(root, rows)
+    result = admin.get(f"/api/cameras/cam1/timeline?start={T0 / 1e6}&end={(T0 + 60 * MIN) / 1e6}"
+                       ).get_json()
+    runs = [(r["start_us"], r["end_us"], r["clock_trusted"], r["segments"], r["frames"])
+            for r in result["runs"]]
+    assert runs == [(T0, T0 + 5 * MIN + 1_500_000, True, 5, 4500),
+                    (T0 + 7 * MIN, T0 + 9 * MIN, False, 2, 1800)]
