@@ -1,6 +1,8 @@
 """`picorder check [--repair]`: compare the recordings index with the segment files offline."""
 
 import errno
+import importlib
+import importlib.util
 import logging
 import socket
 from pathlib import Path
@@ -35,14 +37,30 @@ def recording_root(args, paths: DataPaths) -> Path:
     """--root, else the configured recording root, else the default recordings directory."""
     if args.root:
         return Path(args.root).expanduser().absolute()
-    try:
-        from recorder.storage_api import configured_root
-    except ImportError:
+    finder = _configured_root_function()
+    if finder is None:                  # no storage part: the recorder uses the default
         return paths.default_recordings
-    root = configured_root(paths)
+    try:
+        root = finder(paths)
+    except (OSError, DatabaseError) as exc:
+        raise UserError(f"cannot read the configured recording root: {exc}; "
+                        "pass --root DIR") from exc
     if root is None:
+        if (paths.default_recordings / "picorder" / "index.db").is_file():
+            return paths.default_recordings
         raise UserError("no recording disk or directory is configured; pass --root DIR")
     return Path(root)
+
+
+def _configured_root_function():
+    """configured_root(paths) of the storage part (recorder.storage_api or recorder.storage)."""
+    for name in ("recorder.storage_api", "recorder.storage"):
+        if importlib.util.find_spec(name) is None:
+            continue
+        finder = getattr(importlib.import_module(name), "configured_root", None)
+        if finder is not None:
+            return finder
+    return None
 
 
 def recorder_running(paths: DataPaths) -> bool:

@@ -226,3 +226,16 @@ def test_picorder_check_reports_then_repairs(tmp_path, sources, capsys):
     open_index(pdir / "index.db")
     assert Segment.select().count() == 2
     assert main(["--data", str(tmp_path / "data"), "check", "--root", str(tmp_path / "none")]) == 2
+
+
+def test_picorder_check_finds_the_default_recordings(tmp_path, sources, capsys):
+    from recorder.cli import main
+    from recorder.paths import DataPaths
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    pdir = paths.default_recordings / "picorder"
+    rec = install_segments(pdir, sources[:1])
+    (pdir / rec.rows[0].path).unlink()
+    assert main(["--data", str(paths.root), "check"]) == 1
+    assert f"index row without file {rec.rows[0].path}" in capsys.readouterr().out
+    assert main(["--data", str(tmp_path / "empty"), "check"]) == 2
