@@ -55,13 +55,50 @@ class NoRecording(LookupError):
 
 # ---------------------------------------------------------------- sample tables
 
+class RunLengths:
+    """stts/ctts entries (count, value) in two flat arrays: 8 bytes per entry."""
+
+    def __init__(self, signed: bool = False):
+        self.counts = array("I")
+        self.values = array("i" if signed else "I")
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def extend(self, values: array) -> None:
+        if values.count(values[0]) == len(values):
+            self._add(len(values), values[0])
+            return
+        for value in values:
+            self._add(1, value)
+
+    def _add(self, count: int, value: int) -> None:
+        if self.values and self.values[-1] == value:
+            self.counts[-1] += count
+        else:
+            self.counts.append(count)
+            self.values.append(value)
+
+    def nonzero(self) -> bool:
+        return any(self.values)
+
+    def packed(self) -> bytes:
+        """Big-endian (count, value) pairs, values as 32-bit two's complement."""
+        flat = array("I", bytes(8 * len(self.counts)))
+        flat[0::2] = self.counts
+        flat[1::2] = array("I", self.values.tobytes())
+        if sys.byteorder == "little":
+            flat.byteswap()
+        return flat.tobytes()
+
+
 @dataclass
 class SampleTables:
     """The moov's sample tables, accumulated compactly while segments are read."""
 
     sizes: array = field(default_factory=lambda: array("I"))
-    stts: list = field(default_factory=list)        # [[count, delta], ...]
-    ctts: list = field(default_factory=list)        # [[count, offset], ...]
+    stts: RunLengths = field(default_factory=RunLengths)
+    ctts: RunLengths = field(default_factory=lambda: RunLengths(signed=True))
     sync: array = field(default_factory=lambda: array("I"))   # 1-based sample numbers
     chunk_file: array = field(default_factory=lambda: array("I"))
     chunk_offset: array = field(default_factory=lambda: array("Q"))
@@ -100,8 +137,8 @@ class SampleTables:
             self.sync.append(base + at + 1)
             at = sync.find(1, at + 1)
         durations, ctos = frag.durations[lo:hi], frag.ctos[lo:hi]
-        _rle_extend(self.stts, durations)
-        _rle_extend(self.ctts, ctos)
+        self.stts.extend(durations)
+        self.ctts.extend(ctos)
         self.negative_cto |= min(ctos) < 0
         if ctos.count(ctos[0]) == len(ctos):
             self.dts += sum(durations)
@@ -116,25 +153,17 @@ class SampleTables:
         return len(self.sizes)
 
 
-def _rle_extend(table: list, values: array) -> None:
-    """Run-length append (stts/ctts entries are [count, value])."""
-    if values.count(values[0]) == len(values):
-        runs = [(len(values), values[0])]
-    else:
-        runs = []
-        for value in values:
-            if runs and runs[-1][1] == value:
-                runs[-1] = (runs[-1][0] + 1, value)
-            else:
-                runs.append((1, value))
-    for count, value in runs:
-        if table and table[-1][1] == value:
-            table[-1][0] += count
-        else:
-            table.append([count, value])
-
-
 # ---------------------------------------------------------------- the movie
+
+@dataclass
+class Chunks:
+    """Where the mdat's pieces come from: one chunk per (part of a) fragment."""
+
+    files: list                 # relative paths, indexed by file_index
+    file_index: array           # per chunk
+    offset: array               # per chunk: offset in its segment file
+    ends: array                 # per chunk: end offset in the output movie
+
 
 @dataclass
 class RangeMovie:
@@ -142,23 +171,13 @@ class RangeMovie:
 
     picorder_dir: Path
     header: bytes               # ftyp + moov + mdat header
-    tables: SampleTables = field(repr=False)
+    chunks: Chunks = field(repr=False)
     size: int
     etag: str
     start_us: int
     end_us: int
     runs: list                  # [(wall_start_us, wall_end_us, media_start_us)]
     frames: int
-    _ends: array = field(repr=False, default_factory=lambda: array("Q"))
-
-    def __post_init__(self):
-        total = len(self.header)
-        self._ends = array("Q")
-        for size in self.tables.chunk_size:
-            total += size
-            self._ends.append(total)
-        if total != self.size:
-            raise AssertionError("movie size mismatch")
 
     def iter_bytes(self, first: int = 0, last: int | None = None) -> Iterator[bytes]:
         """Bytes first..last (inclusive) of the movie, read in bounded pieces."""
@@ -175,21 +194,21 @@ class RangeMovie:
         yield from self._iter_chunks(pos, last)
 
     def _iter_chunks(self, pos: int, last: int) -> Iterator[bytes]:
-        chunk = bisect.bisect_right(self._ends, pos)
+        c = self.chunks
+        chunk = bisect.bisect_right(c.ends, pos)
         handle, handle_index = None, -1
         try:
             while pos <= last:
-                t = self.tables
-                file_index = t.chunk_file[chunk]
+                file_index = c.file_index[chunk]
                 if file_index != handle_index:
                     if handle:
                         handle.close()
-                    handle = open(self.picorder_dir / t.files[file_index], "rb")
+                    handle = open(self.picorder_dir / c.files[file_index], "rb")
                     handle_index = file_index
-                chunk_start = self._ends[chunk] - t.chunk_size[chunk]
-                stop = min(last + 1, self._ends[chunk])
-                yield from _read_span(handle, t.chunk_offset[chunk] + pos - chunk_start,
-                                      stop - pos, t.files[file_index])
+                chunk_start = c.ends[chunk - 1] if chunk else len(self.header)
+                stop = min(last + 1, c.ends[chunk])
+                yield from _read_span(handle, c.offset[chunk] + pos - chunk_start,
+                                      stop - pos, c.files[file_index])
                 pos = stop
                 chunk += 1
         finally:
@@ -241,7 +260,13 @@ class _Build:
     rows: list = field(default_factory=list)
 
 
+MAX_TIME_US = 2 ** 62             # far beyond any real date; keeps SQLite integers in range
+
+
 def validate_range(start_us: int, end_us: int) -> None:
+    """ValueError unless start < end, both plausible, and the span within EXPORT_MAX_S."""
+    if not (0 <= start_us < MAX_TIME_US and 0 <= end_us < MAX_TIME_US):
+        raise ValueError("times must lie between 1970 and the far future")
     if end_us <= start_us:
         raise ValueError("the end of the range must be after its start")
     if end_us - start_us > EXPORT_MAX_S * 1_000_000:
@@ -425,14 +450,20 @@ def _finish(build: _Build) -> RangeMovie:
     base = len(FTYP) + moov_size + mdat_header_size
     moov = _moov(init, t, edit, build.media_start, chunk_base=base, co64=co64)
     if len(moov) != moov_size:
-        raise AssertionError("moov size changed with its chunk offsets")
+        raise RuntimeError("moov size changed with its chunk offsets")
     if large:
         mdat = struct.pack(">I4sQ", 1, b"mdat", 16 + payload)
     else:
         mdat = struct.pack(">I4s", 8 + payload, b"mdat")
     header = FTYP + moov + mdat
-    return RangeMovie(picorder_dir=build.picorder_dir, header=header, tables=t,
-                      size=len(header) + payload, etag=_etag(build, len(header) + payload),
+    ends = array("Q")
+    total = len(header)
+    for size in t.chunk_size:
+        total += size
+        ends.append(total)
+    chunks = Chunks(t.files, t.chunk_file, t.chunk_offset, ends)
+    return RangeMovie(picorder_dir=build.picorder_dir, header=header, chunks=chunks,
+                      size=total, etag=_etag(build, total),
                       start_us=build.movie_start_us, end_us=build.movie_end_us,
                       runs=_runs(build), frames=t.count)
 
@@ -513,13 +544,11 @@ def _moov(init: InitSegment, t: SampleTables, edit: int, media_time: int, *,
 
 def _stbl(init: InitSegment, t: SampleTables, chunk_base: int | None, co64: bool) -> bytes:
     stsd = full(b"stsd", 0, 0, struct.pack(">I", 1), init.sample_entry)
-    stts = full(b"stts", 0, 0, struct.pack(">I", len(t.stts)),
-                _be32(v for pair in t.stts for v in pair))
+    stts = full(b"stts", 0, 0, struct.pack(">I", len(t.stts)), t.stts.packed())
     parts = [stsd, stts]
-    if any(offset for _, offset in t.ctts):
-        pairs = (v & U32 for pair in t.ctts for v in pair)
+    if t.ctts.nonzero():
         parts.append(full(b"ctts", 1 if t.negative_cto else 0, 0,
-                          struct.pack(">I", len(t.ctts)), _be32(pairs)))
+                          struct.pack(">I", len(t.ctts)), t.ctts.packed()))
     if len(t.sync) < t.count:
         parts.append(full(b"stss", 0, 0, struct.pack(">I", len(t.sync)), _be32(t.sync)))
     parts.append(_stsc(t))

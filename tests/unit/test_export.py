@@ -162,6 +162,9 @@ def test_bad_ranges_and_nothing_recorded(recorded):
         export.build_range(d, "cam1", "main", T0 + 5, T0)
     with pytest.raises(ValueError):
         export.build_range(d, "cam1", "main", T0, T0 + EXPORT_MAX_S * 1_000_000 + 1)
+    for bad in ((-5, T0), (T0, 2 ** 70), (2 ** 64, 2 ** 64 + 5)):
+        with pytest.raises(ValueError):
+            export.build_range(d, "cam1", "main", *bad)
     with pytest.raises(export.NoRecording, match="no recording of cam1"):
         export.build_range(d, "cam1", "main", T0 - 10_000_000, T0 - 1_000_000)
     with pytest.raises(export.NoRecording):
