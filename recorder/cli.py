@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "recorder.cmd_check",
     "recorder.cmd_disk",
     "recorder.cmd_export",
+    "recorder.cmd_service",
 ]
 
 

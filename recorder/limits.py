@@ -57,6 +57,7 @@ SNAPSHOT_TIMEOUT_S = 10.0       # bound on one decoder
 SNAPSHOT_CACHE_ITEMS = 64       # JPEGs kept per worker
 SNAPSHOT_NEWEST_TTL_S = 2.0     # "newest" snapshots are reused this long
 RANGE_CACHE_ITEMS = 4           # built range movies kept per worker (Range requests reuse them)
+RANGE_CACHE_MAX_FRAMES = 500_000    # ... holding at most this many frames (plus the newest one)
 RANGE_CACHE_TTL_S = 30.0
 
 # Storage (issue: storage): drives, mounting, retention, health.
@@ -78,3 +79,16 @@ USAGE_RESCAN_S = 3600           # full recount of per-camera bytes (else increme
 HEALTH_INTERVAL_S = 1800        # SMART poll
 IO_ERRORS_KEPT = 20             # I/O errors remembered for status
 
+# Recorder core (issue: recorder): ffmpeg supervision, time, control socket.
+RTSP_IO_TIMEOUT_S = 30.0        # ffmpeg's own socket timeout; longer than the stall watchdog
+STARTING_TIMEOUT_S = 30.0       # no first frame this long after spawn -> unreachable
+STDERR_LINES_PER_MIN = 20       # ffmpeg log lines logged per stream per minute (rest counted)
+INGEST_RETRY_S = 2.0            # a segment not yet visible on disk is looked up again after this
+CLOCK_POLL_S = 30.0             # NTP state (timedatectl) polled this often
+CLOCK_SAVE_S = 60.0             # last known good time written this often
+CLOCK_CMD_TIMEOUT_S = 2.0       # bound on timedatectl
+STORAGE_CHECK_S = 5.0           # an adopted directory is checked for presence/writability this often
+DAY_DIRS_S = 600.0              # today's and tomorrow's segment directories re-created this often
+WRITER_JOIN_S = 2.0             # shutdown waits this long for index writes (budget permitting)
+CLOCK_MIN_UTC_US = 1_577_836_800_000_000    # 2020-01-01: set_clock refuses anything earlier
+CLOCK_MAX_UTC_US = 4_102_444_800_000_000    # 2100-01-01

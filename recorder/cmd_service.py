@@ -1,0 +1,219 @@
+"""`picorder recorder`, `picorder status` and `picorder demo`."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from recorder import config, control, limits
+from recorder.cli import UserError, add_data_option
+from recorder.paths import DataPaths, resolve_data_dir
+from recorder.storage_api import DirectoryStorage, Storage, configured_root
+
+logger = logging.getLogger(__name__)
+
+DEMO_PANEL_PORT = 8080
+
+
+def open_paths(args) -> DataPaths:
+    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    try:
+        paths.ensure()
+        config.open_config(paths.config_db)
+    except OSError as exc:
+        raise UserError(f"cannot open the data directory {paths.root}: {exc.strerror}") from exc
+    return paths
+
+
+def make_storage(paths: DataPaths) -> Storage:
+    """The Storage the recorder records into (the seam where DiskStorage plugs in)."""
+    root = configured_root(paths)
+    return DirectoryStorage(root, create=root == paths.default_recordings)
+
+
+def run_recorder(paths: DataPaths, **kwargs) -> int:
+    from recorder.service import Recorder
+    recorder = Recorder(paths, make_storage(paths), **kwargs)
+    recorder.install_signal_handlers()
+    try:
+        return recorder.run()
+    except RuntimeError as exc:           # another recorder owns the control socket
+        raise UserError(str(exc)) from exc
+
+
+def cmd_recorder(args) -> int:
+    return run_recorder(open_paths(args))
+
+
+# ------------------------------------------------------------------ status
+
+def _ago(utc_us: int | None) -> str:
+    if not utc_us:
+        return "-"
+    return datetime.fromtimestamp(utc_us / 1e6, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_status(status: dict) -> str:
+    clock = status["clock"]
+    storage = status["storage"]
+    lines = [
+        f"recorder {status['version']} pid {status['pid']}, clock "
+        f"{'trusted' if clock['trusted'] else 'NOT trusted'} ({clock['source']})",
+        f"storage: {storage.get('state')} {storage.get('root') or ''}"
+        + (f" - {storage['detail']}" if storage.get("detail") else ""),
+    ]
+    if not status["streams"]:
+        lines.append("no cameras configured")
+    for s in status["streams"]:
+        problem = f" ({s['problem']})" if s["problem"] else ""
+        lines.append(f"{s['camera'] + '/' + s['stream']:<24} {s['state'] + problem:<26} "
+                     f"pid {s['pid'] or '-':<7} {s['fps']:5.1f} fps {s['bitrate_kbps']:7.0f} kb/s "
+                     f"restarts {s['restarts']:<3} last segment {_ago(s['last_segment_utc_us'])}")
+        if s["last_error"] and s["state"] != "RUNNING":
+            lines.append(f"    last error: {s['last_error']}")
+    return "\n".join(lines)
+
+
+def cmd_status(args) -> int:
+    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    try:
+        status = control.request(paths.control_socket, "status")
+    except control.RecorderUnavailable as exc:
+        raise UserError(str(exc)) from exc
+    except control.ControlError as exc:
+        raise UserError(f"the recorder refused: {exc}") from exc
+    if args.json:
+        json.dump(status, sys.stdout, indent=2)
+        print()
+    else:
+        print(format_status(status))
+    return 0
+
+
+# ------------------------------------------------------------------ demo
+
+@dataclass
+class ChildService:
+    """A process `picorder demo` runs next to the recorder (cameras, panel, ...)."""
+
+    name: str
+    start_fn: object
+    stop_fn: object
+    where: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.start_fn()
+
+    def stop(self) -> None:
+        try:
+            self.stop_fn()
+        except (OSError, subprocess.SubprocessError):
+            logger.exception("stopping %s failed", self.name)
+
+
+def demo_cameras(paths: DataPaths, cameras: int, port: int):
+    """Start the simulated cameras and make config.db point at them."""
+    from recorder.sim.launcher import SimCameras
+    sim = SimCameras(cameras=cameras, port=port)
+
+    def start():
+        sim.start()
+        with config.db.atomic():
+            for n in range(1, cameras + 1):
+                name = f"cam{n}"
+                fields = {"main_url": sim.url(n), "sub_url": sim.url(n, sub=True),
+                          "display_name": f"Demo camera {n}", "enabled": True}
+                cam = config.Camera.get_or_none(config.Camera.name == name)
+                if cam is None:
+                    config.Camera.create(name=name, **fields)
+                elif (cam.main_url, cam.sub_url) != (fields["main_url"], fields["sub_url"]):
+                    config.Camera.update(**fields).where(config.Camera.id == cam.id).execute()
+    child = ChildService("simulated cameras", start, sim.stop)
+    child.sim = sim
+    return child
+
+
+def demo_panel(paths: DataPaths, port: int) -> ChildService | None:
+    """The web panel under gunicorn, once webpanel has an app (else None)."""
+    import importlib.util
+    if importlib.util.find_spec("webpanel.api") is None:
+        return None
+    proc: list[subprocess.Popen] = []
+    bind = f"127.0.0.1:{port}"
+
+    def start():
+        argv = [sys.executable, "-m", "recorder", "panel", "--data", str(paths.root),
+                "--bind", bind]
+        proc.append(subprocess.Popen(argv, start_new_session=True))
+
+    def stop():
+        for p in proc:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(limits.STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(limits.KILL_WAIT_S)
+    return ChildService("web panel", start, stop, [f"web panel: http://{bind}/"])
+
+
+def cmd_demo(args) -> int:
+    from recorder.sim.launcher import free_port
+    if not 1 <= args.cameras <= 64:
+        raise UserError("--cameras must be between 1 and 64")
+    if args.port and not 1 <= args.port <= 65535:
+        raise UserError("--port must be between 1 and 65535")
+    paths = open_paths(args)
+    port = args.port or free_port()
+    cams = demo_cameras(paths, args.cameras, port)
+    children = [cams]
+    panel = demo_panel(paths, args.panel_port)
+    if panel is not None:
+        children.append(panel)
+    started = []
+    try:
+        for child in children:
+            child.start()
+            started.append(child)
+        root = configured_root(paths)
+        print("picorder demo is running (Ctrl-C to stop)", flush=True)
+        print(f"  data directory:   {paths.root}")
+        print(f"  recordings:       {root / 'picorder'}")
+        print(f"  cameras:          rtsp://127.0.0.1:{cams.sim.port}/cam1 ... "
+              f"/cam{args.cameras} (and /camN/sub)")
+        for child in started[1:]:
+            for line in child.where:
+                print(f"  {line}")
+        print(f"  status:           picorder status --data {paths.root}", flush=True)
+        return run_recorder(paths)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        for child in reversed(started):
+            child.stop()
+
+
+def register(sub) -> None:
+    p = sub.add_parser("recorder", help="run the recorder service in the foreground")
+    add_data_option(p)
+    p.set_defaults(func=cmd_recorder)
+
+    p = sub.add_parser("status", help="show what the running recorder is doing")
+    p.add_argument("--json", action="store_true", help="the control socket's status as JSON")
+    add_data_option(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="record simulated cameras (no real camera or disk needed)")
+    p.add_argument("--cameras", type=int, default=2, metavar="N", help="simulated cameras (2)")
+    p.add_argument("--port", type=int, default=0, metavar="P",
+                   help="RTSP port of the simulated cameras (default: a free port)")
+    p.add_argument("--panel-port", type=int, default=DEMO_PANEL_PORT, metavar="P",
+                   help=f"port of the web panel on 127.0.0.1 ({DEMO_PANEL_PORT})")
+    add_data_option(p)
+    p.set_defaults(func=cmd_demo)

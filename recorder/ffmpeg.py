@@ -1,0 +1,199 @@
+"""ffmpeg's command line for one recorded stream, its credentials file, and its log lines.
+
+Credentials never go into argv (process lists are world-readable). The camera
+URL with its user and password is written to a small ffconcat list in a
+private runtime directory (0700, file 0600), and ffmpeg reads the stream
+through the concat demuxer (`-f concat -i LIST`). The file is deleted when the
+process stops. Every line ffmpeg prints goes through redact() before it is
+logged or shown.
+"""
+
+import errno
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from recorder import limits
+
+logger = logging.getLogger(__name__)
+
+FFMPEG = "ffmpeg"
+PROTOCOLS = "file,rtsp,rtsps,rtp,tcp,udp,tls,http,https,httpproxy"
+SEGMENT_NAME = "%Y/%m/%d/%H-%M-%S.mp4"
+MOVFLAGS = "movflags=+frag_keyframe+empty_moov+default_base_moof"
+REDACTED = "***"
+
+# Problems a user understands (contracts.md "status").
+UNREACHABLE = "unreachable"
+AUTH_FAILED = "auth failed"
+STREAM_ENDED = "stream ended"
+STALLED = "stalled"
+DISK_ERROR = "disk error"
+DISK_MISSING = "disk missing"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Everything that defines one recorded stream; a change means a restart."""
+
+    camera: str
+    stream: str                      # "main" or "sub"
+    url: str                         # without credentials
+    transport: str = "tcp"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    segment_seconds: int = limits.SEGMENT_SECONDS
+
+    @property
+    def key(self) -> str:
+        return f"{self.camera}/{self.stream}"
+
+    def secrets(self) -> list[str]:
+        """Strings that must never be shown: the password, raw and percent-encoded."""
+        if not self.password:
+            return []
+        return sorted({self.password, quote(self.password, safe="")}, key=len, reverse=True)
+
+
+def source_url(spec: StreamSpec) -> str:
+    """The stream URL with percent-encoded credentials (only ever written to a 0600 file)."""
+    if not spec.username and not spec.password:
+        return spec.url
+    parts = urlsplit(spec.url)
+    userinfo = quote(spec.username or "", safe="")
+    if spec.password:
+        userinfo += ":" + quote(spec.password, safe="")
+    netloc = f"{userinfo}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _ffconcat_quote(text: str) -> str:
+    # av_get_token: inside '...' nothing is special except the closing quote.
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def concat_list_text(spec: StreamSpec, io_timeout_s: float = limits.RTSP_IO_TIMEOUT_S) -> str:
+    """The ffconcat list that names the camera's stream (it holds the credentials)."""
+    lines = ["ffconcat version 1.0", f"file {_ffconcat_quote(source_url(spec))}"]
+    if urlsplit(spec.url).scheme.lower() in ("rtsp", "rtsps"):
+        lines.append(f"option rtsp_transport {spec.transport}")
+        # ffmpeg 5.1: the rtsp demuxer's `timeout` is the socket I/O timeout in µs.
+        lines.append(f"option timeout {int(io_timeout_s * 1_000_000)}")
+    else:
+        lines.append(f"option rw_timeout {int(io_timeout_s * 1_000_000)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_source_file(runtime_dir: Path, spec: StreamSpec) -> Path:
+    """Write the stream's ffconcat list, readable only by its owner; return its path."""
+    runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(runtime_dir, 0o700)
+    path = runtime_dir / f"{spec.camera}.{spec.stream}.ffconcat"
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(concat_list_text(spec))
+    return path
+
+
+def remove_source_file(path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        logger.exception("cannot remove %s", path)
+
+
+def stream_dir(picorder_dir: Path, camera: str, stream: str) -> Path:
+    return picorder_dir / camera / stream
+
+
+def output_pattern(picorder_dir: Path, spec: StreamSpec) -> str:
+    """strftime pattern of the segment files (ffmpeg runs with TZ=UTC)."""
+    base = str(stream_dir(picorder_dir, spec.camera, spec.stream)).replace("%", "%%")
+    return f"{base}/{SEGMENT_NAME}"
+
+
+def build_argv(spec: StreamSpec, *, source_file: Path, picorder_dir: Path,
+               progress_fd: int, segments_fd: int, ffmpeg: str = FFMPEG) -> list[str]:
+    """ffmpeg's argv for one stream: copy the video into wall-clock aligned fMP4 segments.
+
+    Only the first video stream is kept (`-map 0:v:0`): cameras' audio is often
+    G.711, which MP4 cannot carry without re-encoding.
+    """
+    return [
+        ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "warning",
+        "-f", "concat", "-safe", "0", "-protocol_whitelist", PROTOCOLS,
+        "-i", str(source_file),
+        "-map", "0:v:0", "-c", "copy",
+        "-f", "segment",
+        "-segment_time", str(int(spec.segment_seconds)),
+        "-segment_atclocktime", "1",
+        "-reset_timestamps", "1",
+        "-strftime", "1",
+        "-segment_format", "mp4",
+        "-segment_format_options", f"{MOVFLAGS}:frag_duration={limits.FRAGMENT_MAX_US}",
+        "-segment_list", f"pipe:{segments_fd}", "-segment_list_type", "csv",
+        "-progress", f"pipe:{progress_fd}", "-stats_period", "1",
+        output_pattern(picorder_dir, spec),
+    ]
+
+
+def ffmpeg_env() -> dict[str, str]:
+    """ffmpeg names segments in UTC; nothing else of ours leaks into its environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICORDER")}
+    env["TZ"] = "UTC"
+    return env
+
+
+# ------------------------------------------------------------------ log lines
+
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s'\"@]*@")
+
+
+def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """Remove credentials from a line: any user:password@ of a URL, and known secrets."""
+    text = _USERINFO_RE.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a log line says went wrong."""
+
+    problem: str
+    errno_: int = 0
+
+
+_PATTERNS: list[tuple[re.Pattern, Failure]] = [
+    (re.compile(r"401 Unauthorized|authorization failed|403 Forbidden", re.I), Failure(AUTH_FAILED)),
+    (re.compile(r"No space left on device", re.I), Failure(DISK_ERROR, errno.ENOSPC)),
+    (re.compile(r"Read-only file system", re.I), Failure(DISK_ERROR, errno.EROFS)),
+    (re.compile(r"Input/output error", re.I), Failure(DISK_ERROR, errno.EIO)),
+    (re.compile(r"Failed to open segment|Could not write header", re.I), Failure(DISK_ERROR, errno.EIO)),
+    (re.compile(r"Connection refused|timed out|No route to host|Network is unreachable|"
+                r"Host is unreachable|Name or service not known|"
+                r"Temporary failure in name resolution|404 Not Found|Connection reset", re.I),
+     Failure(UNREACHABLE)),
+    (re.compile(r"End of file|\bEOF\b", re.I), Failure(STREAM_ENDED)),
+]
+
+
+def classify(line: str) -> Failure | None:
+    """Map an ffmpeg log line to a problem a user understands, or None."""
+    for pattern, failure in _PATTERNS:
+        if pattern.search(line):
+            return failure
+    return None

@@ -1,0 +1,556 @@
+"""One supervised ffmpeg per camera stream: states, backoff, stall watchdog, graceful stop.
+
+StreamProcess is driven by the service's main loop only: start(), stop(),
+tick(now) and feed(...) for each line ffmpeg wrote to one of its pipes (the
+lines are read by PipeHub's thread and put on the service queue). Two things
+are injected: `spawn` (FfmpegSpawner in production, a fake in unit tests) and
+the clock (recorder.timekeeping.Clock).
+"""
+
+import errno
+import logging
+import os
+import random
+import selectors
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import partial
+from pathlib import Path
+from typing import Protocol
+
+from recorder import ffmpeg, limits
+from recorder.ffmpeg import Failure, StreamSpec
+from recorder.progress import ProgressParser, StreamMetrics, parse_segment_line
+from recorder.timekeeping import RunAnchor, Timekeeper
+
+logger = logging.getLogger(__name__)
+
+PROGRESS = "progress"
+SEGMENTS = "segments"
+STDERR = "stderr"
+
+
+class State(str, Enum):
+    STOPPED = "STOPPED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    BACKOFF = "BACKOFF"
+    STOPPING = "STOPPING"
+    FATAL = "FATAL"
+
+
+class Child(Protocol):
+    pid: int
+
+    def poll(self) -> int | None: ...
+    def request_stop(self) -> None: ...
+    def kill(self) -> None: ...
+
+
+LineSink = Callable[[str, str | None], None]          # (pipe kind, line or None at EOF)
+Spawn = Callable[[Callable[[int, int], list[str]], LineSink], Child]
+
+
+@dataclass(frozen=True)
+class StreamLine:
+    """A line from one of an ffmpeg's pipes, put on the service queue by the reader thread."""
+
+    key: str
+    run_id: int
+    kind: str
+    line: str | None
+
+
+@dataclass(frozen=True)
+class SegmentClosed:
+    """ffmpeg closed a segment: the service fsyncs, probes and indexes it."""
+
+    camera: str
+    stream: str
+    name: str                      # HH-MM-SS.mp4 (the day directory is found at ingest)
+    start_us: int                  # wall clock
+    end_us: int
+    run_id: int
+    clock_trusted: bool
+    arrived_wall_us: int           # host time when the list line arrived
+
+
+@dataclass(frozen=True)
+class DiskFailure:
+    """ffmpeg failed writing a segment (ENOSPC, EIO, read-only): the storage is told."""
+
+    key: str
+    errno_: int
+    detail: str
+
+
+def backoff_delay(failures: int, rand: Callable[[], float] = random.random) -> float:
+    """Seconds before retry number `failures` (1, 2, 4 ... capped), with +/- jitter."""
+    base = min(limits.BACKOFF_CAP_S, limits.BACKOFF_INITIAL_S * 2 ** max(0, failures - 1))
+    return base * (1 + limits.BACKOFF_JITTER * (2 * rand() - 1))
+
+
+@dataclass
+class _Run:
+    """One spawned ffmpeg and what belongs to it."""
+
+    run_id: int
+    child: Child | None
+    source_file: Path | None
+    anchor: RunAnchor
+    spawned: float
+    parser: ProgressParser = field(default_factory=ProgressParser)
+    last_progress: float = 0.0
+    last_segment: float = 0.0
+    last_frame: int = -1
+    last_out_time: int = -1
+    failure: Failure | None = None
+    exited: bool = False
+
+
+class StreamProcess:
+    """Supervises the ffmpeg of one stream (Supervisor's process model)."""
+
+    def __init__(self, spec: StreamSpec, *, picorder_dir: Path, runtime_dir: Path,
+                 spawn: Spawn, timekeeper: Timekeeper, emit: Callable[[object], None],
+                 stall_s: float = limits.STALL_PROGRESS_S,
+                 rand: Callable[[], float] = random.random):
+        self.spec = spec
+        self.picorder_dir = picorder_dir
+        self.runtime_dir = runtime_dir
+        self.spawn = spawn
+        self.timekeeper = timekeeper
+        self.emit = emit
+        self.stall_s = stall_s
+        self.rand = rand
+        self.state = State.STOPPED
+        self.problem: str | None = None
+        self.since_utc_us = timekeeper.clock.wall_us()
+        self.restarts = 0
+        self.spawns = 0
+        self.failures = 0
+        self.retry_at = 0.0
+        self.running_since: float | None = None
+        self.last_error: str | None = None
+        self.last_end_us: int | None = None      # end of this stream's newest row
+        self.current_segment: str | None = None
+        self.metrics = StreamMetrics()
+        self.run: _Run | None = None
+        self.runs: dict[int, _Run] = {}          # runs whose segment list is still open
+        self.untrusted: list[RunAnchor] = []     # runs placed on an untrusted clock
+        self._after_stop = "stop"
+        self._stop_started = 0.0
+        self._killed = False
+        self._log_window = (0.0, 0)
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def pid(self) -> int | None:
+        run = self.run
+        return run.child.pid if run and run.child and not run.exited else None
+
+    def now(self) -> float:
+        return self.timekeeper.clock.mono_us() / 1e6
+
+    # ------------------------------------------------------------- transitions
+
+    def set_state(self, state: State, problem: str | None = None) -> None:
+        """The one place where the state changes; every change is logged."""
+        if state == self.state and problem == self.problem:
+            return
+        level = logging.WARNING if problem else logging.INFO
+        logger.log(level, "%s: %s -> %s%s", self.key, self.state.value, state.value,
+                   f" ({problem})" if problem else "")
+        self.state = state
+        self.problem = problem
+        self.since_utc_us = self.timekeeper.clock.wall_us()
+
+    def start(self) -> None:
+        """Start recording (now, or when a pending backoff ends if `retry` is due)."""
+        if self.state in (State.STOPPED, State.FATAL, State.BACKOFF):
+            self._spawn(self.now())
+        elif self.state == State.STOPPING:
+            self._after_stop = "restart"
+
+    def stop(self, problem: str | None = None) -> None:
+        """Stop recording: ask ffmpeg to finish its segment, kill it after the grace time."""
+        if self.state in (State.STARTING, State.RUNNING):
+            self._begin_stop("stop", problem)
+        elif self.state == State.STOPPING:
+            self._after_stop = "stop"
+            self.problem = problem
+        else:
+            self.set_state(State.STOPPED, problem)
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped, with its ffmpeg reaped and every pipe read to the end."""
+        return self.state in (State.STOPPED, State.FATAL) and not self.runs
+
+    def _spawn(self, now: float) -> None:
+        run_id = self.timekeeper.clock.wall_us()
+        anchor = RunAnchor(run_id, self.timekeeper.offset_us(), self.timekeeper.trusted,
+                           self.last_end_us)
+        try:
+            self._make_day_dirs()
+            source = ffmpeg.write_source_file(self.runtime_dir, self.spec)
+        except OSError as exc:
+            logger.exception("%s: cannot prepare the recording", self.key)
+            self.last_error = f"cannot prepare the recording: {exc.strerror or exc}"
+            self._backoff(ffmpeg.DISK_ERROR, now)
+            self.emit(DiskFailure(self.key, exc.errno or errno.EIO, self.last_error))
+            return
+        argv_fn = partial(ffmpeg.build_argv, self.spec, source_file=source,
+                          picorder_dir=self.picorder_dir)
+        sink = partial(self._sink, run_id)
+        try:
+            child = self.spawn(argv_fn, sink)
+        except FileNotFoundError:
+            ffmpeg.remove_source_file(source)
+            self.last_error = "ffmpeg is not installed (apt install ffmpeg)"
+            logger.error("%s: %s", self.key, self.last_error)
+            self.set_state(State.FATAL, None)
+            return
+        except OSError as exc:
+            ffmpeg.remove_source_file(source)
+            logger.exception("%s: cannot start ffmpeg", self.key)
+            self.last_error = f"cannot start ffmpeg: {exc.strerror or exc}"
+            self._backoff(None, now)
+            return
+        if self.spawns:
+            self.restarts += 1
+        self.spawns += 1
+        self.run = _Run(run_id, child, source, anchor, spawned=now, last_progress=now,
+                        last_segment=now)
+        self.runs[run_id] = self.run
+        if not anchor.trusted:
+            self.untrusted.append(anchor)
+        self._killed = False
+        logger.info("%s: started ffmpeg pid %d (run %d)", self.key, child.pid, run_id)
+        self.set_state(State.STARTING, None)
+
+    def _sink(self, run_id: int, kind: str, line: str | None) -> None:
+        # Called on the reader thread: only enqueue.
+        self.emit(StreamLine(self.key, run_id, kind, line))
+
+    def _make_day_dirs(self) -> None:
+        base = ffmpeg.stream_dir(self.picorder_dir, self.spec.camera, self.spec.stream)
+        for day in day_dirs(self.timekeeper.clock.wall_us()):
+            (base / day).mkdir(parents=True, exist_ok=True)
+
+    def _begin_stop(self, after: str, problem: str | None) -> None:
+        self._after_stop = after
+        self._stop_started = self.now()
+        self.set_state(State.STOPPING, problem)
+        run = self.run
+        if run and run.child and not run.exited:
+            try:
+                run.child.request_stop()
+            except ProcessLookupError:
+                pass
+
+    def _backoff(self, problem: str | None, now: float) -> None:
+        self.failures += 1
+        delay = backoff_delay(self.failures, self.rand)
+        self.retry_at = now + delay
+        logger.info("%s: retrying in %.1f s", self.key, delay)
+        self.set_state(State.BACKOFF, problem)
+
+    # -------------------------------------------------------------------- tick
+
+    def tick(self, now: float) -> None:
+        """Reap, watch and retry: called by the main loop a few times a second."""
+        run = self.run
+        if run and run.child and not run.exited:
+            rc = run.child.poll()
+            if rc is not None:
+                self._on_exit(run, rc, now)
+        if self.state == State.BACKOFF and now >= self.retry_at:
+            self._spawn(now)
+        elif self.state in (State.STARTING, State.RUNNING):
+            self._watchdog(now)
+        elif self.state == State.STOPPING:
+            self._escalate(now)
+
+    def _on_exit(self, run: _Run, rc: int, now: float) -> None:
+        run.exited = True
+        self.metrics.end_run()
+        self.running_since = None
+        self.current_segment = None
+        ffmpeg.remove_source_file(run.source_file)
+        run.source_file = None
+        logger.info("%s: ffmpeg pid %d exited with %d", self.key, run.child.pid, rc)
+        if self.state == State.STOPPING:
+            after = self._after_stop
+            if after == "restart":
+                self._spawn(now)
+            elif after == "backoff":
+                self._backoff(self.problem, now)
+            else:
+                self.set_state(State.STOPPED, self.problem)
+            return
+        failure = run.failure or Failure(ffmpeg.STREAM_ENDED if rc == 0 else ffmpeg.UNREACHABLE)
+        if failure.problem == ffmpeg.DISK_ERROR:
+            self.emit(DiskFailure(self.key, failure.errno_, self.last_error or "write error"))
+        self._backoff(failure.problem, now)
+
+    def _watchdog(self, now: float) -> None:
+        run = self.run
+        if self.state == State.STARTING:
+            if now - run.spawned > max(self.stall_s, limits.STARTING_TIMEOUT_S):
+                self._restart(ffmpeg.UNREACHABLE, "no video arrived")
+            return
+        if now - run.last_progress > self.stall_s:
+            self._restart(ffmpeg.STALLED, f"no progress for {now - run.last_progress:.0f} s")
+        elif now - run.last_segment > limits.segment_watchdog_s(self.spec.segment_seconds):
+            self._restart(ffmpeg.STALLED, f"no new segment for {now - run.last_segment:.0f} s")
+        elif self.running_since is not None and now - self.running_since >= limits.HEALTHY_RESET_S:
+            self.failures = 0
+
+    def _restart(self, problem: str, why: str) -> None:
+        logger.warning("%s: %s: restarting ffmpeg", self.key, why)
+        self.last_error = why
+        self._begin_stop("backoff", problem)
+
+    def _escalate(self, now: float) -> None:
+        run = self.run
+        if run is None or run.exited:
+            self.set_state(State.STOPPED, self.problem)
+            return
+        if not self._killed and now - self._stop_started > limits.STOP_GRACE_S:
+            logger.warning("%s: ffmpeg pid %d did not stop in %.0f s: killing it",
+                           self.key, run.child.pid, limits.STOP_GRACE_S)
+            self._killed = True
+            try:
+                run.child.kill()
+            except ProcessLookupError:
+                pass
+
+    def kill_now(self) -> None:
+        """Immediate exit (second signal): SIGKILL without waiting."""
+        run = self.run
+        if run and run.child and not run.exited:
+            try:
+                run.child.kill()
+            except ProcessLookupError:
+                pass
+
+    # ------------------------------------------------------------------ lines
+
+    def feed(self, run_id: int, kind: str, line: str | None, now: float) -> None:
+        """One line (None: end of file) from a pipe of run `run_id`."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return
+        if kind == SEGMENTS:
+            if line is None:
+                self.runs.pop(run_id, None)
+            else:
+                self._on_segment_line(run, line, now)
+        elif kind == PROGRESS and line is not None:
+            block = run.parser.feed(line)
+            if block is not None:
+                self._on_progress(run, block, now)
+        elif kind == STDERR and line is not None:
+            self._on_stderr(run, line, now)
+
+    def _on_progress(self, run: _Run, block, now: float) -> None:
+        run.anchor.observe(self.timekeeper.clock.mono_us(), block.out_time_us)
+        out_time = block.out_time_us if block.out_time_us is not None else -1
+        if block.frame > run.last_frame or out_time > run.last_out_time:
+            if block.frame > 0:
+                run.last_progress = now
+            run.last_frame, run.last_out_time = block.frame, out_time
+        if run is not self.run:
+            return
+        self.metrics.update(block)
+        if self.state == State.STARTING and block.frame > 0:
+            self.running_since = now
+            run.last_segment = now
+            self.set_state(State.RUNNING, None)
+            self.emit(CurrentSegmentHint(self.key, run.run_id, self.timekeeper.clock.wall_us()))
+
+    def _on_segment_line(self, run: _Run, line: str, now: float) -> None:
+        entry = parse_segment_line(line)
+        if entry is None:
+            return
+        start_us, end_us = run.anchor.wall_range(entry.start_us, entry.end_us,
+                                                 self.timekeeper.clock.mono_us())
+        run.last_segment = now
+        self.last_end_us = max(self.last_end_us or end_us, end_us)
+        self.metrics.last_segment_utc_us = end_us
+        wall = self.timekeeper.clock.wall_us()
+        self.emit(SegmentClosed(self.spec.camera, self.spec.stream, entry.name, start_us, end_us,
+                                run.run_id, run.anchor.trusted, wall))
+        if run is self.run and not run.exited:
+            self.emit(CurrentSegmentHint(self.key, run.run_id, wall))
+
+    def _on_stderr(self, run: _Run, line: str, now: float) -> None:
+        text = ffmpeg.redact(line.strip(), self.spec.secrets())
+        if not text:
+            return
+        failure = ffmpeg.classify(text)
+        if failure is not None:
+            if run.failure is None or run.failure.problem == ffmpeg.STREAM_ENDED:
+                run.failure = failure
+            self.last_error = text[:500]
+        start, count = self._log_window
+        if now - start >= 60:
+            if count > limits.STDERR_LINES_PER_MIN:
+                logger.warning("%s: %d more ffmpeg lines not logged", self.key,
+                               count - limits.STDERR_LINES_PER_MIN)
+            start, count = now, 0
+        count += 1
+        self._log_window = (start, count)
+        if count <= limits.STDERR_LINES_PER_MIN:
+            logger.warning("%s: ffmpeg: %s", self.key, text)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self, now: float) -> dict:
+        """This stream's entry of the "status" answer (contracts.md)."""
+        m = self.metrics
+        uptime = now - self.running_since if self.running_since is not None else 0.0
+        return {
+            "camera": self.spec.camera, "stream": self.spec.stream,
+            "state": self.state.value, "problem": self.problem,
+            "since_utc_us": self.since_utc_us, "pid": self.pid,
+            "uptime_s": round(uptime, 3), "restarts": self.restarts,
+            "frames": m.frames, "fps": m.fps, "bitrate_kbps": m.bitrate_kbps,
+            "dropped": m.dropped, "duplicated": m.duplicated,
+            "bytes_written": m.bytes_written, "last_segment_utc_us": m.last_segment_utc_us,
+            "last_error": self.last_error,
+            "current_segment": self.current_segment if self.state == State.RUNNING else None,
+        }
+
+
+@dataclass(frozen=True)
+class CurrentSegmentHint:
+    """ffmpeg opened a new segment at about `wall_us`: the service finds its file name."""
+
+    key: str
+    run_id: int
+    wall_us: int
+
+
+def day_dirs(wall_us: int) -> list[str]:
+    """Relative day directories (YYYY/MM/DD, UTC) of today and tomorrow."""
+    import datetime as dt
+    today = dt.datetime.fromtimestamp(wall_us / 1e6, dt.timezone.utc).date()
+    days = [today, today + dt.timedelta(days=1)]
+    return [d.strftime("%Y/%m/%d") for d in days]
+
+
+# --------------------------------------------------------------- real ffmpeg
+
+class PipeHub:
+    """One thread reading every ffmpeg pipe; complete lines go to each pipe's sink."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._pending: list[tuple[int, Callable[[str | None], None]]] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._buffers: dict[int, bytes] = {}
+        self._thread = threading.Thread(target=self._loop, name="ffmpeg-pipes", daemon=True)
+        self._thread.start()
+
+    def add(self, fd: int, sink: Callable[[str | None], None]) -> None:
+        """Read `fd` (the hub closes it at EOF) and pass each line to `sink`."""
+        with self._lock:
+            self._pending.append((fd, sink))
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _loop(self) -> None:
+        while True:
+            for key, _ in self._selector.select():
+                if key.data is None:
+                    os.read(self._wake_r, 4096)
+                    self._register_pending()
+                else:
+                    self._read(key.fd, key.data)
+
+    def _register_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for fd, sink in pending:
+            self._buffers[fd] = b""
+            self._selector.register(fd, selectors.EVENT_READ, sink)
+
+    def _read(self, fd: int, sink: Callable[[str | None], None]) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            logger.exception("reading an ffmpeg pipe failed")
+            data = b""
+        if not data:
+            rest = self._buffers.pop(fd, b"")
+            self._selector.unregister(fd)
+            os.close(fd)
+            if rest.strip():
+                sink(rest.decode("utf-8", "replace"))
+            sink(None)
+            return
+        *lines, self._buffers[fd] = (self._buffers[fd] + data).replace(b"\r", b"\n").split(b"\n")
+        for raw in lines:
+            if raw:
+                sink(raw.decode("utf-8", "replace"))
+
+
+class PopenChild:
+    """A real ffmpeg: SIGINT asks it to finish its segment and exit."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.pid = proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def request_stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
+class FfmpegSpawner:
+    """The production `spawn`: ffmpeg with a progress pipe, a segment-list pipe and stderr."""
+
+    def __init__(self, hub: PipeHub):
+        self.hub = hub
+
+    def __call__(self, argv_fn: Callable[[int, int], list[str]], sink: LineSink) -> PopenChild:
+        prog_r, prog_w = os.pipe()
+        seg_r, seg_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            argv = argv_fn(progress_fd=prog_w, segments_fd=seg_w)
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err_w, pass_fds=(prog_w, seg_w), close_fds=True,
+                                    env=ffmpeg.ffmpeg_env(), start_new_session=True)
+        except BaseException:
+            for fd in (prog_r, seg_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (prog_w, seg_w, err_w):
+                os.close(fd)
+        self.hub.add(prog_r, partial(sink, PROGRESS))
+        self.hub.add(seg_r, partial(sink, SEGMENTS))
+        self.hub.add(err_r, partial(sink, STDERR))
+        return PopenChild(proc)

@@ -1,0 +1,700 @@
+"""The recorder service: one main loop that supervises every stream and indexes its segments.
+
+Threads and what they may do:
+- main thread: the loop. It drains one queue (signals, ffmpeg pipe lines,
+  config reloads, storage events, clock changes), ticks every StreamProcess
+  and never touches the recording disk except to create day directories
+  before a spawn.
+- "ffmpeg-pipes" (recorder.process.PipeHub): reads ffmpeg's pipes, enqueues lines.
+- "index-writer" (IndexWriter): every index.db and segment-file I/O (open,
+  recovery, fsync, probe, insert, re-anchor). Shutdown waits for it only as
+  long as the budget allows, so a hung disk cannot hold shutdown.
+- "control" (recorder.control): answers the socket; handlers read state or enqueue.
+- the storage's own watcher threads, which only enqueue.
+"""
+
+import errno
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import peewee
+
+from recorder import __version__, config, ffmpeg, limits, sdnotify
+from recorder.ffmpeg import StreamSpec
+from recorder.index import Segment, index_db, open_index
+from recorder.paths import DataPaths
+from recorder.process import (
+    CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, SegmentClosed, State,
+    StreamLine, StreamProcess, day_dirs,
+)
+from recorder.storage_api import Storage
+from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
+
+logger = logging.getLogger(__name__)
+
+SETTING_SEGMENT_SECONDS = "segment_seconds"
+NAME_SLACK_US = 5_000_000      # ffmpeg names a file when it opens it; the list line comes later
+
+
+# ------------------------------------------------------------------ events
+
+@dataclass(frozen=True)
+class SignalEvent:
+    signum: int
+
+
+@dataclass(frozen=True)
+class ReloadRequest:
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClockTrusted:
+    pass
+
+
+@dataclass(frozen=True)
+class RootReady:
+    """The index of a new recording root is open and recovered."""
+
+    root: Path
+    last_ends: dict
+
+
+@dataclass(frozen=True)
+class Ingested:
+    key: str
+    path: str
+    bytes: int
+    duration_us: int
+
+
+@dataclass(frozen=True)
+class CurrentSegmentFound:
+    key: str
+    run_id: int
+    path: str
+
+
+@dataclass
+class _Untrusted:
+    camera: str
+    stream: str
+    anchor: RunAnchor
+
+
+# ------------------------------------------------------------------ writer
+
+class IndexWriter:
+    """A thread that runs disk and index jobs in order; abandonable at shutdown."""
+
+    _STOP = object()
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="index-writer", daemon=True)
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+        self._jobs.put(job)
+
+    @property
+    def busy(self) -> bool:
+        return not self._idle.is_set()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is self._STOP:
+                return
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - one failed job must not end indexing
+                logger.exception("index job failed")
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._idle.set()
+
+    def close(self, timeout: float) -> bool:
+        """Finish queued jobs within `timeout`; False if the thread had to be abandoned."""
+        self._jobs.put(self._STOP)
+        self._thread.join(max(0.0, timeout))
+        if self._thread.is_alive():
+            logger.error("index writes did not finish in %.1f s (disk hung?): abandoned", timeout)
+            return False
+        return True
+
+
+def fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, (os.O_RDONLY | os.O_DIRECTORY) if directory else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def find_segment_file(stream_dir: Path, name: str, arrived_wall_us: int) -> Path | None:
+    """The file `name` (HH-MM-SS.mp4) that ffmpeg closed at about `arrived_wall_us`.
+
+    ffmpeg's list gives the bare file name; its day directory is the newest
+    day whose HH:MM:SS is not after the list line (so yesterday's file of the
+    same name is never picked).
+    """
+    try:
+        hms = datetime.strptime(name, "%H-%M-%S.mp4").time()
+    except ValueError:
+        return None
+    latest = datetime.fromtimestamp((arrived_wall_us + NAME_SLACK_US) / 1e6, timezone.utc)
+    for back in range(3):
+        day = latest.date() - timedelta(days=back)
+        when = datetime.combine(day, hms, timezone.utc)
+        if when > latest:
+            continue
+        path = stream_dir / day.strftime("%Y/%m/%d") / name
+        if path.exists():
+            return path
+    return None
+
+
+# ------------------------------------------------------------------ recorder
+
+class Recorder:
+    """Keeps every enabled camera stream recording into the current recording root."""
+
+    def __init__(self, paths: DataPaths, storage: Storage, *, clock: Clock | None = None,
+                 spawn=None, ntp_check=ntp_synchronized, stall_s: float = limits.STALL_PROGRESS_S,
+                 recover: Callable | None = None):
+        self.paths = paths
+        self.storage = storage
+        self.clock = clock or Clock()
+        self.timekeeper = Timekeeper(paths.clock_file, clock=self.clock, ntp_check=ntp_check)
+        self._spawn = spawn
+        self.stall_s = stall_s
+        self._recover = recover
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.procs: dict[str, StreamProcess] = {}
+        self.retiring: list[StreamProcess] = []
+        self.untrusted: list[_Untrusted] = []
+        self.root: Path | None = None
+        self._wanted_root: Path | None = None
+        self._opening: Path | None = None
+        self._last_ends: dict[str, int] = {}
+        self.writer = IndexWriter()
+        self.control = None
+        self.started_utc_us = 0
+        self._data_version: int | None = None
+        self._shutdown_deadline: float | None = None
+        self._signals = 0
+        self._done = False
+        self._timers: dict[str, float] = {}
+        self._reanchored: dict[tuple[str, str, int], int] = {}
+        self._watchdog_s = sdnotify.watchdog_interval_s()
+
+    @property
+    def picorder_dir(self) -> Path | None:
+        return self.root / "picorder" if self.root else None
+
+    def enqueue(self, event: object) -> None:
+        """Thread-safe (and signal-safe: SimpleQueue.put is reentrant)."""
+        self.queue.put(event)
+
+    def mono(self) -> float:
+        return self.clock.mono_us() / 1e6
+
+    # ------------------------------------------------------------ start / run
+
+    def start(self) -> None:
+        """Open config, start the clock, threads, storage and the control socket."""
+        from recorder.control import ControlServer
+        self.paths.ensure()
+        config.open_config(self.paths.config_db)
+        self.started_utc_us = self.clock.wall_us()
+        self.timekeeper.start()
+        self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._spawn is None:
+            self._spawn = FfmpegSpawner(PipeHub())
+        self.writer.start()
+        self.control = ControlServer(self.paths.control_socket)
+        self.control.register("status", self.status)
+        self.control.register("reload", self._cmd_reload)
+        self.control.register("set_clock", self._cmd_set_clock)
+        for name, handler in self.storage.control_commands().items():
+            self.control.register(name, handler)
+        self.control.start()
+        self.storage.start(self.enqueue)
+        self._wanted_root = self.storage.recording_root()
+        self._apply_config()
+        self._root_changed()
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.paths.root / "run"
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        if signum != signal.SIGHUP:
+            self._signals += 1
+            if self._signals >= 2:
+                self._exit_now()
+        self.enqueue(SignalEvent(signum))
+
+    def _exit_now(self) -> None:
+        """Second SIGTERM/SIGINT: kill every ffmpeg and leave without waiting for anything."""
+        for proc in list(self.procs.values()) + list(self.retiring):
+            proc.kill_now()
+        os._exit(1)
+
+    def run(self) -> int:
+        """Run until shut down; return the exit status."""
+        self.start()
+        logger.info("recorder %s running (pid %d)", __version__, os.getpid())
+        sdnotify.ready(f"recording {len(self.procs)} streams")
+        try:
+            while not self._done:
+                self.step()
+        finally:
+            self._finish()
+        return 0
+
+    def step(self, max_wait: float = limits.TICK_S) -> None:
+        """Wait for events (at most one tick), handle them, tick if due."""
+        try:
+            event = self.queue.get(timeout=max_wait)
+        except queue.Empty:
+            event = None
+        handled = 0
+        while event is not None and handled < 1000:
+            self.dispatch(event)
+            handled += 1
+            try:
+                event = self.queue.get_nowait()
+            except queue.Empty:
+                event = None
+        now = self.mono()
+        if now >= self._timers.get("tick", 0):
+            self._timers["tick"] = now + limits.TICK_S
+            self.tick(now)
+
+    # ------------------------------------------------------------ dispatch
+
+    def dispatch(self, event: object) -> None:
+        if isinstance(event, StreamLine):
+            proc = self._proc_for_run(event.key, event.run_id)
+            if proc is not None:
+                proc.feed(event.run_id, event.kind, event.line, self.mono())
+        elif isinstance(event, SegmentClosed):
+            self._submit_ingest(event)
+        elif isinstance(event, CurrentSegmentHint):
+            self._submit_current(event)
+        elif isinstance(event, CurrentSegmentFound):
+            proc = self.procs.get(event.key)
+            if proc is not None and proc.run and proc.run.run_id == event.run_id:
+                proc.current_segment = event.path
+        elif isinstance(event, Ingested):
+            self._on_ingested(event)
+        elif isinstance(event, DiskFailure):
+            self.storage.report_io_error(event.errno_, f"{event.key}: {event.detail}")
+        elif isinstance(event, SignalEvent):
+            self._on_signal_event(event)
+        elif isinstance(event, ReloadRequest):
+            logger.info("reloading cameras (%s)", event.reason)
+            self._apply_config()
+        elif isinstance(event, ClockTrusted):
+            self._reanchor()
+        elif isinstance(event, RootReady):
+            self._on_root_ready(event)
+        elif self.storage.handle(event):
+            self._root_changed()
+
+    def _proc_for_run(self, key: str, run_id: int) -> StreamProcess | None:
+        proc = self.procs.get(key)
+        if proc is not None and run_id in proc.runs:
+            return proc
+        for old in self.retiring:
+            if old.key == key and run_id in old.runs:
+                return old
+        return None
+
+    def _on_signal_event(self, event: SignalEvent) -> None:
+        if event.signum == signal.SIGHUP:
+            self.enqueue(ReloadRequest("SIGHUP"))
+            return
+        self.begin_shutdown(f"signal {signal.Signals(event.signum).name}")
+
+    # ------------------------------------------------------------ tick
+
+    def tick(self, now: float) -> None:
+        for proc in list(self.procs.values()) + self.retiring:
+            proc.tick(now)
+        for proc in [p for p in self.retiring if p.stopped]:
+            self.retiring.remove(proc)
+        if self._watchdog_s and self._due("sd_watchdog", now, self._watchdog_s):
+            sdnotify.watchdog()
+        if self._shutdown_deadline is not None:
+            self._check_shutdown(now)
+            return
+        if self._due("config", now, limits.RELOAD_POLL_S):
+            self._poll_config()
+        if self._due("clock", now, limits.CLOCK_POLL_S):
+            if self.timekeeper.poll():
+                self.enqueue(ClockTrusted())
+        if self._due("clock_save", now, limits.CLOCK_SAVE_S):
+            self.timekeeper.save()
+        if self._due("day_dirs", now, limits.DAY_DIRS_S):
+            self._submit_day_dirs()
+        if self._wanted_root != self.root and self._opening is None:
+            self._open_root_when_stopped()
+
+    def _due(self, name: str, now: float, every: float) -> bool:
+        if now < self._timers.get(name, 0):
+            return False
+        self._timers[name] = now + every
+        return True
+
+    # ------------------------------------------------------------ config
+
+    def _poll_config(self) -> None:
+        try:
+            version = config.data_version()
+        except peewee.DatabaseError:
+            logger.exception("cannot read config.db")
+            return
+        if self._data_version is not None and version != self._data_version:
+            self.enqueue(ReloadRequest("config.db changed"))
+        self._data_version = version
+
+    def desired_specs(self) -> dict[str, StreamSpec]:
+        """The streams config.db asks for, by key."""
+        seconds = segment_seconds_setting()
+        specs = {}
+        for cam in config.Camera.select().where(config.Camera.enabled == True):  # noqa: E712
+            for stream, url in cam.stream_urls().items():
+                spec = StreamSpec(cam.name, stream, url, cam.transport or "tcp",
+                                  cam.username, cam.password, seconds)
+                specs[spec.key] = spec
+        return specs
+
+    def _apply_config(self) -> None:
+        try:
+            self._data_version = config.data_version()
+            desired = self.desired_specs()
+        except Exception:  # noqa: BLE001 - a broken config must not stop recording
+            logger.exception("cannot read the cameras from config.db; keeping the current ones")
+            return
+        for key, proc in list(self.procs.items()):
+            if desired.get(key) != proc.spec:
+                logger.info("%s: %s", key, "changed" if key in desired else "removed")
+                self._retire(proc)
+        for key, spec in desired.items():
+            if key not in self.procs:
+                self.procs[key] = proc = self._new_proc(spec)
+                if self.root is not None and self._shutdown_deadline is None:
+                    proc.start()
+                elif self._wanted_root is None:
+                    proc.set_state(State.STOPPED, ffmpeg.DISK_MISSING)
+
+    def _retire(self, proc: StreamProcess) -> None:
+        del self.procs[proc.key]
+        proc.stop()
+        self._keep_untrusted(proc)
+        if not proc.stopped:
+            self.retiring.append(proc)
+
+    def _new_proc(self, spec: StreamSpec) -> StreamProcess:
+        proc = StreamProcess(spec, picorder_dir=self.picorder_dir or Path("/nonexistent"),
+                             runtime_dir=self.runtime_dir, spawn=self._spawn,
+                             timekeeper=self.timekeeper, emit=self.enqueue, stall_s=self.stall_s)
+        proc.last_end_us = self._last_ends.get(spec.key)
+        return proc
+
+    def _cmd_reload(self) -> dict:
+        self.enqueue(ReloadRequest("control command"))
+        return {"queued": True}
+
+    # ------------------------------------------------------------ storage
+
+    def _root_changed(self) -> None:
+        """The storage's root changed: stop streams; the new root opens once they stopped."""
+        self._wanted_root = self.storage.recording_root()
+        if self._wanted_root == self.root:
+            return
+        logger.info("recording root: %s -> %s", self.root, self._wanted_root)
+        problem = ffmpeg.DISK_MISSING if self._wanted_root is None else None
+        self.root = None
+        for proc in self.procs.values():
+            proc.stop(problem)
+        self._open_root_when_stopped()
+
+    def _open_root_when_stopped(self) -> None:
+        if self._opening is not None or self._shutdown_deadline is not None:
+            return
+        if not all(p.stopped for p in list(self.procs.values()) + self.retiring):
+            return
+        root = self._wanted_root
+        if root is None:
+            return
+        self._opening = root
+        trusted = self.timekeeper.trusted
+        self.writer.submit(lambda: self._open_root_job(root, trusted))
+
+    def _open_root_job(self, root: Path, trusted: bool) -> None:
+        """Writer thread: open the root's index, repair it after a crash, report the ends."""
+        picorder_dir = root / "picorder"
+        try:
+            picorder_dir.mkdir(parents=True, exist_ok=True)
+            open_index(picorder_dir / "index.db")
+            recover = self._recover or _default_recover
+            recover(picorder_dir, trusted)
+            last_ends = {f"{c}/{s}": e for c, s, e in index_db.execute_sql(
+                "SELECT camera, stream, MAX(end_us) FROM segment GROUP BY camera, stream")}
+        except Exception as exc:  # noqa: BLE001 - reported to storage, retried on the next change
+            logger.exception("cannot open the recordings in %s", root)
+            self.enqueue(DiskFailure("index", getattr(exc, "errno", None) or errno.EIO,
+                                     f"cannot open the index in {root}: {exc}"))
+            self.enqueue(RootReady(Path("/"), {"failed": str(root)}))
+            return
+        self.enqueue(RootReady(root, last_ends))
+
+    def _on_root_ready(self, event: RootReady) -> None:
+        opening, self._opening = self._opening, None
+        if "failed" in event.last_ends or event.root != self._wanted_root or event.root != opening:
+            self._wanted_root = self.storage.recording_root() if "failed" not in event.last_ends else None
+            return
+        self.root = event.root
+        self._last_ends = dict(event.last_ends)
+        if self._shutdown_deadline is not None:
+            return
+        for proc in self.procs.values():
+            proc.picorder_dir = self.picorder_dir
+            proc.last_end_us = max(proc.last_end_us or 0, self._last_ends.get(proc.key) or 0) or None
+            proc.start()
+
+    # ------------------------------------------------------------ segments
+
+    def _submit_ingest(self, seg: SegmentClosed) -> None:
+        picorder_dir = self.picorder_dir
+        delta = self._reanchored.get((seg.camera, seg.stream, seg.run_id))
+        if delta is not None and not seg.clock_trusted:
+            # Placed before the clock became trusted, indexed after: shift it like its run.
+            seg = replace(seg, start_us=seg.start_us + delta, end_us=seg.end_us + delta,
+                          clock_trusted=True)
+        if picorder_dir is None:
+            logger.error("segment %s closed with no recording root: left to recovery", seg.name)
+            return
+        self.writer.submit(lambda: self._ingest_job(picorder_dir, seg))
+
+    def _ingest_job(self, picorder_dir: Path, seg: SegmentClosed) -> None:
+        """Writer thread: fsync the file and its directory, probe it, insert its row."""
+        from recorder.mp4 import Mp4Error, probe_segment
+        key = f"{seg.camera}/{seg.stream}"
+        base = ffmpeg.stream_dir(picorder_dir, seg.camera, seg.stream)
+        path = find_segment_file(base, seg.name, seg.arrived_wall_us)
+        if path is None:
+            logger.error("%s: ffmpeg listed %s but the file is not there", key, seg.name)
+            return
+        rel = str(path.relative_to(picorder_dir))
+        try:
+            fsync_path(path)
+            fsync_path(path.parent, directory=True)
+            info = probe_segment(path)
+        except (OSError, Mp4Error) as exc:
+            logger.exception("%s: cannot index %s", key, rel)
+            if isinstance(exc, OSError):
+                self.enqueue(DiskFailure(key, exc.errno or errno.EIO, f"indexing {rel}: {exc}"))
+            return
+        if info.frames == 0:
+            logger.warning("%s: %s holds no video: removed", key, rel)
+            path.unlink(missing_ok=True)
+            return
+        Segment.insert(camera=seg.camera, stream=seg.stream, path=rel, start_us=seg.start_us,
+                       end_us=seg.end_us, duration_us=info.duration_us, bytes=info.file_size,
+                       frames=info.frames, codec=info.codec, width=info.width,
+                       height=info.height, clock_trusted=seg.clock_trusted,
+                       run_id=seg.run_id).on_conflict_replace().execute()
+        logger.debug("%s: indexed %s (%.2f s)", key, rel, info.duration_us / 1e6)
+        self.enqueue(Ingested(key, rel, info.file_size, info.duration_us))
+
+    def _on_ingested(self, event: Ingested) -> None:
+        proc = self.procs.get(event.key)
+        if proc is None:
+            return
+        proc.metrics.bytes_written += event.bytes
+        if proc.metrics.fps == 0 or proc.metrics.bitrate_kbps == 0:
+            if event.duration_us > 0:
+                proc.metrics.bitrate_kbps = round(event.bytes * 8 / event.duration_us * 1000, 1)
+
+    def _submit_current(self, hint: CurrentSegmentHint) -> None:
+        picorder_dir = self.picorder_dir
+        proc = self.procs.get(hint.key)
+        if picorder_dir is None or proc is None:
+            return
+        base = ffmpeg.stream_dir(picorder_dir, proc.spec.camera, proc.spec.stream)
+
+        def job():
+            for delta_s in (0, -1, 1, -2, -3, 2):
+                when = datetime.fromtimestamp(hint.wall_us / 1e6 + delta_s, timezone.utc)
+                path = base / when.strftime(ffmpeg.SEGMENT_NAME)
+                if path.exists():
+                    self.enqueue(CurrentSegmentFound(hint.key, hint.run_id,
+                                                     str(path.relative_to(picorder_dir))))
+                    return
+        self.writer.submit(job)
+
+    def _submit_day_dirs(self) -> None:
+        picorder_dir = self.picorder_dir
+        if picorder_dir is None:
+            return
+        bases = [ffmpeg.stream_dir(picorder_dir, p.spec.camera, p.spec.stream)
+                 for p in self.procs.values()]
+        days = day_dirs(self.clock.wall_us())
+
+        def job():
+            for base in bases:
+                for day in days:
+                    (base / day).mkdir(parents=True, exist_ok=True)
+        self.writer.submit(job)
+
+    # ------------------------------------------------------------ clock
+
+    def _cmd_set_clock(self, utc_us=None) -> dict:
+        if self.timekeeper.set_from_panel(utc_us):
+            self.enqueue(ClockTrusted())
+        return {"trusted": self.timekeeper.trusted, "source": self.timekeeper.source}
+
+    def _keep_untrusted(self, proc: StreamProcess) -> None:
+        for anchor in proc.untrusted:
+            self.untrusted.append(_Untrusted(proc.spec.camera, proc.spec.stream, anchor))
+        proc.untrusted = []
+
+    def _reanchor(self) -> None:
+        """The clock became trusted: shift this process's untrusted runs to the true time."""
+        for proc in self.procs.values():
+            self._keep_untrusted(proc)
+        offset = self.timekeeper.offset_us()
+        jobs = []
+        for item in self.untrusted:
+            delta = item.anchor.reanchor(offset)
+            jobs.append((item.camera, item.stream, item.anchor.run_id, delta))
+            self._reanchored[(item.camera, item.stream, item.anchor.run_id)] = delta
+            proc = self.procs.get(f"{item.camera}/{item.stream}")
+            if proc is not None and proc.last_end_us is not None and proc.run \
+                    and proc.run.anchor is item.anchor:
+                proc.last_end_us += delta
+        self.untrusted = []
+        if jobs and self.picorder_dir is not None:
+            self.writer.submit(lambda: _reanchor_job(jobs))
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> dict:
+        """The "status" answer of the control socket (contracts.md)."""
+        clock = self.timekeeper.state()
+        now = self.mono()
+        storage = dict(self.storage.state())
+        storage.setdefault("root", str(self.root) if self.root else None)
+        procs = sorted(self.procs.values(), key=lambda p: (p.spec.camera, p.spec.stream))
+        return {
+            "version": __version__, "pid": os.getpid(), "started_utc_us": self.started_utc_us,
+            "clock": {"trusted": clock.trusted, "source": clock.source,
+                      "now_utc_us": clock.now_utc_us},
+            "storage": storage,
+            "streams": [p.status(now) for p in procs],
+        }
+
+    # ------------------------------------------------------------ shutdown
+
+    def begin_shutdown(self, reason: str) -> None:
+        if self._shutdown_deadline is not None:
+            return
+        logger.info("shutting down (%s)", reason)
+        sdnotify.stopping()
+        self._shutdown_deadline = self.mono() + limits.SHUTDOWN_BUDGET_S
+        for proc in self.procs.values():
+            proc.stop()
+
+    def _check_shutdown(self, now: float) -> None:
+        remaining = self._shutdown_deadline - now
+        procs = list(self.procs.values()) + self.retiring
+        settled = all(p.stopped for p in procs) and self.queue.empty()
+        if settled or remaining < limits.WRITER_JOIN_S + 1:
+            self._done = True
+
+    def _finish(self) -> None:
+        deadline = self._shutdown_deadline or (self.mono() + limits.SHUTDOWN_BUDGET_S)
+        for proc in list(self.procs.values()) + self.retiring:
+            if not proc.stopped:
+                logger.error("%s: still running at shutdown: killed", proc.key)
+                proc.kill_now()
+        self._reap(min(limits.KILL_WAIT_S, max(0.1, deadline - self.mono() - 0.5)))
+        self.writer.close(max(0.1, deadline - self.mono() - 0.5))
+        self.timekeeper.save()
+        for stop in (self.storage.stop, self.control.stop if self.control else None):
+            if stop is None:
+                continue
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - shutdown goes on
+                logger.exception("stopping %s failed", stop)
+        logger.info("recorder stopped")
+
+    def _reap(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        procs = list(self.procs.values()) + self.retiring
+        while time.monotonic() < end:
+            alive = [p for p in procs if p.run and p.run.child and p.run.child.poll() is None]
+            if not alive:
+                return
+            time.sleep(0.05)
+
+
+def _reanchor_job(jobs: list[tuple[str, str, int, int]]) -> None:
+    """Writer thread: shift untrusted rows of re-anchored runs and flag them trusted."""
+    with index_db.atomic():
+        for camera, stream, run_id, delta in jobs:
+            count = (Segment.update(start_us=Segment.start_us + delta,
+                                    end_us=Segment.end_us + delta, clock_trusted=True)
+                     .where((Segment.camera == camera) & (Segment.stream == stream)
+                            & (Segment.run_id == run_id)
+                            & (Segment.clock_trusted == False))  # noqa: E712
+                     .execute())
+            logger.info("%s/%s run %d: %d rows re-anchored by %+.3f s",
+                        camera, stream, run_id, count, delta / 1e6)
+
+
+def _default_recover(picorder_dir: Path, trusted: bool) -> None:
+    from recorder.recovery import recover
+    recover(picorder_dir, clock_trusted=trusted)
+
+
+def segment_seconds_setting() -> int:
+    """Setting "segment_seconds" (tests use short segments), default limits.SEGMENT_SECONDS."""
+    raw = config.Setting.read(SETTING_SEGMENT_SECONDS)
+    try:
+        value = int(raw) if raw else limits.SEGMENT_SECONDS
+    except ValueError:
+        logger.error("setting segment_seconds=%r is not a number: using %d", raw,
+                     limits.SEGMENT_SECONDS)
+        return limits.SEGMENT_SECONDS
+    return min(max(value, 2), 3600)

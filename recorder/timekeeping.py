@@ -1,0 +1,215 @@
+"""Clock trust and the wall-clock anchoring of segments.
+
+The clock is trusted when NTP says it is synchronised, when it was set from
+the panel, or when it was restored and is not behind the last known good time
+(DataPaths.clock_file). Segment times are computed on the monotonic clock:
+each ffmpeg run gets an anchor (the monotonic time of its stream time 0) and
+the wall-clock offset (wall - monotonic) of its start. So a host clock step
+inside a run does not stretch or fold the run, and a new run that would start
+before the previous row ends is shifted to start at that end. Runs recorded
+while the clock was untrusted are re-anchored (shifted by the offset change)
+when the clock becomes trusted. Only runs of this recorder process can be
+re-anchored: an earlier process's untrusted rows stay flagged.
+"""
+
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from recorder import limits
+
+logger = logging.getLogger(__name__)
+
+NTP = "ntp"
+PANEL = "panel"
+RESTORED = "restored"
+UNTRUSTED = "untrusted"
+
+
+class Clock:
+    """The host's clocks in integer microseconds (tests inject a fake)."""
+
+    def wall_us(self) -> int:
+        return time.time_ns() // 1000
+
+    def mono_us(self) -> int:
+        return time.monotonic_ns() // 1000
+
+    def set_wall_us(self, utc_us: int) -> None:
+        """Step the system clock (needs CAP_SYS_TIME)."""
+        time.clock_settime_ns(time.CLOCK_REALTIME, utc_us * 1000)
+
+
+def ntp_synchronized() -> bool | None:
+    """systemd's NTPSynchronized; None when timedatectl is missing or cannot answer."""
+    exe = shutil.which("timedatectl")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "show", "-p", "NTPSynchronized", "--value"],
+                             capture_output=True, text=True, timeout=limits.CLOCK_CMD_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        logger.debug("timedatectl did not answer", exc_info=True)
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() == "yes"
+
+
+@dataclass(frozen=True)
+class ClockState:
+    trusted: bool
+    source: str
+    now_utc_us: int
+
+
+class Timekeeper:
+    """Decides whether the wall clock can be trusted and remembers the last good time."""
+
+    def __init__(self, clock_file: Path, *, clock: Clock | None = None,
+                 ntp_check: Callable[[], bool | None] = ntp_synchronized):
+        self.clock = clock or Clock()
+        self.clock_file = clock_file
+        self.ntp_check = ntp_check
+        self._lock = threading.Lock()
+        self.source = UNTRUSTED
+        self.last_known_us: int | None = None
+
+    @property
+    def trusted(self) -> bool:
+        return self.source != UNTRUSTED
+
+    def start(self) -> None:
+        """Decide the initial trust: NTP, else restored-and-not-behind, else untrusted."""
+        self.last_known_us = self._read_last_known()
+        if self.ntp_check() is True:
+            self.source = NTP
+        elif self.last_known_us is not None and self.clock.wall_us() >= self.last_known_us:
+            self.source = RESTORED
+        else:
+            self.source = UNTRUSTED
+        logger.info("clock %s (source %s)", "trusted" if self.trusted else "NOT trusted",
+                    self.source)
+
+    def _read_last_known(self) -> int | None:
+        try:
+            return int(self.clock_file.read_text().strip())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            logger.exception("cannot read the last known time from %s", self.clock_file)
+            return None
+
+    def poll(self) -> bool:
+        """Check NTP again; True if the clock just became trusted."""
+        if self.source in (NTP, PANEL):
+            return False
+        if self.ntp_check() is True:
+            return self._become(NTP)
+        return False
+
+    def set_from_panel(self, utc_us: int) -> bool:
+        """Set the clock from the panel; True if it just became trusted."""
+        if not isinstance(utc_us, int) or isinstance(utc_us, bool):
+            raise ValueError("utc_us must be an integer (UTC epoch microseconds)")
+        if not limits.CLOCK_MIN_UTC_US <= utc_us <= limits.CLOCK_MAX_UTC_US:
+            raise ValueError("utc_us is not a plausible time")
+        if self.source == NTP:
+            raise ValueError("the clock is synchronised by NTP; it cannot be set by hand")
+        try:
+            self.clock.set_wall_us(utc_us)
+        except PermissionError as exc:
+            raise ValueError("the recorder may not set the system clock "
+                             "(it needs CAP_SYS_TIME)") from exc
+        was = self.trusted
+        self._become(PANEL)
+        return not was
+
+    def _become(self, source: str) -> bool:
+        with self._lock:
+            was = self.trusted
+            self.source = source
+        logger.info("clock trusted now (source %s)", source)
+        self.save()
+        return not was
+
+    def state(self) -> ClockState:
+        return ClockState(self.trusted, self.source, self.clock.wall_us())
+
+    def offset_us(self) -> int:
+        """wall - monotonic, now."""
+        return self.clock.wall_us() - self.clock.mono_us()
+
+    def save(self) -> None:
+        """Remember the current time if it is not behind the last known time.
+
+        Also while untrusted: a clock that never went backwards counts as
+        restored at the next start (DESIGN.md decision 4).
+        """
+        now = self.clock.wall_us()
+        if self.last_known_us is not None and now < self.last_known_us:
+            return
+        tmp = self.clock_file.with_name(self.clock_file.name + ".tmp")
+        try:
+            tmp.write_text(f"{now}\n")
+            os.replace(tmp, self.clock_file)
+        except OSError:
+            logger.exception("cannot save the last known time to %s", self.clock_file)
+            return
+        self.last_known_us = now
+
+
+class RunAnchor:
+    """Maps one ffmpeg run's stream time to wall-clock time.
+
+    The anchor is the monotonic time of stream time 0: the smallest
+    (arrival - out_time) seen in the progress reports (ffmpeg writes each frame
+    as soon as it arrives, so later reports can only be late, never early). It
+    is refined until the run's first segment is placed, then frozen so the run
+    stays contiguous.
+    """
+
+    def __init__(self, run_id: int, offset_us: int, trusted: bool, not_before_us: int | None):
+        self.run_id = run_id
+        self.offset_us = offset_us          # wall - mono when the run started
+        self.trusted = trusted
+        self.not_before_us = not_before_us  # end of the stream's previous row
+        self.mono_anchor_us: int | None = None
+        self.shift_us = 0
+        self.frozen = False
+
+    def observe(self, mono_us: int, out_time_us: int | None) -> None:
+        """A progress report arrived at `mono_us` saying stream time `out_time_us` is written."""
+        if self.frozen or out_time_us is None or out_time_us < 0:
+            return
+        candidate = mono_us - out_time_us
+        if self.mono_anchor_us is None or candidate < self.mono_anchor_us:
+            self.mono_anchor_us = candidate
+
+    def wall_range(self, start_us: int, end_us: int, mono_now_us: int) -> tuple[int, int]:
+        """Wall-clock [start, end) of stream times [start_us, end_us) of this run."""
+        if self.mono_anchor_us is None:
+            # No progress report yet: the segment ended about now.
+            self.mono_anchor_us = mono_now_us - end_us
+        if not self.frozen:
+            self.frozen = True
+            first = self.mono_anchor_us + self.offset_us + start_us
+            if self.not_before_us is not None and first < self.not_before_us:
+                self.shift_us = self.not_before_us - first
+                logger.warning("run %d would overlap the previous recording by %.3f s "
+                               "(clock step?): shifted", self.run_id, self.shift_us / 1e6)
+        base = self.mono_anchor_us + self.offset_us + self.shift_us
+        return base + start_us, base + end_us
+
+    def reanchor(self, new_offset_us: int) -> int:
+        """The clock became trusted: return the shift for rows already written."""
+        delta = new_offset_us - self.offset_us
+        self.offset_us = new_offset_us
+        self.trusted = True
+        return delta
