@@ -100,6 +100,9 @@ class FakeRecorder:
         import socket
         import threading
 
+        from pathlib import Path
+
+        Path(socket_path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(socket_path)
         self.status_fn = status_fn
         self.commands = []
