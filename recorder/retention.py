@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
+from typing import NamedTuple
 
 from recorder import limits
 
@@ -28,9 +29,8 @@ class RetentionError(ValueError):
     """A bad retention limit (zero, negative or not a whole number)."""
 
 
-@dataclass(frozen=True)
-class SegmentRef:
-    """The fields of one index row that retention needs."""
+class SegmentRef(NamedTuple):
+    """The fields of one index row that retention needs (a tuple: cheap at a million rows)."""
 
     id: int
     camera: str
@@ -111,11 +111,12 @@ def plan_rotation(candidates: Iterable[SegmentRef], *, camera_bytes: Mapping[str
                for cam, lim in limits_by_camera.items() if lim.max_age_days is not None}
     last_cutoff = max(cutoffs.values(), default=None)
     need_free = max(0, floor_bytes - free_bytes)
+    cameras_over = sum(1 for v in over.values() if v > 0)
     freed = 0
     scanned = 0
     deletions: list[Deletion] = []
     for seg in candidates:
-        if (freed >= need_free and all(v <= 0 for v in over.values())
+        if (freed >= need_free and not cameras_over
                 and (last_cutoff is None or seg.start_us >= last_cutoff)):
             break
         scanned += 1
@@ -127,9 +128,11 @@ def plan_rotation(candidates: Iterable[SegmentRef], *, camera_bytes: Mapping[str
         deletions.append(Deletion(seg, reason))
         freed += seg.bytes
         if seg.camera in over:
-            over[seg.camera] -= seg.bytes
-    return RotationPlan(tuple(deletions), freed, freed >= need_free,
-                        all(v <= 0 for v in over.values()), scanned)
+            left = over[seg.camera]
+            over[seg.camera] = left - seg.bytes
+            if left > 0 >= left - seg.bytes:
+                cameras_over -= 1
+    return RotationPlan(tuple(deletions), freed, freed >= need_free, not cameras_over, scanned)
 
 
 def _reason(seg: SegmentRef, cutoffs: Mapping[str, int], over: Mapping[str, int],
@@ -257,9 +260,10 @@ def iter_oldest(conn: sqlite3.Connection) -> Iterator[SegmentRef]:
     """Rows not being deleted, oldest first, fetched lazily."""
     cur = conn.execute(f"SELECT {SEGMENT_COLUMNS} FROM segment "
                        "WHERE deleting = 0 ORDER BY start_us, id")
+    make = SegmentRef._make
     try:
-        for row in cur:
-            yield SegmentRef(*row)
+        while rows := cur.fetchmany(256):
+            yield from map(make, rows)
     finally:
         cur.close()
 
@@ -268,8 +272,9 @@ def camera_totals(conn: sqlite3.Connection, after_id: int = 0) -> tuple[dict[str
     """Bytes per camera of rows with id > after_id, and the largest id seen."""
     totals: dict[str, int] = {}
     for cam, total in conn.execute(
+            # "+camera": walk the rowid range, not the whole camera index.
             "SELECT camera, SUM(bytes) FROM segment WHERE id > ? AND deleting = 0 "
-            "GROUP BY camera", (after_id,)):
+            "GROUP BY +camera", (after_id,)):
         totals[cam] = total
     max_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM segment").fetchone()[0]
     return totals, max(max_id, after_id)
@@ -282,7 +287,7 @@ def stream_rates(conn: sqlite3.Connection, now_us: int,
     rates: dict[str, float] = {}
     for cam, _stream, total, first, last in conn.execute(
             "SELECT camera, stream, SUM(bytes), MIN(start_us), MAX(end_us) FROM segment "
-            "WHERE start_us >= ? AND deleting = 0 GROUP BY camera, stream", (since,)):
+            "WHERE start_us >= ? AND deleting = 0 GROUP BY +camera, +stream", (since,)):
         span_s = (last - first) / US
         if span_s > 0:
             rates[cam] = rates.get(cam, 0.0) + total / span_s

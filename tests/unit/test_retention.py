@@ -65,7 +65,7 @@ def _limits_hold(segs, lims, camera_bytes, free, floor, deleted_ids):
     return not any(_expired(s, lims) for s in segs if s.id not in deleted_ids)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_never_deletes_the_segment_being_written(sc):
     segs, lims, camera_bytes, protected, free, floor = sc
@@ -73,7 +73,7 @@ def test_never_deletes_the_segment_being_written(sc):
     assert not {s.path for s in plan.segments} & protected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_nothing_is_deleted_while_all_limits_hold(sc):
     segs, lims, camera_bytes, protected, free, floor = sc
@@ -81,7 +81,7 @@ def test_nothing_is_deleted_while_all_limits_hold(sc):
         assert _plan(*sc).deletions == ()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_limits_hold_afterwards_unless_nothing_is_left_to_delete(sc):
     segs, lims, camera_bytes, protected, free, floor = sc
@@ -98,7 +98,7 @@ def test_limits_hold_afterwards_unless_nothing_is_left_to_delete(sc):
     assert all(s.id in ids for s in deletable if _expired(s, lims))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_never_more_than_needed_and_oldest_first(sc):
     segs, lims, camera_bytes, protected, free, floor = sc
