@@ -308,48 +308,46 @@ _HEADER = struct.Struct(">I4s")
 _U32 = struct.Struct(">I")
 
 
-def _child_boxes(data: bytes, pos: int, end: int) -> list[tuple[bytes, int, int, int]]:
-    """(type, offset, payload offset, end) of the boxes in data[pos:end] (a hot path)."""
-    out = []
-    while pos < end:
-        if end - pos < 8:
-            raise Mp4Error(f"truncated box header at {pos}")
-        size, typ = _HEADER.unpack_from(data, pos)
-        header = 8
-        if size == 1:
-            if end - pos < 16:
-                raise Mp4Error(f"truncated largesize header at {pos}")
-            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            raise Mp4Error(f"box {typ!r} at {pos} has a bad size {size}")
-        out.append((typ, pos, pos + header, pos + size))
-        pos += size
-    return out
+def _box_at(data: bytes, pos: int, end: int) -> tuple[bytes, int, int]:
+    """(type, payload offset, end) of the box at data[pos:end] (a hot path: no objects)."""
+    if end - pos < 8:
+        raise Mp4Error(f"truncated box header at {pos}")
+    size, typ = _HEADER.unpack_from(data, pos)
+    header = 8
+    if size == 1:
+        if end - pos < 16:
+            raise Mp4Error(f"truncated largesize header at {pos}")
+        size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+    elif size == 0:
+        size = end - pos
+    if size < header or pos + size > end:
+        raise Mp4Error(f"box {typ!r} at {pos} has a bad size {size}")
+    return typ, pos + header, pos + size
 
 
 def parse_moof(moof_data: bytes, moof_offset: int, init: InitSegment) -> Fragment:
     """Parse an in-memory moof (starting at data[0]) located at `moof_offset` in the file."""
-    moof = parse_box_header(moof_data, 0, len(moof_data))
-    if moof.type != b"moof":
+    typ, pos, moof_end = _box_at(moof_data, 0, len(moof_data))
+    if typ != b"moof":
         raise Mp4Error(f"expected moof at {moof_offset}")
     frag = None
-    for typ, _, payload, end in _child_boxes(moof_data, moof.payload, moof.end):
+    while pos < moof_end:
+        typ, payload, end = _box_at(moof_data, pos, moof_end)
         if typ == b"traf":
             frag = _parse_traf(moof_data, payload, end, moof_offset, init) or frag
+        pos = end
     if frag is None:
         raise Mp4Error(f"moof at {moof_offset} has no fragment of the video track")
-    frag.moof_size = moof.size
+    frag.moof_size = moof_end
     return frag
 
 
 def _parse_tfhd(data: bytes, payload: int, end: int, moof_offset: int, init: InitSegment):
-    """(track_id, base data offset, [default duration, size, flags])."""
+    """(track_id, base data offset, default duration, size, flags)."""
     if end - payload < 8:
         raise Mp4Error("tfhd too short")
-    flags = _U32.unpack_from(data, payload)[0] & 0xFFFFFF
-    track_id = _U32.unpack_from(data, payload + 4)[0]
+    flags, track_id = _TWO_U32.unpack_from(data, payload)
+    flags &= 0xFFFFFF
     pos = payload + 8
     base = moof_offset
     if flags & TFHD_BASE_DATA_OFFSET:
@@ -367,51 +365,63 @@ def _parse_tfhd(data: bytes, payload: int, end: int, moof_offset: int, init: Ini
     return track_id, base, defaults
 
 
-def _parse_traf(data: bytes, payload: int, end: int, moof_offset: int,
+def _parse_traf(data: bytes, pos: int, traf_end: int, moof_offset: int,
                 init: InitSegment) -> Fragment | None:
-    """The fragment of the video track in this traf; None if the traf is another track's."""
-    children = _child_boxes(data, payload, end)
-    tfhd = next((c for c in children if c[0] == b"tfhd"), None)
-    if tfhd is None:
-        raise Mp4Error(f"traf without tfhd in moof at {moof_offset}")
-    track_id, base, (def_dur, def_size, def_flags) = _parse_tfhd(data, tfhd[2], tfhd[3],
+    """The fragment of the video track in this traf; None if the traf is another track's.
+
+    tfhd must be the traf's first box (ISO/IEC 14496-12), which lets this be one pass.
+    """
+    typ, payload, end = _box_at(data, pos, traf_end)
+    if typ != b"tfhd":
+        raise Mp4Error(f"traf without a leading tfhd in moof at {moof_offset}")
+    track_id, base, (def_dur, def_size, def_flags) = _parse_tfhd(data, payload, end,
                                                                  moof_offset, init)
     if track_id != init.track_id:
         return None
     frag = Fragment(offset=moof_offset, moof_size=0, end=0, base_dts=0)
     next_data = base
-    for typ, offset, body, box_end in children:
-        if typ == b"tfdt":
-            version = data[body]
-            fmt = ">Q" if version == 1 else ">I"
-            if body + 4 + (8 if version == 1 else 4) > box_end:
+    pos = end
+    while pos < traf_end:
+        box_offset = pos
+        typ, payload, pos = _box_at(data, pos, traf_end)
+        if typ == b"trun":
+            next_data = _parse_trun(data, box_offset, payload, pos, frag, base, next_data,
+                                    def_dur, def_size, def_flags)
+        elif typ == b"tfdt":
+            version = data[payload]
+            if payload + (12 if version == 1 else 8) > pos:
                 raise Mp4Error("tfdt too short")
-            frag.base_dts = struct.unpack_from(fmt, data, body + 4)[0]
-            frag.tfdt_offset = offset
-        elif typ == b"trun":
-            next_data = _parse_trun(data, Box(typ, offset, box_end - offset, body - offset),
-                                    frag, base, next_data, def_dur, def_size, def_flags)
+            frag.base_dts = (_U64.unpack_from(data, payload + 4)[0] if version == 1
+                             else _U32.unpack_from(data, payload + 4)[0])
+            frag.tfdt_offset = box_offset
     return frag
 
 
-def _parse_trun(data: bytes, box: Box, frag: Fragment, base: int, next_data: int,
-                def_dur: int, def_size: int, def_flags: int) -> int:
-    version, flags = full_box(data, box)
-    pos = box.payload + 4
-    count = struct.unpack_from(">I", data, pos)[0]
-    pos += 4
+_TWO_U32 = struct.Struct(">II")
+_U64 = struct.Struct(">Q")
+_SAMPLE_FIELDS = (TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTO)
+
+
+def _parse_trun(data: bytes, box_offset: int, payload: int, end: int, frag: Fragment,
+                base: int, next_data: int, def_dur: int, def_size: int, def_flags: int) -> int:
+    """Append a trun's samples to frag; return where the next trun's data starts."""
+    if end - payload < 8:
+        raise Mp4Error(f"trun at {box_offset} too short")
+    word, count = _TWO_U32.unpack_from(data, payload)
+    flags = word & 0xFFFFFF
+    pos = payload + 8
     start = next_data
     if flags & TRUN_DATA_OFFSET:
         start = base + struct.unpack_from(">i", data, pos)[0]
         pos += 4
     first_flags = None
     if flags & TRUN_FIRST_SAMPLE_FLAGS:
-        first_flags = struct.unpack_from(">I", data, pos)[0]
+        first_flags = _U32.unpack_from(data, pos)[0]
         pos += 4
-    present = [bit for bit in (TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTO) if flags & bit]
+    present = [bit for bit in _SAMPLE_FIELDS if flags & bit]
     stride = 4 * len(present)
-    if pos + stride * count > box.end:
-        raise Mp4Error(f"trun at {box.offset} claims {count} samples but is too short")
+    if pos + stride * count > end:
+        raise Mp4Error(f"trun at {box_offset} claims {count} samples but is too short")
     block = bytes(data[pos:pos + stride * count])
     columns = _columns(block, present)
     sizes = columns.get(TRUN_SIZE) or array("I", [def_size]) * count
