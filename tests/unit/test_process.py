@@ -1,0 +1,282 @@
+"""StreamProcess's state machine, backoff and watchdog with a fake clock and a fake ffmpeg."""
+
+import pytest
+
+from recorder import limits
+from recorder.ffmpeg import StreamSpec
+from recorder.process import (
+    CurrentSegmentHint, SegmentClosed, State, StreamProcess, backoff_delay,
+)
+from recorder.timekeeping import Clock, Timekeeper
+
+T0_WALL = 1_790_000_000_000_000
+
+
+class FakeClock(Clock):
+    def __init__(self):
+        self.mono = 1_000_000_000
+        self.wall_offset = T0_WALL - self.mono
+
+    def wall_us(self):
+        return self.mono + self.wall_offset
+
+    def mono_us(self):
+        return self.mono
+
+    def advance(self, seconds):
+        self.mono += int(seconds * 1e6)
+
+
+class FakeChild:
+    def __init__(self, pid, argv):
+        self.pid = pid
+        self.argv = argv
+        self.rc = None
+        self.stop_requests = 0
+        self.killed = False
+
+    def poll(self):
+        return self.rc
+
+    def request_stop(self):
+        self.stop_requests += 1
+
+    def kill(self):
+        self.killed = True
+        self.rc = -9
+
+
+class FakeSpawn:
+    def __init__(self):
+        self.children = []
+
+    def __call__(self, argv_fn, sink):
+        child = FakeChild(1000 + len(self.children), argv_fn(progress_fd=3, segments_fd=4))
+        self.children.append(child)
+        return child
+
+
+@pytest.fixture
+def env(tmp_path):
+    clock = FakeClock()
+    tk = Timekeeper(tmp_path / "last_time", clock=clock, ntp_check=lambda: True)
+    tk.start()
+    spawn = FakeSpawn()
+    events = []
+    spec = StreamSpec("cam1", "main", "rtsp://h/s", username="u", password="pw", segment_seconds=6)
+
+    def make(**kw):
+        return StreamProcess(spec, picorder_dir=tmp_path / "rec" / "picorder",
+                             runtime_dir=tmp_path / "run", spawn=spawn, timekeeper=tk,
+                             emit=events.append, rand=lambda: 0.5, **kw)
+    return clock, spawn, events, make
+
+
+def now(clock):
+    return clock.mono / 1e6
+
+
+def progress(proc, clock, frame, out_time_us):
+    run = proc.run.run_id
+    for line in (f"frame={frame}", "fps=15.0", f"out_time_us={out_time_us}", "progress=continue"):
+        proc.feed(run, "progress", line, now(clock))
+
+
+def run_a_while(proc, clock, seconds, fps=15):
+    """Feed progress every second for `seconds`, ticking."""
+    for _ in range(int(seconds)):
+        clock.advance(1)
+        last = proc.run.last_frame if proc.run.last_frame > 0 else 0
+        progress(proc, clock, last + fps, (last + fps - 1) * 1_000_000 // fps)
+        proc.tick(now(clock))
+
+
+def test_start_running_and_states_logged(env, caplog):
+    clock, spawn, events, make = env
+    proc = make()
+    assert proc.state == State.STOPPED
+    caplog.set_level("INFO")
+    proc.start()
+    assert proc.state == State.STARTING and proc.pid == 1000
+    assert (proc.runtime_dir / "cam1.main.ffconcat").exists()
+    clock.advance(2)
+    progress(proc, clock, 1, 0)
+    assert proc.state == State.RUNNING
+    assert any(isinstance(e, CurrentSegmentHint) for e in events)
+    assert "cam1/main: STOPPED -> STARTING" in caplog.text
+    assert "cam1/main: STARTING -> RUNNING" in caplog.text
+    assert "pw" not in " ".join(spawn.children[0].argv)
+
+
+def test_segment_line_gives_contiguous_wall_times(env):
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    clock.advance(1)
+    progress(proc, clock, 1, 0)           # stream time 0 arrived now
+    anchor_wall = clock.wall_us()
+    run_a_while(proc, clock, 12)
+    rid = proc.run.run_id
+    proc.feed(rid, "segments", "12-00-00.mp4,0.000000,5.000000", now(clock))
+    proc.feed(rid, "segments", "12-00-06.mp4,5.000000,11.000000", now(clock))
+    segs = [e for e in events if isinstance(e, SegmentClosed)]
+    assert [s.start_us - anchor_wall for s in segs] == [0, 5_000_000]
+    assert segs[0].end_us == segs[1].start_us
+    assert all(s.clock_trusted for s in segs)
+    assert proc.last_end_us == segs[1].end_us
+
+
+def test_unexpected_exit_backs_off_with_problem(env):
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    run = proc.run.run_id
+    proc.feed(run, "stderr", "[rtsp @ 0x1] method DESCRIBE failed: 401 Unauthorized", now(clock))
+    proc.feed(run, "stderr", "[concat @ 0x2] Impossible to open 'rtsp://u:pw@h/s'", now(clock))
+    spawn.children[-1].rc = 1
+    proc.tick(now(clock))
+    assert proc.state == State.BACKOFF and proc.problem == "auth failed"
+    assert "pw" not in proc.last_error and "401" in proc.last_error
+    assert not (proc.runtime_dir / "cam1.main.ffconcat").exists()
+    # Retries only after the backoff delay.
+    clock.advance(0.5)
+    proc.tick(now(clock))
+    assert len(spawn.children) == 1
+    clock.advance(1)
+    proc.tick(now(clock))
+    assert len(spawn.children) == 2 and proc.state == State.STARTING and proc.restarts == 1
+
+
+def test_no_tight_loop_when_failing_forever(env):
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    for _ in range(600 * 10):            # ten minutes of 0.1 s ticks
+        if proc.state == State.STARTING:
+            spawn.children[-1].rc = 1
+        clock.advance(0.1)
+        proc.tick(now(clock))
+    # 1+2+4+8+16+32 s, then one try a minute: about 13 tries in ten minutes.
+    assert 10 <= len(spawn.children) <= 16
+
+
+def test_backoff_doubles_caps_and_jitters():
+    mid = [backoff_delay(n, rand=lambda: 0.5) for n in range(1, 10)]
+    assert mid[:7] == [1, 2, 4, 8, 16, 32, 60]
+    assert max(mid) == limits.BACKOFF_CAP_S == 60
+    low = backoff_delay(3, rand=lambda: 0.0)
+    high = backoff_delay(3, rand=lambda: 1.0)
+    assert low == pytest.approx(4 * (1 - limits.BACKOFF_JITTER))
+    assert high == pytest.approx(4 * (1 + limits.BACKOFF_JITTER))
+    assert limits.BACKOFF_INITIAL_S == 1
+
+
+def test_backoff_resets_after_a_healthy_minute(env):
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    for _ in range(4):                    # four quick failures
+        spawn.children[-1].rc = 1
+        proc.tick(now(clock))
+        clock.advance(limits.BACKOFF_CAP_S + 5)
+        proc.tick(now(clock))
+    assert proc.failures == 4
+    progress(proc, clock, 1, 0)
+    rid = proc.run.run_id
+    for i in range(limits.HEALTHY_RESET_S.__int__() + 2):
+        run_a_while(proc, clock, 1)
+        if i % 5 == 0:
+            proc.feed(rid, "segments", f"a{i}.mp4,{i},{i + 5}", now(clock))
+    assert proc.state == State.RUNNING and proc.failures == 0
+
+
+def test_watchdog_default_is_20_s_without_progress(env):
+    clock, spawn, events, make = env
+    proc = make()
+    assert proc.stall_s == limits.STALL_PROGRESS_S == 20
+    proc.start()
+    progress(proc, clock, 1, 0)
+    run_a_while(proc, clock, 5)
+    clock.advance(19)                      # frozen camera: no progress
+    proc.tick(now(clock))
+    assert proc.state == State.RUNNING
+    clock.advance(2)
+    proc.tick(now(clock))
+    assert proc.state == State.STOPPING and proc.problem == "stalled"
+    child = spawn.children[-1]
+    assert child.stop_requests == 1 and not child.killed
+    clock.advance(limits.STOP_GRACE_S + 0.5)
+    proc.tick(now(clock))
+    assert child.killed                    # did not stop gracefully: killed
+    proc.tick(now(clock))
+    assert proc.state == State.BACKOFF and proc.problem == "stalled"
+
+
+def test_progress_lines_without_new_frames_are_a_stall(env):
+    clock, spawn, events, make = env
+    proc = make(stall_s=5)
+    proc.start()
+    progress(proc, clock, 10, 600_000)
+    for _ in range(6):
+        clock.advance(1)
+        progress(proc, clock, 10, 600_000)
+        proc.tick(now(clock))
+    assert proc.problem == "stalled"
+
+
+def test_watchdog_no_new_segment(env):
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    progress(proc, clock, 1, 0)
+    limit = limits.segment_watchdog_s(6)
+    assert limit == 2 * 6 + 30
+    run_a_while(proc, clock, limit - 1)
+    assert proc.state == State.RUNNING
+    run_a_while(proc, clock, 2)
+    assert proc.state == State.STOPPING and proc.problem == "stalled"
+
+
+def test_graceful_stop(env):
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    progress(proc, clock, 1, 0)
+    proc.stop()
+    child = spawn.children[-1]
+    assert proc.state == State.STOPPING and child.stop_requests == 1
+    child.rc = 255
+    proc.tick(now(clock))
+    assert proc.state == State.STOPPED and not child.killed
+    assert not proc.stopped                # segment list not read to its end yet
+    rid = child and proc.run.run_id
+    proc.feed(rid, "segments", "12-00-00.mp4,0.0,3.0", now(clock))
+    proc.feed(rid, "segments", None, now(clock))
+    assert proc.stopped
+    assert any(isinstance(e, SegmentClosed) for e in events)   # the last segment is indexed
+
+
+def test_missing_ffmpeg_is_fatal(env):
+    clock, spawn, events, make = env
+
+    def no_ffmpeg(argv_fn, sink):
+        raise FileNotFoundError("ffmpeg")
+    proc = make()
+    proc.spawn = no_ffmpeg
+    proc.start()
+    assert proc.state == State.FATAL and "not installed" in proc.last_error
+
+
+def test_status_fields(env):
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    progress(proc, clock, 1, 0)
+    run_a_while(proc, clock, 3)
+    status = proc.status(now(clock))
+    assert status["state"] == "RUNNING" and status["pid"] == 1000
+    assert status["uptime_s"] == pytest.approx(3)
+    assert status["frames"] == 46 and status["fps"] == 15.0
+    for key in ("since_utc_us", "restarts", "bitrate_kbps", "dropped", "duplicated",
+                "bytes_written", "last_segment_utc_us", "last_error", "current_segment", "problem"):
+        assert key in status

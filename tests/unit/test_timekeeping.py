@@ -1,0 +1,187 @@
+"""Clock trust and segment anchoring with an injected clock (clock steps, re-anchoring)."""
+
+import pytest
+
+from recorder.ffmpeg import StreamSpec
+from recorder.process import SegmentClosed, StreamProcess
+from recorder.timekeeping import Clock, RunAnchor, Timekeeper
+
+T0 = 1_790_000_000_000_000
+HOUR = 3600 * 1_000_000
+
+
+class FakeClock(Clock):
+    def __init__(self, wall=T0):
+        self.mono = 5_000_000
+        self.wall_offset = wall - self.mono
+        self.set_calls = []
+
+    def wall_us(self):
+        return self.mono + self.wall_offset
+
+    def mono_us(self):
+        return self.mono
+
+    def advance(self, seconds):
+        self.mono += int(seconds * 1e6)
+
+    def step(self, us):                     # the host clock jumps (NTP sync, RTC-less Pi)
+        self.wall_offset += us
+
+    def set_wall_us(self, utc_us):
+        self.set_calls.append(utc_us)
+        self.wall_offset = utc_us - self.mono
+
+
+def test_trust_sources(tmp_path):
+    clock = FakeClock()
+    f = tmp_path / "last_time"
+    tk = Timekeeper(f, clock=clock, ntp_check=lambda: True)
+    tk.start()
+    assert (tk.trusted, tk.source) == (True, "ntp")
+
+    tk = Timekeeper(f, clock=clock, ntp_check=lambda: None)
+    tk.start()
+    assert (tk.trusted, tk.source) == (False, "untrusted")     # nothing to compare with
+    tk.save()
+    assert int(f.read_text()) == T0
+
+    clock.advance(10)
+    tk = Timekeeper(f, clock=clock, ntp_check=lambda: False)
+    tk.start()
+    assert (tk.trusted, tk.source) == (True, "restored")       # not behind the last known time
+
+    clock.step(-2 * HOUR)                                       # booted with a stale clock
+    tk = Timekeeper(f, clock=clock, ntp_check=lambda: False)
+    tk.start()
+    assert not tk.trusted
+    tk.save()                                                   # never moves the mark back
+    assert int(f.read_text()) == T0
+
+
+def test_poll_ntp_and_set_from_panel(tmp_path):
+    clock = FakeClock()
+    synced = [False]
+    tk = Timekeeper(tmp_path / "t", clock=clock, ntp_check=lambda: synced[0])
+    tk.start()
+    assert not tk.poll()
+    synced[0] = True
+    assert tk.poll() and tk.source == "ntp"
+    assert not tk.poll()
+    with pytest.raises(ValueError, match="NTP"):
+        tk.set_from_panel(T0)
+
+    tk = Timekeeper(tmp_path / "u", clock=clock, ntp_check=lambda: None)
+    tk.start()
+    for bad in ("soon", 12, 1.5, True, 10**30):
+        with pytest.raises(ValueError):
+            tk.set_from_panel(bad)
+    assert tk.set_from_panel(T0 + HOUR)
+    assert clock.set_calls == [T0 + HOUR] and tk.source == "panel"
+    assert abs(clock.wall_us() - (T0 + HOUR)) < 1000
+
+
+def test_anchor_uses_earliest_arrival():
+    anchor = RunAnchor(1, offset_us=T0, trusted=True, not_before_us=None)
+    anchor.observe(3_000_000, 1_000_000)       # written 2 s after start: late report
+    anchor.observe(2_500_000, 1_000_000)       # tighter
+    anchor.observe(9_000_000, None)
+    assert anchor.mono_anchor_us == 1_500_000
+    assert anchor.wall_range(0, 4_000_000, 10_000_000) == (T0 + 1_500_000, T0 + 5_500_000)
+    anchor.observe(0, 1_000_000)               # frozen once a segment was placed
+    assert anchor.wall_range(4_000_000, 8_000_000, 0) == (T0 + 5_500_000, T0 + 9_500_000)
+
+
+def make_proc(tmp_path, clock, tk, events):
+    spawned = []
+
+    class Child:
+        pid = 42
+
+        def poll(self):
+            return None
+
+    def spawn(argv_fn, sink):
+        spawned.append(1)
+        return Child()
+    spec = StreamSpec("cam1", "main", "rtsp://h/s", segment_seconds=4)
+    return StreamProcess(spec, picorder_dir=tmp_path / "p", runtime_dir=tmp_path / "run",
+                         spawn=spawn, timekeeper=tk, emit=events.append)
+
+
+def feed_run(proc, clock, seconds, start_stream_s=0):
+    rid = proc.run.run_id
+    for i in range(seconds):
+        proc.feed(rid, "progress", f"frame={i + 1}", clock.mono / 1e6)
+        proc.feed(rid, "progress", f"out_time_us={(start_stream_s + i) * 1_000_000}",
+                  clock.mono / 1e6)
+        proc.feed(rid, "progress", "progress=continue", clock.mono / 1e6)
+        clock.advance(1)
+
+
+def segments(events):
+    return [e for e in events if isinstance(e, SegmentClosed)]
+
+
+def test_clock_step_inside_a_run_keeps_it_contiguous(tmp_path):
+    clock = FakeClock()
+    tk = Timekeeper(tmp_path / "t", clock=clock, ntp_check=lambda: True)
+    tk.start()
+    events = []
+    proc = make_proc(tmp_path, clock, tk, events)
+    proc.start()
+    feed_run(proc, clock, 5)
+    rid = proc.run.run_id
+    proc.feed(rid, "segments", "a.mp4,0,4", 0)
+    clock.step(3 * HOUR)                                   # NTP steps the clock mid-run
+    feed_run(proc, clock, 4, 5)
+    proc.feed(rid, "segments", "b.mp4,4,8", 0)
+    a, b = segments(events)
+    assert a.end_us == b.start_us and b.end_us - b.start_us == 4_000_000
+
+
+def test_new_run_after_backward_step_does_not_overlap(tmp_path):
+    clock = FakeClock()
+    tk = Timekeeper(tmp_path / "t", clock=clock, ntp_check=lambda: True)
+    tk.start()
+    events = []
+    proc = make_proc(tmp_path, clock, tk, events)
+    proc.start()
+    feed_run(proc, clock, 9)
+    proc.feed(proc.run.run_id, "segments", "a.mp4,0,8", 0)
+    first = segments(events)[0]
+    proc._on_exit(proc.run, 1, clock.mono / 1e6)          # camera dropped
+    clock.step(-1 * HOUR)                                  # and the clock went back an hour
+    clock.advance(2)
+    proc.tick(clock.mono / 1e6)
+    feed_run(proc, clock, 5)
+    proc.feed(proc.run.run_id, "segments", "b.mp4,0,4", 0)
+    second = segments(events)[1]
+    assert second.start_us >= first.end_us                # no overlap
+    assert second.end_us - second.start_us == 4_000_000   # and not negative or shrunk
+
+
+def test_untrusted_run_reanchored_when_clock_becomes_trusted(tmp_path):
+    clock = FakeClock(wall=T0 - 3 * HOUR)                 # RTC-less box, 3 h behind
+    synced = [False]
+    tk = Timekeeper(tmp_path / "t", clock=clock, ntp_check=lambda: synced[0])
+    tk.start()
+    events = []
+    proc = make_proc(tmp_path, clock, tk, events)
+    proc.start()
+    feed_run(proc, clock, 9)
+    proc.feed(proc.run.run_id, "segments", "a.mp4,0,8", 0)
+    before = segments(events)[0]
+    assert not before.clock_trusted
+    true_start = before.start_us + 3 * HOUR
+    clock.step(3 * HOUR)
+    synced[0] = True
+    assert tk.poll()
+    (anchor,) = proc.untrusted
+    delta = anchor.reanchor(tk.offset_us())
+    assert delta == 3 * HOUR
+    feed_run(proc, clock, 4, 9)
+    proc.feed(proc.run.run_id, "segments", "b.mp4,8,12", 0)
+    after = segments(events)[1]
+    assert after.clock_trusted and after.start_us == true_start + 8_000_000
+    assert before.start_us + delta == true_start
