@@ -282,7 +282,8 @@ def build_range(picorder_dir: Path, camera: str, stream: str, start_us: int,
     for row in Segment.covering(camera, stream, start_us, end_us):
         if not _add_segment(build, row):
             break
-    if build.tables.count == 0 or build.media_start is None:
+    if (build.tables.count == 0 or build.media_start is None
+            or build.media_end <= build.media_start):
         raise NoRecording(f"no recording of {camera} ({stream}) between "
                           f"{_fmt(start_us)} and {_fmt(end_us)}")
     return _finish(build)

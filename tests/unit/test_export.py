@@ -27,6 +27,8 @@ def sources(tmp_path_factory):
         "plain": ffmpeg_segments(root / "plain", seconds=12, segment_s=3, fps=FPS, gop=FPS),
         "bframes": ffmpeg_segments(root / "bframes", seconds=12, segment_s=3, fps=FPS, gop=FPS,
                                    bframes=2),
+        "hevc": ffmpeg_segments(root / "hevc", seconds=6, segment_s=2, fps=FPS, gop=FPS,
+                                codec="libx265", bframes=2),
         "big": ffmpeg_segments(root / "big", seconds=3, segment_s=3, fps=FPS, gop=FPS,
                                size="640x360", filters=",noise=alls=40:allf=t"),
     }
@@ -275,3 +277,18 @@ def test_largesize_mdat_and_co64_layout(tmp_path, sources):
     assert mp4.find_child(header, stbl, b"stco") is None
     size_field, typ, large = struct.unpack_from(">I4sQ", header, moov.end)
     assert (size_field, typ) == (1, b"mdat") and large == movie.size - moov.end
+
+
+def test_hevc_range_with_bframes(tmp_path, sources):
+    rec = install_segments(tmp_path / "picorder", sources["hevc"], start_us=T0)
+    assert rec.rows[0].codec == "hevc" and len(rec.rows) == 3
+    start, end = T0 + 700_000, T0 + 5_300_000
+    movie = export.build_range(rec.picorder_dir, "cam1", "main", start, end)
+    out = write_movie(movie, tmp_path / "hevc.mp4")
+    assert decode_errors(out) == ""
+    info = ffprobe_stream(out)
+    assert info["codec_name"] == "hevc"
+    assert abs(float(info["format_duration"]) - (end - start) / 1e6) <= 1 / FPS
+    assert int(info["nb_read_packets"]) == movie.frames
+    decoded = len(_framemd5(out))
+    assert abs(decoded - (end - start) * FPS / 1e6) <= 1
