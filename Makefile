@@ -2,7 +2,7 @@
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup-demo setup-test bench image image-test image-test-arm64 clean
+.PHONY: demo test setup-demo setup-test bench image image-amd64 image-test image-test-arm64 clean
 
 demo: setup-demo
 	$(VENV)/bin/picorder demo $(DEMO_ARGS)
@@ -21,3 +21,20 @@ bench: setup-test
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The appliance (issue 6).  Builds need root; the cache is $PICORDER_BUILD_CACHE
+# (default /var/cache/picorder-build), the arm64 image goes to image/out/.
+image:
+	nice image/build.sh arm64
+	image/check-firmware.sh image/out/picorder-$$($(VENV)/bin/python -c 'import recorder; print(recorder.__version__)' 2>/dev/null || sed -n 's/^__version__ = "\(.*\)"/\1/p' recorder/__init__.py)-arm64.img.xz
+
+image-amd64:
+	nice image/build.sh amd64
+
+# Boot test of the amd64 variant (built or reused from the cache); `make test` runs it too.
+image-test: setup-test
+	$(VENV)/bin/python -m pytest tests/vm $(PYTEST_ARGS)
+
+# Boot test of the arm64 image under TCG (slow: run before a release).
+image-test-arm64: setup-test
+	PICORDER_VM_ARCH=arm64 $(VENV)/bin/python -m pytest tests/vm $(PYTEST_ARGS)

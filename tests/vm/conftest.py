@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from recorder import __version__
-from tests.vm.rig import ImageFiles
+from qemu_rig import ImageFiles
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILD_CACHE = Path(os.environ.get("PICORDER_BUILD_CACHE", "/var/cache/picorder-build"))
@@ -64,13 +64,24 @@ def build_image(arch: str) -> ImageFiles:
     return files
 
 
+def vm_arch() -> str:
+    """amd64 (CI), or arm64 with PICORDER_VM_ARCH=arm64 (`make image-test-arm64`)."""
+    return os.environ.get("PICORDER_VM_ARCH", "amd64")
+
+
 @pytest.fixture(scope="session")
-def amd64_image() -> ImageFiles:
-    """The amd64 image, built (or reused from the cache) from this checkout."""
-    for tool in ("qemu-system-x86_64", "qemu-img", "qemu-io", "mcopy", "ssh", "sfdisk"):
+def vm_image() -> ImageFiles:
+    """The image to boot: amd64 built (or reused) from this checkout; arm64 as last built."""
+    arch = vm_arch()
+    qemu = "qemu-system-x86_64" if arch == "amd64" else "qemu-system-aarch64"
+    for tool in (qemu, "qemu-img", "qemu-io", "mcopy", "ssh", "sfdisk"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run `make test`, which installs it")
-    return build_image("amd64")
+    if arch == "arm64":
+        files = image_files(arch)
+        # The arm64 build takes about half an hour: boot the one `make image` made.
+        return files if files.image.exists() else build_image(arch)
+    return build_image(arch)
 
 
 @pytest.fixture(scope="session")

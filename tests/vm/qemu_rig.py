@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def make_usb_disk(path: Path, size_mb: int = 512, label: str = "PICORDER") -> st
         f.truncate(size_mb * 1024 * 1024)
     subprocess.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(path)],
                    input="label: dos\nstart=2048, type=83\n", text=True, check=True)
-    uuid = subprocess.run(["uuidgen"], capture_output=True, text=True, check=True).stdout.strip()
+    uuid = str(uuidlib.uuid4())
     part_kib = (size_mb * 1024) - 1024
     subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", label, "-U", uuid,
                     "-E", f"offset={2048 * 512}", str(path), f"{part_kib}k"], check=True)

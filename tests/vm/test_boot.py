@@ -1,0 +1,242 @@
+"""Boot test of the image under QEMU (issue: appliance): the seven checks, in order.
+
+The amd64 variant runs in CI (`make test`); `make image-test-arm64` boots the arm64 image.
+
+One guest boots for the whole module from a qcow2 overlay of the cached image, with a
+picorder.txt on its firmware partition that has CRLF line endings, an unknown key and
+a bad Wi-Fi entry besides the valid settings.  The host's simulated RTSP cameras are
+reached by the guest at 10.0.2.2 (QEMU user networking maps it to the host loopback).
+"""
+
+import json
+import os
+import re
+import time
+
+import pytest
+import requests
+
+from recorder.sim.launcher import SimCameras
+from qemu_rig import HOST_FROM_GUEST, VM, make_usb_disk, write_boot_file
+
+pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.integration]
+
+# Generous: TCG on a shared 2-core machine; arm64 under TCG is several times slower.
+BOOT_DEADLINE_S = 300 if os.environ.get("PICORDER_VM_ARCH", "amd64") == "amd64" else 900
+SETTLE_DEADLINE_S = 240
+USB_DETECT_DEADLINE_S = 60
+RECORD_DEADLINE_S = 120
+MISSING_DEADLINE_S = 20
+RESUME_DEADLINE_S = 60
+SEGMENT_SECONDS = 6
+ADMIN_PASSWORD = "vm-admin-pw-1"
+HOSTNAME = "vmbox"
+
+
+def picorder_txt(pubkey: str, sim: SimCameras) -> str:
+    lines = [
+        "# written by tests/vm/test_boot.py",
+        f"hostname={HOSTNAME}",
+        f"admin_password={ADMIN_PASSWORD}",
+        "timezone=Europe/Berlin",
+        f"root_authorized_key={pubkey}",
+        "favourite_colour=blue",                       # unknown key
+        "wifi_ssid=HomeNet",
+        "wifi_psk=short",                              # bad Wi-Fi entry
+        f"camera=cam1 rtsp://{HOST_FROM_GUEST}:{sim.port}/cam1",
+        f"camera=cam2 rtsp://{HOST_FROM_GUEST}:{sim.port}/cam2",
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+class Box:
+    """The booted guest plus what the checks learn along the way."""
+
+    def __init__(self, vm: VM, workdir):
+        self.vm = vm
+        self.workdir = workdir
+        self.panel_s: float | None = None
+        self.token: str | None = None
+        self.disk_image = workdir / "usb.img"
+        self.disk_uuid: str | None = None
+
+    def api(self, path: str, method: str = "GET", **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return requests.request(method, self.vm.panel_url(path), headers=headers,
+                                timeout=30, allow_redirects=False, **kwargs)
+
+    def status(self) -> dict:
+        resp = self.api("/api/status")
+        resp.raise_for_status()
+        return resp.json()
+
+
+@pytest.fixture(scope="module")
+def box(vm_image, ssh_keypair, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("vm")
+    key, pubkey = ssh_keypair
+    sim = SimCameras(cameras=2, fps=10, gop=10, kbps=300, width=320, height=180).start()
+    vm = VM(files=vm_image, workdir=workdir, ssh_key=key)
+    vm.create_overlay()
+    write_boot_file(vm.overlay, vm_image, "picorder.txt", picorder_txt(pubkey, sim), workdir)
+    vm.start()
+    box = Box(vm, workdir)
+    try:
+        box.panel_s = vm.wait_panel(BOOT_DEADLINE_S)
+        vm.wait_ssh(60)
+        yield box
+    finally:
+        (workdir / "console-copy.log").write_text(vm.console_tail(400))
+        vm.stop()
+        sim.stop()
+        print(f"VM work directory: {workdir}")
+
+
+def wait_for(predicate, deadline_s: float, what: str, interval: float = 1.0):
+    end = time.monotonic() + deadline_s
+    last = None
+    while time.monotonic() < end:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {deadline_s} s waiting for {what} (last: {last!r})")
+
+
+def test_1_multi_user_is_reached_without_failed_units(box):
+    state = box.vm.ssh("systemctl is-system-running --wait", timeout=SETTLE_DEADLINE_S,
+                       check=False).strip()
+    failed = box.vm.ssh("systemctl list-units --failed --plain --no-legend").strip()
+    assert failed == "", f"failed units:\n{failed}"
+    assert state == "running"
+    active = box.vm.ssh("systemctl is-active multi-user.target picorder-recorder.service "
+                        "picorder-panel.service avahi-daemon.service").split()
+    assert active == ["active"] * 4
+    print(f"boot to panel answering: {box.panel_s:.1f} s")
+
+
+def test_2_panel_answers_on_the_forwarded_port(box):
+    resp = requests.get(box.vm.panel_url("/login"), timeout=30)
+    assert resp.status_code == 200
+    assert "csrf_token" in resp.text
+    # The panel runs unprivileged, the recorder as root.
+    pid = box.vm.ssh("systemctl show -p MainPID --value picorder-panel.service").strip()
+    assert box.vm.ssh(f"ps -o user= -p {pid}").strip() == "picorder"
+
+
+def test_3_picorder_txt_was_applied_and_scrubbed(box):
+    vm = box.vm
+    assert vm.ssh("hostname").strip() == HOSTNAME
+    assert vm.ssh("readlink /etc/localtime").strip().endswith("Europe/Berlin")
+    machine_id = vm.ssh("cat /etc/machine-id").strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", machine_id)
+    assert vm.ssh("ls /etc/ssh/ssh_host_ed25519_key.pub").strip()
+    # The admin login works.
+    session = requests.Session()
+    page = session.get(vm.panel_url("/login"), timeout=30)
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text)
+    assert csrf, "no CSRF token on the login page"
+    resp = session.post(vm.panel_url("/login"), json={"username": "admin",
+                                                      "password": ADMIN_PASSWORD},
+                        headers={"X-CSRFToken": csrf.group(1)}, timeout=30)
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.json()["user"]["role"] == "admin"
+    # The file is scrubbed of its secrets and says what was wrong, in CRLF.
+    txt = vm.ssh("cat /boot/firmware/picorder.txt")
+    assert ADMIN_PASSWORD not in txt and "wifi_psk" not in txt.split("# picorder first boot")[0]
+    assert "camera=" not in txt
+    assert "unknown key 'favourite_colour'" in txt
+    assert "wifi_psk must be 8-63" in txt
+    assert f"hostname={HOSTNAME}\r\n" in txt
+    assert vm.ssh("test -e /etc/wpa_supplicant/wpa_supplicant-wlan0.conf || echo none").strip() == "none"
+    # The cameras of picorder.txt are in config.db.
+    cams = json.loads(vm.ssh("/opt/picorder/bin/picorder camera list --json"))
+    assert {c["name"] for c in cams} == {"cam1", "cam2"}
+    # An API token for the next checks (the guest's own CLI makes it).
+    out = vm.ssh("/opt/picorder/bin/picorder token create vmtest --role admin")
+    box.token = out.split()[0]
+    assert box.status()["cameras"] == 2
+
+
+def test_4_usb_disk_is_detected_and_adopted_through_the_api(box):
+    assert box.token, "check 3 must pass first"
+    vm = box.vm
+    # Short segments, so that the recording checks are quick.
+    vm.ssh("/opt/picorder/bin/python - <<'EOF'\n"
+           "from recorder import config\n"
+           "config.open_config(__import__('pathlib').Path('/var/lib/picorder/config.db'))\n"
+           f"config.Setting.write('segment_seconds', '{SEGMENT_SECONDS}')\n"
+           "EOF")
+    vm.ssh("systemctl restart picorder-recorder.service")
+    box.disk_uuid = make_usb_disk(box.disk_image, size_mb=512)
+    vm.hot_add_usb_disk(box.disk_image)
+
+    def listed():
+        resp = box.api("/storage")
+        return resp.status_code == 200 and box.disk_uuid in resp.text
+    wait_for(listed, USB_DETECT_DEADLINE_S, "the USB disk on the storage page")
+    resp = box.api("/storage/disks", method="POST",
+                   data={"action": "adopt", "target": box.disk_uuid})
+    assert resp.status_code in (302, 303), resp.text[:500]
+    status = wait_for(lambda: (s := box.status())["storage"].get("state") == "recording" and s,
+                      30, "storage state 'recording'")
+    assert box.disk_uuid in (status["storage"].get("root") or "")
+    mounts = vm.ssh(f"findmnt -n -o SOURCE,OPTIONS /srv/picorder/disks/{box.disk_uuid}")
+    assert mounts.startswith("/dev/sd") and "noatime" in mounts
+
+
+def disk_segments(box) -> list[str]:
+    out = box.vm.ssh(f"find /srv/picorder/disks/{box.disk_uuid}/picorder -name '*.mp4' "
+                     "2>/dev/null | sort", check=False)
+    return out.split()
+
+
+def test_5_a_host_camera_records_onto_that_disk(box):
+    assert box.disk_uuid, "check 4 must pass first"
+    segments = wait_for(lambda: [s for s in disk_segments(box) if "/cam1/main/" in s],
+                        RECORD_DEADLINE_S, "a cam1 segment on the USB disk", interval=3)
+    source = box.vm.ssh(f"findmnt -n -o SOURCE -T {segments[0]}").strip()
+    assert source.startswith("/dev/sd"), source
+    streams = {(s["camera"], s["stream"]): s for s in box.status()["streams"]}
+    assert streams[("cam1", "main")]["state"] == "RUNNING"
+    assert streams[("cam1", "main")]["last_segment_utc_us"]
+
+
+def root_written_sectors(box) -> int:
+    line = box.vm.ssh("grep ' vda2 ' /proc/diskstats")
+    return int(line.split()[9])
+
+
+def test_6_pulled_disk_is_missing_and_nothing_lands_on_the_root_fs(box):
+    assert box.disk_uuid, "check 4 must pass first"
+    vm = box.vm
+    vm.ssh("touch /run/picorder-unplug-mark")
+    before = root_written_sectors(box)
+    vm.hot_remove_usb_disk()
+    pulled = time.monotonic()
+    wait_for(lambda: box.status()["storage"].get("state") == "disk missing",
+             MISSING_DEADLINE_S, "storage state 'disk missing'", interval=0.5)
+    print(f"'disk missing' {time.monotonic() - pulled:.1f} s after device_del")
+    streams = box.status()["streams"]
+    assert streams and all(s["state"] != "RUNNING" for s in streams)
+    time.sleep(2 * SEGMENT_SECONDS + 5)
+    # Nothing new below the (now empty) mount point, and no video anywhere on the root fs.
+    stray = vm.ssh(f"find /srv/picorder -xdev -newer /run/picorder-unplug-mark -type f; "
+                   "find / -xdev -name '*.mp4' -newer /run/picorder-unplug-mark", check=False)
+    assert stray.strip() == "", f"written to the root filesystem: {stray}"
+    written_kib = (root_written_sectors(box) - before) / 2
+    print(f"root filesystem writes while the disk was missing: {written_kib:.0f} KiB")
+
+
+def test_7_readded_disk_resumes_recording(box):
+    assert box.disk_uuid, "check 4 must pass first"
+    box.vm.hot_add_usb_disk(box.disk_image)
+    added = time.monotonic()
+    wait_for(lambda: box.status()["storage"].get("state") == "recording",
+             RESUME_DEADLINE_S, "storage state 'recording' after re-adding the disk")
+    print(f"recording again {time.monotonic() - added:.1f} s after device_add")
+    old = set(disk_segments(box))
+    assert any("/cam1/main/" in s for s in old), "the recordings made before are gone"
+    new = wait_for(lambda: set(disk_segments(box)) - old, RECORD_DEADLINE_S,
+                   "a new segment after re-adding the disk", interval=3)
+    assert new
