@@ -54,7 +54,7 @@ def recording_root(args, paths: DataPaths) -> Path:
 
 def _configured_root_function():
     """configured_root(paths) of the storage part (recorder.storage_api or recorder.storage)."""
-    for name in ("recorder.storage_api", "recorder.storage"):
+    for name in ("recorder.storage", "recorder.storage_api"):
         if importlib.util.find_spec(name) is None:
             continue
         finder = getattr(importlib.import_module(name), "configured_root", None)

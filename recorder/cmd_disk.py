@@ -38,6 +38,11 @@ def _remote(paths: DataPaths, cmd: str, **args):
     except control.RecorderUnavailable:
         raise LookupError from None
     except control.ControlError as exc:
+        if str(exc).startswith("unknown command"):
+            # The running recorder records into a fixed directory (nothing adopted yet).
+            print("note: the running recorder does not manage disks yet; acting directly. "
+                  "Restart the recorder to record onto adopted disks.", file=sys.stderr)
+            raise LookupError from None
         raise UserError(str(exc)) from exc
 
 

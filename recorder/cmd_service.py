@@ -32,6 +32,9 @@ def open_paths(args) -> DataPaths:
 
 def make_storage(paths: DataPaths) -> Storage:
     """The Storage the recorder records into (the seam where DiskStorage plugs in)."""
+    from recorder import storage
+    if storage.disk_storage_wanted():
+        return storage.make_storage(paths)
     root = configured_root(paths)
     return DirectoryStorage(root, create=root == paths.default_recordings)
 

@@ -23,7 +23,7 @@ RECORDING_FILESYSTEMS = ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs")
 UUID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{1,63}$")
 
 
-class DiskError(Exception):
+class DiskError(ValueError):
     """A disk operation was refused or failed; the message is for the user."""
 
 

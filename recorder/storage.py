@@ -29,6 +29,8 @@ SETTING_FLOOR = "storage_floor_bytes"
 SETTING_DEFAULT_AGE = "default_max_age_days"  # written by the panel's retention form
 SETTING_ALLOW_LOOP = "storage_allow_loop"     # "1": loop devices count as disks (tests, demo)
 ENV_ALLOW_LOOP = "PICORDER_ALLOW_LOOP"
+ENV_STORAGE = "PICORDER_STORAGE"              # "disks": never record outside adopted disks
+SETTING_STORAGE_MODE = "storage_mode"         # same, as a config.db setting
 ENV_MOUNT_BASE = "PICORDER_MOUNT_BASE"        # tests mount below a temporary directory
 
 STATE_RECORDING = "recording"
@@ -116,11 +118,20 @@ def set_floor(floor_bytes: int | None) -> None:
 
 
 def configured_root(paths: DataPaths) -> Path | None:
-    """The active recording root from config.db (for offline tools like `picorder check`)."""
+    """The recording root from config.db (for offline tools like `picorder check`).
+
+    The active adopted disk or directory; None when disks are wanted but none is
+    adopted; else the fixed directory the recorder uses without adopted disks.
+    """
     if config.db.database is None:
         config.open_config(paths.config_db)
     entry = active_entry()
-    return Path(entry.root) if entry else None
+    if entry is not None:
+        return Path(entry.root)
+    if disk_storage_wanted():
+        return None
+    from recorder.storage_api import configured_root as directory_root
+    return directory_root(paths)
 
 
 def make_storage(paths: DataPaths, **kwargs) -> "DiskStorage":
@@ -142,6 +153,12 @@ def default_max_age_days() -> int | None:
         logger.error("ignoring the bad %s setting %r", SETTING_DEFAULT_AGE, value)
         return None
     return days
+
+
+def disk_storage_wanted() -> bool:
+    """Use DiskStorage: something is adopted, or the box says so (the appliance always does)."""
+    return (bool(load_entries()) or os.environ.get(ENV_STORAGE) == "disks"
+            or config.Setting.read(SETTING_STORAGE_MODE) == "disks")
 
 
 def camera_limits(recorded: Iterable[str] = ()) -> dict[str, retention.CameraLimits]:
@@ -235,6 +252,7 @@ class DiskStorage:
         self._scheduler = None
         self._health: dict = {}
         self._box_id: str | None = None
+        self._headroom = 0
 
     # ---- Storage protocol
 
@@ -575,6 +593,8 @@ class DiskStorage:
 
     def adopt_dir(self, path: str, allow_root_device: bool = False) -> dict:
         """Adopt a directory (servers, the demo); refused on the system disk unless allowed."""
+        if not isinstance(path, str) or not path or not isinstance(allow_root_device, bool):
+            raise DiskError("adopt-dir needs a directory path and allow_root_device true or false")
         root = Path(path).expanduser().absolute()
         if not root.is_dir():
             raise DiskError(f"{root} is not an existing directory")
@@ -602,6 +622,8 @@ class DiskStorage:
 
     def format(self, device: str, confirm: str | None = None, force: bool = False) -> dict:
         """mkfs.ext4 -T largefile -L PICORDER, confirmed by naming the device again."""
+        if not isinstance(device, str) or not isinstance(force, bool):
+            raise DiskError("format needs a device name and force true or false")
         real = os.path.realpath(device)
         if not confirm or os.path.realpath(confirm) != real:
             raise DiskError(f"formatting erases {device}: confirm by naming it again "
@@ -706,8 +728,8 @@ class DiskStorage:
         if root is not None:
             floor = self._retention.floor_bytes
             space = _space(root)
-            if floor and space.get("free_bytes", floor) < floor:
-                logger.info("free space %s below the floor %s: running retention now",
+            if floor and space.get("free_bytes", floor) < floor + self._headroom:
+                logger.info("free space %s close to the floor %s: running retention now",
                             space.get("free_bytes"), floor)
                 self.run_retention_soon()
         self._check_dir_still_there()
@@ -774,9 +796,12 @@ class DiskStorage:
             space["total_bytes"], sum(rates.values()))
         totals = self._tracker.totals(conn)
         lims = camera_limits(totals)
+        # Free a little more than the floor, so that what is written until the next
+        # free-space check cannot take the disk below the floor.
+        self._headroom = int(sum(rates.values()) * limits.FLOOR_HEADROOM_S)
         plan = retention.plan_rotation(
             retention.iter_oldest(conn), camera_bytes=totals, limits_by_camera=lims,
-            free_bytes=space["free_bytes"], floor_bytes=floor, now_us=now)
+            free_bytes=space["free_bytes"], floor_bytes=floor + 2 * self._headroom, now_us=now)
         result = retention.apply_rotation(conn, pdir, plan.segments, cancel=self._cancel)
         self._tracker.forget(result.deleted)
         retention.prune_empty_dirs(pdir, result.deleted,
