@@ -90,6 +90,11 @@ class InitSegment:
     default_size: int = 0
     default_flags: int = 0
 
+    @property
+    def rfc6381(self) -> str:
+        """The codecs= string for MediaSource/MSE, e.g. avc1.64001f or hvc1.1.6.L93.B0."""
+        return codec_string(self.sample_entry)
+
     def same_format(self, other: "InitSegment") -> bool:
         """True if samples of `other` can continue a track made from this one."""
         return (self.sample_entry == other.sample_entry
@@ -300,6 +305,32 @@ def _apply_trex(data: bytes, moov: Box, init: InitSegment) -> None:
         if track_id == init.track_id:
             init.default_duration, init.default_size, init.default_flags = dur, size, flags
             return
+
+
+def codec_string(sample_entry: bytes) -> str:
+    """RFC 6381 codec string of an avc1/avc3/hvc1/hev1 sample entry (ISO/IEC 14496-15 annex E)."""
+    fourcc = sample_entry[4:8].decode("ascii", "replace")
+    entry = parse_box_header(sample_entry, 0, len(sample_entry))
+    for child in iter_boxes(sample_entry, entry.payload + 78, entry.end):
+        body = sample_entry[child.payload:child.end]
+        if child.type == b"avcC" and len(body) >= 4:
+            return f"{fourcc}.{body[1]:02x}{body[2]:02x}{body[3]:02x}"
+        if child.type == b"hvcC" and len(body) >= 13:
+            return f"{fourcc}.{_hevc_codec_fields(body)}"
+    return fourcc
+
+
+def _hevc_codec_fields(hvcc: bytes) -> str:
+    space = ("", "A", "B", "C")[hvcc[1] >> 6]
+    tier = "H" if hvcc[1] & 0x20 else "L"
+    profile = hvcc[1] & 0x1F
+    compat = int(f"{struct.unpack_from('>I', hvcc, 2)[0]:032b}"[::-1], 2)
+    constraints = list(hvcc[6:12])
+    while constraints and constraints[-1] == 0:
+        constraints.pop()
+    parts = [f"{space}{profile}", f"{compat:X}", f"{tier}{hvcc[12]}"]
+    parts += [f"{b:X}" for b in constraints]
+    return ".".join(parts)
 
 
 # ---------------------------------------------------------------- fragments

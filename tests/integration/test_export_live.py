@@ -106,3 +106,82 @@ def test_live_fragments_arrive_within_500ms_across_segments(tmp_path):
     assert all(b > a for a, b in zip(dts, dts[1:]))
     print(f"live latency: max {max(latencies) * 1000:.0f} ms, "
           f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms")
+
+
+MSE_PAGE = """
+async (args) => {
+  const bytes = Uint8Array.from(atob(args.data), c => c.charCodeAt(0));
+  const mime = 'video/mp4; codecs="' + args.codec + '"';
+  if (!MediaSource.isTypeSupported(mime)) return {error: 'unsupported ' + mime};
+  const video = document.createElement('video');
+  video.muted = true;
+  document.body.appendChild(video);
+  const ms = new MediaSource();
+  video.src = URL.createObjectURL(ms);
+  await new Promise(r => ms.addEventListener('sourceopen', r, {once: true}));
+  const sb = ms.addSourceBuffer(mime);
+  for (const [a, b] of args.pieces) {
+    sb.appendBuffer(bytes.subarray(a, b));
+    await new Promise((r, j) => { sb.onupdateend = r; sb.onerror = j; });
+  }
+  const ranges = [];
+  for (let i = 0; i < sb.buffered.length; i++) ranges.push([sb.buffered.start(i), sb.buffered.end(i)]);
+  video.currentTime = args.boundary - 0.3;
+  await new Promise(r => video.addEventListener('seeked', r, {once: true}));
+  await video.play();
+  await new Promise(r => setTimeout(r, 900));
+  return {ranges, time: video.currentTime, error: video.error && video.error.message,
+          frames: video.getVideoPlaybackQuality().totalVideoFrames};
+}
+"""
+
+
+def test_live_stream_plays_in_chromium_mse(tmp_path):
+    """The rebased stream is one continuous MSE timeline that plays across the boundary."""
+    require_ffmpeg()
+    import base64
+    from playwright.sync_api import sync_playwright
+    from mp4_testlib import ffmpeg_segments
+    files = ffmpeg_segments(tmp_path / "src", seconds=4, segment_s=2)
+    pdir = tmp_path / "picorder"
+    rels = []
+    for n, src in enumerate(files[:2]):
+        rel = f"cam1/main/s{n}.mp4"
+        (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pdir / rel).write_bytes(src.read_bytes())
+        rels.append(rel)
+    calls, now = [0], [0.0]
+
+    def current():
+        calls[0] += 1
+        return rels[0] if calls[0] < 3 else rels[1]
+
+    def sleep(s):
+        now[0] += s
+    pieces = list(live.follow(pdir, "cam1", "main", current, idle_timeout=1,
+                              clock=lambda: now[0], sleep=sleep))
+    data = b"".join(pieces)
+    bounds, pos = [], 0
+    for piece in pieces:
+        bounds.append((pos, pos + len(piece)))
+        pos += len(piece)
+    with open(pdir / rels[0], "rb") as f:
+        init = mp4.read_init(f)
+    scan_a = mp4.scan_segment(pdir / rels[0])
+    boundary = (scan_a.fragments[-1].base_dts + scan_a.fragments[-1].duration) / init.timescale
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_page()
+            page.set_content("<html><body></body></html>")
+            result = page.evaluate(MSE_PAGE, {"data": base64.b64encode(data).decode(),
+                                              "codec": init.rfc6381, "pieces": bounds,
+                                              "boundary": boundary})
+        finally:
+            browser.close()
+    assert result.get("error") is None, result
+    assert len(result["ranges"]) == 1, result               # no hole at the boundary
+    start, end = result["ranges"][0]
+    assert start <= boundary - 0.9 and end >= boundary + 1.9
+    assert result["time"] > boundary + 0.3, result
