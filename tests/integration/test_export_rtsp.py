@@ -129,3 +129,36 @@ def test_picorder_export_of_the_recording(recording, tmp_path):
                  str(end / 1e6), str(out), "--root", str(pdir.parent)]) == 0
     assert out.read_bytes() == expected
     assert decode_errors(out) == ""
+
+
+def test_range_plays_and_seeks_in_chromium(recording, tmp_path):
+    """A browser's native <video> plays the movie from exactly `start` and seeks in it."""
+    from playwright.sync_api import sync_playwright
+    pdir, _ = recording
+    rows = _reopen(pdir)
+    start, end = rows[1].start_us + 400_000, rows[-1].start_us + 300_000
+    movie = export.build_range(pdir, "cam1", "main", start, end)
+    out = tmp_path / "play.mp4"
+    with open(out, "wb") as f:
+        for piece in movie.iter_bytes():
+            f.write(piece)
+    (tmp_path / "page.html").write_text('<video id="v" src="play.mp4" muted></video>')
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_page()
+            page.goto((tmp_path / "page.html").as_uri())
+            page.wait_for_function("document.getElementById('v').readyState >= 2", timeout=10_000)
+            duration = page.evaluate("document.getElementById('v').duration")
+            page.evaluate("() => { const v = document.getElementById('v');"
+                          " v.currentTime = v.duration - 1.0; }")
+            page.wait_for_function("document.getElementById('v').readyState >= 2 &&"
+                                   " !document.getElementById('v').seeking", timeout=10_000)
+            page.evaluate("document.getElementById('v').play()")
+            page.wait_for_function("document.getElementById('v').ended", timeout=10_000)
+            error = page.evaluate("document.getElementById('v').error")
+        finally:
+            browser.close()
+    assert error is None
+    assert abs(duration - (end - start) / 1e6) <= 1 / FPS
