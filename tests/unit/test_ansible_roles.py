@@ -1,0 +1,46 @@
+"""The Ansible roles stay lint-clean (ansible-lint, yamllint) and keep the house style."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ANSIBLE = Path(__file__).resolve().parents[2] / "ansible"
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess:
+    if shutil.which(argv[0]) is None:
+        pytest.fail(f"{argv[0]} is missing: run `make test`, which installs it")
+    return subprocess.run(argv, cwd=ANSIBLE, capture_output=True, text=True, timeout=300)
+
+
+def test_yamllint_is_clean():
+    done = run(["yamllint", "-s", "-c", ".yamllint", "."])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ansible_lint_is_clean():
+    done = run(["ansible-lint", "--nocolor", "site.yml"])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_templates_start_with_ansible_managed_and_modes_are_quoted():
+    for template in ANSIBLE.glob("roles/*/templates/*.j2"):
+        assert template.read_text().startswith("{{ ansible_managed | comment }}"), template
+    for tasks in ANSIBLE.glob("roles/*/tasks/*.yml"):
+        for task in yaml.safe_load(tasks.read_text()) or []:
+            assert task["name"][0].isupper(), f"{tasks}: task names are sentences"
+            for module, args in task.items():
+                if module.startswith("ansible.") and isinstance(args, dict) and "mode" in args:
+                    assert isinstance(args["mode"], str), f"{tasks}: {task['name']}: quote the mode"
+            modules = [k for k in task if "." in k]
+            assert modules, f"{tasks}: {task['name']}: use fully-qualified module names"
+
+
+def test_every_default_is_prefixed_with_its_role_name():
+    for defaults in ANSIBLE.glob("roles/*/defaults/main.yml"):
+        role = defaults.parent.parent.name
+        for key in yaml.safe_load(defaults.read_text()):
+            assert key.startswith(role + "_"), (defaults, key)
