@@ -113,6 +113,19 @@ def remove_source_file(path: Path | None) -> None:
         logger.exception("cannot remove %s", path)
 
 
+def host_port(url: str) -> tuple[str, int] | None:
+    """The (host, port) a stream URL connects to, for reachability probes."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    defaults = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
+    return parts.hostname, port or defaults.get(parts.scheme.lower(), 554)
+
+
 def stream_dir(picorder_dir: Path, camera: str, stream: str) -> Path:
     return picorder_dir / camera / stream
 
@@ -175,6 +188,7 @@ class Failure:
 
     problem: str
     errno_: int = 0
+    network: bool = False          # the camera's host:port did not accept a connection
 
 
 _PATTERNS: list[tuple[re.Pattern, Failure]] = [
@@ -183,10 +197,10 @@ _PATTERNS: list[tuple[re.Pattern, Failure]] = [
     (re.compile(r"Read-only file system", re.I), Failure(DISK_ERROR, errno.EROFS)),
     (re.compile(r"Input/output error", re.I), Failure(DISK_ERROR, errno.EIO)),
     (re.compile(r"Failed to open segment|Could not write header", re.I), Failure(DISK_ERROR, errno.EIO)),
-    (re.compile(r"Connection refused|timed out|No route to host|Network is unreachable|"
-                r"Host is unreachable|Name or service not known|"
-                r"Temporary failure in name resolution|404 Not Found|Connection reset", re.I),
-     Failure(UNREACHABLE)),
+    (re.compile(r"Connection refused|No route to host|Network is unreachable|"
+                r"Host is unreachable", re.I), Failure(UNREACHABLE, network=True)),
+    (re.compile(r"timed out|Name or service not known|Temporary failure in name resolution|"
+                r"404 Not Found|Connection reset", re.I), Failure(UNREACHABLE)),
     (re.compile(r"End of file|\bEOF\b", re.I), Failure(STREAM_ENDED)),
 ]
 

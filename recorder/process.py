@@ -13,6 +13,7 @@ import os
 import random
 import selectors
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Callable
@@ -88,6 +89,52 @@ class DiskFailure:
     detail: str
 
 
+@dataclass(frozen=True)
+class Reachable:
+    """A camera that refused connections accepts them again: retry without waiting."""
+
+    key: str
+
+
+class ReachabilityProbe:
+    """One thread that TCP-connects to cameras which refused ffmpeg, so a camera that
+    comes back is recorded again within seconds instead of after a long backoff."""
+
+    def __init__(self, enqueue: Callable[[object], None],
+                 interval_s: float = limits.REACHABILITY_PROBE_S):
+        self.enqueue = enqueue
+        self.interval_s = interval_s
+        self._watched: dict[str, tuple[str, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reachability", daemon=True)
+        self._thread.start()
+
+    def watch(self, key: str, address: tuple[str, int]) -> None:
+        with self._lock:
+            self._watched[key] = address
+
+    def unwatch(self, key: str) -> None:
+        with self._lock:
+            self._watched.pop(key, None)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with self._lock:
+                items = list(self._watched.items())
+            for key, address in items:
+                try:
+                    with socket.create_connection(address, timeout=limits.REACHABILITY_CONNECT_S):
+                        pass
+                except OSError:
+                    continue
+                self.unwatch(key)
+                self.enqueue(Reachable(key))
+
+
 def backoff_delay(failures: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds before retry number `failures` (1, 2, 4 ... capped), with +/- jitter."""
     base = min(limits.BACKOFF_CAP_S, limits.BACKOFF_INITIAL_S * 2 ** max(0, failures - 1))
@@ -118,7 +165,8 @@ class StreamProcess:
     def __init__(self, spec: StreamSpec, *, picorder_dir: Path, runtime_dir: Path,
                  spawn: Spawn, timekeeper: Timekeeper, emit: Callable[[object], None],
                  stall_s: float = limits.STALL_PROGRESS_S,
-                 rand: Callable[[], float] = random.random):
+                 rand: Callable[[], float] = random.random,
+                 probe: ReachabilityProbe | None = None):
         self.spec = spec
         self.picorder_dir = picorder_dir
         self.runtime_dir = runtime_dir
@@ -127,6 +175,7 @@ class StreamProcess:
         self.emit = emit
         self.stall_s = stall_s
         self.rand = rand
+        self.probe = probe
         self.state = State.STOPPED
         self.problem: str | None = None
         self.since_utc_us = timekeeper.clock.wall_us()
@@ -181,6 +230,8 @@ class StreamProcess:
 
     def stop(self, problem: str | None = None) -> None:
         """Stop recording: ask ffmpeg to finish its segment, kill it after the grace time."""
+        if self.probe is not None:
+            self.probe.unwatch(self.key)
         if self.state in (State.STARTING, State.RUNNING):
             self._begin_stop("stop", problem)
         elif self.state == State.STOPPING:
@@ -195,6 +246,8 @@ class StreamProcess:
         return self.state in (State.STOPPED, State.FATAL) and not self.runs
 
     def _spawn(self, now: float) -> None:
+        if self.probe is not None:
+            self.probe.unwatch(self.key)
         run_id = self.timekeeper.clock.wall_us()
         anchor = RunAnchor(run_id, self.timekeeper.offset_us(), self.timekeeper.trusted,
                            self.last_end_us)
@@ -300,6 +353,15 @@ class StreamProcess:
         if failure.problem == ffmpeg.DISK_ERROR:
             self.emit(DiskFailure(self.key, failure.errno_, self.last_error or "write error"))
         self._backoff(failure.problem, now)
+        address = ffmpeg.host_port(self.spec.url)
+        if failure.network and self.probe is not None and address is not None:
+            self.probe.watch(self.key, address)
+
+    def retry_soon(self, now: float) -> None:
+        """The camera is reachable again: end the backoff now (it was a connection failure)."""
+        if self.state == State.BACKOFF and self.retry_at > now:
+            logger.info("%s: camera reachable again: retrying now", self.key)
+            self.retry_at = now
 
     def _watchdog(self, now: float) -> None:
         run = self.run

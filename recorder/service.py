@@ -32,8 +32,8 @@ from recorder.ffmpeg import StreamSpec
 from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
 from recorder.process import (
-    CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, SegmentClosed, State,
-    StreamLine, StreamProcess, day_dirs,
+    CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, Reachable, ReachabilityProbe,
+    SegmentClosed, State, StreamLine, StreamProcess, day_dirs,
 )
 from recorder.storage_api import Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
@@ -200,6 +200,7 @@ class Recorder:
         self._last_ends: dict[str, int] = {}
         self.writer = IndexWriter()
         self.control = None
+        self.probe: ReachabilityProbe | None = None
         self.started_utc_us = 0
         self._data_version: int | None = None
         self._shutdown_deadline: float | None = None
@@ -233,6 +234,7 @@ class Recorder:
         if self._spawn is None:
             self._spawn = FfmpegSpawner(PipeHub())
         self.writer.start()
+        self.probe = ReachabilityProbe(self.enqueue)
         self.control = ControlServer(self.paths.control_socket)
         self.control.register("status", self.status)
         self.control.register("reload", self._cmd_reload)
@@ -312,6 +314,10 @@ class Recorder:
             proc = self.procs.get(event.key)
             if proc is not None and proc.run and proc.run.run_id == event.run_id:
                 proc.current_segment = event.path
+        elif isinstance(event, Reachable):
+            proc = self.procs.get(event.key)
+            if proc is not None and self._shutdown_deadline is None:
+                proc.retry_soon(self.mono())
         elif isinstance(event, Ingested):
             self._on_ingested(event)
         elif isinstance(event, DiskFailure):
@@ -425,7 +431,8 @@ class Recorder:
     def _new_proc(self, spec: StreamSpec) -> StreamProcess:
         proc = StreamProcess(spec, picorder_dir=self.picorder_dir or Path("/nonexistent"),
                              runtime_dir=self.runtime_dir, spawn=self._spawn,
-                             timekeeper=self.timekeeper, emit=self.enqueue, stall_s=self.stall_s)
+                             timekeeper=self.timekeeper, emit=self.enqueue, stall_s=self.stall_s,
+                             probe=self.probe)
         proc.last_end_us = self._last_ends.get(spec.key)
         return proc
 
@@ -650,6 +657,8 @@ class Recorder:
         self._reap(min(limits.KILL_WAIT_S, max(0.1, deadline - self.mono() - 0.5)))
         self.writer.close(max(0.1, deadline - self.mono() - 0.5))
         self.timekeeper.save()
+        if self.probe is not None:
+            self.probe.stop()
         for stop in (self.storage.stop, self.control.stop if self.control else None):
             if stop is None:
                 continue

@@ -1,0 +1,205 @@
+"""Helpers for the recorder's integration tests: a recorder subprocess, status, the index."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recorder import control
+from recorder.paths import DataPaths
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+# Runs the real service in its own process; only the stall threshold is injected.
+LAUNCHER = """
+import logging, sys
+from recorder.cli import setup_logging
+from recorder.cmd_service import open_paths, run_recorder
+import argparse
+setup_logging(True)
+logging.getLogger("peewee").setLevel(logging.INFO)
+args = argparse.Namespace(data=sys.argv[1])
+kwargs = {"stall_s": float(sys.argv[2])} if sys.argv[2] != "-" else {}
+sys.exit(run_recorder(open_paths(args), **kwargs))
+"""
+
+
+def picorder(data: Path, *args: str, input: str | None = None, check: bool = True):
+    """Run the `picorder` CLI against a data directory."""
+    argv = [sys.executable, "-m", "recorder", "--data", str(data), *args]
+    return subprocess.run(argv, input=input, capture_output=True, text=True, check=check,
+                          timeout=60, cwd=PROJECT)
+
+
+def add_camera(data: Path, name: str, url: str, *, user: str | None = None,
+               password: str | None = None) -> None:
+    args = ["camera", "add", name, url]
+    if user:
+        args += ["--user", user]
+    if password is not None:
+        args += ["--password-file", "-"]
+    picorder(data, *args, input=(password or "") + "\n")
+
+
+def set_setting(data: Path, key: str, value: str) -> None:
+    with sqlite3.connect(data / "config.db") as db:
+        db.execute("INSERT OR REPLACE INTO setting(key, value) VALUES (?, ?)", (key, value))
+
+
+@dataclass
+class RecorderProcess:
+    """`picorder recorder` as a child process, logging to a file."""
+
+    data: Path
+    stall_s: float | None = None
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+    started: float = 0.0
+    _logs: list = field(default_factory=list)
+
+    @property
+    def paths(self) -> DataPaths:
+        return DataPaths(self.data)
+
+    def start(self) -> "RecorderProcess":
+        self.log_path = self.data.parent / f"recorder-{len(self._logs)}.log"
+        self._logs.append(self.log_path)
+        log = open(self.log_path, "w")
+        stall = "-" if self.stall_s is None else str(self.stall_s)
+        self.proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(self.data), stall],
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
+        log.close()
+        self.started = time.time()
+        wait_for(lambda: self.try_status() is not None, 15, "the recorder's control socket")
+        return self
+
+    def try_status(self) -> dict | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the recorder exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return control.request(self.paths.control_socket, "status", timeout=5)
+        except control.RecorderUnavailable:
+            return None
+
+    def status(self) -> dict:
+        status = self.try_status()
+        assert status is not None, "the recorder does not answer"
+        return status
+
+    def stream(self, camera: str, stream: str = "main") -> dict | None:
+        for s in self.status()["streams"]:
+            if (s["camera"], s["stream"]) == (camera, stream):
+                return s
+        return None
+
+    def log(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self._logs if p.exists())
+
+    def terminate(self, timeout: float = 15) -> float:
+        """SIGTERM; return how long the recorder took to exit."""
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout)
+        return time.monotonic() - t0
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def children(self) -> list[int]:
+        return descendants(self.proc.pid)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of every process below `pid` (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def ffmpeg_pids_for(data: Path) -> list[int]:
+    """ffmpeg processes recording below this data directory (also orphans)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"ffmpeg") and str(data).encode() in b" ".join(cmdline):
+            pids.append(int(entry))
+    return pids
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Row:
+    camera: str
+    stream: str
+    path: str
+    start_us: int
+    end_us: int
+    duration_us: int
+    frames: int
+    bytes: int
+    clock_trusted: int
+    run_id: int
+
+
+def rows(picorder_dir: Path, camera: str | None = None, stream: str = "main") -> list[Row]:
+    """Index rows (read-only), oldest first."""
+    db_path = picorder_dir / "index.db"
+    if not db_path.exists():
+        return []
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as db:
+        sql = ("SELECT camera, stream, path, start_us, end_us, duration_us, frames, bytes, "
+               "clock_trusted, run_id FROM segment")
+        args: tuple = ()
+        if camera:
+            sql += " WHERE camera = ? AND stream = ?"
+            args = (camera, stream)
+        return [Row(*r) for r in db.execute(sql + " ORDER BY camera, stream, start_us", args)]
+
+
+def decode_errors(path: Path) -> str:
+    """ffmpeg's error output when decoding the whole file ('' when it plays cleanly)."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"],
+                         capture_output=True, text=True, timeout=60)
+    return out.stderr.strip() + ("" if out.returncode == 0 else f" (exit {out.returncode})")
