@@ -31,7 +31,7 @@ BUSY_TIMEOUT_MS = 5000
 MP4_MAX_HEADER_BOX = 64 * 1024 * 1024   # a moov/moof larger than this is garbage, not a header
 MP4_READ_CHUNK = 256 * 1024             # streaming reads of sample data
 EXPORT_MAX_S = 24 * 3600                # longest range one export/recording.mp4 may cover
-EXPORT_GAP_TOLERANCE_US = 500_000       # segments closer than this are one run of the range
+EXPORT_GAP_TOLERANCE_US = 100_000       # a longer gap between segments starts a new run in a range movie
 LIVE_POLL_S = 0.05                      # how often live follow looks at the growing file
 LIVE_IDLE_TIMEOUT_S = 30.0              # live follow gives up when nothing new arrives this long
 

@@ -175,9 +175,10 @@ def test_bad_ranges_and_nothing_recorded(recorded):
         export.build_range(d, "cam1", "sub", T0, T0 + 1_000_000)
 
 
-def test_gap_between_runs_is_squashed_and_mapped(tmp_path, sources, frame_hashes):
+@pytest.mark.parametrize("gap_us", [20_000_000, 300_000])
+def test_gap_between_runs_is_squashed_and_mapped(tmp_path, sources, frame_hashes, gap_us):
     srcs = sources["plain"]
-    rec = install_segments(tmp_path / "picorder", srcs, start_us=T0, gap_after={1: 20_000_000})
+    rec = install_segments(tmp_path / "picorder", srcs, start_us=T0, gap_after={1: gap_us})
     for row, src in zip(rec.rows, srcs):
         row._src = src
     start, end = T0 + 1_000_000, rec.rows[3].start_us + 2_000_000
