@@ -113,32 +113,29 @@ def api_json(stack: Stack, page, path: str) -> dict:
     return response.json()
 
 
-def ensure_admin(stack: Stack, page) -> None:
-    """Create the admin through the first-run form if the wizard test has not."""
-    page.goto(stack.url + "/auth/login")
-    if page.locator("#confirm").count():
-        page.fill("#username", ADMIN[0])
-        page.fill("#password", ADMIN[1])
-        page.fill("#confirm", ADMIN[1])
-        page.click("button[type=submit]")
-        page.goto(stack.url + "/setup/done")
-        page.click("[data-finish]")
-
-
 def sign_in(stack: Stack, browser, viewport=DESKTOP, **context_args):
-    """A new page signed in as the admin."""
+    """A new page signed in as the admin (created through the first-run form if needed)."""
     context = browser.new_context(viewport=viewport, **context_args)
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.js_errors = errors
-    ensure_admin(stack, page)
-    page.goto(stack.url + "/auth/login")
-    if page.locator("#password").count():
+    page.goto(stack.url + "/system")
+    if page.locator("#confirm").count():
         page.fill("#username", ADMIN[0])
         page.fill("#password", ADMIN[1])
-        page.click("button[type=submit]")
-        page.wait_for_load_state()
+        page.fill("#confirm", ADMIN[1])
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        page.goto(stack.url + "/setup/done")
+        with page.expect_navigation():
+            page.click("[data-finish]")
+    elif page.locator("#password").count():
+        page.fill("#username", ADMIN[0])
+        page.fill("#password", ADMIN[1])
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+    assert page.locator("[data-page=system]").count() or page.url.endswith("/"), page.url
     return page
 
 

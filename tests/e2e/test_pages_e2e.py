@@ -96,7 +96,8 @@ def test_first_run_wizard(stack, browser):
     page.fill("#adopt-path", str(recordings))
     page.check("input[name=allow_root_device]")
     page.click("[data-adopt-dir] button[type=submit]")
-    page.locator(".flash.success").wait_for()
+    page.locator(".flash").first.wait_for()
+    assert page.locator(".flash.success").count() == 1, page.locator(".flash").first.inner_text()
     poll(lambda: (page.reload() or True) and page.locator("[data-storage-root]").inner_text() == str(recordings),
          15, 0.5, "the recorder to record into the adopted directory")
     assert page.locator("[data-adopted]").count() == 1

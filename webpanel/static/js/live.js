@@ -6,6 +6,7 @@
   var MAX_LAG_S = 3.5;              // jump to the live edge when further behind
   var KEEP_BEHIND_S = 20;           // buffer kept behind the playhead
   var RETRY_MS = 2000;
+  var BURST_GAP_MS = 400;           // appends closer than this belong to one burst
   var MAX_FAILURES = 3;             // then use snapshots
 
   var MS = window.ManagedMediaSource || window.MediaSource;
@@ -123,11 +124,20 @@
       var codec = codecOf(head), type = 'video/mp4; codecs="' + codec + '"';
       if (!codec || !MS.isTypeSupported(type)) { self.failures = MAX_FAILURES; self.fail("codec not supported here"); return; }
       sb = ms.addSourceBuffer(type);
+      var lastEnd = null, burstFrom = null, lastAt = 0, burst = 0;
       sb.addEventListener("updateend", function () {
         if (self.session !== session) return;
         if (sb.buffered.length) {
-          var end = sb.buffered.end(sb.buffered.length - 1);
-          if (video.currentTime < sb.buffered.start(0) || end - video.currentTime > MAX_LAG_S) {
+          var end = sb.buffered.end(sb.buffered.length - 1), now = Date.now();
+          // Video may arrive in bursts (long keyframe intervals, buffered writers): allow that much lag.
+          if (lastEnd !== null && end > lastEnd) {
+            if (now - lastAt > BURST_GAP_MS) burstFrom = lastEnd;
+            if (burstFrom !== null) burst = Math.max(burst, end - burstFrom);
+            lastAt = now;
+          }
+          lastEnd = end;
+          var allowed = Math.max(MAX_LAG_S, burst + 1.5);
+          if (video.currentTime < sb.buffered.start(0) || end - video.currentTime > allowed) {
             video.currentTime = Math.max(sb.buffered.start(0), end - 0.5);
           }
           if (video.paused) { var p = video.play(); if (p && p.catch) p.catch(function () {}); }

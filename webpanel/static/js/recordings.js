@@ -220,6 +220,7 @@
   var t = Number(params.get("t"));
   if (params.get("zoom") in Timeline.SPANS) state.zoom = params.get("zoom");
   if (t) state.focus = t * 1000;
+  video.poster = api + "/snapshot.jpg";          // the newest picture until something plays
   var first = applyView();
   if (t) first.then(function () { if (!state.cur) playAt(t * 1000); });
   window.requestAnimationFrame(tick);
