@@ -354,7 +354,7 @@ def _add_fragments(build: _Build, row: Segment, fragments: list[Fragment], ts: i
     seg = _SegmentMap(row, _first_pts(fragments[0]), timescale=ts)
     first = _first_position(build, seg, fragments) if build.media_start is None else (0, 0)
     last = _last_position(build, seg, fragments)
-    if last is None or last < first:
+    if first is None or last is None or last < first:
         return
     (fi0, i0), (fi_last, i_last) = first, last
     frag0 = fragments[fi0]
@@ -375,15 +375,20 @@ def _add_fragments(build: _Build, row: Segment, fragments: list[Fragment], ts: i
     _update_end(build, seg)
 
 
-def _first_position(build: _Build, seg: _SegmentMap, fragments: list[Fragment]) -> tuple[int, int]:
-    """(fragment, sample) of the keyframe at or before the range's start (decode order)."""
-    chosen = (0, 0)
+def _first_position(build: _Build, seg: _SegmentMap,
+                    fragments: list[Fragment]) -> tuple[int, int] | None:
+    """(fragment, sample) of the keyframe at or before the range's start (decode order).
+
+    If the segment has none that early (a recording that began without a
+    keyframe), its first keyframe; None if it has no keyframe at all.
+    """
+    chosen = None
     for fi, frag in enumerate(fragments):
         pts = _pts_list(frag)
         at = frag.sync.find(1)
         while at != -1:
             if seg.wall(pts[at]) > build.start_us:
-                return chosen
+                return chosen or (fi, at)
             chosen = (fi, at)
             at = frag.sync.find(1, at + 1)
     return chosen

@@ -293,3 +293,26 @@ def test_hevc_range_with_bframes(tmp_path, sources):
     assert int(info["nb_read_packets"]) == movie.frames
     decoded = len(_framemd5(out))
     assert abs(decoded - (end - start) * FPS / 1e6) <= 1
+
+
+def test_recording_that_begins_without_a_keyframe_starts_at_its_first_keyframe(tmp_path, sources):
+    """ffmpeg -c copy may begin a recording mid-GOP; the movie must still start decodable."""
+    src = sources["plain"][0]
+    scan = mp4.scan_segment(src)
+    data = bytearray(src.read_bytes())
+    frag = scan.fragments[0]
+    # Mark the first fragment's samples as non-sync (as if the GOP's start was missed).
+    moof = data[frag.offset:frag.offset + frag.moof_size]
+    trun = moof.find(b"trun") - 4
+    flags = struct.unpack_from(">I", moof, trun + 8)[0] & 0xFFFFFF
+    assert flags & mp4.TRUN_FIRST_SAMPLE_FLAGS
+    struct.pack_into(">I", data, frag.offset + trun + 20, mp4.SAMPLE_NON_SYNC)
+    odd = tmp_path / "odd.mp4"
+    odd.write_bytes(bytes(data))
+    assert mp4.scan_segment(odd).fragments[0].sync.count(1) == 0
+    rec = install_segments(tmp_path / "picorder", [odd] + sources["plain"][1:2], start_us=T0)
+    movie = export.build_range(rec.picorder_dir, "cam1", "main", T0 + 200_000, T0 + 4_000_000)
+    second_key_wall = T0 + frag.duration * 1_000_000 // scan.init.timescale
+    assert movie.start_us == second_key_wall
+    assert movie.frames == sum(f.count for f in scan.fragments[1:]) + 15
+    assert decode_errors(write_movie(movie, tmp_path / "k.mp4")) == ""
