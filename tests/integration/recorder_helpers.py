@@ -66,7 +66,8 @@ class RecorderProcess:
         return DataPaths(self.data)
 
     def start(self) -> "RecorderProcess":
-        self.log_path = self.data.parent / f"recorder-{len(self._logs)}.log"
+        n = len(list(self.data.parent.glob("recorder-*.log")))
+        self.log_path = self.data.parent / f"recorder-{n}.log"
         self._logs.append(self.log_path)
         log = open(self.log_path, "w")
         stall = "-" if self.stall_s is None else str(self.stall_s)
@@ -97,7 +98,7 @@ class RecorderProcess:
         return None
 
     def log(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self._logs if p.exists())
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def terminate(self, timeout: float = 15) -> float:
         """SIGTERM; return how long the recorder took to exit."""

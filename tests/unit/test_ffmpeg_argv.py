@@ -40,6 +40,7 @@ def test_segment_muxer_fragmented_mp4_aligned_to_wall_clock():
     fmt = opt(args, "-segment_format_options")
     assert "+frag_keyframe" in fmt and "+empty_moov" in fmt and "+default_base_moof" in fmt
     assert f"frag_duration={limits.FRAGMENT_MAX_US}" in fmt
+    assert "flush_packets=1" in fmt
     assert limits.FRAGMENT_MAX_US <= 1_000_000
     assert args[-1] == "/rec/picorder/cam1/main/%Y/%m/%d/%H-%M-%S.mp4"
 
