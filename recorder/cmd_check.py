@@ -85,6 +85,9 @@ def run_check(args) -> int:
     if args.repair and recorder_running(paths):
         raise UserError("the recorder is running (it repairs the index itself when it starts); "
                         "stop it before `picorder check --repair`")
+    if not getattr(args, "verbose", False):
+        # The findings are printed below; the same lines in the log would only repeat them.
+        logging.getLogger("recorder.recovery").setLevel(logging.ERROR)
     try:
         open_index(index_path, readonly=not args.repair)
         report = recover(picorder_dir, dry_run=not args.repair)
