@@ -193,6 +193,8 @@ def days_text(days: float | None) -> str:
     """'about N days at the current bitrate' (or hours when short)."""
     if days is None:
         return "unknown (nothing recorded recently)"
+    if days * 24 < 2:
+        return f"about {days * 1440:.0f} minutes at the current bitrate"
     if days < 2:
         return f"about {days * 24:.0f} hours at the current bitrate"
     return f"about {days:.0f} days at the current bitrate"

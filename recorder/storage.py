@@ -253,6 +253,9 @@ class DiskStorage:
         self._health: dict = {}
         self._box_id: str | None = None
         self._headroom = 0
+        self._rate = 0.0                       # bytes/s recorded, from the index
+        self._use_rate = 0.0                   # bytes/s the free space shrinks by (EWMA)
+        self._last_free: tuple[float, int, Path] | None = None
 
     # ---- Storage protocol
 
@@ -697,6 +700,8 @@ class DiskStorage:
             "coalesce": True, "max_instances": 1,
             "misfire_grace_time": limits.RETENTION_MISFIRE_GRACE_S})
         sched.add_listener(_log_job_error, EVENT_JOB_ERROR)
+        # APScheduler logs every run at INFO: once a second is noise in the journal.
+        logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
         now = datetime.now(timezone.utc)
         sched.add_job(self.run_retention, "interval", seconds=limits.RETENTION_INTERVAL_S,
                       id="retention", name="retention", next_run_time=now)
@@ -726,13 +731,31 @@ class DiskStorage:
             with self._lock:
                 self._try_unmount(uuid)
         if root is not None:
-            floor = self._retention.floor_bytes
-            space = _space(root)
-            if floor and space.get("free_bytes", floor) < floor + self._headroom:
-                logger.info("free space %s close to the floor %s: running retention now",
-                            space.get("free_bytes"), floor)
-                self.run_retention_soon()
+            self._watch_free_space(root)
         self._check_dir_still_there()
+
+    def _watch_free_space(self, root: Path) -> None:
+        """Run retention at once when free space comes within reach of the floor."""
+        space = _space(root)
+        if not space:
+            return
+        now = time.monotonic()
+        last = self._last_free
+        self._last_free = (now, space["free_bytes"], root)
+        if last is not None and last[2] == root and now > last[0]:
+            used = max(0.0, (last[1] - space["free_bytes"]) / (now - last[0]))
+            self._use_rate = 0.8 * self._use_rate + 0.2 * used
+        rate = max(self._rate, self._use_rate)
+        headroom = max(self._headroom, int(self._use_rate * limits.FLOOR_HEADROOM_S))
+        floor = self._floor(space["total_bytes"], rate)
+        if space["free_bytes"] < floor + headroom:
+            logger.info("free space %d close to the floor %d: running retention now",
+                        space["free_bytes"], floor)
+            self.run_retention_soon()
+
+    def _floor(self, total_bytes: int, rate_bps: float) -> int:
+        return (self.floor_override or configured_floor()
+                or retention.default_floor(total_bytes, rate_bps))
 
     def _remount_read_only(self, m: _Mounted) -> None:
         try:
@@ -792,13 +815,13 @@ class DiskStorage:
         if not space:
             return retention.ApplyResult()
         rates = retention.stream_rates(conn, now)
-        floor = self.floor_override or configured_floor() or retention.default_floor(
-            space["total_bytes"], sum(rates.values()))
+        self._rate = sum(rates.values())
+        floor = self._floor(space["total_bytes"], max(self._rate, self._use_rate))
         totals = self._tracker.totals(conn)
         lims = camera_limits(totals)
         # Free a little more than the floor, so that what is written until the next
         # free-space check cannot take the disk below the floor.
-        self._headroom = int(sum(rates.values()) * limits.FLOOR_HEADROOM_S)
+        self._headroom = int(max(self._rate, self._use_rate) * limits.FLOOR_HEADROOM_S)
         plan = retention.plan_rotation(
             retention.iter_oldest(conn), camera_bytes=totals, limits_by_camera=lims,
             free_bytes=space["free_bytes"], floor_bytes=floor + 2 * self._headroom, now_us=now)

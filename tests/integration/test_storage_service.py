@@ -1,0 +1,236 @@
+"""The recorder service on DiskStorage: unplug and I/O error stop everything at once (fake udev),
+and a real loop disk that fills up while retention keeps the floor (real udev, mount, ffmpeg)."""
+
+import errno
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from recorder import config, disks
+from recorder.drives import DriveEvent
+from recorder.paths import DataPaths
+from recorder.process import DiskFailure
+from recorder.service import Recorder, SignalEvent
+from recorder.storage import STATE_MISSING, STATE_RECORDING, DiskStorage
+from storage_fixtures import loop_disks, mount_base, sh, udevd  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "udev"
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+class FakeWatcher:
+    def __init__(self, events):
+        self.events = events
+        self.callback = None
+
+    def enumerate(self):
+        return list(self.events)
+
+    def start(self, callback):
+        self.callback = callback
+
+    def stop(self):
+        self.callback = None
+
+
+def wait_for(predicate, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def files_outside(top: Path, root: Path) -> set[str]:
+    """Recording-like files anywhere under top except the disk root."""
+    found = set()
+    for dirpath, _dirs, names in os.walk(top):
+        if Path(dirpath) == root or root in Path(dirpath).parents:
+            continue
+        found.update(os.path.join(dirpath, n) for n in names
+                     if n.endswith((".mp4", ".db", ".ts", ".tmp")) and n != "config.db")
+    return found
+
+
+def newest_mtime(root: Path) -> float:
+    return max((p.stat().st_mtime for p in root.rglob("*.mp4")), default=0.0)
+
+
+@pytest.fixture
+def fake_disk(tmp_path, monkeypatch):
+    """A USB disk as udev would report it, 'mounted' as a plain directory."""
+    data = json.loads((FIXTURES / "usb_partition_add.synthetic.json").read_text())
+    event = DriveEvent(data["action"], data["properties"], None, data["size_bytes"])
+    table: dict[str, str] = {}
+
+    def mount(uuid, target, read_only=False):
+        Path(target).mkdir(parents=True, exist_ok=True)
+        table[str(target)] = uuid
+
+    monkeypatch.setattr(disks, "mount", mount)
+    monkeypatch.setattr(disks, "unmount", lambda target, lazy=False: table.pop(str(target), None))
+    monkeypatch.setattr(disks, "remount", lambda target, read_only: None)
+    monkeypatch.setattr(disks, "mount_source_uuid", lambda target: table.get(str(target)))
+    monkeypatch.setattr(disks, "peek_marker", lambda device: None)
+    return event
+
+
+def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_cameras,
+                                                      ffmpeg_available):
+    sim = sim_cameras(cameras=2)
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    config.Setting.write("segment_seconds", "2")
+    for n in (1, 2):
+        config.Camera.create(name=f"cam{n}", main_url=sim.url(n))
+    watcher = FakeWatcher([fake_disk])
+    storage = DiskStorage(paths, mount_base=tmp_path / "disks", watcher=watcher, run_jobs=False)
+    uuid = fake_disk.properties["ID_FS_UUID"]
+    storage.adopt(uuid)
+    root = tmp_path / "disks" / uuid
+    rec = Recorder(paths, storage)
+    thread = threading.Thread(target=rec.run, name="recorder", daemon=True)
+    thread.start()
+    try:
+        def recording():
+            st = rec.status()
+            return (st["storage"]["state"] == STATE_RECORDING and len(st["streams"]) == 2
+                    and all(s["last_segment_utc_us"] for s in st["streams"]))
+        assert wait_for(recording, 40), rec.status()
+        before = files_outside(tmp_path, root)
+
+        # udev: the disk is pulled. The observer thread only enqueues.
+        t0 = time.monotonic()
+        watcher.callback(DriveEvent("remove", fake_disk.properties))
+
+        def stopped():
+            st = rec.status()
+            return (st["storage"]["state"] == STATE_MISSING and st["storage"]["root"] is None
+                    and all(s["state"] == "STOPPED" and s["pid"] is None
+                            and s["problem"] == "disk missing" for s in st["streams"]))
+        assert wait_for(stopped, 5), rec.status()
+        assert time.monotonic() - t0 < 2.0
+        settled = newest_mtime(root)
+        time.sleep(2.5)
+        assert newest_mtime(root) == settled, "something still writes to the pulled disk"
+        assert files_outside(tmp_path, root) == before, "recordings went somewhere else"
+        rows_before = len(list((root / "picorder").rglob("*.mp4")))
+
+        # Re-plug: recording resumes onto the same disk, old recordings still there.
+        t0 = time.monotonic()
+        watcher.callback(DriveEvent("add", fake_disk.properties, None, fake_disk.size_bytes))
+        assert wait_for(lambda: all(s["state"] == "RUNNING" for s in rec.status()["streams"])
+                        and rec.status()["storage"]["state"] == STATE_RECORDING, 10)
+        assert time.monotonic() - t0 < 10
+        assert wait_for(lambda: len(list((root / "picorder").rglob("*.mp4"))) > rows_before + 2, 15)
+
+        # The first I/O error (as ffmpeg's failure classifier reports it) does the same.
+        t0 = time.monotonic()
+        rec.enqueue(DiskFailure("cam1/main", errno.EIO, "av_interleaved_write_frame(): I/O error"))
+        assert wait_for(stopped, 5), rec.status()
+        assert time.monotonic() - t0 < 2.0
+        assert "I/O error" in rec.status()["storage"]["detail"]
+        assert files_outside(tmp_path, root) == before
+    finally:
+        rec.enqueue(SignalEvent(signal.SIGTERM))
+        thread.join(20)
+    assert not thread.is_alive()
+
+
+# ------------------------------------------------------------- a real disk fills up
+
+def picorder(data: Path, base: Path, *args, check=True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PICORDER_ALLOW_LOOP="1", PICORDER_MOUNT_BASE=str(base), TZ="UTC")
+    proc = subprocess.run([sys.executable, "-m", "recorder", "--data", str(data), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.mark.root
+def test_disk_full_retention_keeps_the_floor(loop_disks, mount_base, tmp_path, sim_cameras,
+                                             ffmpeg_available):
+    mb = 1024 * 1024
+    floor = 40 * mb
+    sim = sim_cameras(cameras=2, kbps=8000)
+    data = tmp_path / "data"
+    dev = loop_disks.create("small", size_mb=300, fs=None)
+    picorder(data, mount_base, "disk", "format", dev, "--confirm", dev)
+    uuid = loop_disks.uuid(dev)
+    picorder(data, mount_base, "disk", "adopt", uuid)
+    root = mount_base / uuid
+    # Most of the disk is taken by something else: the recordings get what is left.
+    filler = root / "filler.bin"
+    sh("fallocate", "-l", str(free_bytes(root) - floor - 30 * mb), filler)
+    picorder(data, mount_base, "disk", "floor", "--bytes", str(floor))
+    for n in (1, 2):
+        picorder(data, mount_base, "camera", "add", f"cam{n}", sim.url(n))
+    paths = DataPaths(data)
+    config.open_config(paths.config_db)
+    config.Setting.write("segment_seconds", "3")
+
+    env = dict(os.environ, PICORDER_ALLOW_LOOP="1", PICORDER_MOUNT_BASE=str(mount_base),
+               TZ="UTC", PYTHONPATH=str(PROJECT))
+    log = open(tmp_path / "recorder.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "recorder", "--data", str(data), "recorder"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    lowest = free_bytes(root)
+    try:
+        deadline = time.monotonic() + 90
+        deleted = 0
+        while time.monotonic() < deadline:
+            lowest = min(lowest, free_bytes(root))
+            status = status_of(data, mount_base)
+            if status:
+                deleted = status["storage"]["retention"]["total_deleted"]
+                if deleted >= 12:
+                    break
+            time.sleep(0.25)
+        assert deleted >= 12, f"retention never had to work: {status}"
+        print("retention working after", round(90 - (deadline - time.monotonic())), "s:",
+              status["storage"]["retention"])
+        for _ in range(40):                     # keep watching a little longer
+            lowest = min(lowest, free_bytes(root))
+            time.sleep(0.25)
+        status = status_of(data, mount_base)
+        assert status["storage"]["state"] == STATE_RECORDING
+        for s in status["streams"]:
+            assert s["state"] == "RUNNING" and s["restarts"] == 0, s
+        assert lowest >= floor, f"free space fell to {lowest} below the floor {floor}"
+        assert status["storage"]["retention"]["floor_met"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+    assert proc.returncode == 0, (tmp_path / "recorder.log").read_text()[-3000:]
+    check = picorder(data, mount_base, "check", "--root", str(root), check=False)
+    assert check.returncode == 0 and "no problems found" in check.stdout, check.stdout + check.stderr
+    assert filler.exists(), "retention must only delete recordings"
+
+
+def free_bytes(root: Path) -> int:
+    st = os.statvfs(root)
+    return st.f_bavail * st.f_frsize
+
+
+def status_of(data: Path, base: Path) -> dict | None:
+    proc = picorder(data, base, "status", "--json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
