@@ -64,7 +64,7 @@ def call(cmd: str, *, timeout: float = limits.CONTROL_TIMEOUT_S, **args):
     try:
         return control.request(socket_path, cmd, timeout=timeout, **args)
     except control.RecorderUnavailable as exc:
-        raise Unavailable(f"{NOT_RUNNING} ({exc})" if str(exc) else NOT_RUNNING) from exc
+        raise Unavailable(str(exc) or NOT_RUNNING) from exc
     except control.ControlError as exc:
         raise Refused(str(exc)) from exc
 

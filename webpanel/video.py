@@ -181,7 +181,9 @@ def live(name):
         info = recorder_client.get_state(max_age=LIVE_STATUS_AGE_S).stream(name, stream)
         return (info or {}).get("current_segment")
 
-    body = stream_with_context(live_mod.follow(pdir, name, stream, current_segment))
+    idle = current_app.config.get("LIVE_IDLE_TIMEOUT_S") or limits.LIVE_IDLE_TIMEOUT_S
+    body = stream_with_context(live_mod.follow(pdir, name, stream, current_segment,
+                                               idle_timeout=idle))
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return Response(body, headers=headers, mimetype="video/mp4", direct_passthrough=True)
 
