@@ -420,22 +420,42 @@ def prepare_data(data: Path, owner: str | None) -> None:
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
+STEP_ERRORS = (OSError, ValueError, LookupError, subprocess.SubprocessError)
+
+
+def _step(what: str, func, *args) -> list[Problem]:
+    """Run one setting's step; a failure becomes a problem and the other steps still run."""
+    from peewee import PeeweeException
+    try:
+        result = func(*args)
+    except (*STEP_ERRORS, PeeweeException) as exc:
+        logger.exception("picorder.txt: %s failed", what)
+        return [Problem(0, f"{what} not applied ({type(exc).__name__}, see the log)")]
+    if isinstance(result, Problem):
+        return [result]
+    if isinstance(result, list):
+        return result
+    if result is False:
+        return [Problem(0, f"{what} is unknown (ignored)")]
+    return []
+
+
 def apply(cfg: BootConfig, target: Target, firmware_dir: Path) -> list[Problem]:
     """Apply every valid setting; return the problems met while applying."""
     problems = []
     if cfg.hostname:
-        apply_hostname(target, cfg.hostname)
-    if cfg.timezone and not apply_timezone(target, cfg.timezone):
-        problems.append(Problem(0, f"timezone {cfg.timezone!r} is unknown (ignored)"))
+        problems += _step("hostname", apply_hostname, target, cfg.hostname)
+    if cfg.timezone:
+        problems += _step(f"timezone {cfg.timezone!r}", apply_timezone, target, cfg.timezone)
     if cfg.wifi:
-        apply_wifi(target, cfg.wifi)
+        problems += _step("Wi-Fi", apply_wifi, target, cfg.wifi)
     if cfg.root_authorized_key:
-        apply_authorized_key(target, cfg.root_authorized_key)
+        problems += _step("root_authorized_key", apply_authorized_key, target,
+                          cfg.root_authorized_key)
     if cfg.admin_password or cfg.admin_password_hash:
-        problem = apply_admin(target, cfg)
-        if problem:
-            problems.append(problem)
-    problems += apply_cameras(target, cfg, firmware_dir)
+        problems += _step("admin account", apply_admin, target, cfg)
+    if cfg.cameras or cfg.cameras_file:
+        problems += _step("cameras", apply_cameras, target, cfg, firmware_dir)
     return problems
 
 
@@ -444,10 +464,14 @@ def run(file: Path, target: Target) -> list[Problem]:
     raw = file.read_bytes()[:MAX_FILE_BYTES]
     text = raw.decode("utf-8", errors="replace")
     cfg = parse(text)
-    problems = cfg.problems + apply(cfg, target, file.parent)
-    for problem in problems:
-        logger.warning("picorder.txt %s", problem)
-    write_file(file, scrubbed_text(text, problems, datetime.now(timezone.utc)))
+    problems = list(cfg.problems)
+    try:
+        problems += apply(cfg, target, file.parent)
+    finally:
+        # Whatever happened, the secrets leave the card.
+        for problem in problems:
+            logger.warning("picorder.txt %s", problem)
+        write_file(file, scrubbed_text(text, problems, datetime.now(timezone.utc)))
     if target.owner:
         prepare_data(target.data, target.owner)
     logger.info("picorder.txt applied with %d problem(s)", len(problems))

@@ -3,6 +3,7 @@
 import hashlib
 import secrets
 import time
+from importlib.metadata import version as _werkzeug_version
 
 from peewee import BigIntegerField, CharField, IntegerField
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -17,6 +18,10 @@ USERNAME_MAX_LENGTH = 64
 TOKEN_PREFIX = "pct_"
 # scrypt where this Python's hashlib has it (OpenSSL 1.1+), else PBKDF2.
 PASSWORD_METHOD = "scrypt" if hasattr(hashlib, "scrypt") else "pbkdf2:sha256:600000"
+# Werkzeug before 2.3 (Debian bookworm's 2.2.2, used by the appliance) has no scrypt
+# method and fails with "unsupported" on it.
+if tuple(int(x) for x in _werkzeug_version("werkzeug").split(".")[:2]) < (2, 3):
+    PASSWORD_METHOD = "pbkdf2:sha256:600000"
 
 
 def now_us() -> int:

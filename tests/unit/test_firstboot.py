@@ -200,3 +200,16 @@ def test_main_without_a_file_only_prepares_the_data_directory(tmp_path):
     assert firstboot.main(["--file", str(tmp_path / "missing.txt"), "--data", str(data),
                            "--owner", "root"]) == 0
     assert (data / "config.db").is_file()
+
+
+def test_a_failing_step_is_a_problem_and_the_secrets_still_leave_the_card(box, monkeypatch):
+    target, firmware = box
+
+    def broken(*_args):
+        raise ValueError("[digital envelope routines] unsupported")
+    monkeypatch.setattr(firstboot, "apply_admin", broken)
+    path = write_txt(firmware, "admin_password=long-enough-pw\nhostname=still-set\n")
+    problems = firstboot.run(path, target)
+    assert [str(p) for p in problems] == ["admin account not applied (ValueError, see the log)"]
+    assert "long-enough-pw" not in path.read_text()
+    assert (target.root / "etc/hostname").read_text() == "still-set\n"
