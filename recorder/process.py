@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -133,6 +134,11 @@ class ReachabilityProbe:
                     continue
                 self.unwatch(key)
                 self.enqueue(Reachable(key))
+
+
+def host_wall_us() -> int:
+    """The host's real clock: what ffmpeg names its files by (TZ=UTC)."""
+    return time.time_ns() // 1000
 
 
 def backoff_delay(failures: int, rand: Callable[[], float] = random.random) -> float:
@@ -295,7 +301,7 @@ class StreamProcess:
 
     def _make_day_dirs(self) -> None:
         base = ffmpeg.stream_dir(self.picorder_dir, self.spec.camera, self.spec.stream)
-        for day in day_dirs(self.timekeeper.clock.wall_us()):
+        for day in day_dirs(host_wall_us()):
             (base / day).mkdir(parents=True, exist_ok=True)
 
     def _begin_stop(self, after: str, problem: str | None) -> None:
@@ -437,7 +443,7 @@ class StreamProcess:
             self.running_since = now
             run.last_segment = now
             self.set_state(State.RUNNING, None)
-            self.emit(CurrentSegmentHint(self.key, run.run_id, self.timekeeper.clock.wall_us()))
+            self.emit(CurrentSegmentHint(self.key, run.run_id, host_wall_us()))
 
     def _on_segment_line(self, run: _Run, line: str, now: float) -> None:
         entry = parse_segment_line(line)
@@ -448,7 +454,7 @@ class StreamProcess:
         run.last_segment = now
         self.last_end_us = max(self.last_end_us or end_us, end_us)
         self.metrics.last_segment_utc_us = end_us
-        wall = self.timekeeper.clock.wall_us()
+        wall = host_wall_us()
         self.emit(SegmentClosed(self.spec.camera, self.spec.stream, entry.name, start_us, end_us,
                                 run.run_id, run.anchor.trusted, wall))
         if run is self.run and not run.exited:

@@ -33,7 +33,7 @@ from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
 from recorder.process import (
     CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, Reachable, ReachabilityProbe,
-    SegmentClosed, State, StreamLine, StreamProcess, day_dirs,
+    SegmentClosed, State, StreamLine, StreamProcess, day_dirs, host_wall_us,
 )
 from recorder.storage_api import Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
@@ -575,7 +575,7 @@ class Recorder:
             return
         bases = [ffmpeg.stream_dir(picorder_dir, p.spec.camera, p.spec.stream)
                  for p in self.procs.values()]
-        days = day_dirs(self.clock.wall_us())
+        days = day_dirs(host_wall_us())
 
         def job():
             for base in bases:
