@@ -11,7 +11,7 @@ demo_pkgs=(ffmpeg python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0
            gstreamer1.0-plugins-ugly)
 test_pkgs=(chromium udev e2fsprogs util-linux smartmontools sqlite3 curl
            qemu-system-x86 qemu-utils mmdebstrap ansible ansible-lint yamllint mtools
-           dosfstools fdisk zstd xz-utils)
+           dosfstools fdisk zstd xz-utils openssh-client)
 pkgs=("${demo_pkgs[@]}")
 [ "$profile" = test ] && pkgs+=("${test_pkgs[@]}")
 

@@ -19,7 +19,8 @@ import requests
 from recorder.sim.launcher import SimCameras
 from qemu_rig import HOST_FROM_GUEST, VM, make_usb_disk, write_boot_file
 
-pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.integration]
+# The first check also waits for the image build (minutes with a warm cache).
+pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.integration, pytest.mark.timeout(3600)]
 
 # Generous: TCG on a shared 2-core machine; arm64 under TCG is several times slower.
 BOOT_DEADLINE_S = 300 if os.environ.get("PICORDER_VM_ARCH", "amd64") == "amd64" else 900
