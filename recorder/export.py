@@ -24,8 +24,13 @@ Decisions (documented for the API and `picorder export`):
   in the new format, because browsers do not reliably switch sample
   descriptions inside one progressive MP4; end_us says where it stopped, and
   a second request from there gets the rest.
+* A recording that begins without a keyframe (ffmpeg -c copy joining a
+  stream mid-GOP) starts the movie at its first keyframe instead.
 * Segments are read only up to the size recorded in their index row, so a
   movie's bytes (and ETag) stay stable while it is served.
+* A range may cover at most limits.EXPORT_MAX_S (24 hours): the sample
+  tables of a day of 30 fps video are about 20 MB, the most we hold per
+  request; longer exports are made of several ranges.
 """
 
 import bisect
@@ -36,6 +41,7 @@ import struct
 import sys
 from array import array
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -290,7 +296,6 @@ def build_range(picorder_dir: Path, camera: str, stream: str, start_us: int,
 
 
 def _fmt(us: int) -> str:
-    from datetime import datetime, timezone
     return datetime.fromtimestamp(us / 1e6, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -318,9 +323,7 @@ def _add_segment(build: _Build, row: Segment) -> bool:
         return True
     f, init, size = opened
     with f:
-        if build.init is None:
-            build.init = init
-        elif not build.init.same_format(init):
+        if build.init is not None and not build.init.same_format(init):
             logger.info("format of %s/%s changes at %s; range stops there",
                         row.camera, row.stream, row.path)
             build.stopped_for_format = True
@@ -328,8 +331,7 @@ def _add_segment(build: _Build, row: Segment) -> bool:
         fragments = list(iter_segment_fragments(f, init, size))
     if not fragments:
         return True
-    build.rows.append(row)
-    _add_fragments(build, row, fragments, init.timescale)
+    _add_fragments(build, row, fragments, init)
     return True
 
 
@@ -350,8 +352,9 @@ def _pts_list(frag: Fragment) -> list[int]:
     return out
 
 
-def _add_fragments(build: _Build, row: Segment, fragments: list[Fragment], ts: int) -> None:
-    seg = _SegmentMap(row, _first_pts(fragments[0]), timescale=ts)
+def _add_fragments(build: _Build, row: Segment, fragments: list[Fragment],
+                   init: InitSegment) -> None:
+    seg = _SegmentMap(row, _first_pts(fragments[0]), timescale=init.timescale)
     first = _first_position(build, seg, fragments) if build.media_start is None else (0, 0)
     last = _last_position(build, seg, fragments)
     if first is None or last is None or last < first:
@@ -365,6 +368,8 @@ def _add_fragments(build: _Build, row: Segment, fragments: list[Fragment], ts: i
         start_wall = max(build.start_us, seg.wall(pts0))
         build.media_start = seg.seg_time(start_wall) + seg.shift
         build.movie_start_us = start_wall
+    build.init = build.init or init
+    build.rows.append(row)
     file_index = len(build.tables.files)
     build.tables.files.append(row.path)
     for fi in range(fi0, fi_last + 1):
