@@ -212,6 +212,15 @@ def test_disk_full_retention_keeps_the_floor(loop_disks, mount_base, tmp_path, s
             assert s["state"] == "RUNNING" and s["restarts"] == 0, s
         assert lowest >= floor, f"free space fell to {lowest} below the floor {floor}"
         assert status["storage"]["retention"]["floor_met"]
+        # `picorder disk` talks to the running recorder over the control socket.
+        listing = json.loads(picorder(data, mount_base, "disk", "list", "--json").stdout)
+        assert listing["state"] == STATE_RECORDING and listing["root"] == str(root)
+        assert listing["adopted"][0]["active"] and listing["adopted"][0]["free_bytes"] > 0
+        bad = picorder(data, mount_base, "disk", "adopt", "0b1e7f2a-0000-4000-8000-000000000000",
+                       check=False)
+        assert bad.returncode == 2 and "no attached disk has the filesystem UUID" in bad.stderr
+        bad = picorder(data, mount_base, "disk", "format", dev, "--confirm", dev, check=False)
+        assert bad.returncode == 2 and "is mounted at" in bad.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
