@@ -41,6 +41,7 @@ class _Followed:
     init: InitSegment
     pos: int                    # next byte to look at
     shift: int | None = None    # added to this file's decode times
+    broken: bool = False        # unparseable from pos on: wait for the next segment
 
 
 @dataclass
@@ -138,7 +139,7 @@ def _drain(current: _Followed, line: _Timeline) -> Iterator[bytes]:
     """Yield every complete fragment after current.pos (and skip other complete boxes)."""
     handle = current.handle
     size = os.fstat(handle.fileno()).st_size
-    while current.pos < size:
+    while current.pos < size and not current.broken:
         try:
             box = read_file_box(handle, current.pos, size)
             if box is None or box.end > size:
@@ -150,7 +151,7 @@ def _drain(current: _Followed, line: _Timeline) -> Iterator[bytes]:
         except Mp4Error:
             logger.warning("live: %s is damaged at %d; waiting for the next segment",
                            current.rel, current.pos)
-            current.pos = size
+            current.broken = True
             return
         if frag is None:
             return

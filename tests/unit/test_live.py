@@ -148,3 +148,31 @@ def test_set_tfdt_in_place_and_widened():
     trun = mp4.find_child(wide, traf, b"trun")
     assert struct.unpack_from(">i", wide, trun.payload + 8)[0] == 104
     assert moof.end + 8 == len(wide) - 4 and wide.endswith(b"DATA")
+
+
+def test_damaged_file_is_left_for_the_next_segment(tmp_path, sources):
+    """Garbage in the followed file stops reading it; the next segment is followed normally."""
+    a, b = sources["a"][0], sources["a"][1]
+    scan_a = mp4.scan_segment(a)
+    bad = a.read_bytes()[:scan_a.fragments[0].end] + b"\x00\x00\x00\x10junk" + bytes(200)
+    rels = ["cam1/main/x/a.mp4", "cam1/main/x/b.mp4"]
+    (tmp_path / "cam1/main/x").mkdir(parents=True)
+    (tmp_path / rels[0]).write_bytes(bad)
+    calls, now = [0], [0.0]
+
+    def current():
+        calls[0] += 1
+        if calls[0] == 5:
+            (tmp_path / rels[1]).write_bytes(b.read_bytes())
+        return rels[0] if calls[0] < 5 else rels[1]
+
+    def sleep(s):
+        now[0] += s
+    out = b"".join(live.follow(tmp_path, "cam1", "main", current, idle_timeout=1,
+                               clock=lambda: now[0], sleep=sleep))
+    types = [box.type for box in mp4.iter_boxes(out)]
+    assert b"junk" not in types
+    assert types.count(b"moof") == 1 + len(mp4.scan_segment(b).fragments)
+    path = tmp_path / "out.mp4"
+    path.write_bytes(out)
+    assert decode_errors(path) == ""
