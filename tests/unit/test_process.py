@@ -280,3 +280,51 @@ def test_status_fields(env):
     for key in ("since_utc_us", "restarts", "bitrate_kbps", "dropped", "duplicated",
                 "bytes_written", "last_segment_utc_us", "last_error", "current_segment", "problem"):
         assert key in status
+
+
+class FakeProbe:
+    def __init__(self):
+        self.watched = {}
+
+    def watch(self, key, address):
+        self.watched[key] = address
+
+    def unwatch(self, key):
+        self.watched.pop(key, None)
+
+
+def test_refused_camera_is_probed_and_retried_when_back(env):
+    clock, spawn, events, make = env
+    probe = FakeProbe()
+    proc = make(probe=probe)
+    proc.spec = proc.spec.__class__("cam1", "main", "rtsp://10.1.2.3:8554/s", segment_seconds=6)
+    proc.start()
+    for _ in range(5):                       # refused five times: backoff grows to 16 s
+        proc.feed(proc.run.run_id, "stderr", "Connection to tcp://10.1.2.3:8554 failed: "
+                  "Connection refused", now(clock))
+        spawn.children[-1].rc = 1
+        proc.tick(now(clock))
+        clock.advance(proc.retry_at - now(clock) + 0.01)
+        if proc.state == State.BACKOFF:
+            assert probe.watched == {"cam1/main": ("10.1.2.3", 8554)}
+        proc.tick(now(clock))
+    spawn.children[-1].rc = 1
+    proc.feed(proc.run.run_id, "stderr", "Connection refused", now(clock))
+    proc.tick(now(clock))
+    assert proc.state == State.BACKOFF and proc.retry_at - now(clock) > 10
+    count = len(spawn.children)
+    proc.retry_soon(now(clock))               # the probe connected: retry at once
+    proc.tick(now(clock))
+    assert len(spawn.children) == count + 1 and proc.state == State.STARTING
+    assert probe.watched == {}
+
+
+def test_auth_failure_is_not_probed(env):
+    clock, spawn, events, make = env
+    probe = FakeProbe()
+    proc = make(probe=probe)
+    proc.start()
+    proc.feed(proc.run.run_id, "stderr", "401 Unauthorized", now(clock))
+    spawn.children[-1].rc = 1
+    proc.tick(now(clock))
+    assert proc.state == State.BACKOFF and probe.watched == {}

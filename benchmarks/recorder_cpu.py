@@ -1,0 +1,174 @@
+"""Recorder CPU and memory against bare `ffmpeg -c copy`, side by side on the same streams.
+
+    python -m benchmarks.recorder_cpu [--streams 16 64] [--seconds 120] [--kbps 4000]
+
+For each N: one simulated camera server (GStreamer, one shared mount per
+camera, --mounts of them) streams H.264 at --kbps; `picorder recorder`
+records N streams of it while N bare ffmpeg processes (`-c copy` into the same
+fragmented-MP4 segment muxer, no supervision) record the same streams. After a
+warm-up, CPU seconds (utime+stime from /proc) are measured over the window for
+the recorder's whole process tree and for the bare processes, and peak RSS
+(VmHWM) is summed over each set. Prints one JSON object per N.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from recorder.sim.launcher import SimCameras
+
+PROJECT = Path(__file__).resolve().parents[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def picorder(data: Path, *args: str, input: str | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "recorder", "--data", str(data), *args],
+                   input=input, text=True, check=True, capture_output=True, cwd=PROJECT)
+
+
+def bare_ffmpeg(url: str, out: Path) -> subprocess.Popen:
+    out.mkdir(parents=True)
+    argv = ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
+            "-map", "0:v:0", "-c", "copy", "-f", "segment", "-segment_time", "60",
+            "-reset_timestamps", "1", "-segment_format", "mp4", "-segment_format_options",
+            "movflags=+frag_keyframe+empty_moov+default_base_moof", str(out / "%05d.mp4")]
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+
+
+def wait_running(data: Path, n: int, timeout: float = 60) -> None:
+    from recorder import control
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = control.request(data / "recorder.sock", "status")
+            if sum(s["state"] == "RUNNING" for s in status["streams"]) == n:
+                return
+        except (control.RecorderUnavailable, control.ControlError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the recorder did not get {n} streams running in {timeout:.0f} s")
+
+
+def measure(pids: list[int], seconds: float) -> dict[int, float]:
+    start = {pid: cpu_seconds(pid) for pid in pids}
+    time.sleep(seconds)
+    end = {pid: cpu_seconds(pid) for pid in pids}
+    return {pid: end[pid] - start[pid] for pid in pids
+            if start[pid] is not None and end[pid] is not None}
+
+
+def run(n: int, seconds: float, kbps: int, mounts: int, workdir: Path) -> dict:
+    data = workdir / f"n{n}" / "data"
+    data.mkdir(parents=True)
+    sim = SimCameras(cameras=mounts, fps=25, gop=50, kbps=kbps, width=1280, height=720).start()
+    procs: list[subprocess.Popen] = []
+    rec = None
+    try:
+        urls = [sim.url(1 + i % mounts) for i in range(n)]
+        for i, url in enumerate(urls):
+            picorder(data, "camera", "add", f"cam{i + 1}", url)
+        log = open(workdir / f"n{n}" / "recorder.log", "w")
+        rec = subprocess.Popen([sys.executable, "-m", "recorder", "--data", str(data), "recorder"],
+                               stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
+        for i, url in enumerate(urls):
+            procs.append(bare_ffmpeg(url, workdir / f"n{n}" / "bare" / str(i)))
+        wait_running(data, n)
+        time.sleep(15)                                  # warm-up: probes, first fragments
+        tree = [rec.pid] + children_of(rec.pid)
+        bare = [p.pid for p in procs]
+        t0 = time.monotonic()
+        cpu = measure(tree + bare, seconds)
+        window = time.monotonic() - t0
+        rec_tree = sum(cpu.get(pid, 0) for pid in tree)
+        rec_py = cpu.get(rec.pid, 0)
+        bare_cpu = sum(cpu.get(pid, 0) for pid in bare)
+        rss_tree = sum(peak_rss_kb(pid) for pid in tree)
+        rss_bare = sum(peak_rss_kb(pid) for pid in bare)
+        rss_py = peak_rss_kb(rec.pid)
+        alive_tree = len([p for p in tree if cpu_seconds(p) is not None])
+        sizes = sum(f.stat().st_size for f in (workdir / f"n{n}").rglob("*.mp4"))
+    finally:
+        for p in procs:
+            p.terminate()
+        if rec is not None:
+            rec.terminate()
+            rec.wait(30)
+        for p in procs:
+            p.wait(30)
+        sim.stop()
+    return {
+        "streams": n, "kbps": kbps, "window_s": round(window, 1),
+        "recorder_tree_cpu_s": round(rec_tree, 2), "bare_ffmpeg_cpu_s": round(bare_cpu, 2),
+        "cpu_ratio": round(rec_tree / bare_cpu, 3) if bare_cpu else None,
+        "python_cpu_s": round(rec_py, 2),
+        "python_pct_core_per_stream": round(100 * rec_py / window / n, 4),
+        "recorder_tree_peak_rss_mb": round(rss_tree / 1024, 1),
+        "bare_ffmpeg_peak_rss_mb": round(rss_bare / 1024, 1),
+        "rss_ratio": round(rss_tree / rss_bare, 3) if rss_bare else None,
+        "python_peak_rss_mb": round(rss_py / 1024, 1),
+        "recorder_processes_alive": alive_tree,
+        "mp4_bytes_written": sizes,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--kbps", type=int, default=4000)
+    parser.add_argument("--mounts", type=int, default=1,
+                        help="camera mounts the streams are spread over (one encoder each)")
+    parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
+    args = parser.parse_args(argv)
+    if not shutil.which("ffmpeg"):
+        print("ffmpeg is missing: run `make bench`, which installs it", file=sys.stderr)
+        return 2
+    workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="picorder-bench-"))
+    try:
+        for n in args.streams:
+            print(json.dumps(run(n, args.seconds, args.kbps, args.mounts, workdir)), flush=True)
+    finally:
+        if not args.dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
