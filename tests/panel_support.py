@@ -1,6 +1,9 @@
 """Helpers for the panel's tests: an app on a fresh data directory, signing in, CSRF."""
 
+import json
 import re
+import subprocess
+from pathlib import Path
 
 from webpanel import create_app
 
@@ -167,3 +170,25 @@ def recorder_status(root, streams, *, trusted=True) -> dict:
             "clock": {"trusted": trusted, "source": "ntp", "now_utc_us": time.time_ns() // 1000},
             "storage": {"state": "recording", "root": str(root) if root else None},
             "streams": streams}
+
+
+def top_level_boxes(data: bytes) -> list[bytes]:
+    boxes, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        if size == 1:
+            size = int.from_bytes(data[pos + 8:pos + 16], "big")
+        boxes.append(data[pos + 4:pos + 8])
+        if size < 8:
+            break
+        pos += size
+    return boxes
+
+
+def probe(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                          "-show_entries", "stream=nb_read_frames:format=duration", "-of", "json",
+                          str(path)], check=True, capture_output=True, text=True, timeout=60)
+    data = json.loads(out.stdout)
+    return {"frames": int(data["streams"][0]["nb_read_frames"]),
+            "duration": float(data["format"]["duration"])}

@@ -5,7 +5,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mp4_testlib import decode_errors, ffmpeg_segments, install_segments, require_ffmpeg
-from panel_support import admin_session, issue_token, make_app
+from panel_support import admin_session, issue_token, make_app, probe, top_level_boxes
 from recorder import limits
 from recorder.index import index_db
 from recorder.sim.launcher import PROJECT_ROOT, free_port
@@ -47,28 +46,6 @@ def admin(tmp_path, recorded):
     assert session.post("/api/cameras", json={"name": "cam1", "main_url": "rtsp://h/1"}
                         ).status_code == 201
     return session
-
-
-def top_level_boxes(data: bytes) -> list[bytes]:
-    boxes, pos = [], 0
-    while pos + 8 <= len(data):
-        size = int.from_bytes(data[pos:pos + 4], "big")
-        if size == 1:
-            size = int.from_bytes(data[pos + 8:pos + 16], "big")
-        boxes.append(data[pos + 4:pos + 8])
-        if size < 8:
-            break
-        pos += size
-    return boxes
-
-
-def probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
-                          "-show_entries", "stream=nb_read_frames:format=duration", "-of", "json",
-                          str(path)], check=True, capture_output=True, text=True, timeout=60)
-    data = json.loads(out.stdout)
-    return {"frames": int(data["streams"][0]["nb_read_frames"]),
-            "duration": float(data["format"]["duration"])}
 
 
 def test_range_across_segments_plays_exactly_and_answers_range_requests(admin, recorded, tmp_path):
