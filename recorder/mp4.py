@@ -356,8 +356,46 @@ def _box_at(data: bytes, pos: int, end: int) -> tuple[bytes, int, int]:
     return typ, pos + header, pos + size
 
 
+_SIMPLE_HEAD = struct.Struct(">I4sI4sII I4s I4sII")   # moof, mfhd, traf, tfhd(flags, id)
+
+
+def _parse_simple_moof(data: bytes, moof_offset: int, init: InitSegment) -> Fragment | None:
+    """The usual layout (moof: mfhd, traf: tfhd tfdt trun) in one pass; None otherwise."""
+    if len(data) < 60:
+        return None
+    (moof_size, moof_t, mfhd_size, mfhd_t, _, _, traf_size, traf_t, tfhd_size, tfhd_t,
+     tfhd_flags, track_id) = _SIMPLE_HEAD.unpack_from(data, 0)
+    if (moof_t != b"moof" or mfhd_t != b"mfhd" or mfhd_size != 16 or traf_t != b"traf"
+            or tfhd_t != b"tfhd" or moof_size != len(data) or traf_size != moof_size - 24
+            or track_id != init.track_id or tfhd_flags & TFHD_BASE_DATA_OFFSET
+            or tfhd_size < 16 or 32 + tfhd_size + 16 > moof_size):
+        return None
+    _, base, (def_dur, def_size, def_flags) = _parse_tfhd(data, 40, 32 + tfhd_size,
+                                                          moof_offset, init)
+    pos = 32 + tfhd_size
+    tfdt_size, tfdt_t, word = _HEADER_WORD.unpack_from(data, pos)
+    if tfdt_t != b"tfdt" or pos + tfdt_size + 16 > moof_size:
+        return None
+    if word >> 24 == 1:
+        base_dts = _U64.unpack_from(data, pos + 12)[0] if tfdt_size >= 20 else None
+    else:
+        base_dts = _U32.unpack_from(data, pos + 12)[0] if tfdt_size >= 16 else None
+    trun_at = pos + tfdt_size
+    trun_size, trun_t = _HEADER.unpack_from(data, trun_at)
+    if base_dts is None or trun_t != b"trun" or trun_at + trun_size != moof_size:
+        return None
+    frag = Fragment(offset=moof_offset, moof_size=moof_size, end=0, base_dts=base_dts,
+                    tfdt_offset=pos)
+    _parse_trun(data, trun_at, trun_at + 8, moof_size, frag, base, base,
+                def_dur, def_size, def_flags)
+    return frag
+
+
 def parse_moof(moof_data: bytes, moof_offset: int, init: InitSegment) -> Fragment:
     """Parse an in-memory moof (starting at data[0]) located at `moof_offset` in the file."""
+    frag = _parse_simple_moof(moof_data, moof_offset, init)
+    if frag is not None:
+        return frag
     typ, pos, moof_end = _box_at(moof_data, 0, len(moof_data))
     if typ != b"moof":
         raise Mp4Error(f"expected moof at {moof_offset}")
@@ -429,6 +467,7 @@ def _parse_traf(data: bytes, pos: int, traf_end: int, moof_offset: int,
 
 
 _TWO_U32 = struct.Struct(">II")
+_HEADER_WORD = struct.Struct(">I4sI")
 _U64 = struct.Struct(">Q")
 _SAMPLE_FIELDS = (TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTO)
 

@@ -211,3 +211,30 @@ def test_copy_of_segment_decodes(seg_dir, tmp_path):
         dest = tmp_path / path.name
         shutil.copyfile(path, dest)
         assert decode_errors(dest) == ""
+
+
+@pytest.mark.parametrize("tfdt_version", [0, 1])
+def test_simple_and_general_moof_parsers_agree(seg_dir, tfdt_version):
+    """The one-pass parser of the usual layout gives what the general parser gives."""
+    src = sorted((seg_dir / "bframes").glob("*.mp4"))[0]
+    with open(src, "rb") as f:
+        init = mp4.read_init(f)
+    tfhd = _box(b"tfhd", struct.pack(">IIII", mp4.TFHD_DEFAULT_BASE_IS_MOOF
+                                     | mp4.TFHD_DEFAULT_DURATION | mp4.TFHD_DEFAULT_FLAGS,
+                                     init.track_id, 512, mp4.SAMPLE_NON_SYNC))
+    tfdt = _box(b"tfdt", struct.pack(">IQ", 1 << 24, 1 << 33) if tfdt_version
+                else struct.pack(">II", 0, 123456))
+    flags = mp4.TRUN_DATA_OFFSET | mp4.TRUN_FIRST_SAMPLE_FLAGS | mp4.TRUN_SIZE | mp4.TRUN_CTO
+    trun = _box(b"trun", struct.pack(">IIiI", flags, 3, 300, 0)
+                + struct.pack(">IIIIII", 100, 1024, 50, 2048, 60, 0))
+    mfhd = _box(b"mfhd", struct.pack(">II", 0, 7))
+    simple = _box(b"moof", mfhd + _box(b"traf", tfhd + tfdt + trun))
+    general = _box(b"moof", mfhd + _box(b"traf", tfhd + tfdt + trun) + _box(b"free", b""))
+    assert mp4._parse_simple_moof(simple, 1000, init) is not None
+    assert mp4._parse_simple_moof(general, 1000, init) is None
+    a, b = mp4.parse_moof(simple, 1000, init), mp4.parse_moof(general, 1000, init)
+    for field in ("base_dts", "sizes", "durations", "ctos", "sync", "runs", "tfdt_offset"):
+        assert getattr(a, field) == getattr(b, field), field
+    assert a.base_dts == (1 << 33 if tfdt_version else 123456)
+    assert list(a.sync) == [1, 0, 0] and list(a.sizes) == [100, 50, 60]
+    assert a.runs == [(1300, 3)] and a.moof_size == len(simple)
