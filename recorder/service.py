@@ -67,6 +67,7 @@ class RootReady:
 
     root: Path
     last_ends: dict
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -372,6 +373,9 @@ class Recorder:
             self._submit_day_dirs()
         if self._wanted_root != self.root and self._opening is None:
             self._open_root_when_stopped()
+        elif self.root is None and self._opening is None \
+                and self._due("root_retry", now, limits.ROOT_RETRY_S):
+            self._root_changed()
 
     def _due(self, name: str, now: float, every: float) -> bool:
         if now < self._timers.get(name, 0):
@@ -480,14 +484,20 @@ class Recorder:
             logger.exception("cannot open the recordings in %s", root)
             self.enqueue(DiskFailure("index", getattr(exc, "errno", None) or errno.EIO,
                                      f"cannot open the index in {root}: {exc}"))
-            self.enqueue(RootReady(Path("/"), {"failed": str(root)}))
+            self.enqueue(RootReady(root, {}, error=str(exc)))
             return
         self.enqueue(RootReady(root, last_ends))
 
     def _on_root_ready(self, event: RootReady) -> None:
         opening, self._opening = self._opening, None
-        if "failed" in event.last_ends or event.root != self._wanted_root or event.root != opening:
-            self._wanted_root = self.storage.recording_root() if "failed" not in event.last_ends else None
+        if event.error is not None:
+            # Not retried in a loop: the storage was told and reports the next change.
+            self._wanted_root = None
+            for proc in self.procs.values():
+                proc.set_state(State.STOPPED, ffmpeg.DISK_ERROR)
+                proc.last_error = f"cannot open the recordings index: {event.error}"
+            return
+        if event.root != self._wanted_root or event.root != opening:
             return
         self.root = event.root
         self._last_ends = dict(event.last_ends)
@@ -659,13 +669,12 @@ class Recorder:
         self.timekeeper.save()
         if self.probe is not None:
             self.probe.stop()
-        for stop in (self.storage.stop, self.control.stop if self.control else None):
-            if stop is None:
-                continue
-            try:
-                stop()
-            except Exception:  # noqa: BLE001 - shutdown goes on
-                logger.exception("stopping %s failed", stop)
+        stops = [self.storage.stop] + ([self.control.stop] if self.control else [])
+        thread = threading.Thread(target=_run_all, args=(stops,), name="stopping", daemon=True)
+        thread.start()
+        thread.join(max(0.5, deadline - self.mono()))
+        if thread.is_alive():
+            logger.error("storage or control did not stop within the shutdown budget: leaving")
         logger.info("recorder stopped")
 
     def _reap(self, timeout: float) -> None:
@@ -676,6 +685,14 @@ class Recorder:
             if not alive:
                 return
             time.sleep(0.05)
+
+
+def _run_all(stops: list[Callable[[], None]]) -> None:
+    for stop in stops:
+        try:
+            stop()
+        except Exception:  # noqa: BLE001 - shutdown goes on
+            logger.exception("stopping %s failed", stop)
 
 
 def _reanchor_job(jobs: list[tuple[str, str, int, int]]) -> None:
