@@ -1,0 +1,1 @@
+"""Benchmarks: scripts whose figures are written into docs/benchmarks.md."""
