@@ -7,6 +7,7 @@ import subprocess
 from fractions import Fraction
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mp4_testlib import (decode_errors, ffmpeg_segments, ffprobe_packets, ffprobe_stream,
                          require_ffmpeg)
@@ -238,3 +239,27 @@ def test_simple_and_general_moof_parsers_agree(seg_dir, tfdt_version):
     assert a.base_dts == (1 << 33 if tfdt_version else 123456)
     assert list(a.sync) == [1, 0, 0] and list(a.sizes) == [100, 50, 60]
     assert a.runs == [(1300, 3)] and a.moof_size == len(simple)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
+                      min_size=1, max_size=6),
+       cut=st.floats(0.05, 1.0))
+def test_corrupt_files_raise_mp4error_or_parse(seg_dir, tmp_path_factory, edits, cut):
+    """Whatever the damage, the reader answers with data or Mp4Error, nothing else."""
+    src = sorted((seg_dir / "bframes").glob("*.mp4"))[0]
+    data = bytearray(src.read_bytes()[:int(len(src.read_bytes()) * cut)])
+    header_zone = 1200          # most edits land in the init segment and the first moof
+    for where, value in edits:
+        data[int(where * min(len(data), header_zone))] = value
+    path = tmp_path_factory.mktemp("fuzz") / "x.mp4"
+    path.write_bytes(bytes(data))
+    try:
+        info = mp4.probe_segment(path)
+    except mp4.Mp4Error:
+        return
+    assert 0 <= info.complete_end <= info.file_size
+    scan = mp4.scan_segment(path)
+    for frag in scan.fragments:
+        for start, count in frag.runs:
+            assert start >= frag.offset and count > 0
