@@ -240,6 +240,8 @@ class DiskStorage:
         self._drives: dict[str, Drive] = {}
         self._mounted: dict[str, _Mounted] = {}
         self._ejected: set[str] = set()
+        self._formatting: set[str] = set()
+        self._started = False                  # start() ran: a service owns the streams
         self._failed: dict[str, str] = {}
         self._root: Path | None = None
         self._state = STATE_NO_DISK
@@ -253,6 +255,8 @@ class DiskStorage:
         self._health: dict = {}
         self._box_id: str | None = None
         self._headroom = 0
+        self._generation = 0
+        self._conn_generation = -1
         self._rate = 0.0                       # bytes/s recorded, from the index
         self._use_rate = 0.0                   # bytes/s the free space shrinks by (EWMA)
         self._last_free: tuple[float, int, Path] | None = None
@@ -262,11 +266,13 @@ class DiskStorage:
     def start(self, enqueue: Callable[[object], None]) -> None:
         """Enumerate drives, mount the adopted ones, then follow udev and start the jobs."""
         self._enqueue = enqueue
+        self._started = True
         self._box_id = box_id()
         self.watcher.start(self._enqueue)     # netlink first, so nothing is missed
-        for event in self.watcher.enumerate():
-            self._on_drive_event(event)
-        self._refresh_root()
+        with self._lock:
+            for event in self.watcher.enumerate():
+                self._on_drive_event(event)
+            self._refresh_root()
         root = self.recording_root()
         if root is not None:
             with self._retention_lock:
@@ -352,7 +358,13 @@ class DiskStorage:
             self._on_remove(devpath)
             return
         drive = self._drive(event)
+        previous = self._drives.get(devpath)
         self._drives[devpath] = drive
+        if previous is not None and previous.fs_uuid and previous.fs_uuid != drive.fs_uuid:
+            # The medium is gone (a loop device detached, a card reader emptied): like a
+            # removal, a failed or ejected disk may come back when it returns.
+            self._ejected.discard(previous.fs_uuid)
+            self._failed.pop(previous.fs_uuid, None)
         for uuid, m in list(self._mounted.items()):
             gone = m.devpath == devpath and drive.fs_uuid != uuid
             moved = uuid == drive.fs_uuid and m.devpath != devpath
@@ -389,7 +401,8 @@ class DiskStorage:
 
     def _maybe_mount(self, drive: Drive) -> None:
         uuid = drive.fs_uuid
-        if uuid in self._mounted or uuid in self._ejected or uuid in self._failed:
+        if (uuid in self._mounted or uuid in self._ejected or uuid in self._failed
+                or drive.device in self._formatting):
             return
         entry = self._entry_for_uuid(uuid)
         if entry is None:
@@ -463,6 +476,7 @@ class DiskStorage:
                         f" ({detail})" if detail else "")
         if changed:
             self._cancel.set()
+            self._generation += 1           # retention reopens its index connection
         self._root, self._state, self._detail = root, state, detail
         return changed
 
@@ -474,7 +488,9 @@ class DiskStorage:
         if key in self._failed:
             return None, STATE_MISSING, self._failed[key]
         if active.kind == "disk" and active.uuid in self._ejected:
-            return None, STATE_MISSING, "ejected: safe to remove"
+            if active.uuid in self._mounted:
+                return None, STATE_MISSING, "ejecting: waiting for the recordings to close"
+            return None, STATE_MISSING, "ejected: safe to unplug"
         root = Path(active.root)
         if active.kind == "disk":
             m = self._mounted.get(active.uuid)
@@ -515,8 +531,8 @@ class DiskStorage:
 
     def cmd_list(self) -> dict:
         """Drives (with markers) and adopted disks/directories."""
-        if self._scheduler is None:
-            self.refresh_drives()
+        self.refresh_drives()               # fresh mount state for every drive
+        if not self._started:
             self._note_existing_mounts()
         with self._lock:
             result = []
@@ -636,10 +652,18 @@ class DiskStorage:
             drive = next((d for d in drives if d.device == real), None)
             if drive is None:
                 raise DiskError(f"{device} is not an attached disk (see `picorder disk list`)")
+            if real in self._formatting:
+                raise DiskError(f"{device} is being formatted already")
             self._check_formattable(drive, drives, force)
+            self._formatting.add(real)
+        try:
+            # Without the lock: mkfs may take a while, and the main loop must not wait.
             disks.make_ext4(real, wipe=force)
             disks.udev_settle()
             uuid = disks.fs_uuid_of(real)
+        finally:
+            with self._lock:
+                self._formatting.discard(real)
         return {"device": real, "uuid": uuid, "label": disks.FORMAT_LABEL}
 
     @staticmethod
@@ -671,7 +695,7 @@ class DiskStorage:
             self._ejected.add(uuid)
             recording_on_it = self._root is not None and entry is not None \
                 and Path(entry.root) == self._root
-            if not recording_on_it or self._scheduler is None:
+            if not recording_on_it or not self._started:
                 self._try_unmount(uuid)
         self._enqueue(StorageNudge("ejected"))
         return {"uuid": uuid, "unmounted": uuid not in self._mounted}
@@ -729,7 +753,8 @@ class DiskStorage:
             self._remount_read_only(m)
         for uuid in ejects:
             with self._lock:
-                self._try_unmount(uuid)
+                if self._try_unmount(uuid):
+                    self._enqueue(StorageNudge("ejected"))
         if root is not None:
             self._watch_free_space(root)
         self._check_dir_still_there()
@@ -787,7 +812,8 @@ class DiskStorage:
             return self._rotate(conn, root)
 
     def _connection(self, root: Path):
-        if self._conn is not None and self._conn_root == root:
+        if (self._conn is not None and self._conn_root == root
+                and self._conn_generation == self._generation):
             return self._conn
         self._close_conn()
         path = root / disks.PICORDER_DIR / "index.db"
@@ -800,6 +826,7 @@ class DiskStorage:
         retention.ensure_indexes(conn)
         retention.finish_interrupted(conn, root / disks.PICORDER_DIR)
         self._conn, self._conn_root = conn, root
+        self._conn_generation = self._generation
         self._tracker.reset()
         return conn
 

@@ -269,3 +269,35 @@ def test_several_disks_one_active_others_read_only(loop_disks, mount_base, tmp_p
         assert "ro" in mount_options(mount_base / u1).split(",")
     finally:
         storage.stop()
+
+
+def test_eject_while_recording(loop_disks, mount_base, tmp_path):
+    data = tmp_path / "data"
+    dev = loop_disks.create("eject")
+    uuid = loop_disks.uuid(dev)
+    storage = _storage(data, mount_base)
+    events = queue.Queue()
+    storage.start(events.put)
+    try:
+        storage.adopt(uuid)
+        _pump(storage, events, lambda: storage.recording_root() is not None, 5)
+        result = storage.eject(uuid)
+        assert result == {"uuid": uuid, "unmounted": False}   # recording on it: not yet
+        _pump(storage, events, lambda: storage.recording_root() is None, 2)
+        assert storage.state()["detail"].startswith("ejecting")
+        storage.watch()          # the periodic job unmounts once the recordings closed
+        _pump(storage, events, lambda: storage.state()["detail"] == "ejected: safe to unplug", 2)
+        assert not os.path.ismount(mount_base / uuid)
+        # Still plugged in: a udev change event does not mount it again.
+        sh("udevadm", "trigger", "--action=change", dev)
+        time.sleep(1)
+        while not events.empty():
+            storage.handle(events.get())
+        assert not os.path.ismount(mount_base / uuid) and storage.recording_root() is None
+        # Unplug and plug in again: recording resumes on it.
+        image = loop_disks.devices[dev]
+        loop_disks.detach(dev)
+        loop_disks.attach(image)
+        _pump(storage, events, lambda: storage.recording_root() == mount_base / uuid, 10)
+    finally:
+        storage.stop()
