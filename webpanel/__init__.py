@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from recorder import config
 from recorder.paths import DataPaths, resolve_data_dir
+from webpanel.inputs import wants_json
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +38,6 @@ def load_secret_key(paths: DataPaths) -> str:
         tmp.unlink()
     logger.info("created a new session key in %s", paths.secret_key)
     return key
-
-
-def wants_json() -> bool:
-    """True for API clients: /api/ and /metrics always answer JSON or text."""
-    return request.path.startswith(("/api/", "/metrics")) or request.path == "/api"
 
 
 def handle_http_error(exc: HTTPException):
@@ -88,7 +84,10 @@ def register_pages(app: Flask) -> None:
     """Use the pages blueprint when it is installed, else a minimal home page."""
     if importlib.util.find_spec("webpanel.pages") is not None:
         from webpanel import pages
-        pages.init_app(app) if hasattr(pages, "init_app") else app.register_blueprint(pages.bp)
+        if hasattr(pages, "init_app"):
+            pages.init_app(app)
+        else:
+            app.register_blueprint(pages.bp)
         return
 
     @app.route("/")

@@ -12,7 +12,7 @@ from werkzeug.local import LocalProxy
 
 from recorder import config, limits
 from webpanel import security
-from webpanel.inputs import json_error
+from webpanel.inputs import json_error, wants_json
 from webpanel.models import ApiToken, LoginAttempt, User, now_us, validate_user
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,6 @@ def load_identity() -> None:
 
 def refuse_anonymous():
     """401: JSON for API clients, the login (or first-run setup) form for browsers."""
-    from webpanel import wants_json
-
     if wants_json() or not request.accept_mimetypes.accept_html:
         raise json_error(401, "sign in first, or send an API token as 'Authorization: Bearer ...'",
                          {"WWW-Authenticate": 'Bearer realm="picorder"'})

@@ -13,6 +13,11 @@ MIN_TIME_US = 946_684_800_000_000
 MAX_TIME_US = 4_102_444_800_000_000
 
 
+def wants_json() -> bool:
+    """True for API clients: /api/ and /metrics always answer JSON (or metrics text)."""
+    return request.path.startswith(("/api/", "/metrics")) or request.path == "/api"
+
+
 class FieldErrors(BadRequest):
     """400 with {"errors": {field: message}} for API clients."""
 

@@ -5,6 +5,8 @@ import logging
 from flask import jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from webpanel.inputs import wants_json
+
 logger = logging.getLogger(__name__)
 
 csrf = CSRFProtect()
@@ -27,8 +29,6 @@ def add_security_headers(response):
 
 
 def csrf_refused(exc: CSRFError):
-    from webpanel import wants_json
-
     logger.info("refused %s %s: %s", request.method, request.path, exc.description)
     message = f"missing or bad CSRF token ({exc.description}); send it as X-CSRFToken"
     if wants_json() or request.is_json or not request.accept_mimetypes.accept_html:

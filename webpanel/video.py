@@ -9,7 +9,8 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, request, stream_with_context
 from werkzeug.http import quote_etag, unquote_etag
 
-from recorder import limits
+from recorder import export, limits
+from recorder import live as live_mod
 from webpanel import index_reader, recorder_client, snapshots
 from webpanel.auth import login_required
 from webpanel.inputs import (FieldErrors, get_camera, iso, json_error, parse_time, stream_arg,
@@ -70,8 +71,6 @@ def require_picorder_dir() -> Path:
 
 def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int):
     """The RangeMovie for the request (cached), or a clear 4xx."""
-    from recorder import export
-
     key = (str(pdir), camera, stream, start_us, end_us)
     movie = movies.get(key)
     if movie is not None:
@@ -170,8 +169,6 @@ def _live_stream_state(name: str, stream: str) -> dict:
 @bp.get("/cameras/<name>/live.mp4")
 @login_required()
 def live(name):
-    from recorder import live as live_mod
-
     get_camera(name)
     stream = stream_arg()
     _live_stream_state(name, stream)
