@@ -455,6 +455,9 @@ class DiskStorage:
     # ---- the recording root
 
     def _on_nudge(self, nudge: StorageNudge) -> None:
+        if nudge.reason == "marker_gone":
+            self._detail = nudge.detail         # _desired_root() sees the missing marker
+            return
         if nudge.reason != "io_error":
             return
         active = active_entry()
@@ -791,13 +794,19 @@ class DiskStorage:
         m.read_only = True
 
     def _check_dir_still_there(self) -> None:
+        """The root must keep its marker; an adopted directory that comes back is used again."""
         with self._lock:
             root = self._root
             if root is None:
+                active = active_entry()
+                if (active is not None and active.kind == "dir"
+                        and active.disk_id not in self._failed
+                        and self._read_marker_logged(Path(active.root)) is not None):
+                    self._enqueue(StorageNudge("recheck"))
                 return
             if self._read_marker_logged(root) is None:
                 logger.error("the marker under %s vanished: stopping recording there", root)
-                self._enqueue(StorageNudge("io_error", errno.ENOENT, f"{root}: marker vanished"))
+                self._enqueue(StorageNudge("marker_gone", errno.ENOENT, f"{root}: marker vanished"))
 
     def run_retention(self) -> retention.ApplyResult | None:
         """One retention pass on the current root: plan, then delete."""

@@ -159,3 +159,31 @@ def test_marker_of_another_disk_is_refused(storage, usb_event, fake_mounts):
     drain(storage)
     assert storage.recording_root() is None
     assert "marker" in storage.state()["detail"]
+
+
+def test_adopted_directory_that_vanishes_and_returns(tmp_path, fake_mounts):
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    st = DiskStorage(paths, watcher=FakeWatcher([]), run_jobs=False)
+    st.events = queue.Queue()
+    rec = tmp_path / "nvr"
+    rec.mkdir()
+    st.start(st.events.put)
+    try:
+        with pytest.raises(disks.DiskError, match="system disk"):
+            st.adopt_dir(str(rec))
+        st.adopt_dir(str(rec), allow_root_device=True)
+        assert drain(st) and st.recording_root() == rec
+        # Its filesystem is unmounted under us (an NFS share, say): the marker is gone.
+        marker = rec / "picorder" / "marker.json"
+        saved = marker.read_bytes()
+        marker.unlink()
+        st.watch()
+        assert drain(st) and st.recording_root() is None
+        assert st.state()["state"] == STATE_MISSING
+        marker.write_bytes(saved)
+        st.watch()
+        assert drain(st) and st.recording_root() == rec
+    finally:
+        st.stop()
