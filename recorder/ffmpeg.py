@@ -207,6 +207,12 @@ _PATTERNS: list[tuple[re.Pattern, Failure]] = [
 ]
 
 
+# Warnings every run prints (the concat demuxer leaves the first packet's timestamps
+# unset; the muxer fixes them): logged at debug level only.
+BENIGN_RE = re.compile(r"Timestamps are unset in a packet|Non-monotonous DTS in output stream "
+                       r"0:0; previous: 0, current: 0")
+
+
 def classify(line: str) -> Failure | None:
     """Map an ffmpeg log line to a problem a user understands, or None."""
     for pattern, failure in _PATTERNS:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from functools import partial
 from pathlib import Path
@@ -228,7 +229,7 @@ class StreamProcess:
         self.since_utc_us = self.timekeeper.clock.wall_us()
 
     def start(self) -> None:
-        """Start recording (now, or when a pending backoff ends if `retry` is due)."""
+        """Start recording now (a pending backoff is cut short; a stopping ffmpeg restarts)."""
         if self.state in (State.STOPPED, State.FATAL, State.BACKOFF):
             self._spawn(self.now())
         elif self.state == State.STOPPING:
@@ -464,6 +465,9 @@ class StreamProcess:
         text = ffmpeg.redact(line.strip(), self.spec.secrets())
         if not text:
             return
+        if ffmpeg.BENIGN_RE.search(text):
+            logger.debug("%s: ffmpeg: %s", self.key, text)
+            return
         failure = ffmpeg.classify(text)
         if failure is not None:
             if run.failure is None or run.failure.problem == ffmpeg.STREAM_ENDED:
@@ -510,9 +514,8 @@ class CurrentSegmentHint:
 
 def day_dirs(wall_us: int) -> list[str]:
     """Relative day directories (YYYY/MM/DD, UTC) of today and tomorrow."""
-    import datetime as dt
-    today = dt.datetime.fromtimestamp(wall_us / 1e6, dt.timezone.utc).date()
-    days = [today, today + dt.timedelta(days=1)]
+    today = datetime.fromtimestamp(wall_us / 1e6, timezone.utc).date()
+    days = [today, today + timedelta(days=1)]
     return [d.strftime("%Y/%m/%d") for d in days]
 
 
