@@ -48,6 +48,12 @@ class MovieCache:
             self._data.move_to_end(key)
             return hit[1]
 
+    def drop_oversized(self) -> None:
+        """Before another build: forget a movie kept only because it was the newest."""
+        with self._lock:
+            for key in [k for k, (_t, m) in self._data.items() if m.frames > self.max_frames]:
+                del self._data[key]
+
     def put(self, key, movie) -> None:
         with self._lock:
             self._data[key] = (time.monotonic(), movie)
@@ -75,6 +81,7 @@ def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int
     movie = movies.get(key)
     if movie is not None:
         return movie
+    movies.drop_oversized()     # so two day-long movies are never held at once
     try:
         index_reader.open_readonly(pdir)
         movie = export.build_range(pdir, camera, stream, start_us, end_us)
