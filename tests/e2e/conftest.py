@@ -34,8 +34,9 @@ def stack(tmp_path_factory):
     try:
         seed_config(paths, sim)
         st.logs["recorder"] = base / "recorder.log"
+        # Like the appliance: record only onto what the wizard adopts.
         recorder = _spawn([sys.executable, "-m", "recorder", "recorder", "--data", str(paths.root)],
-                          env, st.logs["recorder"])
+                          dict(env, PICORDER_STORAGE="disks"), st.logs["recorder"])
         st.procs.append(recorder)
         _wait_socket(paths.control_socket, recorder, st.logs["recorder"])
         st.logs["panel"] = base / "panel.log"

@@ -126,7 +126,7 @@ def sign_in(stack: Stack, browser, viewport=DESKTOP, **context_args):
         page.fill("#password", ADMIN[1])
         page.fill("#confirm", ADMIN[1])
         with page.expect_navigation():
-            page.click("button[type=submit]")
+            page.click("main button[type=submit]")
         page.goto(stack.url + "/setup/done")
         with page.expect_navigation():
             page.click("[data-finish]")
@@ -134,7 +134,7 @@ def sign_in(stack: Stack, browser, viewport=DESKTOP, **context_args):
         page.fill("#username", ADMIN[0])
         page.fill("#password", ADMIN[1])
         with page.expect_navigation():
-            page.click("button[type=submit]")
+            page.click("main button[type=submit]")
     assert page.locator("[data-page=system]").count() or page.url.endswith("/"), page.url
     return page
 

@@ -73,12 +73,12 @@ def test_first_run_wizard(stack, browser):
     page.fill("#username", ADMIN[0])
     page.fill("#password", "short")
     page.fill("#confirm", "short")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     assert "at least 8 characters" in field_error(page, "password")
     assert stack.config_rows(User) == []
     page.fill("#password", ADMIN[1])
     page.fill("#confirm", ADMIN[1])
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_url(stack.url + "/setup/clock")
 
     # 2. Clock: the box's clock next to the browser's; they agree, so nothing is offered.
@@ -130,7 +130,7 @@ def test_first_run_wizard(stack, browser):
     # 5. Retention, 6. done.
     page.wait_for_url(stack.url + "/setup/retention")
     page.fill("#f-default_max_age_days", "30")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_url(stack.url + "/setup/done")
     screenshot(stack, page, "setup-done-desktop")
     page.click("[data-finish]")
@@ -209,7 +209,7 @@ def test_bad_input_is_shown_by_the_field_and_nothing_is_saved(stack, browser):
     anonymous.goto(stack.url + "/auth/login")
     anonymous.fill("#username", ADMIN[0])
     anonymous.fill("#password", "wrong password")
-    anonymous.click("button[type=submit]")
+    anonymous.click("main button[type=submit]")
     assert "wrong user name or password" in field_error(anonymous, "password")
     screenshot(stack, anonymous, "login-error-phone")
     anonymous.context.close()
@@ -223,10 +223,12 @@ def test_live_tile_plays_moving_video(stack, browser):
     page.goto(stack.url + "/live")
     tile = page.locator('[data-live-tile][data-camera="cam1"]')
     assert tile.get_attribute("data-grid-stream") == "sub"
-    poll(lambda: tile.get_attribute("data-live-mode") == "mse", 20, 0.2, "the live stream to start")
-    start = page.evaluate("v => v.currentTime", tile.locator("video").element_handle())
+    video = tile.locator("video").element_handle()
+    poll(lambda: tile.get_attribute("data-live-mode") == "mse"
+         and page.evaluate("v => v.currentTime > 0 && !v.paused", video), 20, 0.2, "the live stream to start")
+    start = page.evaluate("v => v.currentTime", video)
     time.sleep(LIVE_WINDOW_S)
-    advanced = page.evaluate("v => v.currentTime", tile.locator("video").element_handle()) - start
+    advanced = page.evaluate("v => v.currentTime", video) - start
     assert advanced >= LIVE_MIN_ADVANCE_S, f"currentTime advanced only {advanced:.2f} s in {LIVE_WINDOW_S} s"
     screenshot(stack, page, "live-desktop")
 

@@ -99,8 +99,10 @@
       if (t < this.viewStart) continue;
       var mark = el("div", "tickmark", root);
       mark.style.left = this.pct(t) + "%";
-      var label = el("div", "tick", root);
-      label.style.left = this.pct(t) + "%";
+      var label = el("div", "tick", root), at = this.pct(t);
+      label.style.left = at + "%";
+      if (at < 3) label.style.transform = "none";                    // keep edge labels inside
+      else if (at > 97) label.style.transform = "translateX(-100%)";
       label.textContent = step >= DAY
         ? new Date(t).toLocaleDateString(undefined, { weekday: "short", day: "numeric" })
         : PC.fmtTime(t).slice(0, 5);
