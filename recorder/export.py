@@ -451,22 +451,24 @@ def _finish(build: _Build) -> RangeMovie:
     init, t = build.init, build.tables
     edit = max(build.media_end - build.media_start, 1)
     payload = sum(t.chunk_size)
-    # stco/co64 entries have a fixed width, so the moov's size is known before its offsets.
-    moov_size = len(_moov(init, t, edit, build.media_start, chunk_base=None, co64=False))
-    large = len(FTYP) + moov_size + 8 + payload > U32
+    # The chunk offsets are the moov's last bytes and have a fixed width, so the moov is
+    # built once with placeholders, sized, and then given its real offsets.
+    moov = _moov(init, t, edit, build.media_start, co64=False)
+    large = len(FTYP) + moov.nbytes + 8 + payload > U32
     mdat_header_size = 16 if large else 8
-    co64 = len(FTYP) + moov_size + mdat_header_size + payload > U32
-    if co64:
-        moov_size += 4 * len(t.chunk_size)
-    base = len(FTYP) + moov_size + mdat_header_size
-    moov = _moov(init, t, edit, build.media_start, chunk_base=base, co64=co64)
-    if len(moov) != moov_size:
-        raise RuntimeError("moov size changed with its chunk offsets")
+    if len(FTYP) + moov.nbytes + mdat_header_size + payload > U32:
+        moov = _moov(init, t, edit, build.media_start, co64=True)
+    base = len(FTYP) + moov.nbytes + mdat_header_size
+    offsets = _chunk_offsets(t, base, co64=moov.co64)
+    if len(offsets) != len(moov[-1]):
+        raise RuntimeError("chunk offset table changed size")
+    moov[-1] = offsets
     if large:
         mdat = struct.pack(">I4sQ", 1, b"mdat", 16 + payload)
     else:
         mdat = struct.pack(">I4s", 8 + payload, b"mdat")
-    header = FTYP + moov + mdat
+    header = b"".join([FTYP, *moov, mdat])
+    del moov
     ends = array("Q")
     total = len(header)
     for size in t.chunk_size:
@@ -488,72 +490,85 @@ def _etag(build: _Build, size: int) -> str:
 
 # ---------------------------------------------------------------- boxes
 
-def box(typ: bytes, *parts: bytes) -> bytes:
-    payload = b"".join(parts)
-    if len(payload) + 8 > U32:
-        return struct.pack(">I4sQ", 1, typ, len(payload) + 16) + payload
-    return struct.pack(">I4s", len(payload) + 8, typ) + payload
+class Parts(list):
+    """A box as a list of byte strings (joined once at the end, not at every level)."""
+
+    nbytes: int = 0
+    co64: bool = False
 
 
-def full(typ: bytes, version: int, flags: int, *parts: bytes) -> bytes:
-    return box(typ, struct.pack(">I", (version << 24) | flags), *parts)
+def box(typ: bytes, *children: "bytes | Parts") -> Parts:
+    out = Parts([b""])
+    payload = 0
+    for child in children:
+        if isinstance(child, Parts):
+            out.extend(child)
+            payload += child.nbytes
+        else:
+            out.append(child)
+            payload += len(child)
+    if payload + 8 > U32:
+        out[0] = struct.pack(">I4sQ", 1, typ, payload + 16)
+    else:
+        out[0] = struct.pack(">I4s", payload + 8, typ)
+    out.nbytes = payload + len(out[0])
+    return out
 
 
-FTYP = box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isom", b"iso2", b"avc1", b"mp41")
+def full(typ: bytes, version: int, flags: int, *children: "bytes | Parts") -> Parts:
+    return box(typ, struct.pack(">I", (version << 24) | flags), *children)
+
+
+FTYP = b"".join(box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isom", b"iso2", b"avc1",
+                    b"mp41"))
 MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 
 
+def _big_endian(arr: array) -> bytes:
+    """The array's items as big-endian bytes (arrays are in host order)."""
+    if sys.byteorder == "little":
+        arr = array(arr.typecode, arr)
+        arr.byteswap()
+    return arr.tobytes()
+
+
 def _be32(values) -> bytes:
-    arr = array("I", values)
+    arr = values if isinstance(values, array) and values.typecode == "I" else array("I", values)
     if arr.itemsize != 4:
         raise RuntimeError("array('I') is not 32-bit on this platform")
-    if sys.byteorder == "little":
-        arr.byteswap()
-    return arr.tobytes()
-
-
-def _be64(values) -> bytes:
-    arr = array("Q", values)
-    if sys.byteorder == "little":
-        arr.byteswap()
-    return arr.tobytes()
-
-
-def _times(duration: int, fmt32: str, fmt64: str, *values) -> tuple[int, bytes]:
-    """(version, packed) for boxes whose times switch to 64 bits when they do not fit."""
-    if duration > U32:
-        return 1, struct.pack(fmt64, *values)
-    return 0, struct.pack(fmt32, *values)
+    return _big_endian(arr)
 
 
 def _moov(init: InitSegment, t: SampleTables, edit: int, media_time: int, *,
-          chunk_base: int | None, co64: bool) -> bytes:
+          co64: bool) -> Parts:
+    """The moov, its last part being the chunk offset entries (zeros, filled in later)."""
     ts = init.timescale
     big = max(edit, t.dts) > U32
     version = 1 if big else 0
     times = ">QQI" if big else ">III"
-    mvhd = full(b"mvhd", version, 0, struct.pack(times, 0, 0, ts),
-                struct.pack(">Q" if big else ">I", edit),
+    duration = ">Q" if big else ">I"
+    mvhd = full(b"mvhd", version, 0, struct.pack(times, 0, 0, ts), struct.pack(duration, edit),
                 struct.pack(">IH", 0x10000, 0x100), bytes(10), MATRIX, bytes(24),
                 struct.pack(">I", 2))
     tkhd = full(b"tkhd", version, 3, struct.pack(times, 0, 0, 1), bytes(4),
-                struct.pack(">Q" if big else ">I", edit), bytes(8),
-                struct.pack(">HHHH", 0, 0, 0, 0), MATRIX,
+                struct.pack(duration, edit), bytes(8), struct.pack(">HHHH", 0, 0, 0, 0), MATRIX,
                 struct.pack(">II", init.width << 16, init.height << 16))
-    elst_fmt = ">IQqhh" if big or media_time > 0x7FFFFFFF else ">IIihh"
-    elst = full(b"elst", 1 if elst_fmt == ">IQqhh" else 0, 0,
-                struct.pack(elst_fmt, 1, edit, media_time, 1, 0))
-    mdhd = full(b"mdhd", version, 0, struct.pack(times, 0, 0, ts),
-                struct.pack(">Q" if big else ">I", t.dts), struct.pack(">HH", 0x55C4, 0))
+    elst_v1 = big or media_time > 0x7FFFFFFF
+    elst = full(b"elst", 1 if elst_v1 else 0, 0,
+                struct.pack(">IQqhh" if elst_v1 else ">IIihh", 1, edit, media_time, 1, 0))
+    mdhd = full(b"mdhd", version, 0, struct.pack(times, 0, 0, ts), struct.pack(duration, t.dts),
+                struct.pack(">HH", 0x55C4, 0))
     hdlr = full(b"hdlr", 0, 0, bytes(4), b"vide", bytes(12), b"VideoHandler\x00")
     minf = box(b"minf", full(b"vmhd", 0, 1, bytes(8)),
                box(b"dinf", full(b"dref", 0, 0, struct.pack(">I", 1), full(b"url ", 0, 1))),
-               _stbl(init, t, chunk_base, co64))
+               _stbl(init, t, co64))
     trak = box(b"trak", tkhd, box(b"edts", elst), box(b"mdia", mdhd, hdlr, minf))
-    return box(b"moov", mvhd, trak)
+    moov = box(b"moov", mvhd, trak)
+    moov.co64 = co64
+    return moov
 
 
-def _stbl(init: InitSegment, t: SampleTables, chunk_base: int | None, co64: bool) -> bytes:
+def _stbl(init: InitSegment, t: SampleTables, co64: bool) -> Parts:
     stsd = full(b"stsd", 0, 0, struct.pack(">I", 1), init.sample_entry)
     stts = full(b"stts", 0, 0, struct.pack(">I", len(t.stts)), t.stts.packed())
     parts = [stsd, stts]
@@ -564,30 +579,30 @@ def _stbl(init: InitSegment, t: SampleTables, chunk_base: int | None, co64: bool
         parts.append(full(b"stss", 0, 0, struct.pack(">I", len(t.sync)), _be32(t.sync)))
     parts.append(_stsc(t))
     parts.append(full(b"stsz", 0, 0, struct.pack(">II", 0, t.count), _be32(t.sizes)))
-    offsets = _chunk_offsets(t, chunk_base)
-    if co64:
-        parts.append(full(b"co64", 0, 0, struct.pack(">I", len(offsets)), _be64(offsets)))
-    else:
-        parts.append(full(b"stco", 0, 0, struct.pack(">I", len(offsets)), _be32(offsets)))
+    chunks = len(t.chunk_size)
+    # Last, so that the entries are the moov's last part (see _finish).
+    parts.append(full(b"co64" if co64 else b"stco", 0, 0, struct.pack(">I", chunks),
+                      bytes((8 if co64 else 4) * chunks)))
     return box(b"stbl", *parts)
 
 
-def _stsc(t: SampleTables) -> bytes:
-    entries = []
+def _stsc(t: SampleTables) -> Parts:
+    entries = array("I")
+    last = None
     for n, samples in enumerate(t.chunk_samples, start=1):
-        if not entries or entries[-1][1] != samples:
-            entries.append((n, samples, 1))
-    return full(b"stsc", 0, 0, struct.pack(">I", len(entries)),
-                _be32(v for e in entries for v in e))
+        if samples != last:
+            entries.extend((n, samples, 1))
+            last = samples
+    return full(b"stsc", 0, 0, struct.pack(">I", len(entries) // 3), _be32(entries))
 
 
-def _chunk_offsets(t: SampleTables, base: int | None) -> array:
-    """Absolute offset of each chunk in the output; zeros when only sizing the moov."""
-    if base is None:
-        return array("Q", bytes(8 * len(t.chunk_size)))
+def _chunk_offsets(t: SampleTables, base: int, co64: bool) -> bytes:
+    """Big-endian absolute offset of each chunk in the output."""
     offsets = array("Q")
     pos = base
     for size in t.chunk_size:
         offsets.append(pos)
         pos += size
-    return offsets
+    if not co64:
+        offsets = array("I", offsets)
+    return _big_endian(offsets)
