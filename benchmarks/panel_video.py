@@ -10,7 +10,6 @@ baseline is the same segment files served statically by the same gunicorn.
 """
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -150,20 +149,16 @@ def curl(url: str, token: str | None = None, first_bytes: int | None = None) -> 
 
 
 def download(base: str, paths: list[str], token: str | None = None) -> float:
-    """Bytes per second fetching `paths` one after another on one keep-alive connection."""
-    host, port = base.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=600)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    total = 0
-    started = time.perf_counter()
+    """Bytes per second when one curl fetches `paths` one after another (one connection)."""
+    argv = ["curl", "-s", "-w", "%{size_download}\\n"]
+    if token:
+        argv += ["-H", f"Authorization: Bearer {token}"]
     for path in paths:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        assert response.status == 200, (path, response.status)
-        while chunk := response.read(1 << 20):
-            total += len(chunk)
-    conn.close()
-    return total / (time.perf_counter() - started)
+        argv += ["-o", "/dev/null", base + path]
+    started = time.perf_counter()
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    elapsed = time.perf_counter() - started
+    return sum(int(float(n)) for n in out.split()) / elapsed
 
 
 def vm_hwm_kb(pid: int) -> int:
@@ -178,44 +173,54 @@ def recording_path(camera: str, hours: float, offset_s: float = 0.5) -> str:
     return f"/api/cameras/{camera}/recording.mp4?start={start}&end={start + hours * 3600}"
 
 
-def bench_panel(work: Path, root: Path, token: str, port: int) -> dict:
+def start_servers(work: Path, root: Path, pdir: Path) -> tuple[Gunicorn, Gunicorn]:
+    """The panel and, side by side, the same segment files served statically."""
+    from recorder.sim.launcher import free_port
+
+    (work / "static_app.py").write_text(STATIC_APP)
     panel = Gunicorn("webpanel:create_app()", {"PICORDER_DATA": str(work / "data"),
                                                "PICORDER_PANEL_RECORDING_ROOT": str(root)},
-                     port, work)
-    base = panel.base
-    try:
-        curl(base + "/api/status", token)
-        worker = panel.worker_pid()
-        base_hwm = vm_hwm_kb(worker)
-        # A different range each time: the panel caches a built movie for Range requests.
-        ttfb_1h = [curl(base + recording_path("cam1", 1, 0.5 + i), token, 65536)["ttfb"]
-                   for i in range(7)]
-        ttfb_24h = [curl(base + recording_path("cam1", 23.9, 0.5 + i), token, 65536)["ttfb"]
-                    for i in range(3)]
-        full_24h = curl(base + recording_path("cam1", 23.9, 10.5), token)
-        peak_hwm = vm_hwm_kb(worker)
-        hour_rate = [download(base, [recording_path("cam1", 1, 100.5 + i)], token)
-                     for i in range(3)]
-        timeline = [curl(f"{base}/api/cameras/cam2/timeline?start={T0 / 1e6}"
-                         f"&end={T0 / 1e6 + 30 * 86400}", token)["total"] for i in range(20)]
-    finally:
-        panel.stop()
+                     free_port(), work)
+    static = Gunicorn("static_app:app()", {"BENCH_STATIC_DIR": str(pdir)}, free_port(), work)
+    return panel, static
+
+
+def bench_first_byte(panel: Gunicorn, static: Gunicorn, token: str, static_names: list) -> dict:
+    """Time to first byte, each range new to the panel (it caches built movies)."""
+    ttfb_1h, ttfb_24h, ttfb_static = [], [], []
+    for i in range(5):
+        ttfb_1h.append(curl(panel.base + recording_path("cam1", 1, 0.5 + i), token, 65536)["ttfb"])
+        ttfb_static.append(curl(f"{static.base}/files/{static_names[i]}", None, 65536)["ttfb"])
+    for i in range(3):
+        ttfb_24h.append(curl(panel.base + recording_path("cam1", 23.9, 0.5 + i), token,
+                             65536)["ttfb"])
     return {"ttfb_1h_s": statistics.median(ttfb_1h), "ttfb_24h_s": statistics.median(ttfb_24h),
-            "full_24h": full_24h, "rss_before_kb": base_hwm, "rss_peak_kb": peak_hwm,
-            "hour_mb_s": statistics.median(hour_rate) / 1e6,
-            "timeline_http_ms": statistics.median(timeline) * 1000}
+            "static_ttfb_s": statistics.median(ttfb_static)}
 
 
-def bench_static(work: Path, pdir: Path, port: int) -> dict:
-    (work / "static_app.py").write_text(STATIC_APP)
-    server = Gunicorn("static_app:app()", {"BENCH_STATIC_DIR": str(pdir)}, port, work)
-    names = sorted(p.relative_to(pdir) for p in (pdir / "cam1").rglob("*.mp4"))[100:160]
-    try:
-        rates = [download(server.base, [f"/files/{name}" for name in names]) for _ in range(3)]
-        ttfb = statistics.median(curl(f"{server.base}/files/{names[i]}")["ttfb"] for i in range(5))
-    finally:
-        server.stop()
-    return {"static_mb_s": statistics.median(rates) / 1e6, "static_ttfb_s": ttfb}
+def bench_memory(panel: Gunicorn, token: str) -> dict:
+    """The worker's peak RSS (VmHWM) before and after serving a whole 24-hour range."""
+    worker = panel.worker_pid()
+    before = vm_hwm_kb(worker)
+    full = curl(panel.base + recording_path("cam1", 23.9, 10.5), token)
+    return {"full_24h": full, "rss_before_kb": before, "rss_peak_kb": vm_hwm_kb(worker)}
+
+
+def bench_throughput(panel: Gunicorn, static: Gunicorn, token: str, static_names: list) -> dict:
+    """One hour as recording.mp4 vs the same hour's 60 files, alternating, by curl."""
+    ratios, panel_rates, static_rates = [], [], []
+    for i in range(4):
+        panel_rates.append(download(panel.base, [recording_path("cam1", 1, 100.5 + i)], token))
+        static_rates.append(download(static.base, [f"/files/{n}" for n in static_names]))
+        ratios.append(panel_rates[-1] / static_rates[-1])
+    return {"hour_mb_s": statistics.median(panel_rates) / 1e6,
+            "static_mb_s": statistics.median(static_rates) / 1e6,
+            "throughput_ratio": statistics.median(ratios)}
+
+
+def bench_timeline_http(panel: Gunicorn, token: str) -> float:
+    url = f"{panel.base}/api/cameras/cam2/timeline?start={T0 / 1e6}&end={T0 / 1e6 + 30 * 86400}"
+    return statistics.median(curl(url, token)["total"] for _ in range(20)) * 1000
 
 
 def bench_timeline_in_process(work: Path, root: Path) -> float:
@@ -242,17 +247,22 @@ def main(argv=None) -> int:
     work = Path(args.dir or tempfile.mkdtemp(prefix="picorder-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        from recorder.sim.launcher import free_port
-
         source = make_segment(work)
         root, pdir = build_root(work, source)
-        token = prepare_panel(work / "data")
         result = {"segment_bytes": source.stat().st_size, "load_before": os.getloadavg()[0]}
         result["timeline_in_process_ms"] = bench_timeline_in_process(work, root)
         token = prepare_panel(work / "data")
-        result.update(bench_panel(work, root, token, free_port()))
-        result.update(bench_static(work, pdir, free_port()))
-        result["throughput_ratio"] = result["hour_mb_s"] / result["static_mb_s"]
+        names = sorted(str(p.relative_to(pdir)) for p in (pdir / "cam1").rglob("*.mp4"))
+        panel, static = start_servers(work, root, pdir)
+        try:
+            curl(panel.base + "/api/status", token)
+            result.update(bench_memory(panel, token))
+            result.update(bench_first_byte(panel, static, token, names[200:]))
+            result.update(bench_throughput(panel, static, token, names[100:160]))
+            result["timeline_http_ms"] = bench_timeline_http(panel, token)
+        finally:
+            panel.stop()
+            static.stop()
         result["rss_growth_mb"] = (result["rss_peak_kb"] - result["rss_before_kb"]) / 1024
         result["load_after"] = os.getloadavg()[0]
         print(json.dumps(result, indent=2))
