@@ -64,8 +64,7 @@ class CameraLimits:
         _check_limit("min_days", self.min_days)
 
 
-@dataclass(frozen=True)
-class Deletion:
+class Deletion(NamedTuple):
     segment: SegmentRef
     reason: str          # REASON_AGE, REASON_SIZE or REASON_FLOOR
 
