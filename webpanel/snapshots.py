@@ -219,7 +219,8 @@ def snapshot(app_config, pdir: Path, camera: str, stream: str, at_us: int | None
     shot = cache.get(kf.key)
     if shot is None:
         lock_dir = Path(app_config["DATA_DIR"]) / "locks"
-        with decoder_slot(lock_dir, limits.SNAPSHOT_DECODERS_TOTAL, limits.SNAPSHOT_WAIT_S):
+        wait_s = app_config.get("SNAPSHOT_WAIT_S") or limits.SNAPSHOT_WAIT_S
+        with decoder_slot(lock_dir, limits.SNAPSHOT_DECODERS_TOTAL, wait_s):
             shot = cache.get(kf.key)        # another request may have decoded it meanwhile
             if shot is None:
                 jpeg = decode(app_config.get("FFMPEG", "ffmpeg"), read_fragment_bytes(kf))

@@ -158,7 +158,8 @@ def gunicorn(tmp_path, recorded):
     port = free_port()
     env = dict(os.environ, PICORDER_DATA=str(data), PICORDER_PANEL_BIND=f"127.0.0.1:{port}",
                PICORDER_PANEL_WORKERS="2", PICORDER_PANEL_RECORDING_ROOT=str(recorded[0]),
-               PICORDER_PANEL_FFMPEG=str(decoder))
+               PICORDER_PANEL_FFMPEG=str(decoder),
+               PICORDER_PANEL_SNAPSHOT_WAIT_S="60")   # a busy test machine must not turn into 503s
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c",
                              str(PROJECT_ROOT / "gunicorn.conf.py"), "webpanel:create_app()"],
                             cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
