@@ -5,7 +5,7 @@ import random
 import signal
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -24,7 +24,8 @@ FPS = 15
 def record_rtsp(url: str, pdir, seconds: float) -> None:
     """Record like the recorder does: -c copy into clock-aligned fMP4 segments, names in UTC."""
     now = datetime.now(timezone.utc)
-    (pdir / "cam1" / "main" / now.strftime("%Y/%m/%d")).mkdir(parents=True, exist_ok=True)
+    for day in (now, now + timedelta(days=1)):        # ffmpeg does not create directories
+        (pdir / "cam1" / "main" / day.strftime("%Y/%m/%d")).mkdir(parents=True, exist_ok=True)
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", url,
             "-map", "0:v", "-c", "copy", "-f", "segment", "-segment_time", str(SEGMENT_S),
             "-segment_atclocktime", "1", "-reset_timestamps", "1", "-strftime", "1",
@@ -33,6 +34,10 @@ def record_rtsp(url: str, pdir, seconds: float) -> None:
     proc = subprocess.Popen(argv, env=dict(os.environ, TZ="UTC"), stderr=subprocess.PIPE,
                             text=True)
     try:
+        deadline = time.monotonic() + 30          # RTSP set-up can be slow on a busy machine
+        while not any(p.stat().st_size > 0 for p in pdir.rglob("*.mp4")):
+            assert proc.poll() is None and time.monotonic() < deadline, "ffmpeg wrote nothing"
+            time.sleep(0.05)
         time.sleep(seconds)
         proc.send_signal(signal.SIGINT)          # graceful: the last segment is finalised
         _, err = proc.communicate(timeout=10)
@@ -149,14 +154,14 @@ def test_range_plays_and_seeks_in_chromium(recording, tmp_path):
         try:
             page = browser.new_page()
             page.goto((tmp_path / "page.html").as_uri())
-            page.wait_for_function("document.getElementById('v').readyState >= 2", timeout=10_000)
+            page.wait_for_function("document.getElementById('v').readyState >= 2", timeout=30_000)
             duration = page.evaluate("document.getElementById('v').duration")
             page.evaluate("() => { const v = document.getElementById('v');"
                           " v.currentTime = v.duration - 1.0; }")
             page.wait_for_function("document.getElementById('v').readyState >= 2 &&"
-                                   " !document.getElementById('v').seeking", timeout=10_000)
+                                   " !document.getElementById('v').seeking", timeout=30_000)
             page.evaluate("document.getElementById('v').play()")
-            page.wait_for_function("document.getElementById('v').ended", timeout=10_000)
+            page.wait_for_function("document.getElementById('v').ended", timeout=30_000)
             error = page.evaluate("document.getElementById('v').error")
         finally:
             browser.close()
