@@ -338,6 +338,8 @@ class DiskStorage:
                 "io_errors": [asdict(e) for e in self._io_errors],
                 "health": self._health,
             }
+            if self._root is not None:
+                result.update(_space(self._root))      # total_bytes, free_bytes
         return result
 
     # ---- drives and mounts

@@ -84,6 +84,11 @@ class RecorderCollector:
         yield age
 
     def disk_metrics(self):
+        storage_state = _gauge("picorder_storage_state", "1 for the storage's current state",
+                               ["state"])
+        for name in ("recording", "disk missing", "no disk"):
+            storage_state.add_metric([name], 1 if self.storage.get("state") == name else 0)
+        yield storage_state
         for key, name, doc in (("total_bytes", "picorder_disk_total_bytes", "recording disk size"),
                                ("free_bytes", "picorder_disk_free_bytes", "free space")):
             if key in self.storage:

@@ -187,3 +187,21 @@ def test_adopted_directory_that_vanishes_and_returns(tmp_path, fake_mounts):
         assert drain(st) and st.recording_root() == rec
     finally:
         st.stop()
+
+
+def test_disk_missing_shows_in_the_metrics(storage, usb_event):
+    from webpanel.metrics import RecorderCollector
+    storage.adopt(usb_event.properties["ID_FS_UUID"])
+    drain(storage)
+    state = storage.state()
+    assert state["total_bytes"] > 0 and state["free_bytes"] > 0
+
+    def gauge(storage_state: dict) -> dict:
+        collector = RecorderCollector(None, storage_state, None)
+        family = next(f for f in collector.disk_metrics() if f.name == "picorder_storage_state")
+        return {s.labels["state"]: s.value for s in family.samples}
+
+    assert gauge(state)["recording"] == 1
+    storage.fake_watcher.callback(DriveEvent("remove", usb_event.properties))
+    drain(storage)
+    assert gauge(storage.state()) == {"recording": 0, "disk missing": 1, "no disk": 0}
