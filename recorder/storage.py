@@ -910,4 +910,5 @@ def _space(root: Path) -> dict:
 
 
 def _log_job_error(event) -> None:
-    logger.error("storage job %s failed: %r\n%s", event.job_id, event.exception, event.traceback)
+    logger.error("storage job %s failed: %r\nTraceback (most recent call last):\n%s",
+                 event.job_id, event.exception, (event.traceback or "").rstrip())

@@ -205,3 +205,33 @@ def test_disk_missing_shows_in_the_metrics(storage, usb_event):
     storage.fake_watcher.callback(DriveEvent("remove", usb_event.properties))
     drain(storage)
     assert gauge(storage.state()) == {"recording": 0, "disk missing": 1, "no disk": 0}
+
+
+def test_jobs_are_scheduled_and_failures_logged_with_traceback(tmp_path, fake_mounts, caplog,
+                                                               monkeypatch):
+    import logging
+    import time
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    st = DiskStorage(paths, watcher=FakeWatcher([]), run_jobs=True)
+
+    def broken():
+        raise RuntimeError("retention exploded")
+
+    monkeypatch.setattr(st, "run_retention", broken)
+    monkeypatch.setattr(st, "check_health", lambda: None)
+    caplog.set_level(logging.ERROR, logger="recorder.storage")
+    st.start(queue.Queue().put)
+    try:
+        jobs = {j.id: j for j in st._scheduler.get_jobs()}
+        assert set(jobs) == {"retention", "storage-watch", "disk-health"}
+        for job in jobs.values():
+            assert job.coalesce and job.max_instances == 1 and job.misfire_grace_time
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "retention exploded" not in caplog.text:
+            time.sleep(0.05)
+        record = next(r for r in caplog.records if "storage job retention failed" in r.message)
+        assert "Traceback" in record.message and "in broken" in record.message
+    finally:
+        st.stop()
