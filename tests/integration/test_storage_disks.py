@@ -131,10 +131,21 @@ def test_bad_input_is_refused_and_nothing_is_touched(loop_disks, mount_base, tmp
     r = picorder(data, mount_base, "disk", "adopt", "../../etc")
     assert r.returncode == 2 and "is not a filesystem UUID" in r.stderr
 
-    root_uuid = sh("findmnt", "-n", "-o", "UUID", "/").stdout.strip()
-    if root_uuid:
-        r = picorder(data, mount_base, "disk", "adopt", root_uuid)
-        assert r.returncode == 2 and "holds the system" in r.stderr, r.stderr
+    # The disk holding / is never adopted or formatted. This machine's root disk shows no
+    # filesystem UUID, so let the loop disk stand in for it: the same rule, a real device.
+    import recorder.storage as storage_mod
+    real_rule = storage_mod.system_disks
+    loop_devpath = "/devices/virtual/block/" + os.path.basename(dev)
+    try:
+        storage_mod.system_disks = lambda mounts: real_rule(mounts) | {loop_devpath}
+        st = _storage(data, mount_base)
+        with pytest.raises(disks.DiskError, match="holds the system"):
+            st.adopt(uuid)
+        with pytest.raises(disks.DiskError, match="holds the system"):
+            st.format(dev, confirm=dev, force=True)
+    finally:
+        storage_mod.system_disks = real_rule
+    assert not os.path.ismount(mount_base / uuid) and loop_disks.uuid(dev) == uuid
 
     # Formatting: confirmation, data without --force, mounted.
     r = picorder(data, mount_base, "disk", "format", dev)
