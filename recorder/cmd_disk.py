@@ -87,7 +87,7 @@ def cmd_list(args) -> int:
     for a in result["adopted"]:
         flags = [f for f in ("active", "read_only", "ejected") if a.get(f)]
         where = a["uuid"] if a["kind"] == "disk" else a["root"]
-        print(f"  {a['kind']:<4} {where:<38} {'mounted' if a['mounted'] else 'absent':<8} "
+        print(f"  {a['kind']:<4} {where:<38} {'mounted' if a['mounted'] else 'unmounted':<9} "
               f"{' '.join(flags)}{'  problem: ' + a['problem'] if a.get('problem') else ''}")
     print("drives:")
     if not result["drives"]:
