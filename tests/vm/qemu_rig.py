@@ -251,7 +251,7 @@ class VM:
             if not self.alive():
                 raise RuntimeError("the guest stopped:\n" + self.console_tail())
             try:
-                with urllib.request.urlopen(self.panel_url("/login"), timeout=5) as resp:
+                with urllib.request.urlopen(self.panel_url("/auth/login"), timeout=5) as resp:
                     resp.read()
                     return time.monotonic() - self.started_at
             except urllib.error.HTTPError:

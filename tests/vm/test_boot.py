@@ -117,7 +117,7 @@ def test_1_multi_user_is_reached_without_failed_units(box):
 
 
 def test_2_panel_answers_on_the_forwarded_port(box):
-    resp = requests.get(box.vm.panel_url("/login"), timeout=30)
+    resp = requests.get(box.vm.panel_url("/auth/login"), timeout=30)
     assert resp.status_code == 200
     assert "csrf_token" in resp.text
     # The panel runs unprivileged, the recorder as root.
@@ -134,10 +134,10 @@ def test_3_picorder_txt_was_applied_and_scrubbed(box):
     assert vm.ssh("ls /etc/ssh/ssh_host_ed25519_key.pub").strip()
     # The admin login works.
     session = requests.Session()
-    page = session.get(vm.panel_url("/login"), timeout=30)
+    page = session.get(vm.panel_url("/auth/login"), timeout=30)
     csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text)
     assert csrf, "no CSRF token on the login page"
-    resp = session.post(vm.panel_url("/login"), json={"username": "admin",
+    resp = session.post(vm.panel_url("/auth/login"), json={"username": "admin",
                                                       "password": ADMIN_PASSWORD},
                         headers={"X-CSRFToken": csrf.group(1)}, timeout=30)
     assert resp.status_code == 200, resp.text[:300]
