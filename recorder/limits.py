@@ -62,7 +62,7 @@ RANGE_CACHE_TTL_S = 30.0
 
 # Storage (issue: storage): drives, mounting, retention, health.
 DISK_MOUNT_BASE = "/srv/picorder/disks"   # disks are mounted at <base>/<fs-uuid>
-MOUNT_TIMEOUT_S = 60.0          # mount (ext4 journal replay) / umount
+MOUNT_TIMEOUT_S = 20.0          # mount (ext4 journal replay) / umount: below the 30 s watchdog
 MKFS_TIMEOUT_S = 600.0          # mkfs.ext4 -T largefile on a big disk
 PROBE_CMD_TIMEOUT_S = 10.0      # blkid, wipefs -n, debugfs, smartctl
 UDEV_SETTLE_S = 10.0
