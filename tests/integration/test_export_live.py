@@ -13,7 +13,7 @@ from recorder import live, mp4
 pytestmark = pytest.mark.integration
 
 SEGMENT_S = 3
-RECORD_S = 8
+RECORD_S = 7
 LATENCY_S = 0.5
 
 
@@ -58,7 +58,7 @@ def test_live_fragments_arrive_within_500ms_across_segments(tmp_path):
 
     def client():
         for piece in live.follow(pdir, "cam1", "main", current_segment, poll=0.05,
-                                 idle_timeout=3.0):
+                                 idle_timeout=2.0):
             received.append((time.monotonic(), piece))
 
     reader = threading.Thread(target=client, daemon=True)

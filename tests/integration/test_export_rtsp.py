@@ -17,7 +17,7 @@ from recorder.recovery import recover
 pytestmark = pytest.mark.integration
 
 SEGMENT_S = 3
-RECORD_S = 13
+RECORD_S = 11
 FPS = 15
 
 
