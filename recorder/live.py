@@ -13,7 +13,10 @@ sent again only if the new file's format differs (resolution, codec
 parameters, timescale); MSE accepts a new init segment mid-stream.
 
 Playback starts at the newest fragment that begins with a keyframe, so the
-picture appears at once. The stream ends when nothing new arrives for
+picture appears at once. A fragment is sent when its last byte is in the file;
+ffmpeg puts it there at once only with `flush_packets=1` in the segment
+muxer's -segment_format_options (otherwise its 32 KiB output buffer holds the
+tail of each fragment until more video arrives). The stream ends when nothing new arrives for
 limits.LIVE_IDLE_TIMEOUT_S (recording stopped); the client reconnects.
 """
 
