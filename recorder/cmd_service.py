@@ -173,6 +173,8 @@ def cmd_demo(args) -> int:
     if args.port and not 1 <= args.port <= 65535:
         raise UserError("--port must be between 1 and 65535")
     paths = open_paths(args)
+    from recorder import storage
+    storage.adopt_demo_directory(paths)      # recordings (and retention) in the data directory
     port = args.port or free_port()
     cams = demo_cameras(paths, args.cameras, port)
     children = [cams]

@@ -161,6 +161,15 @@ def disk_storage_wanted() -> bool:
             or config.Setting.read(SETTING_STORAGE_MODE) == "disks")
 
 
+def adopt_demo_directory(paths: DataPaths) -> None:
+    """`picorder demo`: record into its own data directory, adopted explicitly (DESIGN.md 3)."""
+    if load_entries():
+        return
+    root = paths.default_recordings
+    root.mkdir(parents=True, exist_ok=True)
+    DiskStorage(paths, run_jobs=False).adopt_dir(str(root), allow_root_device=True)
+
+
 def camera_limits(recorded: Iterable[str] = ()) -> dict[str, retention.CameraLimits]:
     """Limits per camera; cameras no longer configured get the default maximum age."""
     default_age = default_max_age_days()
