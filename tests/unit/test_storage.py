@@ -235,3 +235,18 @@ def test_jobs_are_scheduled_and_failures_logged_with_traceback(tmp_path, fake_mo
         assert "Traceback" in record.message and "in broken" in record.message
     finally:
         st.stop()
+
+
+def test_demo_adopts_its_own_directory_once(tmp_path):
+    from recorder import storage as storage_mod
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    assert not storage_mod.disk_storage_wanted()
+    storage_mod.adopt_demo_directory(paths)
+    storage_mod.adopt_demo_directory(paths)
+    entries = storage_mod.load_entries()
+    assert [(e.kind, e.root) for e in entries] == [("dir", str(paths.default_recordings))]
+    assert storage_mod.disk_storage_wanted()
+    assert storage_mod.configured_root(paths) == paths.default_recordings
+    assert (paths.default_recordings / "picorder" / "marker.json").exists()
