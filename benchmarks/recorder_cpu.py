@@ -2,8 +2,10 @@
 
     python -m benchmarks.recorder_cpu [--streams 16 64] [--seconds 120] [--kbps 4000]
 
-For each N: one simulated camera server (GStreamer, one shared mount per
-camera, --mounts of them) streams H.264 at --kbps; `picorder recorder`
+For each N: simulated camera servers (GStreamer, one shared mount each, so one
+encoder per server; at most --clients-per-server clients, because
+gst-rtsp-server falls over with ~128 clients on one mount) stream H.264 at
+--kbps; `picorder recorder`
 records N streams of it while N bare ffmpeg processes (`-c copy` into the same
 fragmented-MP4 segment muxer, no supervision) record the same streams. After a
 warm-up, CPU seconds (utime+stime from /proc) are measured over the window for
@@ -72,7 +74,7 @@ def bare_ffmpeg(url: str, out: Path) -> subprocess.Popen:
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
 
 
-def wait_running(data: Path, n: int, timeout: float = 60) -> None:
+def wait_running(data: Path, n: int, timeout: float = 120) -> None:
     from recorder import control
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,14 +96,19 @@ def measure(pids: list[int], seconds: float) -> dict[int, float]:
             if start[pid] is not None and end[pid] is not None}
 
 
-def run(n: int, seconds: float, kbps: int, mounts: int, workdir: Path) -> dict:
+def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int],
+        workdir: Path) -> dict:
     data = workdir / f"n{n}" / "data"
     data.mkdir(parents=True)
-    sim = SimCameras(cameras=mounts, fps=25, gop=50, kbps=kbps, width=1280, height=720).start()
+    servers = max(1, -(-2 * n // per_server))
+    sims = [SimCameras(cameras=1, fps=25, gop=50, kbps=kbps, width=size[0], height=size[1])
+            for _ in range(servers)]
     procs: list[subprocess.Popen] = []
     rec = None
     try:
-        urls = [sim.url(1 + i % mounts) for i in range(n)]
+        for sim in sims:
+            sim.start()
+        urls = [sims[i % servers].url(1) for i in range(n)]
         for i, url in enumerate(urls):
             picorder(data, "camera", "add", f"cam{i + 1}", url)
         log = open(workdir / f"n{n}" / "recorder.log", "w")
@@ -132,9 +139,11 @@ def run(n: int, seconds: float, kbps: int, mounts: int, workdir: Path) -> dict:
             rec.wait(30)
         for p in procs:
             p.wait(30)
-        sim.stop()
+        for sim in sims:
+            sim.stop()
     return {
-        "streams": n, "kbps": kbps, "window_s": round(window, 1),
+        "streams": n, "kbps": kbps, "size": f"{size[0]}x{size[1]}", "servers": servers,
+        "window_s": round(window, 1),
         "recorder_tree_cpu_s": round(rec_tree, 2), "bare_ffmpeg_cpu_s": round(bare_cpu, 2),
         "cpu_ratio": round(rec_tree / bare_cpu, 3) if bare_cpu else None,
         "python_cpu_s": round(rec_py, 2),
@@ -153,8 +162,9 @@ def main(argv=None) -> int:
     parser.add_argument("--streams", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--kbps", type=int, default=4000)
-    parser.add_argument("--mounts", type=int, default=1,
-                        help="camera mounts the streams are spread over (one encoder each)")
+    parser.add_argument("--clients-per-server", type=int, default=16,
+                        help="RTSP clients per simulated camera server (one encoder each)")
+    parser.add_argument("--size", default="1280x720", help="picture size of the stream")
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     if not shutil.which("ffmpeg"):
@@ -163,7 +173,9 @@ def main(argv=None) -> int:
     workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="picorder-bench-"))
     try:
         for n in args.streams:
-            print(json.dumps(run(n, args.seconds, args.kbps, args.mounts, workdir)), flush=True)
+            size = tuple(int(v) for v in args.size.split("x"))
+            print(json.dumps(run(n, args.seconds, args.kbps, args.clients_per_server, size,
+                                 workdir)), flush=True)
     finally:
         if not args.dir:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -87,11 +87,14 @@ def concat_list_text(spec: StreamSpec, io_timeout_s: float = limits.RTSP_IO_TIME
     return "\n".join(lines) + "\n"
 
 
-def write_source_file(runtime_dir: Path, spec: StreamSpec) -> Path:
-    """Write the stream's ffconcat list, readable only by its owner; return its path."""
+SOURCE_SUFFIX = ".ffconcat"
+
+
+def write_source_file(runtime_dir: Path, spec: StreamSpec, run_id: int = 0) -> Path:
+    """Write one run's ffconcat list, readable only by its owner; return its path."""
     runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(runtime_dir, 0o700)
-    path = runtime_dir / f"{spec.camera}.{spec.stream}.ffconcat"
+    path = runtime_dir / f"{spec.camera}.{spec.stream}.{run_id}{SOURCE_SUFFIX}"
     try:
         path.unlink()
     except FileNotFoundError:
@@ -100,6 +103,12 @@ def write_source_file(runtime_dir: Path, spec: StreamSpec) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(concat_list_text(spec))
     return path
+
+
+def remove_stale_source_files(runtime_dir: Path) -> None:
+    """Delete lists left by a recorder that was killed (they hold credentials)."""
+    for path in runtime_dir.glob(f"*{SOURCE_SUFFIX}"):
+        remove_source_file(path)
 
 
 def remove_source_file(path: Path | None) -> None:

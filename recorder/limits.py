@@ -96,3 +96,4 @@ CLOCK_MAX_UTC_US = 4_102_444_800_000_000    # 2100-01-01
 REACHABILITY_PROBE_S = 2.0      # a camera that refused connections is TCP-probed this often ...
 REACHABILITY_CONNECT_S = 1.0    # ... with this connect timeout; when it answers, retry at once
 ROOT_RETRY_S = 30.0             # a recording root whose index could not be opened is retried
+EVENTS_PER_STEP = 1000          # queue events handled between two looks at the tick timer

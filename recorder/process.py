@@ -260,7 +260,7 @@ class StreamProcess:
                            self.last_end_us)
         try:
             self._make_day_dirs()
-            source = ffmpeg.write_source_file(self.runtime_dir, self.spec)
+            source = ffmpeg.write_source_file(self.runtime_dir, self.spec, run_id)
         except OSError as exc:
             logger.exception("%s: cannot prepare the recording", self.key)
             self.last_error = f"cannot prepare the recording: {exc.strerror or exc}"

@@ -232,6 +232,7 @@ class Recorder:
         self.started_utc_us = self.clock.wall_us()
         self.timekeeper.start()
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ffmpeg.remove_stale_source_files(self.runtime_dir)
         if self._spawn is None:
             self._spawn = FfmpegSpawner(PipeHub())
         self.writer.start()
@@ -288,9 +289,11 @@ class Recorder:
         except queue.Empty:
             event = None
         handled = 0
-        while event is not None and handled < 1000:
+        while event is not None:
             self.dispatch(event)
             handled += 1
+            if handled >= limits.EVENTS_PER_STEP:     # let the tick run under a flood
+                break
             try:
                 event = self.queue.get_nowait()
             except queue.Empty:

@@ -69,7 +69,8 @@ def test_password_never_in_argv():
 
 def test_source_file_private_and_holds_encoded_credentials(tmp_path):
     run = tmp_path / "run"
-    path = ffmpeg.write_source_file(run, SPEC)
+    path = ffmpeg.write_source_file(run, SPEC, 7)
+    assert path.name == "cam1.main.7.ffconcat"
     assert stat.S_IMODE(os.stat(run).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     text = path.read_text()
@@ -78,10 +79,13 @@ def test_source_file_private_and_holds_encoded_credentials(tmp_path):
     assert "option rtsp_transport tcp" in text
     assert f"option timeout {int(limits.RTSP_IO_TIMEOUT_S * 1e6)}" in text
     # Written again (restart): replaced, still private.
-    path2 = ffmpeg.write_source_file(run, SPEC)
+    path2 = ffmpeg.write_source_file(run, SPEC, 7)
     assert path2 == path and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    ffmpeg.write_source_file(run, SPEC, 8)
     ffmpeg.remove_source_file(path)
     assert not path.exists()
+    ffmpeg.remove_stale_source_files(run)            # what a kill -9 left behind
+    assert list(run.iterdir()) == []
 
 
 def test_no_credentials_plain_url():

@@ -98,7 +98,7 @@ def test_start_running_and_states_logged(env, caplog):
     caplog.set_level("INFO")
     proc.start()
     assert proc.state == State.STARTING and proc.pid == 1000
-    assert (proc.runtime_dir / "cam1.main.ffconcat").exists()
+    assert (proc.runtime_dir / f"cam1.main.{proc.run.run_id}.ffconcat").exists()
     clock.advance(2)
     progress(proc, clock, 1, 0)
     assert proc.state == State.RUNNING
@@ -137,7 +137,7 @@ def test_unexpected_exit_backs_off_with_problem(env):
     proc.tick(now(clock))
     assert proc.state == State.BACKOFF and proc.problem == "auth failed"
     assert "pw" not in proc.last_error and "401" in proc.last_error
-    assert not (proc.runtime_dir / "cam1.main.ffconcat").exists()
+    assert list(proc.runtime_dir.iterdir()) == []
     # Retries only after the backoff delay.
     clock.advance(0.5)
     proc.tick(now(clock))
