@@ -154,6 +154,7 @@ def poll(fn, timeout: float, interval: float = 0.1, what: str = "condition"):
 def screenshot(stack: Stack, page, name: str) -> Path:
     """Save a screenshot into the stack's directory (and $PICORDER_E2E_SCREENSHOTS)."""
     path = stack.shots / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")         # the sticky header stays on top of the image
     page.screenshot(path=str(path), full_page=True)
     extra = os.environ.get(SCREENSHOT_ENV)
     if extra:
