@@ -96,7 +96,8 @@ def run(argv: list[str], timeout: float = limits.PROBE_CMD_TIMEOUT_S,
         raise DiskError(f"{argv[0]} did not finish within {timeout:.0f} s") from exc
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise DiskError(f"{os.path.basename(argv[0])} failed: {detail[-1] if detail else proc.returncode}")
+        last = detail[-1] if detail else f"exit status {proc.returncode}"
+        raise DiskError(f"{os.path.basename(argv[0])} failed: {last}")
     return proc
 
 

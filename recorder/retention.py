@@ -248,7 +248,8 @@ def connect_index(path: Path) -> sqlite3.Connection:
 
 
 def has_segment_table(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='segment'").fetchone()
+    row = conn.execute("SELECT 1 FROM sqlite_master "
+                       "WHERE type = 'table' AND name = 'segment'").fetchone()
     return row is not None
 
 

@@ -38,6 +38,7 @@ STATE_MISSING = "disk missing"
 STATE_NO_DISK = "no disk"
 
 NOSPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+EXT_FS = ("ext2", "ext3", "ext4")         # debugfs can read their marker unmounted
 
 
 @dataclass
@@ -417,7 +418,7 @@ class DiskStorage:
             return
         entry = self._entry_for_uuid(uuid)
         if entry is None:
-            marker = disks.peek_marker(drive.device) if drive.fs_type in ("ext2", "ext3", "ext4") else None
+            marker = disks.peek_marker(drive.device) if drive.fs_type in EXT_FS else None
             if marker is None or marker.box_id != self._box_id:
                 return
             logger.info("disk %s carries this box's marker: adopting it again", uuid)
@@ -551,7 +552,7 @@ class DiskStorage:
         with self._lock:
             result = []
             for drive in sorted(self._drives.values(), key=lambda d: d.device):
-                if not (drive.candidate or drive.system) or drive.devtype not in ("disk", "partition"):
+                if not (drive.candidate or drive.system):
                     continue
                 result.append(self._with_marker(drive).to_json())
             return {"drives": result, "adopted": self._adopted_view(),
@@ -576,7 +577,7 @@ class DiskStorage:
         marker = None
         for point in drive.mount_points:
             marker = self._read_marker_logged(Path(point)) or marker
-        if marker is None and drive.fs_type in ("ext2", "ext3", "ext4") and drive.candidate:
+        if marker is None and drive.fs_type in EXT_FS and drive.candidate:
             marker = disks.peek_marker(drive.device)
         return drive.with_marker(marker.disk_id, marker.box_id) if marker else drive
 
@@ -592,7 +593,8 @@ class DiskStorage:
             raise DiskError(f"{drive.device} holds the system (root or boot filesystem): "
                             "it can never be a recording disk")
         if not drive.candidate:
-            raise DiskError(f"{drive.device} cannot be a recording disk: {drive.not_candidate_reason}")
+            raise DiskError(f"{drive.device} cannot be a recording disk: "
+                            f"{drive.not_candidate_reason}")
         return drive
 
     def adopt(self, uuid: str) -> dict:
@@ -685,7 +687,8 @@ class DiskStorage:
         if drive.system:
             raise DiskError(f"{drive.device} holds the system (root or boot filesystem): refusing")
         if not drive.candidate:
-            raise DiskError(f"{drive.device} cannot be a recording disk: {drive.not_candidate_reason}")
+            raise DiskError(f"{drive.device} cannot be a recording disk: "
+                            f"{drive.not_candidate_reason}")
         family = [d for d in drives if d.disk_devpath == drive.disk_devpath
                   and (d.devpath == drive.devpath or drive.devtype == "disk")]
         busy = [p for d in family for p in d.mount_points]
@@ -756,7 +759,7 @@ class DiskStorage:
             self._scheduler.modify_job("retention", next_run_time=datetime.now(timezone.utc))
 
     def watch(self) -> None:
-        """Every few seconds: free space against the floor, pending read-only remounts and ejects."""
+        """Every second: free space against the floor, pending read-only remounts and ejects."""
         with self._lock:
             root = self._root
             pending_ro = [m for m in self._mounted.values()

@@ -4,7 +4,6 @@ and a real loop disk that fills up while retention keeps the floor (real udev, m
 import errno
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
