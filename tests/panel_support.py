@@ -11,8 +11,13 @@ ADMIN = ("admin", "correct horse")
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
+# The box hashes with scrypt; most tests need no slow hash (test_panel_auth checks the real one).
+FAST_HASH = "pbkdf2:sha256:1000"
+
+
 def make_app(tmp_path, **config):
-    settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data")}
+    settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+                "PASSWORD_HASH_METHOD": FAST_HASH}
     settings.update(config)
     return create_app(settings)
 

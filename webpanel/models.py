@@ -5,6 +5,7 @@ import secrets
 import time
 from importlib.metadata import version as _werkzeug_version
 
+from flask import current_app, has_app_context
 from peewee import BigIntegerField, CharField, IntegerField
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -37,7 +38,9 @@ class User(BaseModel):
     created_us = BigIntegerField(default=now_us)
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password, method=PASSWORD_METHOD)
+        # Tests may choose a cheaper method (config PASSWORD_HASH_METHOD); the box never does.
+        method = current_app.config.get("PASSWORD_HASH_METHOD") if has_app_context() else None
+        self.password_hash = generate_password_hash(password, method=method or PASSWORD_METHOD)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

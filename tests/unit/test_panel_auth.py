@@ -20,7 +20,14 @@ def app(tmp_path):
     return make_app(tmp_path)
 
 
-def test_first_visit_creates_the_admin_then_setup_closes(app, tmp_path):
+@pytest.fixture
+def box_app(tmp_path):
+    """With the password hashing the box really uses."""
+    return make_app(tmp_path, PASSWORD_HASH_METHOD=None)
+
+
+def test_first_visit_creates_the_admin_then_setup_closes(box_app, tmp_path):
+    app = box_app
     client = app.test_client()
     page = client.get("/", headers={"Accept": "text/html"})
     assert page.status_code == 401 and b'action="/auth/setup' in page.data
