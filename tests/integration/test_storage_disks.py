@@ -312,3 +312,47 @@ def test_eject_while_recording(loop_disks, mount_base, tmp_path):
         _pump(storage, events, lambda: storage.recording_root() == mount_base / uuid, 10)
     finally:
         storage.stop()
+
+
+def partitioned_image(path: Path, size_mb: int = 64) -> None:
+    """A disk image with an MBR and one ext4 partition, like most USB disks."""
+    with open(path, "wb") as fh:
+        fh.truncate(size_mb * 1024 * 1024)
+    subprocess.run(["sfdisk", "-q", str(path)], input="label: dos\nstart=2048, type=83\n",
+                   text=True, check=True)
+    sh("mke2fs", "-q", "-F", "-t", "ext4", "-L", "USBDISK", "-E", f"offset={2048 * 512}", path,
+       f"{size_mb * 1024 - 1024}k")
+
+
+def test_partition_removed_and_added_with_real_udev_events(loop_disks, mount_base, tmp_path):
+    """A real udev 'remove' and 'add' of a partition (partx -d / -a on a loop disk)."""
+    image = tmp_path / "usb.img"
+    partitioned_image(image)
+    dev = sh("losetup", "-f", "--show", "-P", image).stdout.strip()
+    loop_disks.devices[dev] = image
+    part = dev + "p1"
+    sh("partx", "-a", dev, check=False)          # this kernel does not scan loop partitions
+    sh("udevadm", "settle", "--timeout=10")
+    assert os.path.exists(part)
+    uuid = loop_disks.uuid(part)
+    storage = _storage(tmp_path / "data", mount_base)
+    events = queue.Queue()
+    storage.start(events.put)
+    try:
+        storage.adopt(uuid)
+        _pump(storage, events, lambda: storage.recording_root() == mount_base / uuid, 5)
+        drive = next(d for d in storage.drives() if d.fs_uuid == uuid)
+        assert drive.devtype == "partition" and drive.device == part
+
+        sh("umount", "-l", mount_base / uuid)   # the filesystem dies with its device ...
+        sh("partx", "-d", dev)                  # ... which the kernel removes: udev 'remove'
+        took = _pump(storage, events, lambda: storage.recording_root() is None, 5)
+        assert took < 2.0 and storage.state()["state"] == STATE_MISSING
+
+        sh("partx", "-a", dev)                  # udev 'add', with the filesystem's UUID
+        took = _pump(storage, events, lambda: storage.recording_root() == mount_base / uuid, 10)
+        assert took < 10.0 and os.path.ismount(mount_base / uuid)
+    finally:
+        storage.stop()
+        sh("umount", "-l", mount_base / uuid, check=False)
+        sh("partx", "-d", dev, check=False)
