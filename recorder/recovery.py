@@ -209,18 +209,18 @@ def _recover_file(picorder_dir: Path, rel: str, parsed: tuple[str, str, int],
         return
     if info.torn:
         report.truncated.append(Truncation(rel, info.file_size, info.complete_end))
-        if not dry_run:
-            truncate_durably(path, info.complete_end)
     if not dry_run:
+        # Truncate if torn; either way the file is on disk before its row is written.
+        truncate_durably(path, info.complete_end)
         _insert_row(rel, parsed, info, clock_trusted)
     report.indexed.append(rel)
 
 
 def truncate_durably(path: Path, size: int) -> None:
-    """Cut the file to `size` bytes and fsync it and its directory."""
+    """Cut the file to `size` bytes (if longer) and fsync it and its directory."""
     with open(path, "r+b") as f:
-        f.truncate(size)
-        f.flush()
+        if os.fstat(f.fileno()).st_size > size:
+            f.truncate(size)
         os.fsync(f.fileno())
     fsync_dir(path.parent)
 
