@@ -1,6 +1,7 @@
 """The panel's tables in config.db: users, API tokens and login attempts."""
 
 import hashlib
+import importlib.metadata
 import secrets
 import time
 from importlib.metadata import version as _werkzeug_version
@@ -17,8 +18,20 @@ PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 1024
 USERNAME_MAX_LENGTH = 64
 TOKEN_PREFIX = "pct_"
-# scrypt where this Python's hashlib has it (OpenSSL 1.1+), else PBKDF2.
-PASSWORD_METHOD = "scrypt" if hasattr(hashlib, "scrypt") else "pbkdf2:sha256:600000"
+
+
+def _password_method() -> str:
+    """scrypt where Werkzeug (2.3+) and hashlib support it, else PBKDF2 (bookworm's 2.2)."""
+    try:
+        major, minor = (int(p) for p in importlib.metadata.version("werkzeug").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        major, minor = 0, 0
+    if (major, minor) >= (2, 3) and hasattr(hashlib, "scrypt"):
+        return "scrypt"
+    return "pbkdf2:sha256:600000"
+
+
+PASSWORD_METHOD = _password_method()
 # Werkzeug before 2.3 (Debian bookworm's 2.2.2, used by the appliance) has no scrypt
 # method and fails with "unsupported" on it.
 if tuple(int(x) for x in _werkzeug_version("werkzeug").split(".")[:2]) < (2, 3):
