@@ -247,18 +247,22 @@ def _last_admin(user: User) -> bool:
 def user_update(user_id):
     user = _get_user(user_id)
     body = json_body()
-    password = body.get("password", "x" * 8)
+    errors = {k: "unknown field" for k in body if k not in ("password", "role")}
+    if "password" in body:
+        errors.update({k: v for k, v in validate_user(user.username, body["password"],
+                                                      user.role).items() if k == "password"})
     role = body.get("role", user.role)
-    errors = validate_user(user.username, password, role)
-    errors.update({k: "unknown field" for k in body if k not in ("password", "role")})
-    if not errors and role != "admin" and _last_admin(user):
+    if role not in ("admin", "viewer"):
+        errors["role"] = "the role must be 'admin' or 'viewer'"
+    elif role != "admin" and _last_admin(user):
         errors["role"] = "the last admin cannot become a viewer"
     if errors:
         raise FieldErrors(errors)
     if "password" in body:
-        user.set_password(password)
+        user.set_password(body["password"])
     user.role = role
     user.save()
+    logger.info("%s changed user %s", current_user.name, user.username)
     return jsonify(user.to_public())
 
 

@@ -180,3 +180,18 @@ def test_timeline_folds_whole_runs_and_joins_runs_across_small_gaps(root, admin)
             for r in result["runs"]]
     assert runs == [(T0, T0 + 5 * MIN + 1_500_000, True, 5, 4500),
                     (T0 + 7 * MIN, T0 + 9 * MIN, False, 2, 1800)]
+
+
+def test_user_patch_changes_password_and_role(admin, app):
+    made = admin.post("/api/users", json={"username": "ann", "password": "annpassword",
+                                          "role": "viewer"}).get_json()
+    url = f"/api/users/{made['id']}"
+    assert admin.patch(url, json={"password": "short"}).get_json()["errors"] == {
+        "password": "the password must have at least 8 characters"}
+    assert admin.patch(url, json={"role": "god", "age": 3}).get_json()["errors"].keys() == {
+        "role", "age"}
+    assert admin.patch(url, json={"role": "admin", "password": "newpassword"}).status_code == 200
+    from panel_support import login
+    client = app.test_client()
+    assert login(client, "ann", "annpassword").status_code == 401
+    assert login(client, "ann", "newpassword").get_json()["user"]["role"] == "admin"
