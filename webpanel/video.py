@@ -91,6 +91,9 @@ def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int
         raise json_error(404, str(exc)) from exc
     except ValueError as exc:
         raise FieldErrors({"end": str(exc)}) from exc
+    except OSError as exc:
+        logger.exception("cannot build %s/%s %d-%d", camera, stream, start_us, end_us)
+        raise json_error(503, f"cannot read the recordings: {exc.strerror or exc}") from exc
     movies.put(key, movie)
     return movie
 
