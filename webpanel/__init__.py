@@ -75,8 +75,12 @@ def open_config_db(app: Flask) -> None:
 
     @app.teardown_appcontext
     def _close(exc):
+        from webpanel import index_reader
+
         if not config.db.is_closed():
             config.db.close()
+        # Per request, so a thread never keeps reading the index of a disk that was swapped.
+        index_reader.close()
         g.pop("identity", None)
 
 
