@@ -193,7 +193,8 @@ def test_truncation_at_any_offset_yields_a_decodable_file(tmp_path_factory, sour
     assert row.frames == sum(f.count for f in complete)
 
 
-@pytest.mark.parametrize("garbage", [bytes(5000), b"\xff" * 17, b"\x00\x00\x01\x00moof" + bytes(100)])
+@pytest.mark.parametrize("garbage", [bytes(5000), b"\xff" * 17, b"\x00\x00\x01\x00moof" + bytes(100)],
+                         ids=["zeros", "ff", "fake-moof"])
 def test_garbage_after_the_last_fragment_is_cut(pdir, sources, garbage):
     """Zeroed blocks or junk after a power cut are not taken for a fragment."""
     data = sources[0].read_bytes()
