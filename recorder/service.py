@@ -457,6 +457,8 @@ class Recorder:
         logger.info("recording root: %s -> %s", self.root, self._wanted_root)
         problem = ffmpeg.DISK_MISSING if self._wanted_root is None else None
         self.root = None
+        if self._wanted_root is None:
+            self.writer.submit(_close_index)      # the disk is gone: let go of its index.db
         for proc in self.procs.values():
             proc.stop(problem)
         self._open_root_when_stopped()
@@ -715,6 +717,12 @@ def _reanchor_job(jobs: list[tuple[str, str, int, int]]) -> None:
 def _default_recover(picorder_dir: Path, trusted: bool) -> None:
     from recorder.recovery import recover
     recover(picorder_dir, clock_trusted=trusted)
+
+
+def _close_index() -> None:
+    """Writer thread: close its connection to the index (after the jobs queued before)."""
+    if not index_db.is_closed():
+        index_db.close()
 
 
 def segment_seconds_setting() -> int:

@@ -766,6 +766,11 @@ class DiskStorage:
                           if not m.read_only and m.target != root]
             ejects = [u for u in self._ejected if u in self._mounted and
                       self._mounted[u].target != root]
+        if root is None and self._conn is not None and self._retention_lock.acquire(timeout=0):
+            try:
+                self._close_conn()             # nothing of a missing disk stays open
+            finally:
+                self._retention_lock.release()
         for m in pending_ro:
             self._remount_read_only(m)
         for uuid in ejects:
@@ -828,6 +833,7 @@ class DiskStorage:
             self._cancel.clear()
             root = self.recording_root()
             if root is None:
+                self._close_conn()
                 return None
             conn = self._connection(root)
             if conn is None:

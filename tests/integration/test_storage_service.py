@@ -63,6 +63,19 @@ def files_outside(top: Path, root: Path) -> set[str]:
     return found
 
 
+def open_under(root: Path) -> list[str]:
+    """Files below root this process (the recorder: index.db and its WAL) holds open."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(root) + "/"):
+            held.append(target)
+    return held
+
+
 def newest_mtime(root: Path) -> float:
     return max((p.stat().st_mtime for p in root.rglob("*.mp4")), default=0.0)
 
@@ -109,6 +122,7 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
             return (st["storage"]["state"] == STATE_RECORDING and len(st["streams"]) == 2
                     and all(s["last_segment_utc_us"] for s in st["streams"]))
         assert wait_for(recording, 40), rec.status()
+        assert any(p.endswith("index.db") for p in open_under(root))
         before = files_outside(tmp_path, root)
 
         # udev: the disk is pulled. The observer thread only enqueues.
@@ -121,7 +135,8 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
                     and all(s["state"] == "STOPPED" and s["pid"] is None
                             and s["problem"] == "disk missing" for s in st["streams"]))
         assert wait_for(stopped, 5), rec.status()
-        assert time.monotonic() - t0 < 2.0
+        assert wait_for(lambda: not open_under(root), 5), open_under(root)
+        assert time.monotonic() - t0 < 2.0, "streams stopped and index closed within 2 s"
         settled = newest_mtime(root)
         time.sleep(2.5)
         assert newest_mtime(root) == settled, "something still writes to the pulled disk"
@@ -140,6 +155,7 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
         t0 = time.monotonic()
         rec.enqueue(DiskFailure("cam1/main", errno.EIO, "av_interleaved_write_frame(): I/O error"))
         assert wait_for(stopped, 5), rec.status()
+        assert wait_for(lambda: not open_under(root), 5), open_under(root)
         assert time.monotonic() - t0 < 2.0
         assert "I/O error" in rec.status()["storage"]["detail"]
         assert files_outside(tmp_path, root) == before
