@@ -239,3 +239,26 @@ def test_backup_and_restore(app, admin):
         assert cameras(app) == []
     assert restore(backup.get_data()).status_code == 302
     assert cameras(app)[0]["password"] == "pw-1"
+
+
+def test_dashboard_shows_state_figures_and_problems_in_words(app, admin, tmp_path):
+    from panel_support import FakeRecorder, recorder_status, stream_status
+    from recorder.paths import DataPaths
+
+    post(admin, "/cameras/new", {"name": "gate", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})
+    post(admin, "/cameras/new", {"name": "yard", "main_url": "rtsp://10.0.0.3/s", "enabled": "1"})
+    since = 1_795_000_000_000_000
+    streams = [stream_status("gate", fps=14.9, bitrate_kbps=2048.0, last_segment_utc_us=since),
+               stream_status("yard", state="BACKOFF", problem="unreachable", since_utc_us=since,
+                             last_error="connection refused")]
+    fake = FakeRecorder(DataPaths(tmp_path / "data").control_socket,
+                        lambda: recorder_status(tmp_path, streams, trusted=False))
+    try:
+        html = admin.get("/", headers=HTML).get_data(as_text=True)
+    finally:
+        fake.close()
+    gate = html[html.index('data-camera="gate"'):html.index('data-camera="yard"')]
+    yard = html[html.index('data-camera="yard"'):]
+    assert ">recording<" in gate and "14.9" in gate and "2048 kbit/s" in gate
+    assert f'data-us="{since}"' in gate
+    assert "badge bad" in yard and "unreachable since" in yard and f'data-us="{since}"' in yard
