@@ -147,6 +147,25 @@ def test_first_run_wizard(stack, browser):
     context.close()
 
 
+def test_clock_step_offers_the_browser_time_when_the_box_is_unsynchronised(stack, browser):
+    """A browser one hour ahead: the offer appears exactly when the box's clock is untrusted.
+
+    The button is not pressed: set_clock would really step this machine's clock.
+    """
+    page = sign_in(stack, browser)
+    page.clock.install(time=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    page.goto(stack.url + "/setup/clock")
+    box = page.locator("[data-clock]")
+    poll(lambda: "behind" in page.locator("[data-clock-diff]").inner_text(), 5, 0.2, "the comparison")
+    assert "1 h 0 min" in page.locator("[data-clock-diff]").inner_text()
+    untrusted = box.get_attribute("data-trusted") == "0"
+    assert page.locator("[data-set-clock]").is_visible() == untrusted
+    assert box.get_attribute("data-offer") == ("1" if untrusted else "0")
+    if untrusted:
+        screenshot(stack, page, "setup-clock-offer-desktop")
+    page.context.close()
+
+
 # ----------------------------------------------------------------------- bad input
 
 def test_bad_input_is_shown_by_the_field_and_nothing_is_saved(stack, browser):
