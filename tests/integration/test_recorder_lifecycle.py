@@ -42,6 +42,15 @@ def test_reload_kill9_recovery_and_sigterm(tmp_path, ffmpeg_available):
             pid2 = rec.stream("cam2")["pid"]
             assert rec.stream("cam1")["pid"] == pid1
 
+            # A changed camera restarts within 2 s; the others keep their ffmpeg.
+            wait_for(lambda: rec.stream("cam2")["state"] == "RUNNING", 15, "cam2 running")
+            picorder(data, "camera", "set", "cam2", "--display-name", "Yard", "--user", "guest")
+            changed = time.monotonic()
+            wait_for(lambda: rec.stream("cam2")["pid"] not in (None, pid2), 2.5, "cam2 restarted")
+            assert time.monotonic() - changed <= 2.5
+            assert rec.stream("cam1")["pid"] == pid1
+            pid2 = rec.stream("cam2")["pid"]
+
             # A camera removed stops within 2 s; the others keep their ffmpeg.
             wait_for(lambda: rec.stream("cam2")["state"] == "RUNNING", 15, "cam2 running")
             picorder(data, "camera", "remove", "cam2")
