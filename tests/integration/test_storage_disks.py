@@ -40,6 +40,19 @@ def wait_for(predicate, timeout, step=0.05):
     return predicate()
 
 
+def next_event(events: queue.Queue, match, timeout: float):
+    """The first queued udev event whose properties match, or None after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            event = events.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if match(event.properties):
+            return event
+    return None
+
+
 def mount_options(target: Path) -> str:
     return sh("findmnt", "-n", "-o", "OPTIONS", "--mountpoint", target).stdout.strip()
 
@@ -52,15 +65,8 @@ def test_udev_reports_a_new_disk_with_its_uuid(loop_disks, tmp_path):
         dev = loop_disks.create("detect", label="CAMS")
         uuid = loop_disks.uuid(dev)
 
-        def seen():
-            while True:
-                try:
-                    ev = events.get(timeout=0.2)
-                except queue.Empty:
-                    return None
-                if ev.properties.get("DEVNAME") == dev and ev.properties.get("ID_FS_UUID") == uuid:
-                    return ev
-        event = wait_for(seen, 10)
+        event = next_event(events, lambda p: p.get("DEVNAME") == dev
+                           and p.get("ID_FS_UUID") == uuid, 10)
         assert event is not None, "no udev event carried the new filesystem's UUID"
         capture_fixture("loop_ext4_add", event)
         found = {d.device: d for d in list_drives(watcher.enumerate(), allow_loop=True)}
@@ -74,9 +80,9 @@ def test_udev_reports_a_new_disk_with_its_uuid(loop_disks, tmp_path):
         system = [d for d in found.values() if d.system]
         assert system and not any(d.candidate for d in system)
         loop_disks.detach(dev)
-        gone = wait_for(lambda: next((e for e in iter(lambda: events.get(timeout=1), None)
-                                      if e.properties.get("DEVNAME") == dev
-                                      and not e.properties.get("ID_FS_UUID")), None), 10)
+        gone = next_event(events, lambda p: p.get("DEVNAME") == dev
+                          and not p.get("ID_FS_UUID"), 10)
+        assert gone is not None, "no udev event for the detached disk"
         capture_fixture("loop_detach_change", gone)
     finally:
         watcher.stop()
