@@ -680,7 +680,22 @@ class DiskStorage:
         finally:
             with self._lock:
                 self._formatting.discard(real)
+        if drive.fs_uuid:
+            self._forget_adoption(drive.fs_uuid)
         return {"device": real, "uuid": uuid, "label": disks.FORMAT_LABEL}
+
+    def _forget_adoption(self, fs_uuid: str) -> None:
+        """The filesystem was formatted away: drop its adoption (it no longer exists)."""
+        with self._lock:
+            entries = load_entries()
+            gone = [e for e in entries if e.kind == "disk" and e.uuid == fs_uuid]
+            if not gone:
+                return
+            save_entries([e for e in entries if e not in gone])
+            if config.Setting.read(SETTING_ACTIVE) in {e.disk_id for e in gone}:
+                config.Setting.delete().where(config.Setting.key == SETTING_ACTIVE).execute()
+            logger.info("disk %s was formatted: no longer adopted", fs_uuid)
+        self._enqueue(StorageNudge("formatted"))
 
     @staticmethod
     def _check_formattable(drive: Drive, drives: list[Drive], force: bool) -> None:

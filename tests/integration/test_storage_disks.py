@@ -126,6 +126,14 @@ def test_format_adopt_mount_marker_eject(loop_disks, mount_base, tmp_path):
     mine = next(d for d in listing["drives"] if d["fs_uuid"] == uuid)
     assert mine["marker_disk_id"] == marker["disk_id"] and not mine["mounted"]
 
+    # Formatting an adopted (ejected) disk again needs --force, and ends its adoption.
+    r = picorder(data, mount_base, "disk", "format", dev, "--confirm", dev)
+    assert r.returncode == 2 and "holds data (ext4)" in r.stderr
+    picorder(data, mount_base, "disk", "format", dev, "--confirm", dev, "--force", check=True)
+    assert loop_disks.uuid(dev) != uuid
+    listing = json.loads(picorder(data, mount_base, "disk", "list", "--json", check=True).stdout)
+    assert listing["adopted"] == [] and listing["state"] == "no disk"
+
 
 def test_bad_input_is_refused_and_nothing_is_touched(loop_disks, mount_base, tmp_path):
     data = tmp_path / "data"
