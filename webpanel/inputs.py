@@ -1,6 +1,6 @@
 """Checking request input: times, streams, cameras; one clear error per field."""
 
-import math
+from decimal import Decimal, InvalidOperation
 from datetime import datetime, timezone
 
 from flask import request
@@ -43,12 +43,12 @@ def parse_time(value: str | None, field: str, errors: dict) -> int | None:
     text = value.strip()
     us = None
     try:
-        seconds = float(text)
-    except ValueError:
+        seconds = Decimal(text)         # exact: no float rounding of the microseconds
+    except InvalidOperation:
         seconds = None
     if seconds is not None:
-        if math.isfinite(seconds) and abs(seconds) < 1e12:
-            us = round(seconds * 1_000_000)
+        if seconds.is_finite() and abs(seconds) < 10 ** 12:
+            us = int((seconds * 1_000_000).to_integral_value())
     else:
         try:
             parsed = datetime.fromisoformat(text)

@@ -218,3 +218,15 @@ def test_through_gunicorn_ranges_and_bounded_snapshot_decoders(gunicorn, admin):
     assert log.read_text().count("start") == 20          # 20 different keyframes decoded
     # ... by 2 workers x 16 threads, yet never more decoders at once than the bound.
     assert 1 <= max_overlap(log) <= limits.SNAPSHOT_DECODERS_TOTAL
+
+
+def test_the_panel_serves_the_same_bytes_as_picorder_export(admin, recorded, tmp_path):
+    root, _rows = recorded
+    start, end = "1795000003.333333", "2026-11-18T11:06:55.5Z"
+    served = admin.get(f"/api/cameras/cam1/recording.mp4?start={start}&end={end}")
+    assert served.status_code == 200
+    out = tmp_path / "export.mp4"
+    subprocess.run([sys.executable, "-m", "recorder", "--data", str(tmp_path / "data"), "export",
+                    "cam1", start, end, str(out), "--root", str(root)], check=True,
+                   capture_output=True, timeout=60, cwd=PROJECT_ROOT)
+    assert out.read_bytes() == served.get_data()
