@@ -264,6 +264,34 @@ def test_live_tile_plays_moving_video(stack, browser):
     page.context.close()
 
 
+def test_live_uses_managed_media_source_or_falls_back_to_snapshots(stack, browser):
+    # iPhone: ManagedMediaSource and no MediaSource (Chromium's MediaSource stands in for it).
+    page = sign_in(stack, browser, PHONE)
+    page.add_init_script("window.ManagedMediaSource = class extends MediaSource {};"
+                         "delete window.MediaSource;")
+    page.goto(stack.url + "/live")
+    tile = page.locator('[data-live-tile][data-camera="cam1"]')
+    video = tile.locator("video").element_handle()
+    poll(lambda: tile.get_attribute("data-live-mode") == "mse"
+         and page.evaluate("v => v.currentTime > 1 && v.disableRemotePlayback", video),
+         20, 0.2, "playback through ManagedMediaSource")
+    screenshot(stack, page, "live-phone-mms")
+    page.context.close()
+
+    # No MSE at all: JPEG snapshots, refreshed.
+    page = sign_in(stack, browser, PHONE)
+    page.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
+    page.goto(stack.url + "/live")
+    tile = page.locator('[data-live-tile][data-camera="cam1"]')
+    img = tile.locator("img").element_handle()
+    poll(lambda: tile.get_attribute("data-live-mode") == "snapshots"
+         and page.evaluate("i => i.complete && i.naturalWidth > 0", img), 20, 0.2, "a snapshot")
+    first = page.evaluate("i => i.src", img)
+    poll(lambda: page.evaluate("i => i.src", img) != first, 10, 0.2, "the snapshot to refresh")
+    assert page.evaluate("i => i.naturalWidth", img) == 320         # the sub stream
+    page.context.close()
+
+
 # ----------------------------------------------------------------------- recordings
 
 def test_click_on_the_timeline_plays_from_that_time_and_seeking_works(stack, browser):
