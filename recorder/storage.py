@@ -909,7 +909,7 @@ class DiskStorage:
         return result
 
     def _record(self, result, plan, floor, root, rates, lims, totals) -> None:
-        space = _space(root)
+        space = _space(root) or {"free_bytes": 0, "total_bytes": 0}   # gone meanwhile
         used = sum(totals.values()) - result.bytes
         fc = retention.predict_retention(rates, lims, used_bytes=used,
                                          free_bytes=space["free_bytes"], floor_bytes=floor)
