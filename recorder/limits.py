@@ -41,6 +41,9 @@ PROBE_TIMEOUT_S = 20            # bound on each probe subprocess
 PROBE_IO_TIMEOUT_S = 8          # RTSP socket timeout inside the probe
 PROBE_MAX_KEYFRAME_S = 4.0      # warn above this keyframe interval
 PROBE_SNAPSHOT_TTL_S = 600      # probe JPEGs are deleted after this long
+CLOCK_OFFER_TOLERANCE_S = 5     # setup wizard: offer the browser's time beyond this difference
+PAGE_COMMAND_TIMEOUT_S = 3      # system page: bound on timedatectl / journalctl
+PAGE_COMMAND_CACHE_S = 10       # system page: their output is reused this long per worker
 
 # Web panel (webpanel/): sign-in, status cache, timeline, snapshots, live.
 LOGIN_WINDOW_S = 60             # failed logins are counted over this window ...

@@ -37,7 +37,9 @@ def recorder_call(cmd: str, **args):
 def recorder_status() -> tuple[dict | None, str | None]:
     """The recorder's status (briefly cached), or (None, why not)."""
     state = recorder_client.get_state()
-    return (state.status, None) if state.running else (None, state.message or "the recorder is not running")
+    if state.running:
+        return state.status, None
+    return None, state.message or "the recorder is not running"
 
 
 # ------------------------------------------------------------------ helpers
@@ -228,8 +230,8 @@ def camera_new():
         if cam:
             flash(f"Camera {cam.name} added; recording starts within a few seconds.", "success")
             return redirect(url_for("pages.dashboard"))
-        return render_template("camera_form.html", cam=None, form=camera_form_values(None, request.form),
-                               errors=errors), 400
+        return render_template("camera_form.html", cam=None, errors=errors,
+                               form=camera_form_values(None, request.form)), 400
     return render_template("camera_form.html", cam=None, form=camera_form_values(None), errors={})
 
 
@@ -243,8 +245,8 @@ def camera_edit(name):
             flash(f"Camera {cam.name} saved; only this camera restarts.", "success")
             return redirect(url_for("pages.dashboard"))
         cam = get_camera(name)          # the unsaved values must not leak into the page
-        return render_template("camera_form.html", cam=cam, form=camera_form_values(cam, request.form),
-                               errors=errors), 400
+        return render_template("camera_form.html", cam=cam, errors=errors,
+                               form=camera_form_values(cam, request.form)), 400
     return render_template("camera_form.html", cam=cam, form=camera_form_values(cam), errors={})
 
 

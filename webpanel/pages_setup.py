@@ -4,6 +4,7 @@ import logging
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
+from recorder import limits
 from recorder.config import Camera, Setting
 from webpanel import storage_forms
 from webpanel.auth import login_required
@@ -17,7 +18,6 @@ bp = Blueprint("wizard", __name__, url_prefix="/setup")
 STEPS = [("admin", "Admin account"), ("clock", "Clock"), ("disk", "Disk"),
          ("camera", "First camera"), ("retention", "Retention"), ("done", "Done")]
 STEP_NAMES = [s for s, _ in STEPS]
-CLOCK_TOLERANCE_S = 5
 
 
 def next_step(step: str) -> str:
@@ -49,7 +49,8 @@ def clock_step():
             return redirect(url_for("wizard.step", step="clock"))
     status, problem = recorder_status()
     return render_step("clock", 400 if errors else 200, clock=(status or {}).get("clock"),
-                       recorder_problem=problem, errors=errors, tolerance_s=CLOCK_TOLERANCE_S)
+                       recorder_problem=problem, errors=errors,
+                       tolerance_s=limits.CLOCK_OFFER_TOLERANCE_S)
 
 
 def set_clock_from_form(form) -> dict:

@@ -14,7 +14,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
                    request, url_for)
 from peewee import IntegrityError
 
-from recorder import __version__, config
+from recorder import __version__, config, limits
 from recorder.config import Camera, ConfigError, Setting, validate_camera
 from webpanel import storage_forms
 from webpanel.auth import current_user, login_required
@@ -28,8 +28,6 @@ bp = Blueprint("system", __name__)
 THROTTLED_FILE = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
 THERMAL_FILE = Path("/sys/class/thermal/thermal_zone0/temp")
 LOG_LINES = 60
-COMMAND_TIMEOUT_S = 3
-COMMAND_CACHE_S = 10
 BACKUP_FORMAT = "picorder-config-backup"
 BACKUP_VERSION = 1
 SECRET_IN_URL = re.compile(r"(\w+://)[^/@\s]*@")
@@ -99,10 +97,10 @@ _command_cache: dict[tuple, tuple[float, str | None]] = {}
 
 
 def run_quiet(argv: list[str]) -> str | None:
-    """Output of a small system command, reused for COMMAND_CACHE_S (the page stays fast)."""
+    """Output of a small system command, reused for a few seconds (the page stays fast)."""
     key = tuple(argv)
     hit = _command_cache.get(key)
-    if hit and time.monotonic() - hit[0] < COMMAND_CACHE_S:
+    if hit and time.monotonic() - hit[0] < limits.PAGE_COMMAND_CACHE_S:
         return hit[1]
     output = _run(argv)
     _command_cache[key] = (time.monotonic(), output)
@@ -111,7 +109,8 @@ def run_quiet(argv: list[str]) -> str | None:
 
 def _run(argv: list[str]) -> str | None:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        proc = subprocess.run(argv, capture_output=True, text=True,
+                              timeout=limits.PAGE_COMMAND_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout if proc.returncode == 0 else None
@@ -207,7 +206,8 @@ def render_system(errors: dict | None = None, status_code: int = 200, forms: dic
 @login_required(role="admin")
 def user_add():
     form = request.form
-    username, password, role = form.get("username", "").strip(), form.get("password", ""), form.get("role")
+    username = form.get("username", "").strip()
+    password, role = form.get("password", ""), form.get("role")
     errors = validate_user(username, password, role)
     if not errors:
         try:

@@ -53,7 +53,9 @@ def url_with_credentials(url: str, username: str | None, password: str | None) -
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    userinfo = quote(username or "", safe="") + (":" + quote(password or "", safe="") if password else "")
+    userinfo = quote(username or "", safe="")
+    if password:
+        userinfo += ":" + quote(password, safe="")
     netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 

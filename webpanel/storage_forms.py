@@ -36,7 +36,8 @@ def disk_context() -> dict:
     return {"drives": listing.get("drives") or [], "adopted": listing.get("adopted") or [],
             "disk_error": disk_error or status_error, "storage": storage,
             "retention_state": retention, "forecast": retention.get("forecast") or {},
-            "suggested_dir": str(DataPaths(Path(current_app.config["DATA_DIR"])).default_recordings)}
+            "suggested_dir": str(DataPaths(Path(current_app.config["DATA_DIR"]))
+                                 .default_recordings)}
 
 
 def handle_disk_form(form) -> tuple[str, dict]:
@@ -61,7 +62,8 @@ def handle_disk_form(form) -> tuple[str, dict]:
         _, error = recorder_call("disk_adopt", uuid=target)
         return (f"The disk {target} is now the recording disk.", {"target": error} if error else {})
     _, error = recorder_call("disk_eject", uuid=target)
-    return (f"The disk {target} was ejected; it is safe to unplug.", {"target": error} if error else {})
+    return (f"The disk {target} was ejected; it is safe to unplug.",
+            {"target": error} if error else {})
 
 
 def adopt_directory(form) -> tuple[str, dict]:
