@@ -54,18 +54,22 @@ class Child(Protocol):
     def kill(self) -> None: ...
 
 
-LineSink = Callable[[str, str | None], None]          # (pipe kind, line or None at EOF)
+LineSink = Callable[[str, list[str] | None], None]    # (pipe kind, lines of one read; None: EOF)
 Spawn = Callable[[Callable[[int, int], list[str]], LineSink], Child]
 
 
 @dataclass(frozen=True)
-class StreamLine:
-    """A line from one of an ffmpeg's pipes, put on the service queue by the reader thread."""
+class StreamLines:
+    """Lines from one read of an ffmpeg pipe, put on the service queue by the reader thread.
+
+    `lines` is None at end of file. One event per read, not per line: a
+    progress report is a dozen lines written at once.
+    """
 
     key: str
     run_id: int
     kind: str
-    line: str | None
+    lines: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -296,9 +300,9 @@ class StreamProcess:
         logger.info("%s: started ffmpeg pid %d (run %d)", self.key, child.pid, run_id)
         self.set_state(State.STARTING, None)
 
-    def _sink(self, run_id: int, kind: str, line: str | None) -> None:
+    def _sink(self, run_id: int, kind: str, lines: list[str] | None) -> None:
         # Called on the reader thread: only enqueue.
-        self.emit(StreamLine(self.key, run_id, kind, line))
+        self.emit(StreamLines(self.key, run_id, kind, None if lines is None else tuple(lines)))
 
     def _make_day_dirs(self) -> None:
         base = ffmpeg.stream_dir(self.picorder_dir, self.spec.camera, self.spec.stream)
@@ -522,7 +526,7 @@ def day_dirs(wall_us: int) -> list[str]:
 # --------------------------------------------------------------- real ffmpeg
 
 class PipeHub:
-    """One thread reading every ffmpeg pipe; complete lines go to each pipe's sink."""
+    """One thread reading every ffmpeg pipe; the complete lines of each read go to its sink."""
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
@@ -535,8 +539,8 @@ class PipeHub:
         self._thread = threading.Thread(target=self._loop, name="ffmpeg-pipes", daemon=True)
         self._thread.start()
 
-    def add(self, fd: int, sink: Callable[[str | None], None]) -> None:
-        """Read `fd` (the hub closes it at EOF) and pass each line to `sink`."""
+    def add(self, fd: int, sink: Callable[[list[str] | None], None]) -> None:
+        """Read `fd` (the hub closes it at EOF) and pass its lines to `sink` (None at EOF)."""
         with self._lock:
             self._pending.append((fd, sink))
         try:
@@ -560,7 +564,7 @@ class PipeHub:
             self._buffers[fd] = b""
             self._selector.register(fd, selectors.EVENT_READ, sink)
 
-    def _read(self, fd: int, sink: Callable[[str | None], None]) -> None:
+    def _read(self, fd: int, sink: Callable[[list[str] | None], None]) -> None:
         try:
             data = os.read(fd, 65536)
         except OSError:
@@ -571,13 +575,13 @@ class PipeHub:
             self._selector.unregister(fd)
             os.close(fd)
             if rest.strip():
-                sink(rest.decode("utf-8", "replace"))
+                sink([rest.decode("utf-8", "replace")])
             sink(None)
             return
-        *lines, self._buffers[fd] = (self._buffers[fd] + data).replace(b"\r", b"\n").split(b"\n")
-        for raw in lines:
-            if raw:
-                sink(raw.decode("utf-8", "replace"))
+        *raw, self._buffers[fd] = (self._buffers[fd] + data).replace(b"\r", b"\n").split(b"\n")
+        lines = [line.decode("utf-8", "replace") for line in raw if line]
+        if lines:
+            sink(lines)
 
 
 class PopenChild:

@@ -33,7 +33,7 @@ from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
 from recorder.process import (
     CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, Reachable, ReachabilityProbe,
-    SegmentClosed, State, StreamLine, StreamProcess, day_dirs, host_wall_us,
+    SegmentClosed, State, StreamLines, StreamProcess, day_dirs, host_wall_us,
 )
 from recorder.storage_api import Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
@@ -306,10 +306,12 @@ class Recorder:
     # ------------------------------------------------------------ dispatch
 
     def dispatch(self, event: object) -> None:
-        if isinstance(event, StreamLine):
+        if isinstance(event, StreamLines):
             proc = self._proc_for_run(event.key, event.run_id)
             if proc is not None:
-                proc.feed(event.run_id, event.kind, event.line, self.mono())
+                now = self.mono()
+                for line in event.lines if event.lines is not None else (None,):
+                    proc.feed(event.run_id, event.kind, line, now)
         elif isinstance(event, SegmentClosed):
             self._submit_ingest(event)
         elif isinstance(event, CurrentSegmentHint):
