@@ -262,3 +262,24 @@ def test_dashboard_shows_state_figures_and_problems_in_words(app, admin, tmp_pat
     assert ">recording<" in gate and "14.9" in gate and "2048 kbit/s" in gate
     assert f'data-us="{since}"' in gate
     assert "badge bad" in yard and "unreachable since" in yard and f'data-us="{since}"' in yard
+
+
+@pytest.mark.parametrize("body, field", [
+    ("not an object", "url"), ({}, "url"), ({"url": "ftp://cam/x"}, "url"),
+    ({"url": "rtsp://cam:70000/x"}, "url"), ({"url": "rtsp://cam/x", "transport": "smoke"}, "transport"),
+    ({"url": "rtsp://cam/x", "password": 12}, "password"), ({"url": "rtsp://cam/\u0000"}, "url"),
+])
+def test_probe_api_refuses_bad_input_with_field_errors(admin, body, field):
+    response = admin.post("/api/probe", json=body, headers={"X-CSRFToken": token_of(admin)})
+    assert response.status_code == 400
+    assert field in response.get_json()["errors"]
+
+
+def test_probe_snapshots_and_clock_api(app, admin):
+    for token in ("../../../etc/passwd", "0" * 32, "zz"):
+        assert admin.get(f"/api/probe/{token}.jpg").status_code == 404
+    clock = admin.get("/api/clock").get_json()
+    assert clock["panel_utc_us"] > 0 and clock["recorder"] is None and clock["recorder_problem"]
+    assert app.test_client().get("/api/clock").status_code == 401
+    viewer_free = app.test_client().post("/api/probe", json={"url": "rtsp://cam/x"})
+    assert viewer_free.status_code in (400, 401)           # anonymous: no CSRF session, no probe
