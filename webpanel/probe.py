@@ -6,6 +6,7 @@ password never appears in a process's argv. ffprobe then reads the packets of
 that local file, and a one-shot ffmpeg decodes its first keyframe to JPEG.
 """
 
+import fcntl
 import json
 import logging
 import os
@@ -196,9 +197,35 @@ def snapshot_path(data_dir: Path, token: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _take_probe_lock(data_dir: Path):
+    """One probe at a time across all panel workers; None when busy for too long."""
+    fd = os.open(Path(data_dir) / "probe.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + limits.PROBE_TIMEOUT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.2)
+
+
 def probe_stream(url: str, username: str | None, password: str | None,
                  transport: str, data_dir: Path) -> ProbeResult:
     """Capture, describe and snapshot one stream (takes PROBE_CAPTURE_S seconds)."""
+    lock = _take_probe_lock(data_dir)
+    if lock is None:
+        return ProbeResult(ok=False, error="another test is running; try again in a moment")
+    try:
+        return _probe(url, username, password, transport, data_dir)
+    finally:
+        os.close(lock)
+
+
+def _probe(url: str, username: str | None, password: str | None,
+           transport: str, data_dir: Path) -> ProbeResult:
     work = Path(tempfile.mkdtemp(prefix="picorder-probe-"))
     try:
         list_file = write_input_list(work, url_with_credentials(url, username, password), transport)

@@ -96,3 +96,16 @@ def test_probe_a_real_stream_without_the_password_in_argv(tmp_path, sim_cameras,
 
     wrong = probe.probe_stream(sim.url(1), "admin", "wrong", "tcp", tmp_path)
     assert not wrong.ok and "auth failed" in wrong.error and "wrong" not in wrong.error
+
+
+def test_one_probe_at_a_time(tmp_path, monkeypatch):
+    import fcntl
+
+    monkeypatch.setattr(probe.limits, "PROBE_TIMEOUT_S", 0.5)
+    holder = os.open(tmp_path / "probe.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        result = probe.probe_stream("rtsp://127.0.0.1:1/x", None, None, "tcp", tmp_path)
+    finally:
+        os.close(holder)
+    assert not result.ok and "another test is running" in result.error
