@@ -200,8 +200,9 @@ step_initramfs() {
     : >"$ROOT/etc/machine-id"
     rm -f "$ROOT/var/lib/dbus/machine-id" "$ROOT"/etc/ssh/ssh_host_*
     rm -rf "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/cache/apt/archives/*.deb \
-        "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/log/*.log "$ROOT"/tmp/* "$ROOT"/opt/picorder/dist
-    find "$ROOT" -name __pycache__ -path '*/opt/picorder/*' -prune -exec rm -rf {} +
+        "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/log/*.log "$ROOT"/tmp/*
+    # Keep /opt/picorder/dist (the role compares the wheel there on a later run) and
+    # the byte-compiled files: the panel's user cannot write them at run time.
 }
 
 image_path() { echo "$WORK/picorder-$VERSION-$ARCH.img"; }
