@@ -47,7 +47,8 @@ from typing import Iterator
 
 from recorder.index import Segment
 from recorder.limits import EXPORT_GAP_TOLERANCE_US, EXPORT_MAX_S, MP4_READ_CHUNK
-from recorder.mp4 import Fragment, InitSegment, Mp4Error, iter_segment_fragments, read_init
+from recorder.mp4 import (Fragment, InitSegment, Mp4Error, StaleTables, decode_tables,
+                          init_key, iter_segment_fragments, read_init)
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ def build_range(picorder_dir: Path, camera: str, stream: str, start_us: int,
     validate_range(start_us, end_us)
     picorder_dir = Path(picorder_dir)
     build = _Build(picorder_dir, start_us, end_us)
-    for row in Segment.covering(camera, stream, start_us, end_us):
+    for row in Segment.covering(camera, stream, start_us, end_us, with_tables=True):
         if not _add_segment(build, row):
             break
     if (build.tables.count == 0 or build.media_start is None
@@ -328,11 +329,49 @@ def _add_segment(build: _Build, row: Segment) -> bool:
                         row.camera, row.stream, row.path)
             build.stopped_for_format = True
             return False
-        fragments = list(iter_segment_fragments(f, init, size))
+        fragments = _stored_fragments(f, init, size, row)
+        if fragments is None:
+            fragments = list(iter_segment_fragments(f, init, size))
     if not fragments:
         return True
     _add_fragments(build, row, fragments, init)
     return True
+
+
+def _stored_fragments(f, init: InitSegment, size: int, row: Segment) -> list | None:
+    """The row's stored sample tables if they describe this file as read; None otherwise.
+
+    They must decode cleanly (version, checksum), be of this init segment,
+    cover the same valid prefix as reading the file up to `size` would, and
+    the last fragment must be a moof of the stored size where the tables say.
+    """
+    blob = getattr(row, "tables", None)
+    row.tables = None           # the rows of a range are kept until it is built
+    if not blob:
+        return None
+    try:
+        stored = decode_tables(bytes(blob), join=True)
+        if stored.init_key != init_key(init):
+            raise StaleTables("stored sample tables are of another init segment")
+        if size != row.bytes or stored.complete_end > size or size not in (
+                stored.file_size, stored.complete_end):
+            raise StaleTables(f"stored sample tables are of a {stored.file_size}-byte file, "
+                              f"the file has {size}")
+        _check_last_moof(f, stored.fragments)
+    except StaleTables as exc:
+        logger.info("segment %s: %s; reading the file instead", row.path, exc)
+        return None
+    return stored.fragments
+
+
+def _check_last_moof(f, fragments: list) -> None:
+    """StaleTables unless the file has a moof of the stored size at the last fragment."""
+    if not fragments:
+        return
+    last = fragments[-1]
+    head = os.pread(f.fileno(), 8, last.offset)
+    if len(head) < 8 or head[4:8] != b"moof" or struct.unpack(">I", head[:4])[0] != last.moof_size:
+        raise StaleTables(f"no moof of {last.moof_size} bytes at {last.offset}")
 
 
 def _first_pts(frag: Fragment) -> int:

@@ -5,8 +5,10 @@ from pathlib import Path
 
 from peewee import (
     BigIntegerField,
+    BlobField,
     BooleanField,
     CharField,
+    JOIN,
     IntegerField,
     Model,
     SqliteDatabase,
@@ -43,13 +45,43 @@ class Segment(Model):
         indexes = ((("camera", "stream", "start_us"), False),)
 
     @classmethod
-    def covering(cls, camera: str, stream: str, start_us: int, end_us: int):
-        """Segments of one stream that overlap [start_us, end_us), oldest first."""
-        return (cls.select()
-                .where((cls.camera == camera) & (cls.stream == stream)
-                       & (cls.end_us > start_us) & (cls.start_us < end_us)
-                       & (cls.deleting == False))  # noqa: E712 (peewee expression)
-                .order_by(cls.start_us))
+    def covering(cls, camera: str, stream: str, start_us: int, end_us: int, *,
+                 with_tables: bool = False):
+        """Segments of one stream that overlap [start_us, end_us), oldest first.
+
+        with_tables: each row also gets `.tables`, its SegmentTables blob or None.
+        """
+        query = (cls.select()
+                 .where((cls.camera == camera) & (cls.stream == stream)
+                        & (cls.end_us > start_us) & (cls.start_us < end_us)
+                        & (cls.deleting == False))  # noqa: E712 (peewee expression)
+                 .order_by(cls.start_us))
+        if with_tables:
+            query = (query.select_extend(SegmentTables.tables)
+                     .join(SegmentTables, JOIN.LEFT_OUTER, on=(SegmentTables.path == cls.path))
+                     .objects())
+        return query
+
+    @staticmethod
+    def store_tables(path: str, tables: bytes) -> None:
+        """Store (or replace) the sample tables of the segment file at `path`."""
+        if tables:
+            SegmentTables.replace(path=path, tables=tables).execute()
+
+
+class SegmentTables(Model):
+    """recorder.mp4.encode_tables() of a segment file, so that an export need not re-read
+    every moof. A table of its own (schema v2): several KB per segment in the segment
+    table would make every scan of it (timeline, retention) several times slower.
+    Deleting a segment row deletes its tables (trigger), whichever connection deletes it.
+    """
+
+    path = CharField(primary_key=True)       # Segment.path
+    tables = BlobField()
+
+    class Meta:
+        database = index_db
+        table_name = "segment_tables"
 
 
 INDEX_MODELS = [Segment]
@@ -59,7 +91,14 @@ def _m1_initial(database):
     database.create_tables(INDEX_MODELS, safe=True)
 
 
-MIGRATIONS = [_m1_initial]
+def _m2_segment_tables(database):
+    database.create_tables([SegmentTables], safe=True)
+    database.execute_sql(
+        "CREATE TRIGGER IF NOT EXISTS segment_tables_follow_delete AFTER DELETE ON segment "
+        "BEGIN DELETE FROM segment_tables WHERE path = OLD.path; END")
+
+
+MIGRATIONS = [_m1_initial, _m2_segment_tables]
 
 
 def open_index(path: Path, *, readonly: bool = False) -> SqliteDatabase:

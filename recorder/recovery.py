@@ -278,5 +278,6 @@ def _insert_row(rel: str, parsed: tuple[str, str, int], info: SegmentInfo,
                        bytes=info.complete_end, frames=info.frames, codec=info.codec,
                        width=info.width, height=info.height,
                        clock_trusted=place.clock_trusted, run_id=place.run_id)
+        Segment.store_tables(rel, info.tables)
     logger.info("indexed recovered segment %s (%d frames, %.1f s)", rel, info.frames,
                 info.duration_us / 1e6)

@@ -53,8 +53,13 @@ class Recorded:
 
 def install_segments(picorder_dir: Path, sources: list[Path], *, camera: str = "cam1",
                      stream: str = "main", start_us: int = 1_795_000_000_000_000,
-                     gap_after: dict | None = None, run_id: int = 1) -> Recorded:
-    """Copy segment files into the layout and index them as contiguous rows."""
+                     gap_after: dict | None = None, run_id: int = 1,
+                     tables: bool = True) -> Recorded:
+    """Copy segment files into the layout and index them as contiguous rows.
+
+    Rows carry the stored sample tables (as the recorder's ingest writes them)
+    unless tables=False.
+    """
     picorder_dir.mkdir(parents=True, exist_ok=True)
     open_index(picorder_dir / "index.db")
     rows = []
@@ -70,6 +75,8 @@ def install_segments(picorder_dir: Path, sources: list[Path], *, camera: str = "
             duration_us=info.duration_us, bytes=info.file_size, frames=info.frames,
             codec=info.codec, width=info.width, height=info.height, clock_trusted=True,
             run_id=run_id))
+        if tables:
+            Segment.store_tables(rel, info.tables)
         t += info.duration_us
         if gap_after and i in gap_after:
             t += gap_after[i]
