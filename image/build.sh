@@ -50,6 +50,12 @@ case "$ARCH" in
 esac
 [ "$(id -u)" -eq 0 ] || { echo "image/build.sh must run as root" >&2; exit 2; }
 mkdir -p "$DEBS" "$WORK" "$OUT"
+# One build per architecture at a time, and none while a boot test uses the image
+# (tests/vm holds a shared lock on the same file and sets PICORDER_BUILD_LOCKED).
+if [ -z "${PICORDER_BUILD_LOCKED:-}" ]; then
+    exec 9>"$WORK/.lock"
+    flock 9
+fi
 
 # Install the build tools that are missing (a fresh Debian machine has none of them).
 need=(mmdebstrap ansible dosfstools mtools fdisk e2fsprogs xz-utils zstd python3-yaml)

@@ -36,7 +36,7 @@ need "Pi 3 B+ DTB" bcm2837-rpi-3-b-plus.dtb
 need "Pi Zero 2 W DTB" bcm2837-rpi-zero-2-w.dtb
 need "Pi 4 B DTB" bcm2711-rpi-4-b.dtb
 need "Pi 400 DTB" bcm2711-rpi-400.dtb
-need "CM4 DTB" bcm2711-rpi-cm4.dtb
+need "CM4 (IO board) DTB" bcm2711-rpi-cm4-io.dtb
 need "kernel" 'vmlinuz-*'
 need "initrd" 'initrd.img-*'
 need "config.txt" config.txt

@@ -1,5 +1,6 @@
 """Fixtures of the QEMU rig: the cached amd64 image (built when its sources changed)."""
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -41,8 +42,20 @@ def image_files(arch: str) -> ImageFiles:
                       fat_size=(64 if arch == "amd64" else 508) * 1024 * 1024)
 
 
+def lock_image(arch: str, exclusive: bool):
+    """Lock the architecture's build directory (image/build.sh takes the same lock)."""
+    path = BUILD_CACHE / arch / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w")
+    fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    return handle
+
+
 def build_image(arch: str) -> ImageFiles:
-    """Build the image unless the cached one was built from the same sources."""
+    """Build the image unless the cached one was built from the same sources.
+
+    The caller holds the exclusive lock of the build directory.
+    """
     files = image_files(arch)
     key = sources_key()
     stamp = files.image.with_suffix(".key")
@@ -55,7 +68,8 @@ def build_image(arch: str) -> ImageFiles:
     started = time.monotonic()
     with open(log, "w") as out:
         done = subprocess.run([str(PROJECT_ROOT / "image" / "build.sh"), arch],
-                              stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
+                              stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S,
+                              env=dict(os.environ, PICORDER_BUILD_LOCKED="1"))
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
         pytest.fail(f"image/build.sh {arch} failed ({done.returncode}); log {log}:\n{tail}")
@@ -70,18 +84,25 @@ def vm_arch() -> str:
 
 
 @pytest.fixture(scope="session")
-def vm_image() -> ImageFiles:
+def vm_image():
     """The image to boot: amd64 built (or reused) from this checkout; arm64 as last built."""
     arch = vm_arch()
     qemu = "qemu-system-x86_64" if arch == "amd64" else "qemu-system-aarch64"
     for tool in (qemu, "qemu-img", "qemu-io", "mcopy", "ssh", "sfdisk"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run `make test`, which installs it")
-    if arch == "arm64":
-        files = image_files(arch)
-        # The arm64 build takes about half an hour: boot the one `make image` made.
-        return files if files.image.exists() else build_image(arch)
-    return build_image(arch)
+    lock = lock_image(arch, exclusive=True)
+    try:
+        if arch == "arm64" and image_files(arch).image.exists():
+            # The arm64 build takes about half an hour: boot the one `make image` made.
+            files = image_files(arch)
+        else:
+            files = build_image(arch)
+        # Keep a shared lock while guests boot from it: no build replaces it meanwhile.
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield files
+    finally:
+        lock.close()
 
 
 @pytest.fixture(scope="session")
