@@ -603,6 +603,61 @@ class PopenChild:
             self.proc.kill()
 
 
+def stop_orphans(runtime_dir: Path, grace_s: float = limits.STOP_GRACE_S) -> list[int]:
+    """Stop ffmpeg processes a killed recorder left behind (found by their list file).
+
+    ffmpeg ignores SIGPIPE, so an orphan keeps recording after its recorder died;
+    a new recorder must not run a second ffmpeg beside it, nor let recovery cut
+    the file it is still writing. SIGINT (it finishes its segment), then SIGKILL.
+    """
+    marker = (str(runtime_dir) + os.sep).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.startswith(marker) and a.endswith(ffmpeg.SOURCE_SUFFIX.encode()) for a in args):
+            found.append(int(entry))
+    if not found:
+        return []
+    logger.warning("stopping %d ffmpeg processes left by a previous recorder: %s",
+                   len(found), found)
+    _signal_all(found, signal.SIGINT)
+    left = _wait_gone(found, grace_s)
+    if left:
+        _signal_all(left, signal.SIGKILL)
+        _wait_gone(left, limits.KILL_WAIT_S)
+    return found
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pid in pids if _alive(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 class FfmpegSpawner:
     """The production `spawn`: ffmpeg with a progress pipe, a segment-list pipe and stderr."""
 

@@ -33,7 +33,7 @@ from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
 from recorder.process import (
     CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, Reachable, ReachabilityProbe,
-    SegmentClosed, State, StreamLines, StreamProcess, day_dirs, host_wall_us,
+    SegmentClosed, State, StreamLines, StreamProcess, day_dirs, host_wall_us, stop_orphans,
 )
 from recorder.storage_api import Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
@@ -232,7 +232,6 @@ class Recorder:
         self.started_utc_us = self.clock.wall_us()
         self.timekeeper.start()
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ffmpeg.remove_stale_source_files(self.runtime_dir)
         if self._spawn is None:
             self._spawn = FfmpegSpawner(PipeHub())
         self.writer.start()
@@ -243,10 +242,12 @@ class Recorder:
         self.control.register("set_clock", self._cmd_set_clock)
         for name, handler in self.storage.control_commands().items():
             self.control.register(name, handler)
-        self.control.start()
+        self.control.start()            # refuses to start beside a running recorder ...
         self.storage.start(self.enqueue)
         self._wanted_root = self.storage.recording_root()
         self._apply_config()
+        stop_orphans(self.runtime_dir)  # ... so these ffmpeg are a dead recorder's
+        ffmpeg.remove_stale_source_files(self.runtime_dir)
         self._root_changed()
 
     @property

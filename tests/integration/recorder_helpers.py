@@ -76,6 +76,7 @@ class RecorderProcess:
         log.close()
         self.started = time.time()
         wait_for(lambda: self.try_status() is not None, 15, "the recorder's control socket")
+        wait_for(lambda: " running (pid " in self.log(), 15, "the recorder's start-up")
         return self
 
     def try_status(self) -> dict | None:
