@@ -42,6 +42,7 @@ import sys
 from array import array
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import accumulate
 from pathlib import Path
 from typing import Iterator
 
@@ -118,15 +119,36 @@ class SampleTables:
 
     def add(self, frag: Fragment, first: int, last: int, file_index: int) -> None:
         """Append samples first..last (inclusive, decode order) of a fragment."""
+        if first == 0 and last == frag.count - 1 and len(frag.runs) > 1:
+            self._add_whole_runs(frag, file_index)
+            self._add_samples(frag, first, last + 1)
+            return
         index = 0
+        if len(frag.runs) == 1:
+            ends = None
+        else:
+            ends = list(accumulate(frag.sizes, initial=0))     # bytes before each sample
         for run_start, count in frag.runs:
             lo, hi = max(first, index), min(last, index + count - 1)
             if lo <= hi:
-                offset = run_start + sum(frag.sizes[index:lo])
-                size = sum(frag.sizes[lo:hi + 1])
+                if ends is None:
+                    offset = run_start + sum(frag.sizes[index:lo])
+                    size = sum(frag.sizes[lo:hi + 1])
+                else:
+                    offset, size = run_start + ends[lo] - ends[index], ends[hi + 1] - ends[lo]
                 self._add_chunk(file_index, offset, size, hi - lo + 1)
             index += count
         self._add_samples(frag, first, last + 1)
+
+    def _add_whole_runs(self, frag: Fragment, file_index: int) -> None:
+        """One chunk per run of the fragment, all of it (the same as add() would make)."""
+        starts, counts = zip(*frag.runs)
+        ends = list(accumulate(frag.sizes, initial=0))
+        bounds = list(accumulate(counts, initial=0))
+        self.chunk_file.extend(array("I", [file_index]) * len(counts))
+        self.chunk_offset.extend(starts)
+        self.chunk_size.extend(ends[b] - ends[a] for a, b in zip(bounds, bounds[1:]))
+        self.chunk_samples.extend(counts)
 
     def _add_chunk(self, file_index: int, offset: int, size: int, samples: int) -> None:
         self.chunk_file.append(file_index)
@@ -265,6 +287,7 @@ class _Build:
     movie_end_us: int = 0
     stopped_for_format: bool = False
     rows: list = field(default_factory=list)
+    last_init: InitSegment | None = None            # parsed once while the files share it
 
 
 MAX_TIME_US = 2 ** 62             # far beyond any real date; keeps SQLite integers in range
@@ -310,7 +333,8 @@ def _open_segment(build: _Build, row: Segment):
         return None
     try:
         size = min(os.fstat(f.fileno()).st_size, row.bytes)
-        return f, read_init(f, size), size
+        build.last_init = read_init(f, size, build.last_init)
+        return f, build.last_init, size
     except (Mp4Error, OSError):
         logger.exception("segment %s is unreadable; skipped", row.path)
         f.close()

@@ -18,6 +18,7 @@ import sys
 import zlib
 from array import array
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple
 
@@ -236,8 +237,12 @@ def full_box(data, box: Box) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- init segment
 
-def read_init(f: BinaryIO, file_size: int | None = None) -> InitSegment:
-    """Read and parse the init segment (ftyp + moov) at the start of the file."""
+def read_init(f: BinaryIO, file_size: int | None = None,
+              previous: InitSegment | None = None) -> InitSegment:
+    """Read and parse the init segment (ftyp + moov) at the start of the file.
+
+    `previous` (another file's init) is returned as is if the bytes are the same.
+    """
     if file_size is None:
         file_size = os.fstat(f.fileno()).st_size
     ftyp = read_file_box(f, 0, file_size)
@@ -252,6 +257,8 @@ def read_init(f: BinaryIO, file_size: int | None = None) -> InitSegment:
         raise Mp4Error("the init segment is implausibly large")
     f.seek(0)
     data = f.read(moov.end)
+    if previous is not None and previous.data == data:
+        return previous
     moov = parse_box_header(data, ftyp.end, len(data))
     return parse_moov(data, moov)
 
@@ -898,20 +905,21 @@ class _Columns(NamedTuple):
 def _fragments(c: _Columns, join: bool) -> list:
     """Fragments (or, with join, gapless stretches of fragments) of decoded columns."""
     out = []
-    run = sample = 0
-    groups = []
+    runs_before = list(accumulate(c.nruns, initial=0))              # per fragment
+    samples_before = list(accumulate(c.run_count, initial=0))       # per run
+    time_before = list(accumulate(c.durations, initial=0))          # per sample
+    groups = []                 # [first, last, run, run end, sample, sample end]
     for i in range(len(c.offsets)):
-        run_end = run + c.nruns[i]
-        sample_end = sample + sum(c.run_count[run:run_end])
-        if (join and i > 1 and groups[-1][5] == c.dts[i]):
-            g = groups[-1]
-            groups[-1] = (g[0], i, g[2], run_end, g[4], c.dts[i] + sum(
-                c.durations[sample:sample_end]), sample_end)
-        else:
-            groups.append((i, i, run, run_end, sample, c.dts[i] + sum(
-                c.durations[sample:sample_end]), sample_end))
-        run, sample = run_end, sample_end
-    for first, last, r0, r1, s0, _next_dts, s1 in groups:
+        run, run_end = runs_before[i], runs_before[i + 1]
+        sample, sample_end = samples_before[run], samples_before[run_end]
+        if join and i > 1:
+            prev = groups[-1]
+            previous_start = samples_before[runs_before[i - 1]]
+            if c.dts[i - 1] + time_before[sample] - time_before[previous_start] == c.dts[i]:
+                prev[1], prev[3], prev[5] = i, run_end, sample_end
+                continue
+        groups.append([i, i, run, run_end, sample, sample_end])
+    for first, last, r0, r1, s0, s1 in groups:
         out.append(Fragment(offset=c.offsets[first], moof_size=c.moofs[first],
                             end=c.ends[last], base_dts=c.dts[first], sizes=c.sizes[s0:s1],
                             durations=c.durations[s0:s1], ctos=c.ctos[s0:s1],
