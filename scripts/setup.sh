@@ -27,7 +27,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if [ ! -x .venv/bin/python ]; then
+if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
+    rm -rf .venv   # absent, or left half-made by an interrupted run
     python3 -m venv .venv
 fi
 stamp=.venv/.installed-$profile
