@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import (CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, SimCameras, Stack, _spawn, _stop,
-                         _wait_http, _wait_socket, free_port, seed_config)
+from e2e_support import (CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, SimCameras, Stack, spawn, stop_process,
+                         wait_http, wait_socket, seed_config)
 from recorder.paths import DataPaths
+from recorder.sim.launcher import free_port
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +36,19 @@ def stack(tmp_path_factory):
         seed_config(paths, sim)
         st.logs["recorder"] = base / "recorder.log"
         # Like the appliance: record only onto what the wizard adopts.
-        recorder = _spawn([sys.executable, "-m", "recorder", "recorder", "--data", str(paths.root)],
+        recorder = spawn([sys.executable, "-m", "recorder", "recorder", "--data", str(paths.root)],
                           dict(env, PICORDER_STORAGE="disks"), st.logs["recorder"])
         st.procs.append(recorder)
-        _wait_socket(paths.control_socket, recorder, st.logs["recorder"])
+        wait_socket(paths.control_socket, recorder, st.logs["recorder"])
         st.logs["panel"] = base / "panel.log"
-        panel = _spawn([sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),
+        panel = spawn([sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),
                         "webpanel:create_app()"], env, st.logs["panel"])
         st.procs.append(panel)
-        _wait_http(st.url + "/static/css/app.css", panel, "the panel", st.logs["panel"])
+        wait_http(st.url + "/static/css/app.css", panel, "the panel", st.logs["panel"])
         yield st
     finally:
         for proc in reversed(st.procs):
-            _stop(proc)
+            stop_process(proc)
         sim.stop()
 
 

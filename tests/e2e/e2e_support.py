@@ -15,7 +15,7 @@ import pytest
 from recorder import config
 from recorder.config import Camera, Setting
 from recorder.paths import DataPaths
-from recorder.sim.launcher import PROJECT_ROOT, SimCameras, free_port  # noqa: F401 (conftest)
+from recorder.sim.launcher import PROJECT_ROOT, SimCameras
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -24,6 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SEGMENT_SECONDS = 6
+FLOOR_BYTES = 512 * 1024 ** 2
 START_TIMEOUT_S = 30
 ADMIN = ("admin", "e2e-admin-password")
 SCREENSHOT_ENV = "PICORDER_E2E_SCREENSHOTS"     # also copy screenshots into this directory
@@ -53,7 +54,7 @@ class Stack:
         return path.read_text(errors="replace")[-chars:] if path and path.exists() else ""
 
 
-def _wait_http(url: str, proc: subprocess.Popen, what: str, log: Path) -> None:
+def wait_http(url: str, proc: subprocess.Popen, what: str, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -68,7 +69,7 @@ def _wait_http(url: str, proc: subprocess.Popen, what: str, log: Path) -> None:
     pytest.fail(f"{what} did not answer within {START_TIMEOUT_S} s: {log.read_text()[-3000:]}")
 
 
-def _wait_socket(path: Path, proc: subprocess.Popen, log: Path) -> None:
+def wait_socket(path: Path, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not path.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -81,13 +82,16 @@ def seed_config(paths: DataPaths, sim: SimCameras) -> None:
     config.open_config(paths.config_db)
     try:
         Setting.write("segment_seconds", str(SEGMENT_SECONDS))
+        # A fixed free-space floor: the default follows how fast free space shrinks, and on
+        # a build machine other jobs' writes would make retention delete these recordings.
+        Setting.write("storage_floor_bytes", str(FLOOR_BYTES))
         Camera.create(name="cam1", display_name="Front door", main_url=sim.url(1),
                       sub_url=sim.url(1, sub=True))
     finally:
         config.db.close()
 
 
-def _spawn(argv, env, log: Path) -> subprocess.Popen:
+def spawn(argv, env, log: Path) -> subprocess.Popen:
     out = open(log, "wb")
     try:
         return subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=out,
@@ -96,7 +100,7 @@ def _spawn(argv, env, log: Path) -> subprocess.Popen:
         out.close()
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
