@@ -66,6 +66,7 @@ def build_root(work: Path, source: Path) -> tuple[Path, Path]:
         (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
         os.link(source, pdir / rel)
         rows.append(row("cam1", rel, T0 + i * step, info))
+        Segment.store_tables(rel, info.tables)          # as the recorder's ingest does
     for i in range(MONTH_SEGMENTS):
         rows.append(row("cam2", rel_name("cam2", T0 + i * step), T0 + i * step, info))
     with index_db.atomic():
