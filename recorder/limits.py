@@ -100,3 +100,4 @@ REACHABILITY_PROBE_S = 2.0      # a camera that refused connections is TCP-probe
 REACHABILITY_CONNECT_S = 1.0    # ... with this connect timeout; when it answers, retry at once
 ROOT_RETRY_S = 30.0             # a recording root whose index could not be opened is retried
 EVENTS_PER_STEP = 1000          # queue events handled between two looks at the tick timer
+POWER_CMD_TIMEOUT_S = 10.0      # bound on `systemctl reboot|poweroff` (it only queues the job)

@@ -31,6 +31,7 @@ from recorder import __version__, config, ffmpeg, limits, sdnotify
 from recorder.ffmpeg import StreamSpec
 from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
+from recorder.power import Power, PowerRequest
 from recorder.process import (
     CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, Reachable, ReachabilityProbe,
     SegmentClosed, State, StreamLines, StreamProcess, day_dirs, host_wall_us, stop_orphans,
@@ -210,6 +211,7 @@ class Recorder:
         self._timers: dict[str, float] = {}
         self._reanchored: dict[tuple[str, str, int], int] = {}
         self._watchdog_s = sdnotify.watchdog_interval_s()
+        self.power = Power(self.enqueue)     # "reboot"/"poweroff"; tests swap its runner
 
     @property
     def picorder_dir(self) -> Path | None:
@@ -240,6 +242,8 @@ class Recorder:
         self.control.register("status", self.status)
         self.control.register("reload", self._cmd_reload)
         self.control.register("set_clock", self._cmd_set_clock)
+        for name, handler in self.power.commands().items():
+            self.control.register(name, handler)
         for name, handler in self.storage.control_commands().items():
             self.control.register(name, handler)
         self.control.start()            # refuses to start beside a running recorder ...
@@ -281,6 +285,7 @@ class Recorder:
                 self.step()
         finally:
             self._finish()
+        self.power.finish()             # systemctl reboot/poweroff once everything stopped
         return 0
 
     def step(self, max_wait: float = limits.TICK_S) -> None:
@@ -338,6 +343,9 @@ class Recorder:
             self._reanchor()
         elif isinstance(event, RootReady):
             self._on_root_ready(event)
+        elif isinstance(event, PowerRequest):
+            self.power.accept(event)
+            self.begin_shutdown(f"{event.action} requested")
         elif self.storage.handle(event):
             self._root_changed()
 

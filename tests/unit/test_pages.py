@@ -283,3 +283,30 @@ def test_probe_snapshots_and_clock_api(app, admin):
     assert app.test_client().get("/api/clock").status_code == 401
     viewer_free = app.test_client().post("/api/probe", json={"url": "rtsp://cam/x"})
     assert viewer_free.status_code in (400, 401)           # anonymous: no CSRF session, no probe
+
+
+def test_power_is_admin_only_needs_confirmation_and_shows_the_recorders_answer(
+        app, admin, monkeypatch):
+    import webpanel.pages_system as pages_system
+    calls = []
+    answer = {"error": "this machine is not managed by systemd; reboot it yourself"}
+
+    def fake_call(cmd, **args):
+        calls.append(cmd)
+        return (None, answer["error"]) if answer["error"] else ({"queued": True}, None)
+    monkeypatch.setattr(pages_system, "recorder_call", fake_call)
+    add_user(app, "vera", "viewer-pass", "viewer")
+    viewer = app.test_client()
+    login(viewer, "vera", "viewer-pass")
+    assert post(viewer, "/system/power", {"action": "reboot", "confirm": "yes"}).status_code == 403
+    assert post(admin, "/system/power", {"action": "reboot"}).status_code == 400
+    assert post(admin, "/system/power", {"action": "halt", "confirm": "yes"}).status_code == 400
+    assert calls == []
+    refused = post(admin, "/system/power", {"action": "reboot", "confirm": "yes"})
+    assert refused.status_code == 302 and calls == ["reboot"]
+    page = admin.get("/system", headers=HTML).get_data(as_text=True)
+    assert "not managed by systemd; reboot it yourself" in page
+    answer["error"] = None
+    assert post(admin, "/system/power", {"action": "poweroff", "confirm": "yes"}).status_code == 302
+    assert calls == ["reboot", "poweroff"]
+    assert "is going down" in admin.get("/system", headers=HTML).get_data(as_text=True)
