@@ -309,7 +309,8 @@ def build_range(picorder_dir: Path, camera: str, stream: str, start_us: int,
     validate_range(start_us, end_us)
     picorder_dir = Path(picorder_dir)
     build = _Build(picorder_dir, start_us, end_us)
-    for row in Segment.covering(camera, stream, start_us, end_us, with_tables=True):
+    with_tables = Segment.tables_available()
+    for row in Segment.covering(camera, stream, start_us, end_us, with_tables=with_tables):
         if not _add_segment(build, row):
             break
     if (build.tables.count == 0 or build.media_start is None

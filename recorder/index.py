@@ -63,6 +63,11 @@ class Segment(Model):
         return query
 
     @staticmethod
+    def tables_available() -> bool:
+        """False on a v1 index.db the recorder has not migrated yet (opened read-only)."""
+        return index_db.table_exists(SegmentTables._meta.table_name)
+
+    @staticmethod
     def store_tables(path: str, tables: bytes) -> None:
         """Store (or replace) the sample tables of the segment file at `path`."""
         if tables:

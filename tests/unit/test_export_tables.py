@@ -208,3 +208,21 @@ def test_recovered_torn_file_gets_tables_that_match_its_truncated_bytes(tmp_path
     again = export.build_range(pdir, "cam1", "main", T0 + 100_000, row.end_us)
     assert movie_bytes(again) == movie_bytes(parsed)
     assert again.frames == rec.rows[0].frames + row.frames
+
+
+def test_read_only_v1_index_not_yet_migrated_still_exports(tmp_path, sources):
+    """The panel opens index.db read-only; before the recorder migrates it there is no table."""
+    rec = install_segments(tmp_path / "picorder", sources["plain"], start_us=T0)
+    end = rec.rows[-1].end_us
+    expected = movie_bytes(export.build_range(rec.picorder_dir, "cam1", "main", T0, end))
+    index_db.close()
+    conn = sqlite3.connect(rec.picorder_dir / "index.db")
+    conn.executescript("DROP TRIGGER segment_tables_follow_delete; DROP TABLE segment_tables;"
+                       " PRAGMA user_version = 1;")
+    conn.close()
+    open_index(rec.picorder_dir / "index.db", readonly=True)
+    try:
+        assert not Segment.tables_available()
+        assert movie_bytes(export.build_range(rec.picorder_dir, "cam1", "main", T0, end)) == expected
+    finally:
+        index_db.close()
