@@ -2,7 +2,9 @@
 
 Credentials never go into argv (process lists are world-readable). The camera
 URL with its user and password is written to a small ffconcat list in a
-private runtime directory (0700, file 0600), and ffmpeg reads the stream
+private runtime directory (0700, file 0600; or, when ffmpeg runs as its own
+unprivileged user, that user's file in a directory it may pass through but
+not list: recorder.ffmpeg_user), and ffmpeg reads the stream
 through the concat demuxer (`-f concat -i LIST`). The file is deleted when the
 process stops. Every line ffmpeg prints goes through redact() before it is
 logged or shown.
@@ -17,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from recorder import limits
+from recorder.ffmpeg_user import FfmpegUser, give_file, prepare_source_dir
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +93,14 @@ def concat_list_text(spec: StreamSpec, io_timeout_s: float = limits.RTSP_IO_TIME
 SOURCE_SUFFIX = ".ffconcat"
 
 
-def write_source_file(runtime_dir: Path, spec: StreamSpec, run_id: int = 0) -> Path:
-    """Write one run's ffconcat list, readable only by its owner; return its path."""
-    runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(runtime_dir, 0o700)
+def write_source_file(runtime_dir: Path, spec: StreamSpec, run_id: int = 0,
+                      owner: FfmpegUser | None = None) -> Path:
+    """Write one run's ffconcat list, readable only by its owner; return its path.
+
+    `owner`: the unprivileged user ffmpeg runs as, who gets the file (0600) and
+    may pass through the runtime directory but not list it (recorder.ffmpeg_user).
+    """
+    prepare_source_dir(runtime_dir, owner)
     path = runtime_dir / f"{spec.camera}.{spec.stream}.{run_id}{SOURCE_SUFFIX}"
     try:
         path.unlink()
@@ -101,6 +108,7 @@ def write_source_file(runtime_dir: Path, spec: StreamSpec, run_id: int = 0) -> P
         pass
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        give_file(fd, owner)
         fh.write(concat_list_text(spec))
     return path
 
@@ -208,6 +216,7 @@ _PATTERNS: list[tuple[re.Pattern, Failure]] = [
     (re.compile(r"Read-only file system", re.I), Failure(DISK_ERROR, errno.EROFS)),
     (re.compile(r"Input/output error", re.I), Failure(DISK_ERROR, errno.EIO)),
     (re.compile(r"Failed to open segment|Could not write header", re.I), Failure(DISK_ERROR, errno.EIO)),
+    (re.compile(r"Permission denied", re.I), Failure(DISK_ERROR, errno.EACCES)),
     (re.compile(r"Connection refused|No route to host|Network is unreachable|"
                 r"Host is unreachable", re.I), Failure(UNREACHABLE, network=True)),
     (re.compile(r"timed out|Name or service not known|Temporary failure in name resolution|"

@@ -25,8 +25,9 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from recorder import ffmpeg, limits
+from recorder import ffmpeg, ffmpeg_user, limits
 from recorder.ffmpeg import Failure, StreamSpec
+from recorder.ffmpeg_user import FfmpegUser
 from recorder.progress import ProgressParser, StreamMetrics, parse_segment_line
 from recorder.timekeeping import RunAnchor, Timekeeper
 
@@ -177,8 +178,10 @@ class StreamProcess:
                  spawn: Spawn, timekeeper: Timekeeper, emit: Callable[[object], None],
                  stall_s: float = limits.STALL_PROGRESS_S,
                  rand: Callable[[], float] = random.random,
-                 probe: ReachabilityProbe | None = None):
+                 probe: ReachabilityProbe | None = None,
+                 ffmpeg_user: FfmpegUser | None = None):
         self.spec = spec
+        self.ffmpeg_user = ffmpeg_user      # None: ffmpeg runs as the recorder's user
         self.picorder_dir = picorder_dir
         self.runtime_dir = runtime_dir
         self.spawn = spawn
@@ -264,12 +267,16 @@ class StreamProcess:
                            self.last_end_us)
         try:
             self._make_day_dirs()
-            source = ffmpeg.write_source_file(self.runtime_dir, self.spec, run_id)
+            source = ffmpeg.write_source_file(self.runtime_dir, self.spec, run_id,
+                                              owner=self.ffmpeg_user)
         except OSError as exc:
             logger.exception("%s: cannot prepare the recording", self.key)
             self.last_error = f"cannot prepare the recording: {exc.strerror or exc}"
             self._backoff(ffmpeg.DISK_ERROR, now)
             self.emit(DiskFailure(self.key, exc.errno or errno.EIO, self.last_error))
+            return
+        if not self._ffmpeg_can_reach(source, now):
+            ffmpeg.remove_source_file(source)
             return
         argv_fn = partial(ffmpeg.build_argv, self.spec, source_file=source,
                           picorder_dir=self.picorder_dir)
@@ -305,9 +312,23 @@ class StreamProcess:
         self.emit(StreamLines(self.key, run_id, kind, None if lines is None else tuple(lines)))
 
     def _make_day_dirs(self) -> None:
-        base = ffmpeg.stream_dir(self.picorder_dir, self.spec.camera, self.spec.stream)
-        for day in day_dirs(host_wall_us()):
-            (base / day).mkdir(parents=True, exist_ok=True)
+        ffmpeg_user.make_day_dirs(self.picorder_dir, self.spec.camera, self.spec.stream,
+                                  day_dirs(host_wall_us()), self.ffmpeg_user)
+
+    def _ffmpeg_can_reach(self, source: Path, now: float) -> bool:
+        """ffmpeg's user can pass through to its list and its day directory (else: a clear error)."""
+        user = self.ffmpeg_user
+        day = ffmpeg.stream_dir(self.picorder_dir, self.spec.camera, self.spec.stream) \
+            / day_dirs(host_wall_us())[0]
+        for target in (source, day):
+            blocked = ffmpeg_user.unreachable(target, user)
+            if blocked is not None:
+                self.last_error = (f"ffmpeg's user {user.name} may not pass through {blocked} "
+                                   f"(chmod o+x {blocked}, or move it)")
+                logger.error("%s: %s", self.key, self.last_error)
+                self._backoff(ffmpeg.DISK_ERROR, now)
+                return False
+        return True
 
     def _begin_stop(self, after: str, problem: str | None) -> None:
         self._after_stop = after
@@ -659,10 +680,25 @@ def _alive(pid: int) -> bool:
 
 
 class FfmpegSpawner:
-    """The production `spawn`: ffmpeg with a progress pipe, a segment-list pipe and stderr."""
+    """The production `spawn`: ffmpeg with a progress pipe, a segment-list pipe and stderr.
 
-    def __init__(self, hub: PipeHub):
+    With a `user`, ffmpeg runs as that user, in its own group only, umask 027
+    (recorder.ffmpeg_user). Either way it inherits no descriptor but /dev/null
+    and its three pipes.
+    """
+
+    def __init__(self, hub: PipeHub, user: FfmpegUser | None = None):
         self.hub = hub
+        self.user = user
+
+    def popen_kwargs(self, pass_fds: tuple[int, ...], stderr: int) -> dict:
+        """Everything but argv that ffmpeg is started with."""
+        kwargs = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": stderr,
+                  "pass_fds": pass_fds, "close_fds": True, "env": ffmpeg.ffmpeg_env(),
+                  "start_new_session": True}
+        if self.user is not None:
+            kwargs.update(self.user.popen_kwargs())
+        return kwargs
 
     def __call__(self, argv_fn: Callable[[int, int], list[str]], sink: LineSink) -> PopenChild:
         prog_r, prog_w = os.pipe()
@@ -670,9 +706,7 @@ class FfmpegSpawner:
         err_r, err_w = os.pipe()
         try:
             argv = argv_fn(progress_fd=prog_w, segments_fd=seg_w)
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err_w, pass_fds=(prog_w, seg_w), close_fds=True,
-                                    env=ffmpeg.ffmpeg_env(), start_new_session=True)
+            proc = subprocess.Popen(argv, **self.popen_kwargs((prog_w, seg_w), err_w))
         except BaseException:
             for fd in (prog_r, seg_r, err_r):
                 os.close(fd)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import peewee
 
-from recorder import __version__, config, ffmpeg, limits, sdnotify
+from recorder import __version__, config, ffmpeg, ffmpeg_user, limits, sdnotify
 from recorder.ffmpeg import StreamSpec
 from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
@@ -42,6 +42,9 @@ from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
 logger = logging.getLogger(__name__)
 
 SETTING_SEGMENT_SECONDS = "segment_seconds"
+# Where ffmpeg's credential lists go (the unit points it at a tmpfs RuntimeDirectory
+# that ffmpeg's user can reach); default: DATA/run.
+ENV_RUNTIME_DIR = "PICORDER_RUNTIME_DIR"
 NAME_SLACK_US = 5_000_000      # ffmpeg names a file when it opens it; the list line comes later
 
 
@@ -186,6 +189,8 @@ class Recorder:
                  spawn=None, ntp_check=ntp_synchronized, stall_s: float = limits.STALL_PROGRESS_S,
                  recover: Callable | None = None):
         self.paths = paths
+        # The unprivileged user ffmpeg runs as (recorder.ffmpeg_user); resolved at start.
+        self.ffmpeg_user: ffmpeg_user.FfmpegUser | None = None
         self.storage = storage
         self.clock = clock or Clock()
         self.timekeeper = Timekeeper(paths.clock_file, clock=self.clock, ntp_check=ntp_check)
@@ -233,9 +238,10 @@ class Recorder:
         config.open_config(self.paths.config_db)
         self.started_utc_us = self.clock.wall_us()
         self.timekeeper.start()
+        self.ffmpeg_user = ffmpeg_user.resolve()
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._spawn is None:
-            self._spawn = FfmpegSpawner(PipeHub())
+            self._spawn = FfmpegSpawner(PipeHub(), self.ffmpeg_user)
         self.writer.start()
         self.probe = ReachabilityProbe(self.enqueue)
         self.control = ControlServer(self.paths.control_socket)
@@ -256,7 +262,8 @@ class Recorder:
 
     @property
     def runtime_dir(self) -> Path:
-        return self.paths.root / "run"
+        env = os.environ.get(ENV_RUNTIME_DIR)
+        return Path(env) if env else self.paths.root / "run"
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -450,7 +457,7 @@ class Recorder:
         proc = StreamProcess(spec, picorder_dir=self.picorder_dir or Path("/nonexistent"),
                              runtime_dir=self.runtime_dir, spawn=self._spawn,
                              timekeeper=self.timekeeper, emit=self.enqueue, stall_s=self.stall_s,
-                             probe=self.probe)
+                             probe=self.probe, ffmpeg_user=self.ffmpeg_user)
         proc.last_end_us = self._last_ends.get(spec.key)
         return proc
 
@@ -600,14 +607,13 @@ class Recorder:
         picorder_dir = self.picorder_dir
         if picorder_dir is None:
             return
-        bases = [ffmpeg.stream_dir(picorder_dir, p.spec.camera, p.spec.stream)
-                 for p in self.procs.values()]
+        streams = [(p.spec.camera, p.spec.stream) for p in self.procs.values()]
         days = day_dirs(host_wall_us())
+        user = self.ffmpeg_user
 
         def job():
-            for base in bases:
-                for day in days:
-                    (base / day).mkdir(parents=True, exist_ok=True)
+            for camera, stream in streams:
+                ffmpeg_user.make_day_dirs(picorder_dir, camera, stream, days, user)
         self.writer.submit(job)
 
     # ------------------------------------------------------------ clock

@@ -60,6 +60,7 @@ class RecorderProcess:
     log_path: Path | None = None
     started: float = 0.0
     _logs: list = field(default_factory=list)
+    popen_kwargs: dict = field(default_factory=dict)     # e.g. group/umask as in the systemd unit
 
     @property
     def paths(self) -> DataPaths:
@@ -72,7 +73,8 @@ class RecorderProcess:
         log = open(self.log_path, "w")
         stall = "-" if self.stall_s is None else str(self.stall_s)
         self.proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(self.data), stall],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT,
+                                     **self.popen_kwargs)
         log.close()
         self.started = time.time()
         wait_for(lambda: self.try_status() is not None, 15, "the recorder's control socket")
