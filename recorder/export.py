@@ -1,7 +1,11 @@
 """Any time range of a stream as a progressive MP4, built on the fly from the segments.
 
-build_range() reads the index rows and the segments' moof boxes, and builds a
-`moov` (sample tables of the whole range) in memory; the sample data is never
+build_range() reads the index rows and each segment's sample tables, and builds a
+`moov` (sample tables of the whole range) in memory. A segment's tables come
+from its SegmentTables row (stored at ingest and by recovery, see
+recorder.mp4.encode_tables) when they still describe the file (checksum,
+init segment, size, a moof where they put the last fragment); otherwise from
+reading the file's moof boxes. Both give the same bytes. The sample data is never
 copied: the single `mdat` that follows is streamed straight from the segment
 files by byte ranges (RangeMovie.iter_bytes), so memory stays bounded by the
 sample tables (about 4-12 bytes per frame) plus one read buffer.

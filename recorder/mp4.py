@@ -152,7 +152,7 @@ class SegmentInfo:
     file_size: int
     first_pts_us: int
     fragments: int = 0
-    tables: bytes = field(default=b"", repr=False)   # encode_tables() of the valid prefix
+    tables: bytes = field(default=b"", repr=False)      # encode_tables() of the valid prefix
 
     @property
     def torn(self) -> bool:

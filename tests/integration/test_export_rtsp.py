@@ -170,7 +170,7 @@ def test_range_plays_and_seeks_in_chromium(recording, tmp_path):
 
 
 def test_stored_tables_of_real_recordings_give_the_same_movie(recording):
-    """Recovery stored each file's sample tables; the movie from them equals the one from the files."""
+    """Recovery stored each file's sample tables; the movie from them is the one from the files."""
     from recorder.index import SegmentTables
 
     pdir, _ = recording
