@@ -108,6 +108,28 @@ SCHEMAS = {
     "TokenInput": {"type": "object", "required": ["name"], "properties": {
         "name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "viewer"]}}},
     "Object": {"type": "object"},
+    "ProbeInput": {"type": "object", "required": ["url"], "properties": {
+        "url": {"type": "string", "maxLength": 2048,
+                "description": "stream URL, or a bare address (taken as rtsp://address)"},
+        "username": {"type": ["string", "null"], "maxLength": 2048},
+        "password": {"type": ["string", "null"], "maxLength": 2048, "writeOnly": True},
+        "transport": {"type": "string", "enum": ["tcp", "udp"]},
+        "camera": {"type": ["string", "null"],
+                   "description": "with no password given, use this camera's stored one"}}},
+    "ProbeResult": {"type": "object", "required": ["ok"], "properties": {
+        "ok": {"type": "boolean"}, "error": {"type": ["string", "null"]},
+        "codec": {"type": ["string", "null"]}, "width": {"type": ["integer", "null"]},
+        "height": {"type": ["integer", "null"]}, "fps": {"type": ["number", "null"]},
+        "bitrate_kbps": {"type": ["number", "null"]},
+        "keyframe_interval_s": {"type": ["number", "null"]},
+        "snapshot": {"type": ["string", "null"]},
+        "snapshot_url": {"type": "string", "description": "the first keyframe as JPEG"},
+        "warnings": {"type": "array", "items": {"type": "string"}}}},
+    "Clock": {"type": "object", "properties": {
+        "panel_utc_us": {"type": "integer", "description": "the panel's own time"},
+        "recorder": {"type": ["object", "null"],
+                     "description": "trusted, source, now_utc_us (null: no recorder)"},
+        "recorder_problem": {"type": ["string", "null"]}}},
 }
 
 ID = {"in": "path", "required": True, "schema": {"type": "integer"}}
@@ -194,6 +216,19 @@ def _paths() -> dict:
         "/api/tokens/{token_id}": {"delete": _op(
             "revoke an API token", {"200": _json("#/components/schemas/Object")},
             params=[dict(ID, name="token_id")], admin=True)},
+        "/api/probe": {"post": _op(
+            f"test a stream: capture about {limits.PROBE_CAPTURE_S} s and describe it "
+            "(codec, size, fps, bitrate, keyframe interval, a snapshot); one test at a time",
+            {"200": _json("#/components/schemas/ProbeResult",
+                          "the result; ok false with 'error' when the stream cannot be read")},
+            body="#/components/schemas/ProbeInput", admin=True)},
+        "/api/probe/{token}.jpg": {"get": _op(
+            "a probe's snapshot (expires after a few minutes)",
+            {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}},
+            params=[{"name": "token", "in": "path", "required": True,
+                     "schema": {"type": "string"}}], admin=True)},
+        "/api/clock": {"get": _op("the recorder's clock and the panel's own time",
+                                  {"200": _json("#/components/schemas/Clock")})},
         "/api/zabbix/cameras.json": {"get": _op(
             "Zabbix low-level discovery of cameras (cameraleech format)",
             {"200": _json("#/components/schemas/Object")}, tag="monitoring")},

@@ -8,8 +8,9 @@ from schemathesis.config import SchemathesisConfig
 
 from mp4_testlib import ffmpeg_segments, install_segments, require_ffmpeg
 from panel_support import admin_session, issue_token, make_app
+from recorder.config import check_url
 from recorder.index import index_db
-from webpanel import openapi
+from webpanel import openapi, probe
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +34,23 @@ def fuzz_app(tmp_path_factory):
     return app, {"Authorization": f"Bearer {issue_token(app, 'fuzz', 'admin')}"}
 
 
+@pytest.fixture
+def stub_probe(monkeypatch):
+    """/api/probe without ffmpeg: the fuzz is about input handling (tests/unit/test_probe.py
+    probes real streams). Every call must carry input the route validated."""
+    calls = []
+
+    def probe_stream(url, username, password, transport, data_dir):
+        assert check_url(url) is None and transport in ("tcp", "udp"), (url, transport)
+        for text in (username, password):
+            assert text is None or (isinstance(text, str) and len(text) <= 2048
+                                    and all(ord(c) >= 32 for c in text)), text
+        calls.append(url)
+        return probe.ProbeResult(ok=False, error="unreachable: the fuzz does not probe")
+    monkeypatch.setattr(probe, "probe_stream", probe_stream)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def api_schema(fuzz_app):
     app, auth = fuzz_app
@@ -49,7 +67,7 @@ OPERATIONS = [(path, method.upper()) for path, ops in openapi.document()["paths"
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("path,method", OPERATIONS)
-def test_no_input_makes_the_api_fail(api_schema, fuzz_app, path, method, mode):
+def test_no_input_makes_the_api_fail(api_schema, fuzz_app, stub_probe, path, method, mode):
     _app, auth = fuzz_app
     operation = api_schema[path][method]
     # Each accepted user costs a deliberate scrypt hash; fewer examples keep the test quick.
@@ -68,6 +86,8 @@ def test_no_input_makes_the_api_fail(api_schema, fuzz_app, path, method, mode):
             assert "error" in body or "errors" in body
 
     check()
+    if (path, mode) == ("/api/probe", GenerationMode.POSITIVE):
+        assert stub_probe, "no generated probe request got past validation"
 
 
 NASTY = [
@@ -89,6 +109,8 @@ NASTY = [
     "/api/cameras/../../../etc/passwd/snapshot.jpg",
     "/api/zabbix/camera/../fps", "/api/zabbix/camera/cam1/..",
     "/api/cameras/cam1/live.mp4?stream=main",
+    "/api/probe/..%2F..%2Fsecret_key.jpg", "/api/probe/../secret_key.jpg",
+    "/api/probe/%00.jpg", "/api/probe/" + "a" * 5000 + ".jpg",
 ]
 
 
