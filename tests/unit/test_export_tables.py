@@ -1,6 +1,7 @@
 """Stored sample tables (SegmentTables): the movie bytes they give equal those from the files."""
 
 import random
+import struct
 import sqlite3
 
 import pytest
@@ -228,3 +229,30 @@ def test_read_only_v1_index_not_yet_migrated_still_exports(tmp_path, sources):
         assert movie_bytes(movie) == expected
     finally:
         index_db.close()
+
+
+def with_tfdt_jump(src, dest, fragment: int, ticks: int):
+    """A copy of segment `src` whose decode times jump by `ticks` from `fragment` on."""
+    data = bytearray(src.read_bytes())
+    for frag in mp4.scan_segment(src).fragments[fragment:]:
+        at = frag.offset + frag.tfdt_offset
+        if data[at + 8] == 1:
+            struct.pack_into(">Q", data, at + 12, frag.base_dts + ticks)
+        else:
+            struct.pack_into(">I", data, at + 12, frag.base_dts + ticks)
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def test_fragments_after_a_decode_time_jump_are_not_joined(tmp_path, sources):
+    """A gap in tfdt (a timestamp jump inside a segment) splits the joined stretches."""
+    jumped = [with_tfdt_jump(src, tmp_path / f"j{i}.mp4", 2, mp4.probe_segment(src).timescale)
+              for i, src in enumerate(sources["bframes"])]
+    joined = mp4.decode_tables(mp4.probe_segment(jumped[0]).tables, join=True).fragments
+    counts = [f.count for f in mp4.scan_segment(jumped[0]).fragments]
+    assert [f.count for f in joined] == [counts[0], counts[1], sum(counts[2:])]
+    rec = install_segments(tmp_path / "picorder", jumped, start_us=T0)
+    for start, end in ranges(rec, 10, seed=7):
+        stored, parsed = build_both(rec, start, end)
+        assert (stored.etag, stored.runs) == (parsed.etag, parsed.runs)
+        assert movie_bytes(stored) == movie_bytes(parsed), (start, end)
