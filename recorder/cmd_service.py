@@ -2,6 +2,7 @@
 
 import json
 import logging
+import logging.handlers
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from recorder.storage_api import DirectoryStorage, Storage, configured_root
 logger = logging.getLogger(__name__)
 
 DEMO_PANEL_PORT = 8080
+DEMO_LOG_NAME = "recorder.log"      # the System page shows its last lines
 
 
 def open_paths(args) -> DataPaths:
@@ -122,7 +124,7 @@ class ChildService:
 def demo_cameras(paths: DataPaths, cameras: int, port: int):
     """Start the simulated cameras and make config.db point at them."""
     from recorder.sim.launcher import SimCameras
-    sim = SimCameras(cameras=cameras, port=port)
+    sim = SimCameras(cameras=cameras, port=port, patterns="picture")
 
     def start():
         sim.start()
@@ -166,6 +168,29 @@ def demo_panel(paths: DataPaths, port: int) -> ChildService | None:
     return ChildService("web panel", start, stop, [f"web panel: http://{bind}/"])
 
 
+class RedactFilter(logging.Filter):
+    """Strip credentials from every record (lines are redacted already; this is a backstop)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from recorder.ffmpeg import redact
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def demo_log_file(paths: DataPaths) -> logging.Handler:
+    """Log to DATA/recorder.log as well (rotated, small), as the appliance's journal would."""
+    handler = logging.handlers.RotatingFileHandler(
+        paths.root / DEMO_LOG_NAME, maxBytes=limits.DEMO_LOG_BYTES,
+        backupCount=limits.DEMO_LOG_BACKUPS, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactFilter())
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
 def cmd_demo(args) -> int:
     from recorder.sim.launcher import free_port
     if not 1 <= args.cameras <= 64:
@@ -173,6 +198,7 @@ def cmd_demo(args) -> int:
     if args.port and not 1 <= args.port <= 65535:
         raise UserError("--port must be between 1 and 65535")
     paths = open_paths(args)
+    demo_log_file(paths)
     from recorder import storage
     storage.adopt_demo_directory(paths)      # recordings (and retention) in the data directory
     port = args.port or free_port()

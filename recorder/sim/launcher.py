@@ -31,6 +31,7 @@ class SimCameras:
     width: int = 640
     height: int = 360
     codec: str = "h264"
+    patterns: str = "noise"          # or "picture": what the demo shows
     user: str | None = None
     password: str | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -45,7 +46,8 @@ class SimCameras:
         argv = [SYSTEM_PYTHON, "-m", "recorder.sim.rtsp_server", "--port", str(self.port),
                 "--cameras", str(self.cameras), "--fps", str(self.fps), "--gop", str(self.gop),
                 "--kbps", str(self.kbps), "--width", str(self.width),
-                "--height", str(self.height), "--codec", self.codec]
+                "--height", str(self.height), "--codec", self.codec,
+                "--patterns", self.patterns]
         if self.user:
             argv += ["--user", self.user, "--password-file", "-"]
         env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))

@@ -20,7 +20,19 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
-def pipeline(width: int, height: int, fps: int, kbps: int, gop: int, pattern: int, label: str,
+# Patterns that look like a picture (the demo, screenshots); "noise" cycles through
+# all of videotestsrc's patterns, starting with snow, which is costly to encode.
+PICTURE_PATTERNS = ("ball", "smpte", "pinwheel", "circular", "spokes", "gradient")
+
+
+def pattern_for(camera: int, style: str) -> str:
+    """videotestsrc pattern of camera N (1-based) for the style "picture" or "noise"."""
+    if style == "picture":
+        return PICTURE_PATTERNS[(camera - 1) % len(PICTURE_PATTERNS)]
+    return str(camera % 20)
+
+
+def pipeline(width: int, height: int, fps: int, kbps: int, gop: int, pattern: str, label: str,
              codec: str = "h264") -> str:
     """Live test pattern with a clock, encoded for RTSP (frame timing from the source)."""
     src = (f"videotestsrc is-live=true pattern={pattern} ! "
@@ -55,7 +67,8 @@ def build_server(args) -> GstRtspServer.RTSPServer:
                    ("/sub", args.width // 2, args.height // 2, max(64, args.kbps // 4))]
         for suffix, width, height, kbps in streams:
             factory = GstRtspServer.RTSPMediaFactory()
-            factory.set_launch(pipeline(width, height, args.fps, kbps, args.gop, n % 20,
+            factory.set_launch(pipeline(width, height, args.fps, kbps, args.gop,
+                                        pattern_for(n, args.patterns),
                                         f"cam{n}{suffix}", args.codec))
             factory.set_shared(True)
             if auth is not None:
@@ -85,6 +98,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kbps", type=int, default=1000)
     parser.add_argument("--gop", type=int, default=15, help="keyframe interval in frames")
     parser.add_argument("--codec", choices=("h264", "hevc"), default="h264")
+    parser.add_argument("--patterns", choices=("noise", "picture"), default="noise",
+                        help="test pictures: noise (high bitrate) or picture (demo)")
     parser.add_argument("--user")
     parser.add_argument("--password-file", help="file with the password ('-': stdin)")
     args = parser.parse_args(argv)

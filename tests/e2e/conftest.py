@@ -27,7 +27,8 @@ def stack(tmp_path_factory):
     paths.ensure()
     shots = base / "screenshots"
     shots.mkdir()
-    sim = SimCameras(cameras=2, fps=15, gop=15, kbps=600, width=640, height=360).start()
+    sim = SimCameras(cameras=2, fps=15, gop=15, kbps=600, width=640, height=360,
+                     patterns="picture").start()
     port = free_port()
     st = Stack(f"http://127.0.0.1:{port}", paths, sim, shots)
     env = dict(os.environ, PICORDER_DATA=str(paths.root), PICORDER_PANEL_BIND=f"127.0.0.1:{port}",
