@@ -101,3 +101,5 @@ REACHABILITY_CONNECT_S = 1.0    # ... with this connect timeout; when it answers
 ROOT_RETRY_S = 30.0             # a recording root whose index could not be opened is retried
 EVENTS_PER_STEP = 1000          # queue events handled between two looks at the tick timer
 POWER_CMD_TIMEOUT_S = 10.0      # bound on `systemctl reboot|poweroff` (it only queues the job)
+DEMO_LOG_BYTES = 512 * 1024     # `picorder demo`'s DATA/recorder.log rotates at this size ...
+DEMO_LOG_BACKUPS = 2            # ... keeping this many old files
