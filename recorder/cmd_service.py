@@ -180,11 +180,16 @@ class RedactFilter(logging.Filter):
         return True
 
 
-def demo_log_file(paths: DataPaths) -> logging.Handler:
+def demo_log_file(paths: DataPaths) -> logging.Handler | None:
     """Log to DATA/recorder.log as well (rotated, small), as the appliance's journal would."""
-    handler = logging.handlers.RotatingFileHandler(
-        paths.root / DEMO_LOG_NAME, maxBytes=limits.DEMO_LOG_BYTES,
-        backupCount=limits.DEMO_LOG_BACKUPS, encoding="utf-8")
+    try:
+        handler = logging.handlers.RotatingFileHandler(
+            paths.root / DEMO_LOG_NAME, maxBytes=limits.DEMO_LOG_BYTES,
+            backupCount=limits.DEMO_LOG_BACKUPS, encoding="utf-8")
+    except OSError:
+        logger.exception("cannot write %s: logging to the terminal only",
+                         paths.root / DEMO_LOG_NAME)
+        return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactFilter())
     logging.getLogger().addHandler(handler)

@@ -53,3 +53,13 @@ def test_the_system_page_shows_recent_lines(tmp_path, demo_log):
     assert "demo line 299" in page and "cam2/sub: unreachable via rtsp://***@cam2.lan/sub" in page
     assert "demo line 0\n" not in page            # only the recent ones
     assert "hunter22" not in page
+
+
+def test_an_unwritable_log_file_is_reported_not_fatal(tmp_path, caplog):
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    (paths.root / DEMO_LOG_NAME).mkdir()                  # a directory where the file goes
+    before = list(logging.getLogger().handlers)
+    assert demo_log_file(paths) is None
+    assert logging.getLogger().handlers == before
+    assert "logging to the terminal only" in caplog.text
