@@ -199,7 +199,13 @@ def rows(picorder_dir: Path, camera: str | None = None, stream: str = "main") ->
         if camera:
             sql += " WHERE camera = ? AND stream = ?"
             args = (camera, stream)
-        return [Row(*r) for r in db.execute(sql + " ORDER BY camera, stream, start_us", args)]
+        try:
+            found = db.execute(sql + " ORDER BY camera, stream, start_us", args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):      # the recorder is creating index.db right now
+                return []
+            raise
+        return [Row(*r) for r in found]
 
 
 def decode_errors(path: Path) -> str:
