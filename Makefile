@@ -26,7 +26,7 @@ clean:
 # (default /var/cache/picorder-build), the arm64 image goes to image/out/.
 image:
 	nice image/build.sh arm64
-	image/check-firmware.sh image/out/picorder-$$($(VENV)/bin/python -c 'import recorder; print(recorder.__version__)' 2>/dev/null || sed -n 's/^__version__ = "\(.*\)"/\1/p' recorder/__init__.py)-arm64.img.xz
+	image/check-firmware.sh image/out/picorder-$$(sed -n 's/^__version__ = "\(.*\)"/\1/p' recorder/__init__.py)-arm64.img.xz
 
 image-amd64:
 	nice image/build.sh amd64
