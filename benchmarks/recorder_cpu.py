@@ -103,15 +103,17 @@ def stream_fps(data: Path) -> list[float]:
 def wait_running(data: Path, n: int, timeout: float = 120) -> None:
     from recorder import control
     deadline = time.monotonic() + timeout
+    running = 0
     while time.monotonic() < deadline:
         try:
             status = control.request(data / "recorder.sock", "status")
-            if sum(s["state"] == "RUNNING" for s in status["streams"]) == n:
+            running = sum(s["state"] == "RUNNING" for s in status["streams"])
+            if running == n:
                 return
         except (control.RecorderUnavailable, control.ControlError):
             pass
         time.sleep(0.5)
-    raise NotSustained(f"the recorder did not get all {n} streams running in {timeout:.0f} s")
+    raise NotSustained(f"only {running} of {n} streams were running after {timeout:.0f} s")
 
 
 def measure(pids: list[int], seconds: float) -> dict[int, float]:
