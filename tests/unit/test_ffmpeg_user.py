@@ -147,3 +147,23 @@ def test_a_directory_the_user_cannot_pass_is_named(open_tmp):
     other = FfmpegUser("someone", 54321, 54321)
     assert ffmpeg_user.unreachable(closed / "inner" / "x.ffconcat", other) == closed
     assert ffmpeg_user.unreachable(closed / "inner", None) is None
+
+
+@as_root
+def test_a_stream_whose_directory_the_user_cannot_reach_backs_off_with_a_clear_error(open_tmp):
+    from recorder.process import State, StreamProcess
+    from recorder.timekeeping import Clock, Timekeeper
+    closed = open_tmp / "closed"
+    closed.mkdir(mode=0o700)
+    spawned = []
+    proc = StreamProcess(StreamSpec("cam1", "main", "rtsp://h/x"),
+                         picorder_dir=closed / "picorder", runtime_dir=open_tmp / "run",
+                         spawn=lambda argv_fn, sink: spawned.append(argv_fn),
+                         timekeeper=Timekeeper(open_tmp / "last_time", clock=Clock(),
+                                               ntp_check=lambda: True),
+                         emit=lambda event: None, ffmpeg_user=USER)
+    proc.start()
+    assert spawned == []
+    assert (proc.state, proc.problem) == (State.BACKOFF, ffmpeg.DISK_ERROR)
+    assert f"ffmpeg's user nobody may not pass through {closed}" in proc.last_error
+    assert list((open_tmp / "run").iterdir()) == []      # its credentials list is gone again
