@@ -76,10 +76,12 @@ def parse_segment_line(line: str) -> SegmentEntry | None:
         name, start, end = row
         entry = SegmentEntry(name, round(float(start) * 1e6), round(float(end) * 1e6))
     except (StopIteration, ValueError):
-        logger.warning("ignoring a malformed segment list line: %r", line[:200])
+        logger.error("malformed segment list line (its file is left to recovery at the next "
+                     "start): %r", line[:200])
         return None
     if not name or "/" in name or entry.end_us < entry.start_us:
-        logger.warning("ignoring a malformed segment list line: %r", line[:200])
+        logger.error("malformed segment list line (its file is left to recovery at the next "
+                     "start): %r", line[:200])
         return None
     return entry
 

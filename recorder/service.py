@@ -33,8 +33,8 @@ from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
 from recorder.power import Power, PowerRequest
 from recorder.process import (
-    CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, Reachable, ReachabilityProbe,
-    SegmentClosed, State, StreamLines, StreamProcess, day_dirs, host_wall_us, stop_orphans,
+    SEGMENTS, CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, Reachable,
+    ReachabilityProbe, SegmentClosed, State, StreamLines, StreamProcess, day_dirs, host_wall_us, stop_orphans,
 )
 from recorder.storage_api import Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
@@ -46,6 +46,7 @@ SETTING_SEGMENT_SECONDS = "segment_seconds"
 # that ffmpeg's user can reach); default: DATA/run.
 ENV_RUNTIME_DIR = "PICORDER_RUNTIME_DIR"
 NAME_SLACK_US = 5_000_000      # ffmpeg names a file when it opens it; the list line comes later
+LEFT_TO_RECOVERY = "the file stays and is indexed by recovery at the next start"
 
 
 # ------------------------------------------------------------------ events
@@ -325,6 +326,10 @@ class Recorder:
                 now = self.mono()
                 for line in event.lines if event.lines is not None else (None,):
                     proc.feed(event.run_id, event.kind, line, now)
+            elif event.kind == SEGMENTS and event.lines:
+                logger.error("%s: segments listed by an ffmpeg run (%d) no stream owns: "
+                             "not indexed now, left to recovery at the next start: %s",
+                             event.key, event.run_id, "; ".join(event.lines)[:300])
         elif isinstance(event, SegmentClosed):
             self._submit_ingest(event)
         elif isinstance(event, CurrentSegmentHint):
@@ -560,7 +565,7 @@ class Recorder:
             fsync_path(path.parent, directory=True)
             info = probe_segment(path)
         except (OSError, Mp4Error) as exc:
-            logger.exception("%s: cannot index %s", key, rel)
+            logger.exception("%s: cannot index %s: %s", key, rel, LEFT_TO_RECOVERY)
             if isinstance(exc, OSError):
                 self.enqueue(DiskFailure(key, exc.errno or errno.EIO, f"indexing {rel}: {exc}"))
             return
@@ -568,12 +573,18 @@ class Recorder:
             logger.warning("%s: %s holds no video: removed", key, rel)
             path.unlink(missing_ok=True)
             return
-        Segment.insert(camera=seg.camera, stream=seg.stream, path=rel, start_us=seg.start_us,
-                       end_us=seg.end_us, duration_us=info.duration_us, bytes=info.file_size,
-                       frames=info.frames, codec=info.codec, width=info.width,
-                       height=info.height, clock_trusted=seg.clock_trusted,
-                       run_id=seg.run_id).on_conflict_replace().execute()
-        Segment.store_tables(rel, info.tables)
+        try:
+            with index_db.atomic():
+                Segment.insert(camera=seg.camera, stream=seg.stream, path=rel,
+                               start_us=seg.start_us, end_us=seg.end_us,
+                               duration_us=info.duration_us, bytes=info.file_size,
+                               frames=info.frames, codec=info.codec, width=info.width,
+                               height=info.height, clock_trusted=seg.clock_trusted,
+                               run_id=seg.run_id).on_conflict_replace().execute()
+                Segment.store_tables(rel, info.tables)
+        except peewee.DatabaseError:
+            logger.exception("%s: cannot index %s: %s", key, rel, LEFT_TO_RECOVERY)
+            return
         logger.debug("%s: indexed %s (%.2f s)", key, rel, info.duration_us / 1e6)
         self.enqueue(Ingested(key, rel, info.file_size, info.duration_us))
 

@@ -1,0 +1,163 @@
+"""A segment ffmpeg reported but the recorder could not index is logged as an error and
+indexed by recovery at the next start (real index.db, real segment file, fake ffmpeg)."""
+
+import logging
+import shutil
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import peewee
+import pytest
+
+from mp4_testlib import ffmpeg_segments, require_ffmpeg
+from recorder import config
+from recorder.index import Segment
+from recorder.paths import DataPaths
+from recorder.process import SEGMENTS, State
+from recorder.service import Recorder
+
+
+class FakeChild:
+    def __init__(self, pid, sink):
+        self.pid = pid
+        self.sink = sink
+        self.rc = None
+
+    def poll(self):
+        return self.rc
+
+    def request_stop(self):
+        if self.rc is None:
+            self.rc = 255
+            self.sink(SEGMENTS, None)
+
+    def kill(self):
+        self.request_stop()
+
+
+class FakeSpawn:
+    def __init__(self):
+        self.children = []
+
+    def __call__(self, argv_fn, sink):
+        self.children.append(FakeChild(60_000 + len(self.children), sink))
+        return self.children[-1]
+
+
+class FixedStorage:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def start(self, enqueue):
+        pass
+
+    def handle(self, event):
+        return False
+
+    def recording_root(self):
+        return self.root
+
+    def state(self):
+        return {"state": "recording", "root": str(self.root)}
+
+    def report_io_error(self, errno_, detail):
+        pass
+
+    def control_commands(self):
+        return {}
+
+    def stop(self):
+        pass
+
+
+def run_until(rec, predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        rec.step(0.02)
+
+
+def indexed_paths(picorder_dir: Path) -> list[str]:
+    with sqlite3.connect(f"file:{picorder_dir / 'index.db'}?mode=ro", uri=True) as db:
+        return [r[0] for r in db.execute("SELECT path FROM segment ORDER BY start_us")]
+
+
+def start_recorder(paths, storage, spawn) -> Recorder:
+    rec = Recorder(paths, storage, spawn=spawn, ntp_check=lambda: None)
+    rec.start()
+    run_until(rec, lambda: rec.procs["cam1/main"].state == State.STARTING)
+    return rec
+
+
+def stop_recorder(rec: Recorder) -> None:
+    rec.begin_shutdown("test")
+    run_until(rec, lambda: rec._done)
+    rec._finish()
+
+
+@pytest.fixture(scope="module")
+def segment_file(tmp_path_factory):
+    require_ffmpeg()
+    return ffmpeg_segments(tmp_path_factory.mktemp("src"), seconds=4, segment_s=4)[0]
+
+
+def test_unindexable_segment_is_an_error_and_recovered_at_next_start(
+        tmp_path, segment_file, monkeypatch, caplog):
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
+    storage = FixedStorage(tmp_path / "disk")
+    pdir = storage.root / "picorder"
+    spawn = FakeSpawn()
+
+    rec = start_recorder(paths, storage, spawn)
+    try:
+        # ffmpeg closed a segment (named by the host clock, as ffmpeg names it) ...
+        when = datetime.fromtimestamp(time.time() - 4, timezone.utc)
+        rel = when.strftime("cam1/main/%Y/%m/%d/%H-%M-%S.mp4")
+        (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(segment_file, pdir / rel)
+        # ... but the index refuses the row (e.g. a locked or damaged index.db).
+        real_insert = Segment.insert
+
+        def failing_insert(*args, **kwargs):
+            raise peewee.OperationalError("disk I/O error")
+        monkeypatch.setattr(Segment, "insert", failing_insert)
+        with caplog.at_level(logging.ERROR, logger="recorder.service"):
+            spawn.children[0].sink(SEGMENTS, [f"{Path(rel).name},0.000000,4.000000"])
+            run_until(rec, lambda: any(rel in r.getMessage() for r in caplog.records))
+            run_until(rec, lambda: not rec.writer.busy)
+        errors = [r for r in caplog.records if rel in r.getMessage()]
+        assert errors[0].levelno == logging.ERROR
+        assert "recovery" in errors[0].getMessage()
+        monkeypatch.setattr(Segment, "insert", real_insert)
+    finally:
+        stop_recorder(rec)
+    assert (pdir / rel).exists()                    # never deleted ...
+    assert indexed_paths(pdir) == []                # ... and not indexed yet
+
+    rec = start_recorder(paths, storage, FakeSpawn())   # the next start
+    try:
+        assert indexed_paths(pdir) == [rel]
+    finally:
+        stop_recorder(rec)
+
+
+def test_segment_lines_no_stream_owns_are_an_error(tmp_path, caplog):
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
+    spawn = FakeSpawn()
+    rec = start_recorder(paths, FixedStorage(tmp_path / "disk"), spawn)
+    try:
+        from recorder.process import StreamLines
+        with caplog.at_level(logging.ERROR, logger="recorder.service"):
+            rec.dispatch(StreamLines("cam1/main", 12345, SEGMENTS, ("12-00-00.mp4,0.0,4.0",)))
+        assert any("12-00-00.mp4" in r.getMessage() and r.levelno == logging.ERROR
+                   for r in caplog.records)
+    finally:
+        stop_recorder(rec)
