@@ -72,6 +72,7 @@ UDEV_SETTLE_S = 10.0
 RETENTION_INTERVAL_S = 60       # the periodic retention job
 FREE_SPACE_CHECK_S = 1          # free-space watch: near the floor -> retention at once
 FLOOR_HEADROOM_S = 10           # retention frees this many seconds of writing beyond the floor
+STORAGE_LOG_EVERY_S = 60       # "running retention now"/"cannot reach the floor": at most this often
 RETENTION_MISFIRE_GRACE_S = 30
 RETENTION_BATCH = 500           # rows marked/unlinked/deleted per transaction
 FLOOR_FRACTION = 0.05           # free-space floor: 5 % of the disk ...

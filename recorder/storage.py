@@ -267,9 +267,11 @@ class DiskStorage:
         self._headroom = 0
         self._generation = 0
         self._conn_generation = -1
-        self._rate = 0.0                       # bytes/s recorded, from the index
-        self._use_rate = 0.0                   # bytes/s the free space shrinks by (EWMA)
-        self._last_free: tuple[float, int, Path] | None = None
+        # bytes/s this recorder records (sum of its streams, from the index). The floor and
+        # headroom use it, never how fast the disk's free space shrinks: other writers on
+        # a shared disk must not make retention delete the recordings.
+        self._rate = 0.0
+        self._said: dict[str, float] = {}     # rate-limited log lines: when last logged
 
     # ---- Storage protocol
 
@@ -310,7 +312,8 @@ class DiskStorage:
         name = errno.errorcode.get(errno_, str(errno_))
         self._io_errors.append(IoErrorRecord(_now_us(), errno_, name, detail[:300]))
         if errno_ in NOSPACE_ERRNOS:
-            logger.warning("no space left on the recording disk: running retention now")
+            if self._say("enospc"):
+                logger.warning("no space left on the recording disk: running retention now")
             self.run_retention_soon()
             return
         logger.error("I/O error on the recording disk (%s): %s", name, detail)
@@ -801,19 +804,21 @@ class DiskStorage:
         space = _space(root)
         if not space:
             return
-        now = time.monotonic()
-        last = self._last_free
-        self._last_free = (now, space["free_bytes"], root)
-        if last is not None and last[2] == root and now > last[0]:
-            used = max(0.0, (last[1] - space["free_bytes"]) / (now - last[0]))
-            self._use_rate = 0.8 * self._use_rate + 0.2 * used
-        rate = max(self._rate, self._use_rate)
-        headroom = max(self._headroom, int(self._use_rate * limits.FLOOR_HEADROOM_S))
-        floor = self._floor(space["total_bytes"], rate)
-        if space["free_bytes"] < floor + headroom:
-            logger.info("free space %d close to the floor %d: running retention now",
-                        space["free_bytes"], floor)
+        floor = self._floor(space["total_bytes"], self._rate)
+        if space["free_bytes"] < floor + self._headroom:
+            if self._say("close_to_floor"):
+                logger.info("free space %d close to the floor %d: running retention now",
+                            space["free_bytes"], floor)
             self.run_retention_soon()
+
+    def _say(self, what: str) -> bool:
+        """True at most once per limits.STORAGE_LOG_EVERY_S for `what` (repeated warnings)."""
+        now = time.monotonic()
+        last = self._said.get(what)
+        if last is not None and now - last < limits.STORAGE_LOG_EVERY_S:
+            return False
+        self._said[what] = now
+        return True
 
     def _floor(self, total_bytes: int, rate_bps: float) -> int:
         return (self.floor_override or configured_floor()
@@ -887,12 +892,12 @@ class DiskStorage:
             return retention.ApplyResult()
         rates = retention.stream_rates(conn, now)
         self._rate = sum(rates.values())
-        floor = self._floor(space["total_bytes"], max(self._rate, self._use_rate))
+        floor = self._floor(space["total_bytes"], self._rate)
         totals = self._tracker.totals(conn)
         lims = camera_limits(totals)
         # Free a little more than the floor, so that what is written until the next
         # free-space check cannot take the disk below the floor.
-        self._headroom = int(max(self._rate, self._use_rate) * limits.FLOOR_HEADROOM_S)
+        self._headroom = int(self._rate * limits.FLOOR_HEADROOM_S)
         plan = retention.plan_rotation(
             retention.iter_oldest(conn), camera_bytes=totals, limits_by_camera=lims,
             free_bytes=space["free_bytes"], floor_bytes=floor + 2 * self._headroom, now_us=now)
@@ -903,7 +908,7 @@ class DiskStorage:
         if result.deleted:
             logger.info("retention deleted %d segments (%d bytes) from %s",
                         len(result.deleted), result.bytes, root)
-        if not plan.floor_met:
+        if not plan.floor_met and self._say("floor_not_met"):
             logger.warning("cannot reach the free-space floor of %d bytes on %s", floor, root)
         self._record(result, plan, floor, root, rates, lims, totals)
         return result
