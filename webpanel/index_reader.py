@@ -1,6 +1,7 @@
 """Read-only access to the recordings index (index.db), and the timeline of runs."""
 
 import logging
+import os
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ def open_readonly(picorder_dir: Path) -> None:
     path = picorder_dir / "index.db"
     if not path.is_file():
         raise NoIndex(f"no recordings index at {path}")
-    uri = f"file:{path}?mode=ro"
+    uri = _readonly_uri(path)
     with _init_lock:
         if index_db.database != uri:
             index_db.init(uri, uri=True, pragmas={"busy_timeout": limits.BUSY_TIMEOUT_MS},
@@ -34,6 +35,20 @@ def open_readonly(picorder_dir: Path) -> None:
         index_db.connect(reuse_if_open=True)
     except (OperationalError, sqlite3.Error) as exc:
         raise NoIndex(f"cannot open {path}: {exc}") from exc
+
+
+def _readonly_uri(path: Path) -> str:
+    """SQLite URI to read index.db without ever writing to its directory.
+
+    A read-only reader of a WAL database needs the -wal and -shm files. They
+    exist while the recorder has the index open; after it closed cleanly SQLite
+    removed them, and a reader that may not write in the (root-owned) directory
+    cannot create them. Nothing writes the index then, so it is read as immutable.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists() and not os.access(path.parent, os.W_OK):
+        return f"file:{path}?mode=ro&immutable=1"
+    return f"file:{path}?mode=ro"
 
 
 def close() -> None:
