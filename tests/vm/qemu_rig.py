@@ -7,6 +7,7 @@ loopback as 10.0.2.2), a qemu-xhci USB controller, and an HMP monitor on a Unix
 socket for hot-plugging USB disks.  KVM is never used: guests hang with it here.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -113,9 +114,18 @@ class VM:
     def console_log(self) -> Path:
         return self.workdir / "console.log"
 
+    grow_mb: int = 512        # the "SD card" is this much larger than the image
+
     def create_overlay(self) -> None:
+        size = self.files.image.stat().st_size + self.grow_mb * 1024 * 1024
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.files.image),
-                        "-F", "raw", str(self.overlay)], check=True)
+                        "-F", "raw", str(self.overlay), str(size)], check=True)
+
+    def image_partition_bytes(self, number: int) -> int:
+        """Size of a partition as built in the image (before the guest grew it)."""
+        table = json.loads(subprocess.run(["sfdisk", "-J", str(self.files.image)],
+                                          capture_output=True, text=True, check=True).stdout)
+        return table["partitiontable"]["partitions"][number - 1]["size"] * 512
 
     def qemu_argv(self) -> list[str]:
         if self.files.arch == "amd64":

@@ -136,6 +136,12 @@ def test_3_picorder_txt_was_applied_and_scrubbed(box):
     machine_id = vm.ssh("cat /etc/machine-id").strip()
     assert re.fullmatch(r"[0-9a-f]{32}", machine_id)
     assert vm.ssh("ls /etc/ssh/ssh_host_ed25519_key.pub").strip()
+    # The root partition and filesystem grew to fill the larger "card".
+    grown = int(vm.ssh("lsblk -bno SIZE /dev/vda2"))
+    fs_bytes = int(vm.ssh("df -B1 --output=size / | tail -1"))
+    built = vm.image_partition_bytes(2)
+    assert grown >= built + (vm.grow_mb - 8) * 1024 * 1024, (grown, built)
+    assert fs_bytes > built, (fs_bytes, built)
     # The admin login works.
     session = requests.Session()
     page = session.get(vm.panel_url("/auth/login"), timeout=30)
