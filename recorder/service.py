@@ -34,7 +34,8 @@ from recorder.paths import DataPaths
 from recorder.power import Power, PowerRequest
 from recorder.process import (
     SEGMENTS, CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, Reachable,
-    ReachabilityProbe, SegmentClosed, State, StreamLines, StreamProcess, day_dirs, host_wall_us, stop_orphans,
+    ReachabilityProbe, SegmentClosed, State, StreamLines, StreamProcess, day_dirs, host_wall_us,
+    stop_orphans,
 )
 from recorder.storage_api import Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
@@ -47,6 +48,7 @@ SETTING_SEGMENT_SECONDS = "segment_seconds"
 ENV_RUNTIME_DIR = "PICORDER_RUNTIME_DIR"
 NAME_SLACK_US = 5_000_000      # ffmpeg names a file when it opens it; the list line comes later
 LEFT_TO_RECOVERY = "the file stays and is indexed by recovery at the next start"
+REUSED_NAME_SLACK_US = 1_000_000   # a listed segment's file holding this much less is another one
 
 
 # ------------------------------------------------------------------ events
@@ -569,9 +571,19 @@ class Recorder:
             if isinstance(exc, OSError):
                 self.enqueue(DiskFailure(key, exc.errno or errno.EIO, f"indexing {rel}: {exc}"))
             return
-        if info.frames == 0:
-            logger.warning("%s: %s holds no video: removed", key, rel)
-            path.unlink(missing_ok=True)
+        listed_us = seg.end_us - seg.start_us
+        if info.frames == 0 and listed_us <= REUSED_NAME_SLACK_US:
+            logger.warning("%s: %s holds no video: not indexed (left to recovery at the "
+                           "next start)", key, rel)
+            return
+        if info.frames == 0 or info.duration_us < listed_us - REUSED_NAME_SLACK_US:
+            # Not the segment ffmpeg listed: ffmpeg names files by time() (whole seconds),
+            # so a cut in the second the file was opened reopens (truncates) the same name,
+            # and the file is now the next segment, still being written. Never delete it
+            # here: it is listed again when it closes, or recovered at the next start.
+            logger.error("%s: %s holds %.2f s of video where ffmpeg listed %.2f s: its name "
+                         "was reused by the next segment; not indexed now (%s)", key, rel,
+                         info.duration_us / 1e6, listed_us / 1e6, LEFT_TO_RECOVERY)
             return
         try:
             with index_db.atomic():

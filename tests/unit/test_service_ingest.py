@@ -161,3 +161,32 @@ def test_segment_lines_no_stream_owns_are_an_error(tmp_path, caplog):
                    for r in caplog.records)
     finally:
         stop_recorder(rec)
+
+
+def test_a_file_holding_less_than_listed_is_not_indexed_nor_deleted(
+        tmp_path, segment_file, caplog):
+    """ffmpeg reused the name (a cut in the same second the file was opened): the file now
+    holds the next segment, still being written. It must stay, and no row may claim it."""
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
+    storage = FixedStorage(tmp_path / "disk")
+    pdir = storage.root / "picorder"
+    spawn = FakeSpawn()
+    rec = start_recorder(paths, storage, spawn)
+    try:
+        when = datetime.fromtimestamp(time.time() - 10, timezone.utc)
+        rel = when.strftime("cam1/main/%Y/%m/%d/%H-%M-%S.mp4")
+        (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(segment_file, pdir / rel)          # 4 s of video ...
+        with caplog.at_level(logging.ERROR, logger="recorder.service"):
+            listed = f"{Path(rel).name},0.000000,10.000000"        # ... 10 s listed
+            spawn.children[0].sink(SEGMENTS, [listed])
+            run_until(rec, lambda: any(rel in r.getMessage() for r in caplog.records))
+            run_until(rec, lambda: not rec.writer.busy)
+        assert "reused" in [r for r in caplog.records if rel in r.getMessage()][0].getMessage()
+    finally:
+        stop_recorder(rec)
+    assert (pdir / rel).exists()
+    assert indexed_paths(pdir) == []
