@@ -35,10 +35,16 @@ def open_paths(args) -> DataPaths:
 def make_storage(paths: DataPaths) -> Storage:
     """The Storage the recorder records into (the seam where DiskStorage plugs in)."""
     from recorder import storage
+    from recorder.storage_api import SETTING_RECORDINGS_DIR
     if storage.disk_storage_wanted():
         return storage.make_storage(paths)
-    root = configured_root(paths)
-    return DirectoryStorage(root, create=root == paths.default_recordings)
+    if config.Setting.read(SETTING_RECORDINGS_DIR):
+        # A recording directory named explicitly in config.db (servers, tests).
+        root = configured_root(paths)
+        return DirectoryStorage(root, create=root == paths.default_recordings)
+    # Nothing adopted: record nothing rather than fill whatever disk holds the
+    # data directory (DESIGN.md 3). The state says "no disk" until one is adopted.
+    return storage.make_storage(paths)
 
 
 def run_recorder(paths: DataPaths, **kwargs) -> int:

@@ -23,8 +23,14 @@ import argparse
 setup_logging(True)
 logging.getLogger("peewee").setLevel(logging.INFO)
 args = argparse.Namespace(data=sys.argv[1])
+from recorder import config, storage
+paths = open_paths(args)
+# Say explicitly where to record, as a server's admin would; a recorder with
+# nothing adopted and nothing named records nothing.
+if not storage.load_entries() and not config.Setting.read("recordings_dir"):
+    config.Setting.write("recordings_dir", str(paths.default_recordings))
 kwargs = {"stall_s": float(sys.argv[2])} if sys.argv[2] != "-" else {}
-sys.exit(run_recorder(open_paths(args), **kwargs))
+sys.exit(run_recorder(paths, **kwargs))
 """
 
 
