@@ -162,7 +162,12 @@ def test_migrating_a_v1_index_keeps_rows_and_makes_a_backup(tmp_path):
     conn.close()
     try:
         open_index(path)
-        assert schema_version(index_db) == len(MIGRATIONS) == 2
+        assert schema_version(index_db) == len(MIGRATIONS) == 3
+        plan = index_db.execute_sql(
+            "EXPLAIN QUERY PLAN SELECT run_id, MIN(start_us), MAX(end_us), SUM(frames) "
+            "FROM segment WHERE camera = 'cam1' AND stream = 'main' AND deleting = 0 "
+            "AND start_us >= 0 GROUP BY run_id").fetchall()
+        assert "COVERING INDEX segment_timeline" in " ".join(str(r[-1]) for r in plan)
         rows = list(Segment.covering("cam1", "main", T0, T0 + 10, with_tables=True))
         assert [r.path for r in rows] == [f"cam1/main/{i}.mp4" for i in range(3)]
         assert all(r.tables is None and r.bytes == 500 for r in rows)
