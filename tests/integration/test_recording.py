@@ -79,6 +79,10 @@ def steady(tmp_path: Path) -> dict:
     for cam in ("cam1", "cam2"):
         segs = rows(picorder_dir(data), cam)
         assert len(segs) >= STEADY_S // 6 - 2, [s.path for s in segs]
+        # Every file ffmpeg wrote is indexed: nothing is left for recovery, nothing deleted.
+        files = sorted(str(f.relative_to(picorder_dir(data)))
+                       for f in picorder_dir(data).glob(f"{cam}/main/*/*/*/*.mp4"))
+        assert files == sorted(s.path for s in segs)
         for seg in segs:
             errors = decode_errors(picorder_dir(data) / seg.path)
             assert errors == "", f"{seg.path}: {errors}"
@@ -92,7 +96,9 @@ def steady(tmp_path: Path) -> dict:
         media = sum(s.duration_us for s in segs)
         assert abs(media - wall) <= 0.02 * wall
         # Wall-clock placement: first frame about when the recorder started, last at the stop.
-        assert rec.started * 1e6 - 1e6 <= segs[0].start_us <= rec.started * 1e6 + 5e6
+        problems = [line for line in rec.log().splitlines() if " ERROR " in line]
+        assert rec.started * 1e6 - 1e6 <= segs[0].start_us <= rec.started * 1e6 + 5e6, \
+            (segs[0], rec.started, problems)
         assert abs(segs[-1].end_us - stopped_at * 1e6) <= 1.5e6
         figures[cam] = {"segments": len(segs), "wall_s": wall / 1e6, "media_s": media / 1e6}
     return figures
