@@ -104,7 +104,7 @@ class FakeRecorder:
     against the documented wire format (one JSON line each way).
     """
 
-    def __init__(self, socket_path, status_fn):
+    def __init__(self, socket_path, status_fn, handlers=None):
         import socket
         import threading
 
@@ -113,6 +113,8 @@ class FakeRecorder:
         Path(socket_path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(socket_path)
         self.status_fn = status_fn
+        # name -> callable(**args) -> result; raise ValueError(message) to answer {"ok": false}
+        self.handlers = dict(handlers or {})
         self.commands = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(self.path)
@@ -139,6 +141,12 @@ class FakeRecorder:
                     answer = {"ok": True, "result": self.status_fn()}
                 elif request.get("cmd") == "reload":
                     answer = {"ok": True, "result": None}
+                elif request.get("cmd") in self.handlers:
+                    args = {k: v for k, v in request.items() if k != "cmd"}
+                    try:
+                        answer = {"ok": True, "result": self.handlers[request["cmd"]](**args)}
+                    except (ValueError, TypeError) as exc:
+                        answer = {"ok": False, "error": str(exc)}
                 else:
                     answer = {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
                 try:

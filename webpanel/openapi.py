@@ -1,6 +1,7 @@
 """The OpenAPI 3 document of the panel's JSON and video API (served at /api/openapi.json)."""
 
 from recorder import __version__, limits
+from recorder.disks import UUID_RE
 
 TIME_DOC = ("ISO 8601 (e.g. 2026-11-21T12:00:00Z; UTC when no offset is given) "
             "or epoch seconds (e.g. 1795348800.5)")
@@ -64,6 +65,9 @@ CAMERA_FIELDS = {
     "max_bytes": {"type": ["integer", "null"], "minimum": 1},
     "min_days": {"type": ["integer", "null"], "minimum": 1},
 }
+
+FS_UUID = {"type": "string", "pattern": UUID_RE.pattern,
+           "description": "the filesystem UUID (GET /api/disks)"}
 
 SCHEMAS = {
     "Error": {"type": "object", "properties": {"error": {"type": "string"}},
@@ -130,6 +134,35 @@ SCHEMAS = {
         "recorder": {"type": ["object", "null"],
                      "description": "trusted, source, now_utc_us (null: no recorder)"},
         "recorder_problem": {"type": ["string", "null"]}}},
+    "DiskList": {"type": "object", "properties": {
+        "drives": {"type": "array", "items": {"type": "object"}, "description":
+                   "block devices: device, size, filesystem type/UUID/label, model, serial, bus, "
+                   "mounted, picorder marker and box, candidate or system"},
+        "adopted": {"type": "array", "items": {"type": "object"},
+                    "description": "adopted disks and directories; one is active"},
+        "storage": {"type": "object", "description": "the recorder's storage state (state, "
+                    "root, active, retention, io_errors, health)"}}},
+    "DiskAdopt": {"oneOf": [
+        {"type": "object", "title": "a disk", "required": ["uuid"],
+         "additionalProperties": False,
+         "properties": {"uuid": FS_UUID}},
+        {"type": "object", "title": "a directory", "required": ["path"],
+         "additionalProperties": False,
+         "properties": {"path": {"type": "string", "pattern": "^/[^\\x00-\\x1f\\x7f]*$",
+                                 "maxLength": 4096, "description": "full path of a directory"},
+                        "allow_root_device": {"type": "boolean", "description":
+                                              "allow a directory on the system disk"}}}]},
+    "DiskFormat": {"type": "object", "required": ["device", "confirm"],
+                   "additionalProperties": False, "properties": {
+                       "device": {"type": "string", "pattern": "^/dev/[^\\x00-\\x1f\\x7f]+$",
+                                  "maxLength": 4096, "description": "e.g. /dev/sda"},
+                       "confirm": {"type": "string", "description": "the device again"},
+                       "force": {"type": "boolean",
+                                 "description": "erase a disk that holds data"},
+                       "adopt": {"type": "boolean",
+                                 "description": "adopt the new filesystem at once"}}},
+    "DiskEject": {"type": "object", "required": ["uuid"], "additionalProperties": False,
+                  "properties": {"uuid": FS_UUID}},
 }
 
 ID = {"in": "path", "required": True, "schema": {"type": "integer"}}
@@ -141,6 +174,9 @@ VIDEO_NOTE = (
     "the media time runs on without the gap: the X-Picorder-Runs header lists "
     "'wall_start_us-wall_end_us@media_start_us' for each run (at most 50; the timeline "
     f"API lists them all). At most {limits.EXPORT_MAX_S // 3600} hours per request.")
+
+
+NO_RECORDER = _error("the recorder is not running")
 
 
 def _paths() -> dict:
@@ -240,6 +276,22 @@ def _paths() -> dict:
                                "frame", "fps", "bitrate", "outtime", "dupframes",
                                "dropframes", "restarts"]}}],
             tag="monitoring")},
+        "/api/disks": {"get": _op(
+            "drives, adopted disks and directories, and the storage state",
+            {"200": _json("#/components/schemas/DiskList"), "503": NO_RECORDER}, tag="disks")},
+        "/api/disks/adopt": {"post": _op(
+            "adopt a disk by filesystem UUID, or a directory; it becomes the recording root",
+            {"200": _json("#/components/schemas/Object"), "503": NO_RECORDER},
+            body="#/components/schemas/DiskAdopt", admin=True, tag="disks")},
+        "/api/disks/format": {"post": _op(
+            "make ext4 (label PICORDER) on a device, confirmed by naming it again; a disk "
+            "holding data needs force",
+            {"200": _json("#/components/schemas/Object"), "503": NO_RECORDER},
+            body="#/components/schemas/DiskFormat", admin=True, tag="disks")},
+        "/api/disks/eject": {"post": _op(
+            "stop recording onto a disk and unmount it for safe removal",
+            {"200": _json("#/components/schemas/Object"), "503": NO_RECORDER},
+            body="#/components/schemas/DiskEject", admin=True, tag="disks")},
         "/metrics": {"get": _op("Prometheus metrics",
                                 {"200": {"description": "text format",
                                          "content": {"text/plain": {}}}}, tag="monitoring")},

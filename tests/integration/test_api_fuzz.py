@@ -1,5 +1,7 @@
 """Fuzz the panel's API against its own OpenAPI document (schemathesis): no input gives a 500."""
 
+from pathlib import Path
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -7,10 +9,12 @@ from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
 from mp4_testlib import ffmpeg_segments, install_segments, require_ffmpeg
-from panel_support import admin_session, issue_token, make_app
+from panel_support import FakeRecorder, admin_session, issue_token, make_app, recorder_status
 from recorder.config import check_url
+from recorder.disks import UUID_RE
 from recorder.index import index_db
-from webpanel import openapi, probe
+from recorder.paths import DataPaths
+from webpanel import openapi, probe, recorder_client
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +55,61 @@ def stub_probe(monkeypatch):
     return calls
 
 
+FUZZ_UUID = "0b2e9a3c-5f41-4c6e-9d7a-2f1e3b4c5d6e"
+
+
+class StubDisks:
+    """The recorder's disk commands for the fuzz: they check what the panel validated and
+    never touch a disk. Violations are collected (a handler must not raise in the socket
+    thread) and asserted by the test."""
+
+    def __init__(self):
+        self.calls, self.bad = [], []
+
+    def _check(self, cmd, ok, args):
+        self.calls.append(cmd)
+        if not ok:
+            self.bad.append((cmd, args))
+
+    def disk_list(self):
+        self._check("disk_list", True, {})
+        return {"drives": [], "adopted": [], "state": "no disk", "root": None}
+
+    def disk_adopt(self, uuid):
+        self._check("disk_adopt", isinstance(uuid, str) and UUID_RE.match(uuid), uuid)
+        if uuid != FUZZ_UUID:
+            raise ValueError(f"no attached disk has the filesystem UUID {uuid}")
+        return {"kind": "disk", "uuid": uuid}
+
+    def disk_adopt_dir(self, path, allow_root_device):
+        self._check("disk_adopt_dir", isinstance(path, str) and path.startswith("/")
+                    and isinstance(allow_root_device, bool), (path, allow_root_device))
+        raise ValueError(f"{path} is not an existing directory")
+
+    def disk_format(self, device, confirm, force):
+        self._check("disk_format", isinstance(device, str) and device.startswith("/dev/")
+                    and confirm == device and isinstance(force, bool), (device, confirm, force))
+        return {"device": device, "uuid": FUZZ_UUID, "label": "PICORDER"}   # formats nothing
+
+    def disk_eject(self, uuid):
+        self._check("disk_eject", isinstance(uuid, str) and UUID_RE.match(uuid), uuid)
+        raise ValueError(f"no adopted disk has the filesystem UUID {uuid}")
+
+
+@pytest.fixture
+def stub_disks(fuzz_app):
+    """A control socket answering the disk commands (the fuzz never has a real recorder)."""
+    app, _auth = fuzz_app
+    stub = StubDisks()
+    handlers = {name: getattr(stub, name) for name in
+                ("disk_list", "disk_adopt", "disk_adopt_dir", "disk_format", "disk_eject")}
+    fake = FakeRecorder(DataPaths(Path(app.config["DATA_DIR"])).control_socket,
+                        lambda: recorder_status(None, []), handlers=handlers)
+    yield stub
+    fake.close()
+    recorder_client.forget_state()      # later operations see no recorder again
+
+
 @pytest.fixture(scope="module")
 def api_schema(fuzz_app):
     app, auth = fuzz_app
@@ -67,8 +126,10 @@ OPERATIONS = [(path, method.upper()) for path, ops in openapi.document()["paths"
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("path,method", OPERATIONS)
-def test_no_input_makes_the_api_fail(api_schema, fuzz_app, stub_probe, path, method, mode):
+def test_no_input_makes_the_api_fail(api_schema, fuzz_app, stub_probe, request, path, method,
+                                     mode):
     _app, auth = fuzz_app
+    disks = request.getfixturevalue("stub_disks") if path.startswith("/api/disks") else None
     operation = api_schema[path][method]
     # Each accepted user costs a deliberate scrypt hash; fewer examples keep the test quick.
     examples = EXAMPLES // 3 if path.startswith("/api/users") else EXAMPLES
@@ -88,6 +149,10 @@ def test_no_input_makes_the_api_fail(api_schema, fuzz_app, stub_probe, path, met
     check()
     if (path, mode) == ("/api/probe", GenerationMode.POSITIVE):
         assert stub_probe, "no generated probe request got past validation"
+    if disks is not None:
+        assert not disks.bad, f"unvalidated input reached the recorder: {disks.bad[:5]}"
+        if mode == GenerationMode.POSITIVE and path != "/api/disks/format":
+            assert disks.calls, "no generated disk request got past validation"
 
 
 NASTY = [
