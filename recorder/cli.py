@@ -6,6 +6,7 @@ import logging
 import sys
 
 from recorder import __version__
+from recorder.paths import DataPaths, resolve_data_dir
 
 # Each module exposes register(subparsers); its parsers set func=handler(args) -> int.
 COMMAND_MODULES = [
@@ -40,6 +41,11 @@ def add_data_option(parser: argparse.ArgumentParser) -> None:
     """Let `--data` also follow the subcommand (`picorder recorder --data DIR`)."""
     parser.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
                         help="state directory holding config.db")
+
+
+def paths_from_args(args) -> DataPaths:
+    """The data directory named by --data, $PICORDER_DATA or the default."""
+    return DataPaths(resolve_data_dir(getattr(args, "data", None)))
 
 
 def setup_logging(verbose: bool = False) -> None:

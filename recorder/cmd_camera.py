@@ -7,14 +7,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from recorder import config
-from recorder.cli import UserError, add_data_option
+from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.config import Camera, ConfigError, validate_camera
-from recorder.paths import DataPaths, resolve_data_dir
+from recorder.paths import DataPaths
 
 
 def open_config_from_args(args) -> DataPaths:
     """Open config.db in the data directory named by --data / $PICORDER_DATA."""
-    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    paths = paths_from_args(args)
     try:
         paths.ensure()
         config.open_config(paths.config_db)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from peewee import DatabaseError
 
-from recorder.cli import UserError, add_data_option
+from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.index import index_db, open_index
 from recorder.limits import CONTROL_TIMEOUT_S
-from recorder.paths import DataPaths, resolve_data_dir
+from recorder.paths import DataPaths
 from recorder.recovery import recover
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def recorder_running(paths: DataPaths) -> bool:
 
 
 def run_check(args) -> int:
-    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    paths = paths_from_args(args)
     picorder_dir = recording_root(args, paths) / "picorder"
     index_path = picorder_dir / "index.db"
     if not index_path.is_file():

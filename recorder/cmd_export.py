@@ -8,11 +8,10 @@ from pathlib import Path
 
 from peewee import DatabaseError
 
-from recorder.cli import UserError, add_data_option
+from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.cmd_check import recording_root
 from recorder.export import NoRecording, build_range
 from recorder.index import index_db, open_index
-from recorder.paths import DataPaths, resolve_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def iso(us: int) -> str:
 def run_export(args) -> int:
     start_us = parse_time_us(args.start, "START")
     end_us = parse_time_us(args.end, "END")
-    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    paths = paths_from_args(args)
     picorder_dir = recording_root(args, paths) / "picorder"
     index_path = picorder_dir / "index.db"
     if not index_path.is_file():

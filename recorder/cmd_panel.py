@@ -6,9 +6,9 @@ from pathlib import Path
 
 from peewee import IntegrityError
 
-from recorder.cli import UserError, add_data_option
+from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.cmd_camera import open_config_from_args, read_secret_file
-from recorder.paths import ENV_DATA, DataPaths, resolve_data_dir
+from recorder.paths import ENV_DATA
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GUNICORN_CONF = "gunicorn.conf.py"
@@ -36,7 +36,7 @@ def gunicorn_argv(bind: str | None, conf: Path | None) -> list[str]:
 
 
 def cmd_panel(args) -> int:
-    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    paths = paths_from_args(args)
     try:
         paths.ensure()
     except OSError as exc:

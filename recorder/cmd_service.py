@@ -3,17 +3,15 @@
 import json
 import logging
 import logging.handlers
-import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from recorder import config, control, limits
-from recorder.cli import UserError, add_data_option
-from recorder.paths import DataPaths, resolve_data_dir
+from recorder.cli import UserError, add_data_option, paths_from_args
+from recorder.cmd_camera import open_config_from_args
+from recorder.paths import DataPaths
 from recorder.storage_api import DirectoryStorage, Storage, configured_root
 
 logger = logging.getLogger(__name__)
@@ -23,13 +21,8 @@ DEMO_LOG_NAME = "recorder.log"      # the System page shows its last lines
 
 
 def open_paths(args) -> DataPaths:
-    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
-    try:
-        paths.ensure()
-        config.open_config(paths.config_db)
-    except OSError as exc:
-        raise UserError(f"cannot open the data directory {paths.root}: {exc.strerror}") from exc
-    return paths
+    """The data directory with config.db open (as every camera command does)."""
+    return open_config_from_args(args)
 
 
 def make_storage(paths: DataPaths) -> Storage:
@@ -91,7 +84,7 @@ def format_status(status: dict) -> str:
 
 
 def cmd_status(args) -> int:
-    paths = DataPaths(resolve_data_dir(getattr(args, "data", None)))
+    paths = paths_from_args(args)
     try:
         status = control.request(paths.control_socket, "status")
     except control.RecorderUnavailable as exc:
