@@ -29,6 +29,10 @@ USB_DETECT_DEADLINE_S = 60
 RECORD_DEADLINE_S = 120
 MISSING_DEADLINE_S = 20
 RESUME_DEADLINE_S = 60
+# The issue's promises, counted on the guest's clock from the udev event.
+GUEST_MISSING_S = 2.0
+GUEST_RESUME_S = 10.0
+UDEV_LOG = "/run/picorder-test-udev.log"
 SEGMENT_SECONDS = 6
 ADMIN_PASSWORD = "vm-admin-pw-1"
 HOSTNAME = "vmbox"
@@ -217,16 +221,60 @@ def root_written_sectors(box) -> int:
     return int(line.split()[9])
 
 
+def start_udev_monitor(box) -> None:
+    """Log the guest's block udev events, with monotonic timestamps, into UDEV_LOG."""
+    vm = box.vm
+    vm.ssh(f"test -s {UDEV_LOG}.pid && kill $(cat {UDEV_LOG}.pid); rm -f {UDEV_LOG}; "
+           "setsid nohup stdbuf -oL udevadm monitor --kernel --udev --subsystem-match=block "
+           f"> {UDEV_LOG} 2>&1 < /dev/null & echo $! > {UDEV_LOG}.pid", check=False)
+    wait_for(lambda: "UDEV - the event" in vm.ssh(f"cat {UDEV_LOG}", check=False), 20,
+             "udevadm monitor to start in the guest", interval=0.5)
+
+
+def udev_event_s(box, action: str, deadline_s: float = 20) -> tuple[float, float]:
+    """Guest monotonic times of the first (kernel, udev) block `action` event of an sd disk."""
+    pattern = re.compile(r"^(KERNEL|UDEV)\s*\[(\d+\.\d+)\]\s+" + action + r"\s+\S+/sd[a-z]+\b")
+
+    def found():
+        times = {}
+        for line in box.vm.ssh(f"cat {UDEV_LOG}", check=False).splitlines():
+            m = pattern.match(line)
+            if m:
+                times.setdefault(m.group(1), float(m.group(2)))
+        return len(times) == 2 and (times["KERNEL"], times["UDEV"])
+    return wait_for(found, deadline_s, f"the guest's udev {action} event", interval=0.5)
+
+
+def recorder_log_s(box, message: str, after_s: float) -> float | None:
+    """Guest monotonic time of the recorder's first log line with `message` after `after_s`."""
+    out = box.vm.ssh("journalctl -u picorder-recorder.service -o short-monotonic --no-pager "
+                     f"| grep -F '{message}'", check=False)
+    for line in out.splitlines():
+        m = re.match(r"^\[\s*(\d+\.\d+)\]", line)
+        if m and float(m.group(1)) >= after_s and message in line:
+            return float(m.group(1))
+    return None
+
+
 def test_6_pulled_disk_is_missing_and_nothing_lands_on_the_root_fs(box):
     assert box.disk_uuid, "check 4 must pass first"
     vm = box.vm
     vm.ssh("touch /run/picorder-unplug-mark")
     before = root_written_sectors(box)
+    start_udev_monitor(box)
     vm.hot_remove_usb_disk()
     pulled = time.monotonic()
     wait_for(lambda: box.status()["storage"].get("state") == "disk missing",
              MISSING_DEADLINE_S, "storage state 'disk missing'", interval=0.5)
-    print(f"'disk missing' {time.monotonic() - pulled:.1f} s after device_del")
+    print(f"'disk missing' {time.monotonic() - pulled:.1f} s after device_del (host)")
+    # The promise counts from the remove event, on the guest's clock.
+    kernel_s, udev_s = udev_event_s(box, "remove")
+    missing_s = wait_for(lambda: recorder_log_s(box, "storage: disk missing", kernel_s), 10,
+                         "the recorder's 'storage: disk missing' log line", interval=0.5)
+    print(f"guest: kernel remove {kernel_s:.3f}, udev remove {udev_s:.3f}, "
+          f"'disk missing' logged {missing_s:.3f}: {missing_s - kernel_s:.2f} s after the "
+          f"kernel event, {missing_s - udev_s:.2f} s after the udev event")
+    assert missing_s - kernel_s <= GUEST_MISSING_S
     streams = box.status()["streams"]
     assert streams and all(s["state"] != "RUNNING" for s in streams)
     time.sleep(2 * SEGMENT_SECONDS + 5)
@@ -240,11 +288,20 @@ def test_6_pulled_disk_is_missing_and_nothing_lands_on_the_root_fs(box):
 
 def test_7_readded_disk_resumes_recording(box):
     assert box.disk_uuid, "check 4 must pass first"
+    start_udev_monitor(box)
     box.vm.hot_add_usb_disk(box.disk_image)
     added = time.monotonic()
     wait_for(lambda: box.status()["storage"].get("state") == "recording",
              RESUME_DEADLINE_S, "storage state 'recording' after re-adding the disk")
-    print(f"recording again {time.monotonic() - added:.1f} s after device_add")
+    print(f"recording again {time.monotonic() - added:.1f} s after device_add (host)")
+    # The promise counts from the add event, on the guest's clock.
+    kernel_s, udev_s = udev_event_s(box, "add")
+    recording_s = wait_for(lambda: recorder_log_s(box, "storage: recording at", kernel_s), 10,
+                           "the recorder's 'storage: recording at' log line", interval=0.5)
+    print(f"guest: kernel add {kernel_s:.3f}, udev add {udev_s:.3f}, 'recording' logged "
+          f"{recording_s:.3f}: {recording_s - kernel_s:.2f} s after the kernel event, "
+          f"{recording_s - udev_s:.2f} s after the udev event")
+    assert recording_s - kernel_s <= GUEST_RESUME_S
     old = set(disk_segments(box))
     assert any("/cam1/main/" in s for s in old), "the recordings made before are gone"
     new = wait_for(lambda: set(disk_segments(box)) - old, RECORD_DEADLINE_S,
