@@ -71,6 +71,7 @@ PROBE_CMD_TIMEOUT_S = 10.0      # blkid, wipefs -n, debugfs, smartctl
 UDEV_SETTLE_S = 10.0
 RETENTION_INTERVAL_S = 60       # the periodic retention job
 FREE_SPACE_CHECK_S = 1          # free-space watch: near the floor -> retention at once
+RATE_REFRESH_S = 10             # near the floor, recompute the recorded bitrate this often
 FLOOR_HEADROOM_S = 10           # retention frees this many seconds of writing beyond the floor
 STORAGE_LOG_EVERY_S = 60       # "running retention now"/"cannot reach the floor": at most this often
 RETENTION_MISFIRE_GRACE_S = 30

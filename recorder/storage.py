@@ -271,6 +271,7 @@ class DiskStorage:
         # headroom use it, never how fast the disk's free space shrinks: other writers on
         # a shared disk must not make retention delete the recordings.
         self._rate = 0.0
+        self._rate_at = float("-inf")         # monotonic time _rate was last computed
         self._said: dict[str, float] = {}     # rate-limited log lines: when last logged
 
     # ---- Storage protocol
@@ -805,7 +806,11 @@ class DiskStorage:
         if not space:
             return
         floor = self._floor(space["total_bytes"], self._rate)
-        if space["free_bytes"] < floor + self._headroom:
+        free = space["free_bytes"]
+        # Within twice the floor, refresh the recorded bitrate (and so the headroom) now
+        # and then: a headroom of zero, before the first run, lets writes overshoot the floor.
+        stale = time.monotonic() - self._rate_at > limits.RATE_REFRESH_S
+        if free < floor + self._headroom or (free < 2 * floor and stale):
             if self._say("close_to_floor"):
                 logger.info("free space %d close to the floor %d: running retention now",
                             space["free_bytes"], floor)
@@ -892,6 +897,7 @@ class DiskStorage:
             return retention.ApplyResult()
         rates = retention.stream_rates(conn, now)
         self._rate = sum(rates.values())
+        self._rate_at = time.monotonic()
         floor = self._floor(space["total_bytes"], self._rate)
         totals = self._tracker.totals(conn)
         lims = camera_limits(totals)

@@ -3,6 +3,7 @@ disk fills (other writers on a shared disk), and its retention warnings are rate
 
 import errno
 import logging
+import time
 
 import pytest
 
@@ -50,7 +51,7 @@ def st(tmp_path, monkeypatch):
 
 def test_other_writers_do_not_raise_the_floor(st, tmp_path, monkeypatch):
     own_rate = 250_000                         # 2 Mbit/s recorded by this recorder
-    st._rate = own_rate
+    st._rate, st._rate_at = own_rate, time.monotonic()      # as a retention run leaves them
     floor = retention.default_floor(TOTAL, own_rate)
     assert floor == int(TOTAL * limits.FLOOR_FRACTION)
     # 1 GiB above the floor; someone else writes 200 MB/s to the same disk.
@@ -62,6 +63,19 @@ def test_other_writers_do_not_raise_the_floor(st, tmp_path, monkeypatch):
     monkeypatch.setattr(storage_mod, "_space", FakeDisk(floor - GIB, 0))
     st._watch_free_space(tmp_path)
     assert st.soon == [1]
+
+
+def test_unknown_rate_near_the_floor_asks_for_a_run_now_and_then(st, tmp_path, monkeypatch):
+    floor = retention.default_floor(TOTAL, 0)
+    monkeypatch.setattr(storage_mod, "_space", FakeDisk(floor + floor // 2, 0))
+    st._watch_free_space(tmp_path)             # no rate yet: a run computes it (and the headroom)
+    assert st.soon == [1]
+    st._rate_at = time.monotonic()             # what that run leaves behind
+    st._watch_free_space(tmp_path)
+    assert st.soon == [1]                      # not again until the rate is stale
+    st._rate_at -= limits.RATE_REFRESH_S + 1
+    st._watch_free_space(tmp_path)
+    assert st.soon == [1, 1]
 
 
 def test_retention_warnings_are_rate_limited(st, tmp_path, monkeypatch, caplog):
