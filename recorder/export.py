@@ -50,6 +50,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Iterator
 
+from recorder import mp4
 from recorder.index import Segment
 from recorder.limits import EXPORT_GAP_TOLERANCE_US, EXPORT_MAX_S, MP4_READ_CHUNK
 from recorder.mp4 import (Fragment, InitSegment, Mp4Error, StaleTables, decode_tables,
@@ -67,29 +68,11 @@ class NoRecording(LookupError):
 
 # ---------------------------------------------------------------- sample tables
 
-class RunLengths:
-    """stts/ctts entries (count, value) in two flat arrays: 8 bytes per entry."""
+class RunLengths(mp4.RunLengths):
+    """stts/ctts entries (count, value): 8 bytes per entry, packed for the moov."""
 
     def __init__(self, signed: bool = False):
-        self.counts = array("I")
-        self.values = array("i" if signed else "I")
-
-    def __len__(self) -> int:
-        return len(self.counts)
-
-    def extend(self, values: array) -> None:
-        if values.count(values[0]) == len(values):
-            self._add(len(values), values[0])
-            return
-        for value in values:
-            self._add(1, value)
-
-    def _add(self, count: int, value: int) -> None:
-        if self.values and self.values[-1] == value:
-            self.counts[-1] += count
-        else:
-            self.counts.append(count)
-            self.values.append(value)
+        super().__init__("i" if signed else "I")
 
     def nonzero(self) -> bool:
         return any(self.values)

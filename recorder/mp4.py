@@ -768,8 +768,8 @@ class TablesWriter:
         self.frag_moof, self.frag_tfdt, self.frag_runs = array("I"), array("i"), array("I")
         self.run_start, self.run_count = array("Q"), array("I")
         self.sizes = array("I")
-        self.durations = _RunLengthColumn("I")
-        self.ctos = _RunLengthColumn("i")
+        self.durations = RunLengths("I")
+        self.ctos = RunLengths("i")
         self.sync = bytearray()
 
     def add(self, frag: Fragment) -> None:
@@ -801,11 +801,14 @@ class TablesWriter:
         return head + zlib.compress(body[len(head):], TABLES_ZLIB_LEVEL)
 
 
-class _RunLengthColumn:
-    """(count, value) pairs of a per-sample column."""
+class RunLengths:
+    """(count, value) pairs of a per-sample column (stts/ctts-like), in two flat arrays."""
 
     def __init__(self, typecode: str):
         self.counts, self.values = array("I"), array(typecode)
+
+    def __len__(self) -> int:
+        return len(self.counts)
 
     def extend(self, values: array) -> None:
         if not values:
@@ -880,9 +883,9 @@ def decode_tables(blob: bytes, *, join: bool = False) -> StoredTables:
          ("I", n_frags), ("Q", n_runs), ("I", n_runs), ("I", n_samples),
          ("I", n_dur), ("I", n_dur), ("I", n_cto), ("i", n_cto)])
     sync = blob[pos:pos + n_samples]
-    durations = _RunLengthColumn("I")
+    durations = RunLengths("I")
     durations.counts, durations.values = dur_n, dur_v
-    ctos = _RunLengthColumn("i")
+    ctos = RunLengths("i")
     ctos.counts, ctos.values = cto_n, cto_v
     durations, ctos = durations.expand(), ctos.expand()
     if (pos + n_samples + 4 != len(blob) or sum(nruns) != n_runs
