@@ -7,6 +7,10 @@ workers = int(os.environ.get("PICORDER_PANEL_WORKERS", "2"))
 # Threads, so a live stream or a long download holds one thread, not a whole worker.
 worker_class = "gthread"
 threads = int(os.environ.get("PICORDER_PANEL_THREADS", "16"))
+# Import the app once in the master and fork the workers from it: on a Pi (and under
+# emulation) each import of Flask and the panel costs seconds at boot, and the forked
+# workers share those pages.  The factory opens no connection and starts no thread.
+preload_app = True
 # gthread workers heartbeat from their main loop, so long video responses do not
 # trip this; it only catches a worker that is truly stuck.
 timeout = 60

@@ -8,10 +8,13 @@ when asked (`--streams 16 64`): if
 the simulated servers cannot deliver every stream at full frame rate, the run
 says so instead of printing figures that measure a starved machine.
 
-For each N: simulated camera servers (GStreamer, one shared mount each, so one
-encoder per server; at most --clients-per-server clients, because
-gst-rtsp-server falls over with ~128 clients on one mount) stream H.264 at
---kbps; `picorder recorder`
+For each N: simulated camera servers (GStreamer's RTSP server) stream H.264 at
+--kbps. With `--source clip` (the default) a clip is encoded once before the run and
+every stream is its own shared mount replaying it at its own pace, 16 mounts per
+server process, so the cameras cost no encoding and a 2-core machine can serve 64
+streams to two sets of clients. With `--source encode` each server encodes one
+live test pattern for at most --clients-per-server clients (gst-rtsp-server falls
+over with ~128 clients on one mount). `picorder recorder`
 records N streams of it while N bare ffmpeg processes (`-c copy` into the same
 fragmented-MP4 segment muxer, no supervision) record the same streams. After a
 warm-up, CPU seconds (utime+stime from /proc) are measured over the window for
@@ -41,11 +44,10 @@ class NotSustained(RuntimeError):
     """The simulated cameras cannot serve this many streams on this machine."""
 
 
-def starved_message(n: int, detail: str, per_server: int) -> str:
-    return (f"{n} streams: {detail}. The simulated camera servers (one GStreamer encoder per "
-            f"{per_server} clients) cannot sustain {n} streams on this {os.cpu_count()}-core "
-            f"machine, so no figures are printed for it; use fewer --streams, or a smaller "
-            f"--size/--kbps, or a bigger machine.")
+def starved_message(n: int, detail: str) -> str:
+    return (f"{n} streams: {detail}. The simulated camera servers cannot sustain {n} "
+            f"streams on this {os.cpu_count()}-core machine, so no figures are printed for "
+            f"it; use fewer --streams, or a smaller --size/--kbps, or a bigger machine.")
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -124,19 +126,53 @@ def measure(pids: list[int], seconds: float) -> dict[int, float]:
             if start[pid] is not None and end[pid] is not None}
 
 
-def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int],
-        workdir: Path) -> dict:
-    data = workdir / f"n{n}" / "data"
-    data.mkdir(parents=True)
+WARMUP_S = 15
+STARTUP_MARGIN_S = 120          # clip length beyond the window: every client connecting
+MOUNTS_PER_SERVER = 16
+
+
+def encode_clip(path: Path, seconds: float, kbps: int, size: tuple[int, int]) -> Path:
+    """An H.264 clip like a busy camera's: constant --kbps, keyframe every 2 s, no B-frames."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+         f"testsrc2=size={size[0]}x{size[1]}:rate={FPS}", "-vf", "noise=alls=25:allf=t",
+         "-t", str(int(seconds)), "-c:v", "libx264", "-preset", "ultrafast",
+         "-tune", "zerolatency", "-profile:v", "baseline", "-b:v", f"{kbps}k",
+         "-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k", "-g", str(2 * FPS), "-bf", "0",
+         "-movflags", "+faststart", str(path)], check=True)
+    return path
+
+
+def camera_servers(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int],
+                   source: str, workdir: Path) -> tuple[list[SimCameras], list[tuple[int, int]]]:
+    """The simulated cameras (not started) and, for each of the n streams, its
+    (server index, mount number)."""
+    if source == "clip":
+        clip = encode_clip(workdir / "clip.mp4", seconds + WARMUP_S + STARTUP_MARGIN_S,
+                           kbps, size)
+        counts = [min(MOUNTS_PER_SERVER, n - i) for i in range(0, n, MOUNTS_PER_SERVER)]
+        sims = [SimCameras(cameras=c, clip=str(clip)) for c in counts]
+        return sims, [(i // MOUNTS_PER_SERVER, i % MOUNTS_PER_SERVER + 1) for i in range(n)]
     servers = max(1, -(-2 * n // per_server))
     sims = [SimCameras(cameras=1, fps=FPS, gop=2 * FPS, kbps=kbps, width=size[0], height=size[1])
             for _ in range(servers)]
+    return sims, [(i % servers, 1) for i in range(n)]
+
+
+def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int],
+        workdir: Path, source: str = "clip") -> dict:
+    data = workdir / f"n{n}" / "data"
+    data.mkdir(parents=True)
+    sims, mounts = camera_servers(n, seconds, kbps, per_server, size, source, workdir / f"n{n}")
     procs: list[subprocess.Popen] = []
     rec = None
     try:
         for sim in sims:
             sim.start()
-        urls = [sims[i % servers].url(1) for i in range(n)]
+        urls = [sims[server].url(mount) for server, mount in mounts]
+        recordings = workdir / f"n{n}" / "recordings"
+        recordings.mkdir(exist_ok=True)
+        picorder(data, "disk", "adopt-dir", str(recordings), "--allow-root-device")
         for i, url in enumerate(urls):
             picorder(data, "camera", "add", f"cam{i + 1}", url)
         log = open(workdir / f"n{n}" / "recorder.log", "w")
@@ -145,7 +181,7 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         for i, url in enumerate(urls):
             procs.append(bare_ffmpeg(url, workdir / f"n{n}" / "bare" / str(i)))
         wait_running(data, n)
-        time.sleep(15)                                  # warm-up: probes, first fragments
+        time.sleep(WARMUP_S)                            # warm-up: probes, first fragments
         tree = [rec.pid] + children_of(rec.pid)
         bare = [p.pid for p in procs]
         t0 = time.monotonic()
@@ -163,7 +199,8 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         rss_bare = sum(peak_rss_kb(pid) for pid in bare)
         rss_py = peak_rss_kb(rec.pid)
         alive_tree = len([p for p in tree if cpu_seconds(p) is not None])
-        sizes = sum(f.stat().st_size for f in (workdir / f"n{n}").rglob("*.mp4"))
+        sizes = sum(f.stat().st_size for where in ("recordings", "bare")
+                    for f in (workdir / f"n{n}" / where).rglob("*.mp4"))
     finally:
         for p in procs:
             p.terminate()
@@ -175,7 +212,8 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         for sim in sims:
             sim.stop()
     return {
-        "streams": n, "kbps": kbps, "size": f"{size[0]}x{size[1]}", "servers": servers,
+        "streams": n, "kbps": kbps, "size": f"{size[0]}x{size[1]}", "source": source,
+        "servers": len(sims),
         "window_s": round(window, 1),
         "recorder_tree_cpu_s": round(rec_tree, 2), "bare_ffmpeg_cpu_s": round(bare_cpu, 2),
         "cpu_ratio": round(rec_tree / bare_cpu, 3) if bare_cpu else None,
@@ -200,6 +238,8 @@ def main(argv=None) -> int:
     parser.add_argument("--clients-per-server", type=int, default=16,
                         help="RTSP clients per simulated camera server (one encoder each)")
     parser.add_argument("--size", default="1280x720", help="picture size of the stream")
+    parser.add_argument("--source", choices=("clip", "encode"), default="clip",
+                        help="cameras replay a pre-encoded clip (default) or encode live")
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     if not shutil.which("ffmpeg"):
@@ -211,9 +251,10 @@ def main(argv=None) -> int:
         for n in args.streams:
             size = tuple(int(v) for v in args.size.split("x"))
             try:
-                result = run(n, args.seconds, args.kbps, args.clients_per_server, size, workdir)
+                result = run(n, args.seconds, args.kbps, args.clients_per_server, size, workdir,
+                             args.source)
             except NotSustained as exc:
-                print(starved_message(n, str(exc), args.clients_per_server),
+                print(starved_message(n, str(exc)),
                       file=sys.stderr, flush=True)
                 status = 1
                 continue

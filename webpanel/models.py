@@ -3,10 +3,10 @@
 import hashlib
 import importlib.metadata
 import secrets
+import sys
 import time
 from importlib.metadata import version as _werkzeug_version
 
-from flask import current_app, has_app_context
 from peewee import BigIntegerField, CharField, IntegerField
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -52,7 +52,10 @@ class User(BaseModel):
 
     def set_password(self, password: str) -> None:
         # Tests may choose a cheaper method (config PASSWORD_HASH_METHOD); the box never does.
-        method = current_app.config.get("PASSWORD_HASH_METHOD") if has_app_context() else None
+        # Flask only if it is loaded: the first-boot step sets passwords without it.
+        flask = sys.modules.get("flask")
+        method = (flask.current_app.config.get("PASSWORD_HASH_METHOD")
+                  if flask is not None and flask.has_app_context() else None)
         self.password_hash = generate_password_hash(password, method=method or PASSWORD_METHOD)
 
     def check_password(self, password: str) -> bool:

@@ -32,6 +32,7 @@ class SimCameras:
     height: int = 360
     codec: str = "h264"
     patterns: str = "noise"          # or "picture": what the demo shows
+    clip: str | None = None          # serve this MP4 on every mount instead of encoding
     user: str | None = None
     password: str | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -48,6 +49,8 @@ class SimCameras:
                 "--kbps", str(self.kbps), "--width", str(self.width),
                 "--height", str(self.height), "--codec", self.codec,
                 "--patterns", self.patterns]
+        if self.clip:
+            argv += ["--clip", str(self.clip)]
         if self.user:
             argv += ["--user", self.user, "--password-file", "-"]
         env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))

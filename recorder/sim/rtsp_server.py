@@ -49,6 +49,14 @@ def pipeline(width: int, height: int, fps: int, kbps: int, gop: int, pattern: st
     return "( " + src + enc + " )"
 
 
+def clip_pipeline(path: str) -> str:
+    """A pre-encoded H.264 MP4 replayed at its own pace: no encoder, so one machine
+    can serve many streams (the recorder benchmark). The stream ends with the clip."""
+    quoted = path.replace("\\", "\\\\").replace('"', '\\"')
+    return (f"( filesrc location=\"{quoted}\" ! qtdemux ! h264parse config-interval=-1 ! "
+            f"rtph264pay name=pay0 pt=96 )")
+
+
 def build_server(args) -> GstRtspServer.RTSPServer:
     server = GstRtspServer.RTSPServer()
     server.set_address(args.address)
@@ -67,9 +75,12 @@ def build_server(args) -> GstRtspServer.RTSPServer:
                    ("/sub", args.width // 2, args.height // 2, max(64, args.kbps // 4))]
         for suffix, width, height, kbps in streams:
             factory = GstRtspServer.RTSPMediaFactory()
-            factory.set_launch(pipeline(width, height, args.fps, kbps, args.gop,
-                                        pattern_for(n, args.patterns),
-                                        f"cam{n}{suffix}", args.codec))
+            if args.clip:
+                factory.set_launch(clip_pipeline(args.clip))
+            else:
+                factory.set_launch(pipeline(width, height, args.fps, kbps, args.gop,
+                                            pattern_for(n, args.patterns),
+                                            f"cam{n}{suffix}", args.codec))
             factory.set_shared(True)
             if auth is not None:
                 permissions = GstRtspServer.RTSPPermissions()
@@ -100,6 +111,8 @@ def main(argv=None) -> int:
     parser.add_argument("--codec", choices=("h264", "hevc"), default="h264")
     parser.add_argument("--patterns", choices=("noise", "picture"), default="noise",
                         help="test pictures: noise (high bitrate) or picture (demo)")
+    parser.add_argument("--clip", help="serve this H.264 MP4 on every mount instead of "
+                                       "encoding a test pattern (the benchmark's cameras)")
     parser.add_argument("--user")
     parser.add_argument("--password-file", help="file with the password ('-': stdin)")
     args = parser.parse_args(argv)

@@ -213,3 +213,31 @@ def test_a_failing_step_is_a_problem_and_the_secrets_still_leave_the_card(box, m
     assert [str(p) for p in problems] == ["admin account not applied (ValueError, see the log)"]
     assert "long-enough-pw" not in path.read_text()
     assert (target.root / "etc/hostname").read_text() == "still-set\n"
+
+
+
+def test_first_boot_sets_the_admin_password_without_importing_flask(tmp_path):
+    """The first-boot step runs before the panel at every boot with a picorder.txt;
+    Flask's import costs seconds on a Pi, so it must not come with the user model."""
+    import subprocess
+    import sys
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "fw").mkdir()
+    (tmp_path / "fw" / "picorder.txt").write_text(
+        "admin_password=first-boot-pw\ncamera=cam1 rtsp://10.0.0.9/stream1\n")
+    code = """if True:
+        import sys
+        from pathlib import Path
+        from recorder.firstboot import Target, run
+        root = Path(sys.argv[1])
+        target = Target(root=root, data=root / "data", owner=None,
+                        hostname_proc=root / "hostname", run_systemctl=False)
+        assert run(root / "fw" / "picorder.txt", target) == []
+        from webpanel.models import User
+        assert User.get(User.username == "admin").check_password("first-boot-pw")
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("flask", "jinja2")))
+    """
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]", out.stdout
