@@ -10,9 +10,10 @@ says so instead of printing figures that measure a starved machine.
 
 For each N: simulated camera servers (GStreamer's RTSP server) stream H.264 at
 --kbps. With `--source clip` (the default) a clip is encoded once before the run and
-every stream is its own shared mount replaying it at its own pace, 16 mounts per
-server process, so the cameras cost no encoding and a 2-core machine can serve 64
-streams to two sets of clients. With `--source encode` each server encodes one
+every RTSP client gets its own mount replaying it at its own pace (the recorder's
+stream i and the bare ffmpeg i are neighbouring mounts of one server process, 16
+mounts per process), so neither side is a shared mount's first or second client,
+the cameras cost no encoding, and a 2-core machine can serve 64 streams to each side. With `--source encode` each server encodes one
 live test pattern for at most --clients-per-server clients (gst-rtsp-server falls
 over with ~128 clients on one mount). `picorder recorder`
 records N streams of it while N bare ffmpeg processes (`-c copy` into the same
@@ -144,32 +145,37 @@ def encode_clip(path: Path, seconds: float, kbps: int, size: tuple[int, int]) ->
 
 
 def camera_servers(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int],
-                   source: str, workdir: Path) -> tuple[list[SimCameras], list[tuple[int, int]]]:
-    """The simulated cameras (not started) and, for each of the n streams, its
-    (server index, mount number)."""
+                   source: str, workdir: Path) -> tuple[list[SimCameras], list[tuple[int, int]],
+                                                        list[tuple[int, int]]]:
+    """The simulated cameras (not started) and, for each of the n streams, the
+    (server index, mount number) the recorder records and the one bare ffmpeg records."""
     if source == "clip":
         clip = encode_clip(workdir / "clip.mp4", seconds + WARMUP_S + STARTUP_MARGIN_S,
                            kbps, size)
-        counts = [min(MOUNTS_PER_SERVER, n - i) for i in range(0, n, MOUNTS_PER_SERVER)]
+        counts = [min(MOUNTS_PER_SERVER, 2 * n - i) for i in range(0, 2 * n, MOUNTS_PER_SERVER)]
         sims = [SimCameras(cameras=c, clip=str(clip)) for c in counts]
-        return sims, [(i // MOUNTS_PER_SERVER, i % MOUNTS_PER_SERVER + 1) for i in range(n)]
+        place = [(m // MOUNTS_PER_SERVER, m % MOUNTS_PER_SERVER + 1) for m in range(2 * n)]
+        return sims, place[0::2], place[1::2]
     servers = max(1, -(-2 * n // per_server))
     sims = [SimCameras(cameras=1, fps=FPS, gop=2 * FPS, kbps=kbps, width=size[0], height=size[1])
             for _ in range(servers)]
-    return sims, [(i % servers, 1) for i in range(n)]
+    shared = [(i % servers, 1) for i in range(n)]
+    return sims, shared, shared
 
 
 def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int],
         workdir: Path, source: str = "clip") -> dict:
     data = workdir / f"n{n}" / "data"
     data.mkdir(parents=True)
-    sims, mounts = camera_servers(n, seconds, kbps, per_server, size, source, workdir / f"n{n}")
+    sims, rec_mounts, bare_mounts = camera_servers(n, seconds, kbps, per_server, size, source,
+                                                   workdir / f"n{n}")
     procs: list[subprocess.Popen] = []
     rec = None
     try:
         for sim in sims:
             sim.start()
-        urls = [sims[server].url(mount) for server, mount in mounts]
+        urls = [sims[server].url(mount) for server, mount in rec_mounts]
+        bare_urls = [sims[server].url(mount) for server, mount in bare_mounts]
         recordings = workdir / f"n{n}" / "recordings"
         recordings.mkdir(exist_ok=True)
         picorder(data, "disk", "adopt-dir", str(recordings), "--allow-root-device")
@@ -178,7 +184,7 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         log = open(workdir / f"n{n}" / "recorder.log", "w")
         rec = subprocess.Popen([sys.executable, "-m", "recorder", "--data", str(data), "recorder"],
                                stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
-        for i, url in enumerate(urls):
+        for i, url in enumerate(bare_urls):
             procs.append(bare_ffmpeg(url, workdir / f"n{n}" / "bare" / str(i)))
         wait_running(data, n)
         time.sleep(WARMUP_S)                            # warm-up: probes, first fragments

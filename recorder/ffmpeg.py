@@ -175,7 +175,7 @@ def build_argv(spec: StreamSpec, *, source_file: Path, picorder_dir: Path,
         # power cuts); without it RTSP input sits in ffmpeg's buffer until the segment ends.
         "-segment_format_options", f"{MOVFLAGS}:frag_duration={limits.FRAGMENT_MAX_US}:flush_packets=1",
         "-segment_list", f"pipe:{segments_fd}", "-segment_list_type", "csv",
-        "-progress", f"pipe:{progress_fd}", "-stats_period", "1",
+        "-progress", f"pipe:{progress_fd}", "-stats_period", str(limits.PROGRESS_PERIOD_S),
         output_pattern(picorder_dir, spec),
     ]
 

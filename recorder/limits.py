@@ -10,6 +10,10 @@ BACKOFF_CAP_S = 60.0
 BACKOFF_JITTER = 0.2            # +/- 20 % of the delay
 HEALTHY_RESET_S = 60.0          # a run this long resets the backoff
 STALL_PROGRESS_S = 20.0         # no progress line for this long -> stalled
+# ffmpeg's -stats_period: one progress report per stream this often.  Reading and
+# parsing the reports is most of the Python process's work; every 2 s halves it
+# and still gives the 20 s watchdog ten reports (benchmarks: recorder).
+PROGRESS_PERIOD_S = 2
 STOP_GRACE_S = 5.0              # SIGINT/'q' -> wait this long -> SIGKILL
 KILL_WAIT_S = 2.0               # after SIGKILL, wait this long for the reap
 
@@ -72,6 +76,7 @@ UDEV_SETTLE_S = 10.0
 RETENTION_INTERVAL_S = 60       # the periodic retention job
 FREE_SPACE_CHECK_S = 1          # free-space watch: near the floor -> retention at once
 RATE_REFRESH_S = 10             # near the floor, recompute the recorded bitrate this often
+FLOOR_SETTING_REFRESH_S = 5     # the free-space watch rereads the configured floor this often
 FLOOR_HEADROOM_S = 10           # retention frees this many seconds of writing beyond the floor
 STORAGE_LOG_EVERY_S = 60       # "running retention now"/"cannot reach the floor": at most this often
 RETENTION_MISFIRE_GRACE_S = 30

@@ -272,6 +272,8 @@ class DiskStorage:
         # a shared disk must not make retention delete the recordings.
         self._rate = 0.0
         self._rate_at = float("-inf")         # monotonic time _rate was last computed
+        self._floor_setting: int | None = None  # the configured floor, as the watch saw it
+        self._floor_read_at = float("-inf")
         self._said: dict[str, float] = {}     # rate-limited log lines: when last logged
 
     # ---- Storage protocol
@@ -805,7 +807,12 @@ class DiskStorage:
         space = _space(root)
         if not space:
             return
-        floor = self._floor(space["total_bytes"], self._rate)
+        now = time.monotonic()
+        if now - self._floor_read_at > limits.FLOOR_SETTING_REFRESH_S:
+            # Read once in a while, not every second: the query is most of the watch's cost.
+            self._floor_setting, self._floor_read_at = configured_floor(), now
+        floor = (self.floor_override or self._floor_setting
+                 or retention.default_floor(space["total_bytes"], self._rate))
         free = space["free_bytes"]
         # Within twice the floor, refresh the recorded bitrate (and so the headroom) now
         # and then: a headroom of zero, before the first run, lets writes overshoot the floor.
