@@ -2,22 +2,21 @@
 
     python -m benchmarks.recorder_cpu [--streams 16 [64]] [--seconds 120] [--kbps 4000]
 
-The default is 16 streams, which a 2-core machine sustains (the simulated
-cameras' encoders share the cores with everything measured). 64 streams only
-when asked (`--streams 16 64`): if
-the simulated servers cannot deliver every stream at full frame rate, the run
-says so instead of printing figures that measure a starved machine.
+The default is 16 streams; `--streams 16 64` measures both. If the simulated
+cameras cannot deliver every stream at full frame rate, the run says so instead of
+printing figures that measure a starved machine.
 
 For each N: simulated camera servers (GStreamer's RTSP server) stream H.264 at
 --kbps. With `--source clip` (the default) a clip is encoded once before the run and
 every RTSP client gets its own mount replaying it at its own pace (the recorder's
 stream i and the bare ffmpeg i are neighbouring mounts of one server process, 16
 mounts per process), so neither side is a shared mount's first or second client,
-the cameras cost no encoding, and a 2-core machine can serve 64 streams to each side. With `--source encode` each server encodes one
-live test pattern for at most --clients-per-server clients (gst-rtsp-server falls
-over with ~128 clients on one mount). `picorder recorder`
-records N streams of it while N bare ffmpeg processes (`-c copy` into the same
-fragmented-MP4 segment muxer, no supervision) record the same streams. After a
+the cameras cost no encoding, and a 2-core machine can serve 64 streams to each
+side. With `--source encode` each server encodes one live test pattern for at most
+--clients-per-server clients (gst-rtsp-server falls over with ~128 clients on one
+mount). `picorder recorder` records N streams while N bare ffmpeg processes (`-c
+copy` into the same fragmented-MP4 segment muxer, no supervision) record the same
+kind of stream. After a
 warm-up, CPU seconds (utime+stime from /proc) are measured over the window for
 the recorder's whole process tree and for the bare processes, and peak RSS
 (VmHWM) is summed over each set. Prints one JSON object per N.
@@ -242,7 +241,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--kbps", type=int, default=4000)
     parser.add_argument("--clients-per-server", type=int, default=16,
-                        help="RTSP clients per simulated camera server (one encoder each)")
+                        help="with --source encode: RTSP clients per camera server (one "
+                             "encoder each)")
     parser.add_argument("--size", default="1280x720", help="picture size of the stream")
     parser.add_argument("--source", choices=("clip", "encode"), default="clip",
                         help="cameras replay a pre-encoded clip (default) or encode live")
