@@ -38,7 +38,8 @@ def recorder_ffmpeg(url: str, out: Path, n: int) -> subprocess.Popen:
     argv = ffmpeg.build_argv(spec, source_file=source, picorder_dir=out / "picorder",
                              progress_fd=1, segments_fd=1)
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ffmpeg.ffmpeg_env())
+                            stderr=subprocess.DEVNULL, env=ffmpeg.ffmpeg_env(),
+                            start_new_session=True)
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,7 @@ For each N: simulated camera servers (GStreamer's RTSP server) stream H.264 at
 --kbps. With `--source clip` (the default) a clip is encoded once before the run and
 every RTSP client gets its own mount replaying it at its own pace (the recorder's
 stream i and the bare ffmpeg i are neighbouring mounts of one server process, 16
-mounts per process), so neither side is a shared mount's first or second client,
+mounts per process, each side first in every other pair), so neither side is a shared mount's first or second client,
 the cameras cost no encoding, and a 2-core machine can serve 64 streams to each
 side. With `--source encode` each server encodes one live test pattern for at most
 --clients-per-server clients (gst-rtsp-server falls over with ~128 clients on one
@@ -92,7 +92,10 @@ def bare_ffmpeg(url: str, out: Path) -> subprocess.Popen:
             "-map", "0:v:0", "-c", "copy", "-f", "segment", "-segment_time", "60",
             "-reset_timestamps", "1", "-segment_format", "mp4", "-segment_format_options",
             "movflags=+frag_keyframe+empty_moov+default_base_moof", str(out / "%05d.mp4")]
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    # Its own session, like each ffmpeg the recorder starts: with the kernel's
+    # autogroup scheduling a session is a scheduling group, and 64 processes sharing
+    # one group get starved into batching more packets per wake-up than 64 groups.
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def stream_fps(data: Path) -> list[float]:
@@ -154,7 +157,11 @@ def camera_servers(n: int, seconds: float, kbps: int, per_server: int, size: tup
         counts = [min(MOUNTS_PER_SERVER, 2 * n - i) for i in range(0, 2 * n, MOUNTS_PER_SERVER)]
         sims = [SimCameras(cameras=c, clip=str(clip)) for c in counts]
         place = [(m // MOUNTS_PER_SERVER, m % MOUNTS_PER_SERVER + 1) for m in range(2 * n)]
-        return sims, place[0::2], place[1::2]
+        # Alternate which side has the first of the two neighbouring mounts, so that any
+        # advantage of serving order falls on both sides equally.
+        rec = [place[2 * i + (i % 2)] for i in range(n)]
+        bare = [place[2 * i + 1 - (i % 2)] for i in range(n)]
+        return sims, rec, bare
     servers = max(1, -(-2 * n // per_server))
     sims = [SimCameras(cameras=1, fps=FPS, gop=2 * FPS, kbps=kbps, width=size[0], height=size[1])
             for _ in range(servers)]
