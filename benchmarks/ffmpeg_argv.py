@@ -24,6 +24,8 @@ from pathlib import Path
 from benchmarks.recorder_cpu import (FPS, MOUNTS_PER_SERVER, bare_ffmpeg, cpu_seconds,
                                      encode_clip)
 from recorder import ffmpeg
+from recorder.ffmpeg_user import make_day_dirs
+from recorder.process import day_dirs, host_wall_us
 from recorder.sim.launcher import SimCameras
 
 WARMUP_S = 20
@@ -33,8 +35,7 @@ def recorder_ffmpeg(url: str, out: Path, n: int) -> subprocess.Popen:
     """ffmpeg exactly as the recorder starts it, pipes to /dev/null."""
     spec = ffmpeg.StreamSpec(camera=f"cam{n}", stream="main", url=url)
     source = ffmpeg.write_source_file(out / "run", spec, n)
-    for day in {time.strftime("%Y/%m/%d", time.gmtime(time.time() + d)) for d in (0, 3600)}:
-        (out / "picorder" / spec.camera / spec.stream / day).mkdir(parents=True, exist_ok=True)
+    make_day_dirs(out / "picorder", spec.camera, spec.stream, day_dirs(host_wall_us()), None)
     argv = ffmpeg.build_argv(spec, source_file=source, picorder_dir=out / "picorder",
                              progress_fd=1, segments_fd=1)
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

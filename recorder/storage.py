@@ -808,19 +808,19 @@ class DiskStorage:
         if not space:
             return
         now = time.monotonic()
+        # The setting is reread once in a while, not every second: the query is most of
+        # the watch's cost (retention rereads it at every run).
         if now - self._floor_read_at > limits.FLOOR_SETTING_REFRESH_S:
-            # Read once in a while, not every second: the query is most of the watch's cost.
-            self._floor_setting, self._floor_read_at = configured_floor(), now
-        floor = (self.floor_override or self._floor_setting
-                 or retention.default_floor(space["total_bytes"], self._rate))
+            self._read_floor_setting(now)
+        floor = self._floor(space["total_bytes"], self._rate)
         free = space["free_bytes"]
         # Within twice the floor, refresh the recorded bitrate (and so the headroom) now
         # and then: a headroom of zero, before the first run, lets writes overshoot the floor.
-        stale = time.monotonic() - self._rate_at > limits.RATE_REFRESH_S
+        stale = now - self._rate_at > limits.RATE_REFRESH_S
         if free < floor + self._headroom or (free < 2 * floor and stale):
             if self._say("close_to_floor"):
                 logger.info("free space %d close to the floor %d: running retention now",
-                            space["free_bytes"], floor)
+                            free, floor)
             self.run_retention_soon()
 
     def _say(self, what: str) -> bool:
@@ -832,8 +832,12 @@ class DiskStorage:
         self._said[what] = now
         return True
 
+    def _read_floor_setting(self, now: float) -> None:
+        self._floor_setting, self._floor_read_at = configured_floor(), now
+
     def _floor(self, total_bytes: int, rate_bps: float) -> int:
-        return (self.floor_override or configured_floor()
+        """The floor in force: the override, else the setting as last read, else the default."""
+        return (self.floor_override or self._floor_setting
                 or retention.default_floor(total_bytes, rate_bps))
 
     def _remount_read_only(self, m: _Mounted) -> None:
@@ -905,6 +909,7 @@ class DiskStorage:
         rates = retention.stream_rates(conn, now)
         self._rate = sum(rates.values())
         self._rate_at = time.monotonic()
+        self._read_floor_setting(self._rate_at)
         floor = self._floor(space["total_bytes"], self._rate)
         totals = self._tracker.totals(conn)
         lims = camera_limits(totals)
