@@ -116,6 +116,12 @@ def main(argv=None) -> int:
     parser.add_argument("--user")
     parser.add_argument("--password-file", help="file with the password ('-': stdin)")
     args = parser.parse_args(argv)
+    if args.clip is not None:
+        try:
+            with open(args.clip, "rb"):
+                pass
+        except OSError as exc:
+            parser.error(f"--clip {args.clip}: {exc.strerror}")
 
     Gst.init(None)
     server = build_server(args)
