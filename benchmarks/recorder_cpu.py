@@ -130,6 +130,7 @@ def measure(pids: list[int], seconds: float) -> dict[int, float]:
 
 
 WARMUP_S = 15
+BENCH_FLOOR_BYTES = 1024**3     # free-space floor during the run (see run())
 STARTUP_MARGIN_S = 120          # clip length beyond the window: every client connecting
 MOUNTS_PER_SERVER = 16
 
@@ -185,6 +186,15 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         recordings = workdir / f"n{n}" / "recordings"
         recordings.mkdir(exist_ok=True)
         picorder(data, "disk", "adopt-dir", str(recordings), "--allow-root-device")
+        # Measure steady recording, not retention: with the default floor (an hour of
+        # the total bitrate, 115 GB at 64 streams) a smaller work disk would have the
+        # recorder deleting its segments all through the run, and bare ffmpeg nothing.
+        picorder(data, "disk", "floor", "--bytes", str(BENCH_FLOOR_BYTES))
+        need = BENCH_FLOOR_BYTES + 2 * n * kbps * 125 * (seconds + WARMUP_S + STARTUP_MARGIN_S)
+        free = shutil.disk_usage(recordings).free
+        if free < need:
+            raise NotSustained(f"{free / 1e9:.1f} GB free in {recordings}, {need / 1e9:.1f} GB "
+                               f"needed (use --dir on a bigger disk)")
         for i, url in enumerate(urls):
             picorder(data, "camera", "add", f"cam{i + 1}", url)
         log = open(workdir / f"n{n}" / "recorder.log", "w")
@@ -219,10 +229,13 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         if rec is not None:
             rec.terminate()
             rec.wait(30)
+            log.close()
         for p in procs:
             p.wait(30)
         for sim in sims:
             sim.stop()
+    retention_deleted = (workdir / f"n{n}" / "recorder.log").read_text(
+        errors="replace").count("retention deleted")
     return {
         "streams": n, "kbps": kbps, "size": f"{size[0]}x{size[1]}", "source": source,
         "servers": len(sims),
@@ -237,6 +250,7 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         "python_peak_rss_mb": round(rss_py / 1024, 1),
         "recorder_processes_alive": alive_tree,
         "mp4_bytes_written": sizes,
+        "retention_runs_that_deleted": retention_deleted,
     }
 
 

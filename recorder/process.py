@@ -28,7 +28,8 @@ from typing import Protocol
 from recorder import ffmpeg, ffmpeg_user, limits
 from recorder.ffmpeg import Failure, StreamSpec
 from recorder.ffmpeg_user import FfmpegUser
-from recorder.progress import ProgressParser, StreamMetrics, parse_segment_line
+from recorder.progress import (ProgressBlock, ProgressFramer, ProgressParser, StreamMetrics,
+                               parse_segment_line)
 from recorder.timekeeping import RunAnchor, Timekeeper
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ class Child(Protocol):
     def kill(self) -> None: ...
 
 
-LineSink = Callable[[str, list[str] | None], None]    # (pipe kind, lines of one read; None: EOF)
+# (pipe kind, what one read brought; None: EOF). For PROGRESS that is a (report, arrival
+# monotonic us) pair, for the other pipes the read's complete lines.
+LineSink = Callable[[str, object], None]
 Spawn = Callable[[Callable[[int, int], list[str]], LineSink], Child]
 
 
@@ -71,6 +74,16 @@ class StreamLines:
     run_id: int
     kind: str
     lines: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """The newest `-progress` report of one read, and when it was read (monotonic us)."""
+
+    key: str
+    run_id: int
+    block: ProgressBlock
+    mono_us: int
 
 
 @dataclass(frozen=True)
@@ -307,9 +320,13 @@ class StreamProcess:
         logger.info("%s: started ffmpeg pid %d (run %d)", self.key, child.pid, run_id)
         self.set_state(State.STARTING, None)
 
-    def _sink(self, run_id: int, kind: str, lines: list[str] | None) -> None:
+    def _sink(self, run_id: int, kind: str, payload) -> None:
         # Called on the reader thread: only enqueue.
-        self.emit(StreamLines(self.key, run_id, kind, None if lines is None else tuple(lines)))
+        if kind == PROGRESS and payload is not None:
+            block, mono_us = payload
+            self.emit(ProgressReport(self.key, run_id, block, mono_us))
+        else:
+            self.emit(StreamLines(self.key, run_id, kind, None if payload is None else tuple(payload)))
 
     def _make_day_dirs(self) -> None:
         ffmpeg_user.make_day_dirs(self.picorder_dir, self.spec.camera, self.spec.stream,
@@ -451,12 +468,18 @@ class StreamProcess:
         elif kind == PROGRESS and line is not None:
             block = run.parser.feed(line)
             if block is not None:
-                self._on_progress(run, block, now)
+                self._on_progress(run, block, self.timekeeper.clock.mono_us(), now)
         elif kind == STDERR and line is not None:
             self._on_stderr(run, line, now)
 
-    def _on_progress(self, run: _Run, block, now: float) -> None:
-        run.anchor.observe(self.timekeeper.clock.mono_us(), block.out_time_us)
+    def progress(self, run_id: int, block: ProgressBlock, mono_us: int, now: float) -> None:
+        """A report of run `run_id`, read from its pipe at `mono_us`."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            self._on_progress(run, block, mono_us, now)
+
+    def _on_progress(self, run: _Run, block: ProgressBlock, mono_us: int, now: float) -> None:
+        run.anchor.observe(mono_us, block.out_time_us)
         out_time = block.out_time_us if block.out_time_us is not None else -1
         if block.frame > run.last_frame or out_time > run.last_out_time:
             if block.frame > 0:
@@ -547,12 +570,20 @@ def day_dirs(wall_us: int) -> list[str]:
 # --------------------------------------------------------------- real ffmpeg
 
 class PipeHub:
-    """One thread reading every ffmpeg pipe; the complete lines of each read go to its sink."""
+    """One thread reading every ffmpeg pipe and passing what each read brought to its sink.
 
-    def __init__(self) -> None:
+    A line pipe's sink gets the read's complete lines; a progress pipe's sink gets
+    the read's newest report with the monotonic time it was read. After each round
+    the thread waits `batch_s`, so that one wake-up serves many streams.
+    """
+
+    def __init__(self, mono_us: Callable[[], int] | None = None,
+                 batch_s: float = limits.PIPE_BATCH_S) -> None:
+        self._mono_us = mono_us or (lambda: time.monotonic_ns() // 1000)
+        self._batch_s = batch_s
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
-        self._pending: list[tuple[int, Callable[[str | None], None]]] = []
+        self._pending: list[tuple[int, Callable, ProgressFramer | None]] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
@@ -560,10 +591,14 @@ class PipeHub:
         self._thread = threading.Thread(target=self._loop, name="ffmpeg-pipes", daemon=True)
         self._thread.start()
 
-    def add(self, fd: int, sink: Callable[[list[str] | None], None]) -> None:
-        """Read `fd` (the hub closes it at EOF) and pass its lines to `sink` (None at EOF)."""
+    def add(self, fd: int, sink: Callable[[object], None], progress: bool = False) -> None:
+        """Read `fd` (the hub closes it at EOF) and pass what it brings to `sink` (None at EOF).
+
+        `progress`: the pipe carries `-progress` reports; the sink gets
+        (ProgressBlock, monotonic us) for the newest complete report of each read.
+        """
         with self._lock:
-            self._pending.append((fd, sink))
+            self._pending.append((fd, sink, ProgressFramer() if progress else None))
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
@@ -576,16 +611,19 @@ class PipeHub:
                     os.read(self._wake_r, 4096)
                     self._register_pending()
                 else:
-                    self._read(key.fd, key.data)
+                    self._read(key.fd, *key.data)
+            if self._batch_s:
+                time.sleep(self._batch_s)
 
     def _register_pending(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
-        for fd, sink in pending:
+        for fd, sink, framer in pending:
             self._buffers[fd] = b""
-            self._selector.register(fd, selectors.EVENT_READ, sink)
+            self._selector.register(fd, selectors.EVENT_READ, (sink, framer))
 
-    def _read(self, fd: int, sink: Callable[[list[str] | None], None]) -> None:
+    def _read(self, fd: int, sink: Callable[[object], None],
+              framer: ProgressFramer | None) -> None:
         try:
             data = os.read(fd, 65536)
         except OSError:
@@ -598,6 +636,11 @@ class PipeHub:
             if rest.strip():
                 sink([rest.decode("utf-8", "replace")])
             sink(None)
+            return
+        if framer is not None:
+            block = framer.feed(data)
+            if block is not None:
+                sink((block, self._mono_us()))
             return
         *raw, self._buffers[fd] = (self._buffers[fd] + data).replace(b"\r", b"\n").split(b"\n")
         lines = [line.decode("utf-8", "replace") for line in raw if line]
@@ -714,7 +757,7 @@ class FfmpegSpawner:
         finally:
             for fd in (prog_w, seg_w, err_w):
                 os.close(fd)
-        self.hub.add(prog_r, partial(sink, PROGRESS))
+        self.hub.add(prog_r, partial(sink, PROGRESS), progress=True)
         self.hub.add(seg_r, partial(sink, SEGMENTS))
         self.hub.add(err_r, partial(sink, STDERR))
         return PopenChild(proc)

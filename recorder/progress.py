@@ -32,6 +32,22 @@ def _number(value: str, kind=float, default=0):
         return default
 
 
+def block_from_values(values: dict[str, str], progress: str) -> ProgressBlock:
+    """The report made of one block's key=value pairs; `progress` is its last line's value."""
+    out_time = values.get("out_time_us")
+    return ProgressBlock(
+        frame=_number(values.get("frame", "0"), int),
+        fps=_number(values.get("fps", "0")),
+        bitrate_kbps=_number(values.get("bitrate", "0")),
+        total_size=_number(values.get("total_size", "0"), int),
+        out_time_us=_number(out_time, int, None) if out_time else None,
+        dup=_number(values.get("dup_frames", "0"), int),
+        drop=_number(values.get("drop_frames", "0"), int),
+        speed=_number(values.get("speed", "0")),
+        end=progress.strip() == "end",
+    )
+
+
 class ProgressParser:
     """Collect key=value lines until `progress=continue|end` completes a block."""
 
@@ -46,18 +62,51 @@ class ProgressParser:
             self._values[key] = value
             return None
         values, self._values = self._values, {}
-        out_time = values.get("out_time_us")
-        return ProgressBlock(
-            frame=_number(values.get("frame", "0"), int),
-            fps=_number(values.get("fps", "0")),
-            bitrate_kbps=_number(values.get("bitrate", "0")),
-            total_size=_number(values.get("total_size", "0"), int),
-            out_time_us=_number(out_time, int, None) if out_time else None,
-            dup=_number(values.get("dup_frames", "0"), int),
-            drop=_number(values.get("drop_frames", "0"), int),
-            speed=_number(values.get("speed", "0")),
-            end=value.strip() == "end",
-        )
+        return block_from_values(values, value)
+
+
+MAX_PENDING_BYTES = 64 * 1024       # a report is a few hundred bytes; more without one is garbage
+
+
+def _line_start(buffer: bytes, key: bytes, end: int) -> int:
+    """Where the last line starting with `key` begins in buffer[:end]; -1 if none."""
+    while end > 0:
+        i = buffer.rfind(key, 0, end)
+        if i <= 0 or buffer[i - 1] == 0x0A:
+            return i
+        end = i
+    return -1
+
+
+class ProgressFramer:
+    """The bytes of a `-progress` pipe in, the newest complete report of each read out.
+
+    Every report of one read arrived at the same moment, and the newest one says
+    the most (the highest frame count and stream time), so the older ones are
+    not parsed at all. This is the recorder's busiest path: one read per stream
+    per second, so it works on bytes with `rfind` and splits one block only.
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, data: bytes) -> ProgressBlock | None:
+        buffer = self._pending + data if self._pending else data
+        complete = buffer.rfind(b"\n") + 1          # bytes up to the last whole line
+        last = _line_start(buffer, b"progress=", complete)
+        if last < 0:                                # no complete report yet
+            self._pending = buffer[-MAX_PENDING_BYTES:]
+            return None
+        last_end = buffer.index(b"\n", last)
+        self._pending = buffer[last_end + 1:]
+        previous = _line_start(buffer, b"progress=", last)
+        start = buffer.index(b"\n", previous) + 1 if previous >= 0 else 0
+        values = {}
+        for line in buffer[start:last].split(b"\n"):
+            key, sep, value = line.partition(b"=")
+            if sep:
+                values[key.strip().decode("ascii", "replace")] = value.decode("ascii", "replace")
+        return block_from_values(values, buffer[last + 9:last_end].decode("ascii", "replace"))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Threads and what they may do:
   config reloads, storage events, clock changes), ticks every StreamProcess
   and never touches the recording disk except to create day directories
   before a spawn.
-- "ffmpeg-pipes" (recorder.process.PipeHub): reads ffmpeg's pipes, enqueues lines.
+- "ffmpeg-pipes" (recorder.process.PipeHub): reads ffmpeg's pipes, enqueues their lines
+  and, for the progress pipes, each read's newest report.
 - "index-writer" (IndexWriter): every index.db and segment-file I/O (open,
   recovery, fsync, probe, insert, re-anchor). Shutdown waits for it only as
   long as the budget allows, so a hung disk cannot hold shutdown.
@@ -33,9 +34,9 @@ from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
 from recorder.power import Power, PowerRequest
 from recorder.process import (
-    SEGMENTS, CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, Reachable,
-    ReachabilityProbe, SegmentClosed, State, StreamLines, StreamProcess, day_dirs, host_wall_us,
-    stop_orphans,
+    SEGMENTS, CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, ProgressReport,
+    Reachable, ReachabilityProbe, SegmentClosed, State, StreamLines, StreamProcess, day_dirs,
+    host_wall_us, stop_orphans,
 )
 from recorder.storage_api import Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
@@ -244,7 +245,7 @@ class Recorder:
         self.ffmpeg_user = ffmpeg_user.resolve()
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._spawn is None:
-            self._spawn = FfmpegSpawner(PipeHub(), self.ffmpeg_user)
+            self._spawn = FfmpegSpawner(PipeHub(self.clock.mono_us), self.ffmpeg_user)
         self.writer.start()
         self.probe = ReachabilityProbe(self.enqueue)
         self.control = ControlServer(self.paths.control_socket)
@@ -322,7 +323,11 @@ class Recorder:
     # ------------------------------------------------------------ dispatch
 
     def dispatch(self, event: object) -> None:
-        if isinstance(event, StreamLines):
+        if isinstance(event, ProgressReport):
+            proc = self._proc_for_run(event.key, event.run_id)
+            if proc is not None:
+                proc.progress(event.run_id, event.block, event.mono_us, self.mono())
+        elif isinstance(event, StreamLines):
             proc = self._proc_for_run(event.key, event.run_id)
             if proc is not None:
                 now = self.mono()

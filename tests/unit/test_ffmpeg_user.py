@@ -14,7 +14,7 @@ import pytest
 from recorder import ffmpeg, ffmpeg_user
 from recorder.ffmpeg import StreamSpec
 from recorder.ffmpeg_user import FfmpegUser, FfmpegUserError
-from recorder.process import PROGRESS, FfmpegSpawner, PipeHub
+from recorder.process import SEGMENTS, FfmpegSpawner, PipeHub
 
 NOBODY = pwd.getpwnam("nobody")
 USER = FfmpegUser("nobody", NOBODY.pw_uid, NOBODY.pw_gid)
@@ -90,10 +90,10 @@ def test_a_real_spawn_runs_as_the_user_with_only_its_pipes():
 
     def argv_fn(progress_fd, segments_fd):
         seen["fds"] = {0, 1, 2, progress_fd, segments_fd}
-        return ["/usr/bin/python3", "-c", CHILD_REPORT, str(progress_fd)]
+        return ["/usr/bin/python3", "-c", CHILD_REPORT, str(segments_fd)]
 
     def sink(kind, got):
-        if kind == PROGRESS:
+        if kind == SEGMENTS:
             if got is None:
                 done.set()
             else:
