@@ -498,8 +498,12 @@ class StreamProcess:
         entry = parse_segment_line(line)
         if entry is None:
             return
-        start_us, end_us = run.anchor.wall_range(entry.start_us, entry.end_us,
-                                                 self.timekeeper.clock.mono_us())
+        mono_us = self.timekeeper.clock.mono_us()
+        # The muxer lists a segment when the packet that starts the next one arrives, so
+        # the line is one more sample of the anchor: the first segment of a run may close
+        # before any report but the first, which the start-up burst makes late.
+        run.anchor.observe(mono_us, entry.end_us)
+        start_us, end_us = run.anchor.wall_range(entry.start_us, entry.end_us, mono_us)
         run.last_segment = now
         self.last_end_us = max(self.last_end_us or end_us, end_us)
         self.metrics.last_segment_utc_us = end_us

@@ -92,6 +92,27 @@ def test_anchor_uses_earliest_arrival():
     assert anchor.wall_range(4_000_000, 8_000_000, 0) == (T0 + 5_500_000, T0 + 9_500_000)
 
 
+def test_a_run_s_first_segment_line_refines_a_late_first_report(tmp_path):
+    """ffmpeg's first report comes with its buffered start-up packets, late; when the
+    first segment closes before the next report, its list line places it."""
+    clock = FakeClock()
+    tk = Timekeeper(tmp_path / "t", clock=clock, ntp_check=lambda: True)
+    tk.start()
+    events = []
+    proc = make_proc(tmp_path, clock, tk, events)
+    proc.start()
+    rid = proc.run.run_id
+    start_mono = clock.mono                     # stream time 0 arrives now ...
+    clock.advance(2)                            # ... and 2 s are buffered by the probe
+    for line in ("frame=1", "out_time_us=0", "progress=continue"):
+        proc.feed(rid, "progress", line, clock.mono / 1e6)
+    clock.advance(1)                            # the packet at 3.0 s starts segment 2
+    proc.feed(rid, "segments", "a.mp4,0.000000,3.000000", clock.mono / 1e6)
+    (a,) = segments(events)
+    assert a.start_us == tk.offset_us() + start_mono
+    assert a.end_us - a.start_us == 3_000_000
+
+
 def make_proc(tmp_path, clock, tk, events):
     spawned = []
 
