@@ -10,10 +10,10 @@ BACKOFF_CAP_S = 60.0
 BACKOFF_JITTER = 0.2            # +/- 20 % of the delay
 HEALTHY_RESET_S = 60.0          # a run this long resets the backoff
 STALL_PROGRESS_S = 20.0         # no progress line for this long -> stalled
-# ffmpeg's -stats_period: one progress report per stream this often.  The reports
-# also anchor stream time to the wall clock; at 2 s (half the Python process's steady
-# work) segment times near a run's start drifted about 2 s from the truth, so 1 s.
-PROGRESS_PERIOD_S = 1
+# ffmpeg's -stats_period: one progress report per stream this often (the Python
+# process's busiest work). The reports, and the segment-list lines, anchor stream time
+# to the wall clock (recorder.timekeeping.RunAnchor).
+PROGRESS_PERIOD_S = 2
 STOP_GRACE_S = 5.0              # SIGINT/'q' -> wait this long -> SIGKILL
 KILL_WAIT_S = 2.0               # after SIGKILL, wait this long for the reap
 
