@@ -14,6 +14,8 @@ STALL_PROGRESS_S = 20.0         # no progress line for this long -> stalled
 # process's busiest work). The reports, and the segment-list lines, anchor stream time
 # to the wall clock (recorder.timekeeping.RunAnchor).
 PROGRESS_PERIOD_S = 2
+# A run's first segments wait for its anchor to settle (a second report), at most this long.
+ANCHOR_SETTLE_MAX_S = 2 * PROGRESS_PERIOD_S + 1.0
 STOP_GRACE_S = 5.0              # SIGINT/'q' -> wait this long -> SIGKILL
 KILL_WAIT_S = 2.0               # after SIGKILL, wait this long for the reap
 

@@ -182,6 +182,9 @@ class _Run:
     last_out_time: int = -1
     failure: Failure | None = None
     exited: bool = False
+    # Segments listed before the anchor settled: (entry, wall us when listed).
+    unplaced: list = field(default_factory=list)
+    first_unplaced: float = 0.0
 
 
 class StreamProcess:
@@ -369,6 +372,9 @@ class StreamProcess:
 
     def tick(self, now: float) -> None:
         """Reap, watch and retry: called by the main loop a few times a second."""
+        for held in self.runs.values():
+            if held.unplaced and now - held.first_unplaced > limits.ANCHOR_SETTLE_MAX_S:
+                self._place_segments(held)
         run = self.run
         if run and run.child and not run.exited:
             rc = run.child.poll()
@@ -462,6 +468,7 @@ class StreamProcess:
             return
         if kind == SEGMENTS:
             if line is None:
+                self._place_segments(run)
                 self.runs.pop(run_id, None)
             else:
                 self._on_segment_line(run, line, now)
@@ -479,7 +486,9 @@ class StreamProcess:
             self._on_progress(run, block, mono_us, now)
 
     def _on_progress(self, run: _Run, block: ProgressBlock, mono_us: int, now: float) -> None:
-        run.anchor.observe(mono_us, block.out_time_us)
+        run.anchor.observe(mono_us, block.out_time_us, report=True)
+        if run.unplaced and run.anchor.settled:
+            self._place_segments(run)
         out_time = block.out_time_us if block.out_time_us is not None else -1
         if block.frame > run.last_frame or out_time > run.last_out_time:
             if block.frame > 0:
@@ -498,20 +507,28 @@ class StreamProcess:
         entry = parse_segment_line(line)
         if entry is None:
             return
-        mono_us = self.timekeeper.clock.mono_us()
         # The muxer lists a segment when the packet that starts the next one arrives, so
-        # the line is one more sample of the anchor: the first segment of a run may close
-        # before any report but the first, which the start-up burst makes late.
-        run.anchor.observe(mono_us, entry.end_us)
-        start_us, end_us = run.anchor.wall_range(entry.start_us, entry.end_us, mono_us)
+        # the line is one more sample of the anchor.
+        run.anchor.observe(self.timekeeper.clock.mono_us(), entry.end_us)
         run.last_segment = now
-        self.last_end_us = max(self.last_end_us or end_us, end_us)
-        self.metrics.last_segment_utc_us = end_us
-        wall = host_wall_us()
-        self.emit(SegmentClosed(self.spec.camera, self.spec.stream, entry.name, start_us, end_us,
-                                run.run_id, run.anchor.trusted, wall))
-        if run is self.run and not run.exited:
-            self.emit(CurrentSegmentHint(self.key, run.run_id, wall))
+        if not run.unplaced:
+            run.first_unplaced = now
+        run.unplaced.append((entry, host_wall_us()))
+        if run.anchor.settled:
+            self._place_segments(run)
+
+    def _place_segments(self, run: _Run) -> None:
+        """Emit the run's listed segments with their wall-clock times (freezes the anchor)."""
+        unplaced, run.unplaced = run.unplaced, []
+        mono_us = self.timekeeper.clock.mono_us()
+        for entry, wall in unplaced:
+            start_us, end_us = run.anchor.wall_range(entry.start_us, entry.end_us, mono_us)
+            self.last_end_us = max(self.last_end_us or end_us, end_us)
+            self.metrics.last_segment_utc_us = end_us
+            self.emit(SegmentClosed(self.spec.camera, self.spec.stream, entry.name, start_us,
+                                    end_us, run.run_id, run.anchor.trusted, wall))
+        if unplaced and run is self.run and not run.exited:
+            self.emit(CurrentSegmentHint(self.key, run.run_id, host_wall_us()))
 
     def _on_stderr(self, run: _Run, line: str, now: float) -> None:
         text = ffmpeg.redact(line.strip(), self.spec.secrets())

@@ -169,9 +169,10 @@ class RunAnchor:
     """Maps one ffmpeg run's stream time to wall-clock time.
 
     The anchor is the monotonic time of stream time 0: the smallest
-    (arrival - out_time) seen in the progress reports (ffmpeg writes each frame
-    as soon as it arrives, so later reports can only be late, never early). It
-    is refined until the run's first segment is placed, then frozen so the run
+    (arrival - stream time) seen in the progress reports and segment-list lines
+    (ffmpeg writes each frame as soon as it arrives, so later samples can only be
+    late, never early). The run's segments wait until it has settled (a second
+    report); it is refined until the first one is placed, then frozen so the run
     stays contiguous.
     """
 
@@ -183,9 +184,20 @@ class RunAnchor:
         self.mono_anchor_us: int | None = None
         self.shift_us = 0
         self.frozen = False
+        self.reports = 0
 
-    def observe(self, mono_us: int, out_time_us: int | None) -> None:
-        """A progress report arrived at `mono_us` saying stream time `out_time_us` is written."""
+    @property
+    def settled(self) -> bool:
+        """Enough samples to place segments. ffmpeg's first report comes with the packets
+        buffered while it probed the stream (a second or two of them), so it is late; the
+        next one is live."""
+        return self.frozen or self.reports >= 2
+
+    def observe(self, mono_us: int, out_time_us: int | None, report: bool = False) -> None:
+        """At `mono_us` ffmpeg said stream time `out_time_us` is written (`report`: in a
+        progress report, rather than a segment-list line)."""
+        if report:
+            self.reports += 1
         if self.frozen or out_time_us is None or out_time_us < 0:
             return
         candidate = mono_us - out_time_us

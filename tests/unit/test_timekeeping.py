@@ -2,6 +2,7 @@
 
 import pytest
 
+from recorder import limits
 from recorder.ffmpeg import StreamSpec
 from recorder.process import SegmentClosed, StreamProcess
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper
@@ -92,25 +93,65 @@ def test_anchor_uses_earliest_arrival():
     assert anchor.wall_range(4_000_000, 8_000_000, 0) == (T0 + 5_500_000, T0 + 9_500_000)
 
 
-def test_a_run_s_first_segment_line_refines_a_late_first_report(tmp_path):
-    """ffmpeg's first report comes with its buffered start-up packets, late; when the
-    first segment closes before the next report, its list line places it."""
+def started(tmp_path):
     clock = FakeClock()
     tk = Timekeeper(tmp_path / "t", clock=clock, ntp_check=lambda: True)
     tk.start()
     events = []
     proc = make_proc(tmp_path, clock, tk, events)
     proc.start()
+    return clock, tk, events, proc
+
+
+def report(proc, clock, frame, out_time_us):
+    for line in (f"frame={frame}", f"out_time_us={out_time_us}", "progress=continue"):
+        proc.feed(proc.run.run_id, "progress", line, clock.mono / 1e6)
+
+
+def test_a_run_s_first_segments_wait_for_a_live_report(tmp_path):
+    """ffmpeg's first report comes with the packets it buffered while probing, late; a
+    segment cut inside that burst is listed late too. They are placed once a second
+    report, a live one, has arrived."""
+    clock, tk, events, proc = started(tmp_path)
     rid = proc.run.run_id
     start_mono = clock.mono                     # stream time 0 arrives now ...
     clock.advance(2)                            # ... and 2 s are buffered by the probe
-    for line in ("frame=1", "out_time_us=0", "progress=continue"):
-        proc.feed(rid, "progress", line, clock.mono / 1e6)
+    report(proc, clock, 1, 0)                   # 2 s late
+    proc.feed(rid, "segments", "a.mp4,0.000000,1.000000", clock.mono / 1e6)   # 1 s late
+    assert segments(events) == []
+    clock.advance(1)
+    report(proc, clock, 45, 3_000_000)          # live
+    (a,) = segments(events)
+    assert a.start_us == tk.offset_us() + start_mono
+    assert a.end_us - a.start_us == 1_000_000
+
+
+def test_without_a_second_report_segments_are_placed_by_their_list_lines(tmp_path):
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    start_mono = clock.mono
+    clock.advance(2)
+    report(proc, clock, 1, 0)
     clock.advance(1)                            # the packet at 3.0 s starts segment 2
     proc.feed(rid, "segments", "a.mp4,0.000000,3.000000", clock.mono / 1e6)
+    proc.tick(clock.mono / 1e6)
+    assert segments(events) == []
+    clock.advance(limits.ANCHOR_SETTLE_MAX_S + 0.5)
+    proc.tick(clock.mono / 1e6)
     (a,) = segments(events)
     assert a.start_us == tk.offset_us() + start_mono
     assert a.end_us - a.start_us == 3_000_000
+
+
+def test_segments_still_held_when_ffmpeg_exits_are_placed(tmp_path):
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    clock.advance(2)
+    report(proc, clock, 1, 0)
+    proc.feed(rid, "segments", "a.mp4,0.000000,1.500000", clock.mono / 1e6)
+    proc.feed(rid, "segments", None, clock.mono / 1e6)
+    (a,) = segments(events)
+    assert a.end_us - a.start_us == 1_500_000
 
 
 def make_proc(tmp_path, clock, tk, events):
