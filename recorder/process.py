@@ -513,9 +513,13 @@ class StreamProcess:
         run.last_segment = now
         if not run.unplaced:
             run.first_unplaced = now
-        run.unplaced.append((entry, host_wall_us()))
+        wall = host_wall_us()
+        run.unplaced.append((entry, wall))
         if run.anchor.settled:
             self._place_segments(run)
+        if run is self.run and not run.exited:
+            # The next file was opened just now: found by its name, so not held back.
+            self.emit(CurrentSegmentHint(self.key, run.run_id, wall))
 
     def _place_segments(self, run: _Run) -> None:
         """Emit the run's listed segments with their wall-clock times (freezes the anchor)."""
@@ -527,8 +531,6 @@ class StreamProcess:
             self.metrics.last_segment_utc_us = end_us
             self.emit(SegmentClosed(self.spec.camera, self.spec.stream, entry.name, start_us,
                                     end_us, run.run_id, run.anchor.trusted, wall))
-        if unplaced and run is self.run and not run.exited:
-            self.emit(CurrentSegmentHint(self.key, run.run_id, host_wall_us()))
 
     def _on_stderr(self, run: _Run, line: str, now: float) -> None:
         text = ffmpeg.redact(line.strip(), self.spec.secrets())

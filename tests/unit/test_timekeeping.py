@@ -4,7 +4,7 @@ import pytest
 
 from recorder import limits
 from recorder.ffmpeg import StreamSpec
-from recorder.process import SegmentClosed, StreamProcess
+from recorder.process import CurrentSegmentHint, SegmentClosed, StreamProcess
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper
 
 T0 = 1_790_000_000_000_000
@@ -119,6 +119,8 @@ def test_a_run_s_first_segments_wait_for_a_live_report(tmp_path):
     report(proc, clock, 1, 0)                   # 2 s late
     proc.feed(rid, "segments", "a.mp4,0.000000,1.000000", clock.mono / 1e6)   # 1 s late
     assert segments(events) == []
+    # ... but the file opened now is looked for at once: it is named by the time.
+    assert isinstance(events[-1], CurrentSegmentHint) and events[-1].run_id == rid
     clock.advance(1)
     report(proc, clock, 45, 3_000_000)          # live
     (a,) = segments(events)
