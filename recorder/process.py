@@ -182,9 +182,8 @@ class _Run:
     last_out_time: int = -1
     failure: Failure | None = None
     exited: bool = False
-    # Segments listed before the anchor settled: (entry, wall us when listed).
+    # Segments listed before the anchor settled: (entry, wall us, loop time when listed).
     unplaced: list = field(default_factory=list)
-    first_unplaced: float = 0.0
 
 
 class StreamProcess:
@@ -373,7 +372,7 @@ class StreamProcess:
     def tick(self, now: float) -> None:
         """Reap, watch and retry: called by the main loop a few times a second."""
         for held in self.runs.values():
-            if held.unplaced and now - held.first_unplaced > limits.ANCHOR_SETTLE_MAX_S:
+            if held.unplaced and now - held.unplaced[0][2] > limits.ANCHOR_SETTLE_MAX_S:
                 self._place_segments(held)
         run = self.run
         if run and run.child and not run.exited:
@@ -511,10 +510,8 @@ class StreamProcess:
         # the line is one more sample of the anchor.
         run.anchor.observe(self.timekeeper.clock.mono_us(), entry.end_us)
         run.last_segment = now
-        if not run.unplaced:
-            run.first_unplaced = now
         wall = host_wall_us()
-        run.unplaced.append((entry, wall))
+        run.unplaced.append((entry, wall, now))
         if run.anchor.settled:
             self._place_segments(run)
         if run is self.run and not run.exited:
@@ -525,7 +522,7 @@ class StreamProcess:
         """Emit the run's listed segments with their wall-clock times (freezes the anchor)."""
         unplaced, run.unplaced = run.unplaced, []
         mono_us = self.timekeeper.clock.mono_us()
-        for entry, wall in unplaced:
+        for entry, wall, _ in unplaced:
             start_us, end_us = run.anchor.wall_range(entry.start_us, entry.end_us, mono_us)
             self.last_end_us = max(self.last_end_us or end_us, end_us)
             self.metrics.last_segment_utc_us = end_us

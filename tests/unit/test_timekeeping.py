@@ -108,15 +108,20 @@ def report(proc, clock, frame, out_time_us):
         proc.feed(proc.run.run_id, "progress", line, clock.mono / 1e6)
 
 
+def late_first_report(proc, clock):
+    """Stream time 0 arrives now, ffmpeg buffers 2 s while probing, then reports time 0."""
+    start_mono = clock.mono
+    clock.advance(2)
+    report(proc, clock, 1, 0)                   # 2 s late
+    return proc.run.run_id, start_mono
+
+
 def test_a_run_s_first_segments_wait_for_a_live_report(tmp_path):
     """ffmpeg's first report comes with the packets it buffered while probing, late; a
     segment cut inside that burst is listed late too. They are placed once a second
     report, a live one, has arrived."""
     clock, tk, events, proc = started(tmp_path)
-    rid = proc.run.run_id
-    start_mono = clock.mono                     # stream time 0 arrives now ...
-    clock.advance(2)                            # ... and 2 s are buffered by the probe
-    report(proc, clock, 1, 0)                   # 2 s late
+    rid, start_mono = late_first_report(proc, clock)
     proc.feed(rid, "segments", "a.mp4,0.000000,1.000000", clock.mono / 1e6)   # 1 s late
     assert segments(events) == []
     # ... but the file opened now is looked for at once: it is named by the time.
@@ -130,10 +135,7 @@ def test_a_run_s_first_segments_wait_for_a_live_report(tmp_path):
 
 def test_without_a_second_report_segments_are_placed_by_their_list_lines(tmp_path):
     clock, tk, events, proc = started(tmp_path)
-    rid = proc.run.run_id
-    start_mono = clock.mono
-    clock.advance(2)
-    report(proc, clock, 1, 0)
+    rid, start_mono = late_first_report(proc, clock)
     clock.advance(1)                            # the packet at 3.0 s starts segment 2
     proc.feed(rid, "segments", "a.mp4,0.000000,3.000000", clock.mono / 1e6)
     proc.tick(clock.mono / 1e6)
@@ -147,9 +149,7 @@ def test_without_a_second_report_segments_are_placed_by_their_list_lines(tmp_pat
 
 def test_segments_still_held_when_ffmpeg_exits_are_placed(tmp_path):
     clock, tk, events, proc = started(tmp_path)
-    rid = proc.run.run_id
-    clock.advance(2)
-    report(proc, clock, 1, 0)
+    rid, _ = late_first_report(proc, clock)
     proc.feed(rid, "segments", "a.mp4,0.000000,1.500000", clock.mono / 1e6)
     proc.feed(rid, "segments", None, clock.mono / 1e6)
     (a,) = segments(events)
@@ -174,12 +174,8 @@ def make_proc(tmp_path, clock, tk, events):
 
 
 def feed_run(proc, clock, seconds, start_stream_s=0):
-    rid = proc.run.run_id
     for i in range(seconds):
-        proc.feed(rid, "progress", f"frame={i + 1}", clock.mono / 1e6)
-        proc.feed(rid, "progress", f"out_time_us={(start_stream_s + i) * 1_000_000}",
-                  clock.mono / 1e6)
-        proc.feed(rid, "progress", "progress=continue", clock.mono / 1e6)
+        report(proc, clock, i + 1, (start_stream_s + i) * 1_000_000)
         clock.advance(1)
 
 
@@ -188,12 +184,7 @@ def segments(events):
 
 
 def test_clock_step_inside_a_run_keeps_it_contiguous(tmp_path):
-    clock = FakeClock()
-    tk = Timekeeper(tmp_path / "t", clock=clock, ntp_check=lambda: True)
-    tk.start()
-    events = []
-    proc = make_proc(tmp_path, clock, tk, events)
-    proc.start()
+    clock, tk, events, proc = started(tmp_path)
     feed_run(proc, clock, 5)
     rid = proc.run.run_id
     proc.feed(rid, "segments", "a.mp4,0,4", 0)
@@ -205,12 +196,7 @@ def test_clock_step_inside_a_run_keeps_it_contiguous(tmp_path):
 
 
 def test_new_run_after_backward_step_does_not_overlap(tmp_path):
-    clock = FakeClock()
-    tk = Timekeeper(tmp_path / "t", clock=clock, ntp_check=lambda: True)
-    tk.start()
-    events = []
-    proc = make_proc(tmp_path, clock, tk, events)
-    proc.start()
+    clock, tk, events, proc = started(tmp_path)
     feed_run(proc, clock, 9)
     proc.feed(proc.run.run_id, "segments", "a.mp4,0,8", 0)
     first = segments(events)[0]
