@@ -8,7 +8,7 @@ profile=${1:-demo}
 
 demo_pkgs=(ffmpeg python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0
            gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-           gstreamer1.0-plugins-ugly)
+           gstreamer1.0-plugins-ugly gstreamer1.0-x)
 test_pkgs=(chromium udev e2fsprogs util-linux smartmontools sqlite3 curl
            qemu-system-x86 qemu-utils mmdebstrap ansible ansible-lint yamllint mtools
            dosfstools fdisk zstd xz-utils openssh-client)
