@@ -65,6 +65,28 @@ class Camera(BaseModel):
             urls["sub"] = self.sub_url
         return urls
 
+    def problem(self) -> str | None:
+        """Why this row must not be used, or None.
+
+        The panel's user writes config.db and the root recorder reads it back, so
+        the checks of validate_camera run again on every row it uses (DESIGN.md
+        decision 7).
+        """
+        if not isinstance(self.name, str) or not SLUG_RE.fullmatch(self.name):
+            return "the name is not a camera name (lower-case letters, digits, '-', '_')"
+        for stream, url in self.stream_urls().items():
+            problem = check_url(url)
+            if problem:
+                return f"{stream} URL: {problem}"
+        if (self.transport or "tcp") not in TRANSPORTS:
+            return "the transport must be 'tcp' or 'udp'"
+        for label, value in (("user name", self.username), ("password", self.password)):
+            if value is not None and (not isinstance(value, str) or len(value) > 256
+                                      or any(ord(c) < 32 for c in value)):
+                return (f"the {label} is not text of at most 256 characters without "
+                        "control characters")
+        return None
+
     def to_public(self) -> dict:
         """A JSON-safe view that never carries the password."""
         return {
@@ -211,7 +233,7 @@ def validate_camera(data: dict, *, partial: bool = False) -> dict:
             errors[key] = "unknown field"
     if "name" in data or not partial:
         name = data.get("name")
-        if not isinstance(name, str) or not SLUG_RE.match(name):
+        if not isinstance(name, str) or not SLUG_RE.fullmatch(name):
             errors["name"] = ("the name must be 1-63 characters of lower-case letters, "
                               "digits, '-' or '_', starting with a letter or digit")
         else:

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from recorder import limits
 from recorder.ffmpeg_user import FfmpegUser, give_file, prepare_source_dir
+from recorder.paths import inside
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +102,12 @@ def write_source_file(runtime_dir: Path, spec: StreamSpec, run_id: int = 0,
     may pass through the runtime directory but not list it (recorder.ffmpeg_user).
     """
     prepare_source_dir(runtime_dir, owner)
-    path = runtime_dir / f"{spec.camera}.{spec.stream}.{run_id}{SOURCE_SUFFIX}"
+    path = inside(runtime_dir, f"{spec.camera}.{spec.stream}.{int(run_id)}{SOURCE_SUFFIX}")
     try:
         path.unlink()
     except FileNotFoundError:
         pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         give_file(fd, owner)
         fh.write(concat_list_text(spec))

@@ -32,6 +32,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from recorder.paths import inside
+
 logger = logging.getLogger(__name__)
 
 ENV_FFMPEG_USER = "PICORDER_FFMPEG_USER"
@@ -128,9 +130,9 @@ def give_file(fd: int, user: FfmpegUser | None) -> None:
 def make_day_dirs(picorder_dir: Path, camera: str, stream: str, days: list[str],
                   user: FfmpegUser | None) -> None:
     """Create P/camera/stream/YYYY/MM/DD for each day, writable by ffmpeg's user."""
-    base = picorder_dir / camera / stream
+    base = inside(picorder_dir, camera, stream)
     for day in days:
-        (base / day).mkdir(parents=True, exist_ok=True)
+        inside(base, *day.split("/")).mkdir(parents=True, exist_ok=True)
     if user is None:
         return
     reader_gid = os.stat(picorder_dir).st_gid

@@ -16,6 +16,7 @@ import logging
 import os
 import pwd
 import re
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -405,19 +406,51 @@ def apply_cameras(target: Target, cfg: BootConfig, firmware_dir: Path) -> list[P
     return problems
 
 
+# The files of the data directory that root creates and the panel's user must own.
+OWNED_FILES = ("config.db", "config.db-wal", "config.db-shm", "secret_key")
+
+
 def prepare_data(data: Path, owner: str | None) -> None:
     """Create config.db if needed and hand the data directory to the panel's user.
 
     The recorder runs as root; SQLite gives its WAL files the database file's owner,
-    so the panel (unprivileged) can keep writing config.db.
+    so the panel (unprivileged) can keep writing config.db. The panel's user may
+    plant links in the directory, so root changes the owner of the directory and of
+    the named files only, each opened without following links (DESIGN.md decision 7).
     """
     paths = open_box_config(data)
     if owner is None:
         return
     pw = pwd.getpwnam(owner)
-    for path in [paths.root, *paths.root.iterdir()]:
-        if path.is_file() or path == paths.root:
-            os.chown(path, pw.pw_uid, pw.pw_gid)
+    dir_fd = os.open(paths.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchown(dir_fd, pw.pw_uid, pw.pw_gid)
+        for name in OWNED_FILES:
+            _give_file(dir_fd, name, pw.pw_uid, pw.pw_gid)
+    finally:
+        os.close(dir_fd)
+
+
+def _give_file(dir_fd: int, name: str, uid: int, gid: int) -> None:
+    """chown one plain file of the data directory; links and anything odd are left alone."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        logger.warning("data directory: %s is not a plain file (%s); its owner is left alone",
+                       name, exc.strerror)
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            logger.warning("data directory: %s is not a plain file with one link; its owner "
+                           "is left alone", name)
+            return
+        os.fchown(fd, uid, gid)
+    finally:
+        os.close(fd)
 
 
 STEP_ERRORS = (OSError, ValueError, LookupError, subprocess.SubprocessError)

@@ -57,3 +57,27 @@ class DataPaths:
     def ensure(self) -> None:
         """Create the data directory, private to its owner."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+class UnsafePath(ValueError):
+    """A name read from a database or a disk would lead outside its base directory."""
+
+
+def inside(base: Path, *parts: str) -> Path:
+    """base/parts, refusing a part that is empty, '.', '..' or holds '/' or NUL, and a
+    result that resolves (links followed) outside base.
+
+    Root uses it for every path built from a name it did not make itself: camera
+    names from config.db (the panel's user writes it), segment paths from a disk's
+    index.db (DESIGN.md decision 7).
+    """
+    path = Path(base)
+    for part in parts:
+        if not isinstance(part, str) or part in ("", ".", "..") or "/" in part or "\0" in part:
+            raise UnsafePath(f"{part!r} is not a plain name below {base}")
+        path = path / part
+    real_base = os.path.realpath(base)
+    real = os.path.realpath(path)
+    if real != real_base and not real.startswith(real_base.rstrip("/") + "/"):
+        raise UnsafePath(f"{path} leads outside {base}")
+    return path

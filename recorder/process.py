@@ -28,6 +28,7 @@ from typing import Protocol
 from recorder import ffmpeg, ffmpeg_user, limits
 from recorder.ffmpeg import Failure, StreamSpec
 from recorder.ffmpeg_user import FfmpegUser
+from recorder.paths import UnsafePath
 from recorder.progress import (ProgressBlock, ProgressFramer, ProgressParser, StreamMetrics,
                                parse_segment_line)
 from recorder.timekeeping import RunAnchor, Timekeeper
@@ -284,6 +285,12 @@ class StreamProcess:
             self._make_day_dirs()
             source = ffmpeg.write_source_file(self.runtime_dir, self.spec, run_id,
                                               owner=self.ffmpeg_user)
+        except UnsafePath as exc:
+            # desired_specs() refuses such names; this is the last line of defence.
+            logger.error("%s: %s", self.key, exc)
+            self.last_error = f"cannot prepare the recording: {exc}"
+            self.set_state(State.FATAL, None)
+            return
         except OSError as exc:
             logger.exception("%s: cannot prepare the recording", self.key)
             self.last_error = f"cannot prepare the recording: {exc.strerror or exc}"

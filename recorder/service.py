@@ -433,6 +433,10 @@ class Recorder:
         seconds = segment_seconds_setting()
         specs = {}
         for cam in config.Camera.select().where(config.Camera.enabled == True):  # noqa: E712
+            problem = cam.problem()
+            if problem:
+                logger.error("config.db: camera %r is not recorded: %s", str(cam.name)[:80], problem)
+                continue
             for stream, url in cam.stream_urls().items():
                 spec = StreamSpec(cam.name, stream, url, cam.transport or "tcp",
                                   cam.username, cam.password, seconds)

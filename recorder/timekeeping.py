@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -155,12 +156,19 @@ class Timekeeper:
         now = self.clock.wall_us()
         if self.last_known_us is not None and now < self.last_known_us:
             return
-        tmp = self.clock_file.with_name(self.clock_file.name + ".tmp")
+        # A fresh temporary name (O_EXCL, no links followed): the directory may be
+        # writable by a less trusted user than the recorder (DESIGN.md decision 7).
+        tmp = None
         try:
-            tmp.write_text(f"{now}\n")
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.clock_file.name}.", suffix=".tmp",
+                                       dir=self.clock_file.parent)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{now}\n")
             os.replace(tmp, self.clock_file)
         except OSError:
             logger.exception("cannot save the last known time to %s", self.clock_file)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             return
         self.last_known_us = now
 

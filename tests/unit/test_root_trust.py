@@ -1,0 +1,143 @@
+"""H1: the root recorder trusts nothing the panel's user can plant in the data directory
+or write into config.db (security review 2026-12, DESIGN.md decision 7)."""
+
+import logging
+import os
+import pwd
+import sqlite3
+
+import pytest
+
+from recorder import config, ffmpeg, ffmpeg_user, firstboot
+from recorder.ffmpeg import StreamSpec
+from recorder.paths import DataPaths, UnsafePath, inside
+from recorder.service import Recorder
+from recorder.timekeeping import Timekeeper
+
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path / "victim"
+    path.write_text("precious\n")
+    return path
+
+
+def _record_owner_changes(monkeypatch) -> list[int]:
+    """Patch every chown flavour to note the inode it would change."""
+    touched: list[int] = []
+    real_chown, real_fchown = os.chown, os.fchown
+
+    def chown(path, uid, gid, *, dir_fd=None, follow_symlinks=True):
+        st = os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+        touched.append(st.st_ino)
+        real_chown(path, uid, gid, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+
+    def fchown(fd, uid, gid):
+        touched.append(os.fstat(fd).st_ino)
+        real_fchown(fd, uid, gid)
+
+    monkeypatch.setattr(os, "chown", chown)
+    monkeypatch.setattr(os, "fchown", fchown)
+    monkeypatch.setattr(os, "lchown", lambda p, u, g: chown(p, u, g, follow_symlinks=False))
+    return touched
+
+
+def test_prepare_data_changes_no_owner_through_a_planted_link(tmp_path, victim, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    # What the panel's user could plant: a link under any name, and under a name
+    # root does hand over (SQLite itself refuses a linked -wal or -shm file).
+    os.symlink(victim, data / "innocent")
+    os.symlink(victim, data / "secret_key")
+    touched = _record_owner_changes(monkeypatch)
+    me = pwd.getpwuid(os.getuid()).pw_name
+
+    firstboot.prepare_data(data, me)
+
+    assert victim.stat().st_ino not in touched
+    # The directory and the database itself were still handed over.
+    assert data.stat().st_ino in touched
+    assert (data / "config.db").stat().st_ino in touched
+
+
+def test_prepare_data_leaves_a_hard_link_alone(tmp_path, victim, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    os.link(victim, data / "secret_key")
+    touched = _record_owner_changes(monkeypatch)
+    firstboot.prepare_data(data, pwd.getpwuid(os.getuid()).pw_name)
+    assert victim.stat().st_ino not in touched
+
+
+def test_timekeeper_save_never_writes_through_a_planted_temporary_file(tmp_path, victim):
+    os.symlink(victim, tmp_path / "last_time.tmp")
+    keeper = Timekeeper(tmp_path / "last_time", ntp_check=lambda: False)
+    keeper.save()
+    assert victim.read_text() == "precious\n"
+    assert int((tmp_path / "last_time").read_text()) == keeper.last_known_us
+    # A link planted at the file's own name is replaced, not written through.
+    (tmp_path / "last_time").unlink()
+    os.symlink(victim, tmp_path / "last_time")
+    keeper.save()
+    assert victim.read_text() == "precious\n"
+    assert not (tmp_path / "last_time").is_symlink()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == ["last_time.tmp"]
+
+
+def _insert_raw_camera(db_path, name, url="rtsp://127.0.0.1:9/a", **extra):
+    """Write a row the way the panel's user could: straight into config.db."""
+    conn = sqlite3.connect(db_path)
+    fields = {"name": name, "display_name": "x", "main_url": url, "transport": "tcp",
+              "enabled": 1, **extra}
+    conn.execute(f"INSERT INTO camera({','.join(fields)}) VALUES ({','.join('?' * len(fields))})",
+                 list(fields.values()))
+    conn.commit()
+    conn.close()
+
+
+def test_camera_rows_written_behind_the_panels_back_are_not_recorded(tmp_path, caplog):
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
+    _insert_raw_camera(paths.config_db, "../../escape")
+    _insert_raw_camera(paths.config_db, "cam2\n")
+    _insert_raw_camera(paths.config_db, "cam3", url="file:///etc/shadow")
+    _insert_raw_camera(paths.config_db, "cam4", password="x'\nfile 'file:/etc/shadow")
+    _insert_raw_camera(paths.config_db, "cam5", transport="-rtsp_flags")
+    rec = Recorder(paths, storage=None, ntp_check=lambda: None)
+    with caplog.at_level(logging.ERROR, logger="recorder.service"):
+        specs = rec.desired_specs()
+    assert sorted(specs) == ["cam1/main"]
+    assert caplog.text.count("is not recorded") == 5
+    assert "shadow" not in caplog.text.replace("file:///etc/shadow", "")
+
+
+@pytest.mark.parametrize("camera", ["../../escape", "..", "a/b", ".", ""])
+def test_root_builds_no_path_outside_its_directories_from_a_camera_name(tmp_path, camera):
+    runtime = tmp_path / "run"
+    pdir = tmp_path / "disk" / "picorder"
+    pdir.mkdir(parents=True)
+    spec = StreamSpec(camera, "main", "rtsp://127.0.0.1:9/a")
+    try:
+        source = ffmpeg.write_source_file(runtime, spec, 1)
+    except UnsafePath:
+        pass
+    else:
+        assert source.parent == runtime
+    with pytest.raises(UnsafePath):
+        ffmpeg_user.make_day_dirs(pdir, camera, "main", ["2026/12/06"], None)
+    made = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_dir()}
+    assert made == {"run", "disk", "disk/picorder"}
+
+
+def test_a_linked_camera_directory_does_not_lead_outside(tmp_path):
+    pdir = tmp_path / "disk" / "picorder"
+    pdir.mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    os.symlink(outside, pdir / "cam1")
+    with pytest.raises(UnsafePath):
+        ffmpeg_user.make_day_dirs(pdir, "cam1", "main", ["2026/12/06"], None)
+    assert list(outside.iterdir()) == []
+    assert inside(pdir, "cam2", "main") == pdir / "cam2" / "main"
