@@ -16,6 +16,7 @@ from peewee import (
     TextField,
 )
 
+from recorder import limits
 from recorder.db import migrate, open_sqlite
 
 logger = logging.getLogger(__name__)
@@ -201,13 +202,21 @@ def check_url(url: str | None) -> str | None:
     return None
 
 
-def _positive_int(value, name: str, errors: dict) -> int | None:
+# Bounds of the retention fields: SQLite's INTEGER, and days a disk could never hold.
+RETENTION_MAXIMUM = {"max_bytes": 2**63 - 1, "max_age_days": limits.RETENTION_DAYS_MAX,
+                     "min_days": limits.RETENTION_DAYS_MAX}
+
+
+def _positive_int(value, name: str, errors: dict, maximum: int) -> int | None:
     if value is None or value == "":
         return None
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):     # OverflowError: Infinity
         errors[name] = "must be a whole number"
+        return None
+    if number > maximum:
+        errors[name] = f"must be at most {maximum}"
         return None
     if isinstance(value, float) and value != number:
         errors[name] = "must be a whole number"
@@ -286,7 +295,7 @@ def validate_camera(data: dict, *, partial: bool = False) -> dict:
             clean["enabled"] = value
     for key in ("max_age_days", "max_bytes", "min_days"):
         if key in data:
-            number = _positive_int(data[key], key, errors)
+            number = _positive_int(data[key], key, errors, RETENTION_MAXIMUM[key])
             if key not in errors:
                 clean[key] = number
     if errors:

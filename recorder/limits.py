@@ -53,8 +53,14 @@ PAGE_COMMAND_TIMEOUT_S = 3      # system page: bound on timedatectl / journalctl
 PAGE_COMMAND_CACHE_S = 10       # system page: their output is reused this long per worker
 
 # Web panel (webpanel/): sign-in, status cache, timeline, snapshots, live.
-LOGIN_WINDOW_S = 60             # failed logins are counted over this window ...
-LOGIN_MAX_FAILURES = 5          # ... and the next attempt after this many is refused (429)
+LOGIN_WINDOW_S = 3600           # failed logins are counted over this window ...
+LOGIN_FREE_FAILURES = 5         # ... per address and per user+address; after this many ...
+LOGIN_DELAY_BASE_S = 15         # ... each next attempt waits this long, doubling per failure ...
+LOGIN_DELAY_MAX_S = 900         # ... up to this (429 with Retry-After; never a hard lock)
+SETUP_WINDOW_S = 1800           # the first-run admin can be created this long after a boot
+VIDEO_RESPONSES_PER_USER = 16   # live.mp4 + recording.mp4 at once per user or token (all workers)
+PANEL_THREADS_FOR_PAGES = 8     # threads per worker that video responses never take (503 instead)
+VIDEO_RETRY_AFTER_S = 5         # Retry-After of the 503 when the video caps are full
 TOKEN_TOUCH_S = 3600            # an API token's last-used time is written at most this often
 STATUS_CACHE_S = 1.0            # the panel reuses the recorder's status this long
 TIMELINE_MAX_S = 400 * 86400    # longest range the timeline API answers at once
@@ -77,6 +83,7 @@ MKFS_TIMEOUT_S = 600.0          # mkfs.ext4 -T largefile on a big disk
 PROBE_CMD_TIMEOUT_S = 10.0      # blkid, wipefs -n, debugfs, smartctl
 UDEV_SETTLE_S = 10.0
 RETENTION_INTERVAL_S = 60       # the periodic retention job
+RETENTION_DAYS_MAX = 36500      # max_age_days and min_days above this are refused (400)
 FREE_SPACE_CHECK_S = 1          # free-space watch: near the floor -> retention at once
 RATE_REFRESH_S = 10             # near the floor, recompute the recorded bitrate this often
 FLOOR_SETTING_REFRESH_S = 5     # the free-space watch rereads the configured floor this often

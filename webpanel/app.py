@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, g, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from recorder import config
@@ -38,6 +39,16 @@ def load_secret_key(paths: DataPaths) -> str:
         tmp.unlink()
     logger.info("created a new session key in %s", paths.secret_key)
     return key
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, but a body nested too deeply is bad JSON (400), not a crash (500)."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError as exc:
+            raise ValueError("the JSON is nested too deeply") from exc
 
 
 def handle_http_error(exc: HTTPException):
@@ -104,6 +115,7 @@ def create_app(test_config=None):
     # Named after the package, so templates, static files and the instance folder
     # are the package's.
     app = Flask("webpanel", instance_relative_config=True)
+    app.json = JSONProvider(app)
     app.config.from_mapping(
         DATA_DIR=None,
         SECRET_KEY=None,

@@ -3,7 +3,9 @@
 import functools
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import (Blueprint, current_app, g, jsonify, redirect, render_template, request,
                    session, url_for)
@@ -13,7 +15,8 @@ from werkzeug.local import LocalProxy
 from recorder import config, limits
 from webpanel import security
 from webpanel.inputs import json_error, wants_json
-from webpanel.models import ApiToken, LoginAttempt, User, now_us, validate_user
+from webpanel.models import (ApiToken, LoginAttempt, SessionGeneration, User, now_us,
+                             validate_user)
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +70,8 @@ def _identity_from_session() -> Identity | None:
     if not isinstance(uid, int):
         return None
     user = User.get_or_none(User.id == uid)
-    if user is None or session.get("pwv") != _password_version(user):
+    if (user is None or session.get("pwv") != _password_version(user)
+            or session.get("gen") != SessionGeneration.current(user.id)):
         session.clear()
         return None
     return Identity(user.username, user.role, "session", user.id)
@@ -121,29 +125,68 @@ def login_required(role: str = "viewer"):
 # ------------------------------------------------------------------ rate limit
 
 def _attempt_keys(username: str) -> list[str]:
-    return [f"addr:{request.remote_addr or '-'}", f"user:{username.strip().lower()[:64]}"]
+    """Per address, and per user name from that address: never per user name alone,
+    so a stranger's wrong guesses cannot lock the real user out from elsewhere."""
+    addr = request.remote_addr or "-"
+    return [f"addr:{addr}", f"pair:{username.strip().lower()[:64]}|{addr}"]
 
 
-def _window_start() -> int:
-    return now_us() - limits.LOGIN_WINDOW_S * 1_000_000
+def wait_s(failures: int, last_us: int, now: int) -> int:
+    """Seconds the next attempt must wait: none for the first few failures, then a
+    delay that doubles with each further failure (capped)."""
+    if failures < limits.LOGIN_FREE_FAILURES:
+        return 0
+    delay = min(limits.LOGIN_DELAY_BASE_S * 2 ** (failures - limits.LOGIN_FREE_FAILURES),
+                limits.LOGIN_DELAY_MAX_S)
+    return max(0, math.ceil((last_us + delay * 1_000_000 - now) / 1_000_000))
 
 
-def is_throttled(keys: list[str]) -> bool:
-    """True when any key had LOGIN_MAX_FAILURES failures inside the window."""
-    since = _window_start()
-    for key in keys:
-        failures = (LoginAttempt.select(fn.COALESCE(fn.SUM(LoginAttempt.count), 0))
-                    .where((LoginAttempt.key == key) & (LoginAttempt.at_us >= since)).scalar())
-        if failures >= limits.LOGIN_MAX_FAILURES:
-            return True
-    return False
+def claim_attempt(keys: list[str]) -> tuple[int, int]:
+    """Check the keys and count this attempt as a failure in one write transaction.
 
-
-def record_failure(keys: list[str]) -> None:
+    Returns (seconds to wait, 0 when the attempt may go on; its time stamp). Counting
+    before the password is checked is what makes parallel guesses count too.
+    """
     now = now_us()
-    with config.db.atomic():
-        LoginAttempt.delete().where(LoginAttempt.at_us < _window_start()).execute()
+    with config.db.atomic("IMMEDIATE"):
+        LoginAttempt.delete().where(
+            LoginAttempt.at_us < now - limits.LOGIN_WINDOW_S * 1_000_000).execute()
+        wait = 0
+        for key in keys:
+            failures, last = (LoginAttempt.select(fn.COUNT(LoginAttempt.id), fn.MAX(LoginAttempt.at_us))
+                              .where(LoginAttempt.key == key).tuples().get())
+            if failures:
+                wait = max(wait, wait_s(failures, last, now))
+        if wait:
+            return wait, now
         LoginAttempt.insert_many([{"key": k, "at_us": now} for k in keys]).execute()
+    return 0, now
+
+
+def forgive_attempt(keys: list[str], at_us: int) -> None:
+    """After a right password: this attempt was no failure, nor were the pair's earlier ones."""
+    addr_key, pair_key = keys
+    LoginAttempt.delete().where(
+        (LoginAttempt.key == pair_key)
+        | ((LoginAttempt.key == addr_key) & (LoginAttempt.at_us == at_us))).execute()
+
+
+@functools.cache
+def _dummy_hash(method: str | None) -> str:
+    user = User(username="")
+    user.set_password("not the password of anyone")
+    return user.password_hash
+
+
+def check_login(username: str, password: str) -> User | None:
+    """The user if the password is right; as slow for unknown names as for known ones."""
+    user = User.get_or_none(User.username == username)
+    if user is None:
+        # Hash anyway, with the same method, so the time does not tell which names exist.
+        User(password_hash=_dummy_hash(current_app.config.get("PASSWORD_HASH_METHOD"))
+             ).check_password(password)
+        return None
+    return user if user.check_password(password) else None
 
 
 # ---------------------------------------------------------------------- views
@@ -151,9 +194,15 @@ def record_failure(keys: list[str]) -> None:
 def _safe_next(default: str = "/") -> str:
     """Only local paths, so ?next= cannot send the user to another site."""
     nxt = request.values.get("next") or ""
-    if nxt.startswith("/") and not nxt.startswith(("//", "/\\")) and "\n" not in nxt:
-        return nxt
-    return default
+    # Browsers drop tabs and newlines from URLs and read a backslash as a slash,
+    # so "/\t/evil.example" would become "//evil.example": refuse them all.
+    if (not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in nxt)):
+        return default
+    parts = urlsplit(nxt)
+    if parts.scheme or parts.netloc:
+        return default
+    return nxt
 
 
 def _form() -> dict:
@@ -168,6 +217,7 @@ def _sign_in(user: User) -> None:
     session.permanent = True
     session["uid"] = user.id
     session["pwv"] = _password_version(user)
+    session["gen"] = SessionGeneration.current(user.id)
 
 
 def _form_response(template: str, form: dict, errors: dict, status: int):
@@ -187,19 +237,20 @@ def login():
     username = form.get("username") if isinstance(form.get("username"), str) else ""
     password = form.get("password") if isinstance(form.get("password"), str) else ""
     keys = _attempt_keys(username)
-    if is_throttled(keys):
+    wait, attempt_us = claim_attempt(keys)
+    if wait:
         logger.warning("login throttled for %r from %s", username[:64], request.remote_addr)
-        errors = {"password": f"too many failed attempts; wait {limits.LOGIN_WINDOW_S} s"}
+        errors = {"password": f"too many failed attempts; wait {wait} s"}
         response, status = _form_response("auth/login.html", form, errors, 429)
         response = current_app.make_response((response, status))
-        response.headers["Retry-After"] = str(limits.LOGIN_WINDOW_S)
+        response.headers["Retry-After"] = str(wait)
         return response
-    user = User.get_or_none(User.username == username)
-    if user is None or not user.check_password(password):
-        record_failure(keys)
+    user = check_login(username, password)
+    if user is None:
         logger.info("failed login for %r from %s", username[:64], request.remote_addr)
         return _form_response("auth/login.html", form,
                               {"password": "wrong user name or password"}, 401)
+    forgive_attempt(keys, attempt_us)
     _sign_in(user)
     logger.info("user %s signed in from %s", user.username, request.remote_addr)
     if request.is_json:
@@ -241,6 +292,10 @@ def setup():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    identity = g.get("identity")
+    if identity is not None and identity.via == "session":
+        # Ends this user's every session, server-side: a copied cookie stops working too.
+        SessionGeneration.bump(identity.user_id)
     session.clear()
     if request.is_json:
         return jsonify({"ok": True})

@@ -47,7 +47,9 @@ def parse_time(value: str | None, field: str, errors: dict) -> int | None:
     except InvalidOperation:
         seconds = None
     if seconds is not None:
-        if seconds.is_finite() and abs(seconds) < 10 ** 12:
+        # adjusted() is the exponent of the first digit: no arithmetic, so no Overflow
+        # on 1e999999999, and anything beyond 10^12 s is outside the range anyway.
+        if seconds.is_finite() and seconds.adjusted() < 12:
             us = int((seconds * 1_000_000).to_integral_value())
     else:
         try:

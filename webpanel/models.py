@@ -5,6 +5,7 @@ import importlib.metadata
 import secrets
 import sys
 import time
+import unicodedata
 from importlib.metadata import version as _werkzeug_version
 
 from peewee import BigIntegerField, CharField, IntegerField
@@ -118,14 +119,45 @@ class LoginAttempt(BaseModel):
     count = IntegerField(default=1)
 
 
+class SessionGeneration(BaseModel):
+    """Per user: sessions carry the generation they began in; logout starts a new one."""
+
+    user_id = IntegerField(primary_key=True)
+    generation = IntegerField(default=0)
+
+    @classmethod
+    def current(cls, user_id: int) -> int:
+        row = cls.get_or_none(cls.user_id == user_id)
+        return row.generation if row else 0
+
+    @classmethod
+    def bump(cls, user_id: int) -> None:
+        cls.insert(user_id=user_id, generation=1).on_conflict(
+            conflict_target=[cls.user_id],
+            update={cls.generation: cls.generation + 1}).execute()
+
+
+# Unicode categories refused in user names: controls, format characters (zero-width
+# and direction marks), separators, private use, unassigned and surrogates.  Names
+# that look alike but differ would otherwise be two accounts.
+USERNAME_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+
+
+def _bad_username_char(name: str) -> bool:
+    return any(c.isspace() or unicodedata.category(c) in USERNAME_REFUSED_CATEGORIES
+               for c in name)
+
+
 def validate_user(username, password, role) -> dict[str, str]:
     """Return one clear message per bad field (empty when all is well)."""
     errors = {}
     if not isinstance(username, str) or not username.strip():
         errors["username"] = "a user name is required"
-    elif len(username) > USERNAME_MAX_LENGTH or any(ord(c) < 32 or c.isspace() for c in username):
-        errors["username"] = (f"at most {USERNAME_MAX_LENGTH} characters, "
-                              "without spaces or control characters")
+    elif len(username) > USERNAME_MAX_LENGTH or _bad_username_char(username):
+        errors["username"] = (f"at most {USERNAME_MAX_LENGTH} characters, without spaces, "
+                              "control or invisible characters")
+    elif unicodedata.normalize("NFKC", username) != username:
+        errors["username"] = "use the plain form of these characters (Unicode NFKC)"
     if not isinstance(password, str) or len(password) < PASSWORD_MIN_LENGTH:
         errors["password"] = f"the password must have at least {PASSWORD_MIN_LENGTH} characters"
     elif len(password) > PASSWORD_MAX_LENGTH:
@@ -143,7 +175,7 @@ def validate_token_name(name) -> str | None:
     return None
 
 
-PANEL_MODELS = [User, ApiToken, LoginAttempt]
+PANEL_MODELS = [User, ApiToken, LoginAttempt, SessionGeneration]
 for _model in PANEL_MODELS:
     if _model not in config.CONFIG_MODELS:
         config.CONFIG_MODELS.append(_model)

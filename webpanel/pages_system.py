@@ -290,7 +290,7 @@ def parse_backup(raw: bytes) -> tuple[dict | None, str | None]:
     """Read and check a backup file; return (document, error)."""
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None, "this is not a picorder backup (not JSON)"
     if not isinstance(doc, dict) or doc.get("format") != BACKUP_FORMAT:
         return None, "this is not a picorder backup"
@@ -312,6 +312,9 @@ def parse_backup(raw: bytes) -> tuple[dict | None, str | None]:
                 or user.get("role") not in ("admin", "viewer")
                 or not isinstance(user.get("password_hash"), str)):
             return None, "a user entry is malformed"
+        problem = validate_user(user["username"], None, user["role"]).get("username")
+        if problem:
+            return None, f"user {user['username']!r}: {problem}"
     if not any(u["role"] == "admin" for u in users):
         return None, "the backup has no admin user; restoring it would lock you out"
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in settings.items()):

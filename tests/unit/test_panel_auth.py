@@ -1,7 +1,6 @@
 """Panel sign-in on a real config.db: first-run setup, login, throttling, roles, CSRF, tokens."""
 
 import stat
-from pathlib import Path
 
 import pytest
 
@@ -79,26 +78,20 @@ def test_every_route_except_login_and_setup_refuses_anonymous(app, setup_done):
     assert checked >= 2 * len(rules) - 6
 
 
-def test_sixth_wrong_password_within_a_minute_is_throttled(app):
+def test_sixth_wrong_password_from_one_address_waits(app):
     create_admin(app.test_client())
     client = app.test_client()
     for _ in range(5):
         assert login(client, ADMIN[0], "wrong password").status_code == 401
     throttled = login(client, ADMIN[0], ADMIN[1])        # even the right one, for now
-    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "60"
-    # Per account: the same account from another address is throttled too ...
-    elsewhere = app.test_client()
-    elsewhere.environ_base["REMOTE_ADDR"] = "10.1.2.3"
-    assert login(elsewhere, ADMIN[0], ADMIN[1]).status_code == 429
-    # ... and per address: another account from the first address as well.
+    assert throttled.status_code == 429 and 0 < int(throttled.headers["Retry-After"]) <= 15
+    # Per address: another account from the first address waits as well ...
     add_user(app, "viewer1", "viewerpass", "viewer")
     assert login(client, "viewer1", "viewerpass").status_code == 429
-    # The state is in config.db, so another gunicorn worker (another app) sees it.
-    worker2 = make_app(Path(app.config["DATA_DIR"]).parent)
-    assert login(worker2.test_client(), ADMIN[0], ADMIN[1]).status_code == 429
+    # ... but the same account from another address does not (test_panel_security: M4).
     fresh = app.test_client()
     fresh.environ_base["REMOTE_ADDR"] = "10.9.9.9"
-    assert login(fresh, "viewer1", "viewerpass").status_code == 200
+    assert login(fresh, ADMIN[0], ADMIN[1]).status_code == 200
 
 
 def test_viewer_watches_but_cannot_change_cameras(app):
