@@ -37,6 +37,9 @@ STREAM_ENDED = "stream ended"
 STALLED = "stalled"
 DISK_ERROR = "disk error"
 DISK_MISSING = "disk missing"
+# The MP4 muxer refused the camera's stream: the camera's fault, never the disk's.
+UNSUPPORTED_CODEC = "unsupported codec"
+NO_CODEC_PARAMETERS = "no codec parameters"
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,25 @@ class Failure:
     problem: str
     errno_: int = 0
     network: bool = False          # the camera's host:port did not accept a connection
+    detail: str | None = None      # the problem in a sentence, with what to do about it
+
+
+# ffmpeg's names of codecs cameras offer, as a user knows them.
+CODEC_NAMES = {"mjpeg": "MJPEG", "mpeg4": "MPEG-4 Part 2", "vp8": "VP8", "vp9": "VP9",
+               "av1": "AV1", "jpeg2000": "JPEG 2000", "mpeg2video": "MPEG-2"}
+
+
+def unsupported_codec(codec: str) -> Failure:
+    """The camera sends a codec MP4 cannot carry without re-encoding."""
+    name = CODEC_NAMES.get(codec.lower(), codec.upper())
+    return Failure(UNSUPPORTED_CODEC, detail=(
+        f"the camera sends {name}, which picorder cannot store; "
+        "choose H.264 or H.265 in the camera's settings"))
+
+
+NO_CODEC_PARAMETERS_FAILURE = Failure(NO_CODEC_PARAMETERS, detail=(
+    "no codec parameters from the camera: its stream did not describe the video "
+    "(picture size, format) before the first frames"))
 
 
 _PATTERNS: list[tuple[re.Pattern, Failure]] = [
@@ -216,8 +238,11 @@ _PATTERNS: list[tuple[re.Pattern, Failure]] = [
     (re.compile(r"No space left on device", re.I), Failure(DISK_ERROR, errno.ENOSPC)),
     (re.compile(r"Read-only file system", re.I), Failure(DISK_ERROR, errno.EROFS)),
     (re.compile(r"Input/output error", re.I), Failure(DISK_ERROR, errno.EIO)),
-    (re.compile(r"Failed to open segment|Could not write header", re.I), Failure(DISK_ERROR, errno.EIO)),
+    (re.compile(r"Failed to open segment", re.I), Failure(DISK_ERROR, errno.EIO)),
     (re.compile(r"Permission denied", re.I), Failure(DISK_ERROR, errno.EACCES)),
+    # After the errno lines: "Could not write header ... : Input/output error" is the disk's.
+    (re.compile(r"Could not write header|Could not find codec parameters|dimensions not set",
+                re.I), NO_CODEC_PARAMETERS_FAILURE),
     (re.compile(r"Connection refused|No route to host|Network is unreachable|"
                 r"Host is unreachable", re.I), Failure(UNREACHABLE, network=True)),
     (re.compile(r"timed out|Name or service not known|Temporary failure in name resolution|"
@@ -232,8 +257,15 @@ BENIGN_RE = re.compile(r"Timestamps are unset in a packet|Non-monotonous DTS in 
                        r"0:0; previous: 0, current: 0")
 
 
+# "Could not find tag for codec vp8 in stream #0, codec not currently supported in container"
+_CODEC_TAG_RE = re.compile(r"Could not find tag for codec (\w+)", re.I)
+
+
 def classify(line: str) -> Failure | None:
     """Map an ffmpeg log line to a problem a user understands, or None."""
+    match = _CODEC_TAG_RE.search(line)
+    if match:
+        return unsupported_codec(match.group(1))
     for pattern, failure in _PATTERNS:
         if pattern.search(line):
             return failure

@@ -9,6 +9,8 @@ BACKOFF_INITIAL_S = 1.0
 BACKOFF_CAP_S = 60.0
 BACKOFF_JITTER = 0.2            # +/- 20 % of the delay
 HEALTHY_RESET_S = 60.0          # a run this long resets the backoff
+REFUSED_BACKOFF_INITIAL_S = 10.0    # a stream the MP4 muxer refused (codec) is retried after
+REFUSED_BACKOFF_CAP_S = 300.0       # ... 10, 20, 40 ... at most 5 min
 STALL_PROGRESS_S = 20.0         # no progress line for this long -> stalled
 # ffmpeg's -stats_period: one progress report per stream this often (the Python
 # process's busiest work). The reports, and the segment-list lines, anchor stream time

@@ -161,10 +161,16 @@ def host_wall_us() -> int:
     return time.time_ns() // 1000
 
 
-def backoff_delay(failures: int, rand: Callable[[], float] = random.random) -> float:
+def backoff_delay(failures: int, rand: Callable[[], float] = random.random, *,
+                  initial_s: float = limits.BACKOFF_INITIAL_S,
+                  cap_s: float = limits.BACKOFF_CAP_S) -> float:
     """Seconds before retry number `failures` (1, 2, 4 ... capped), with +/- jitter."""
-    base = min(limits.BACKOFF_CAP_S, limits.BACKOFF_INITIAL_S * 2 ** max(0, failures - 1))
+    base = min(cap_s, initial_s * 2 ** max(0, failures - 1))
     return base * (1 + limits.BACKOFF_JITTER * (2 * rand() - 1))
+
+
+# Streams the MP4 muxer refused: retrying soon cannot help until the camera changes.
+REFUSED = frozenset({ffmpeg.UNSUPPORTED_CODEC, ffmpeg.NO_CODEC_PARAMETERS})
 
 
 @dataclass
@@ -208,10 +214,12 @@ class StreamProcess:
         self.probe = probe
         self.state = State.STOPPED
         self.problem: str | None = None
+        self.problem_detail: str | None = None   # the problem in a sentence (refused streams)
         self.since_utc_us = timekeeper.clock.wall_us()
         self.restarts = 0
         self.spawns = 0
         self.failures = 0
+        self.refusals = 0                        # refused runs in a row (their own backoff)
         self.retry_at = 0.0
         self.running_since: float | None = None
         self.last_error: str | None = None
@@ -240,15 +248,18 @@ class StreamProcess:
 
     # ------------------------------------------------------------- transitions
 
-    def set_state(self, state: State, problem: str | None = None) -> None:
+    def set_state(self, state: State, problem: str | None = None,
+                  detail: str | None = None) -> None:
         """The one place where the state changes; every change is logged."""
         if state == self.state and problem == self.problem:
+            self.problem_detail = detail if problem else None
             return
         level = logging.WARNING if problem else logging.INFO
         logger.log(level, "%s: %s -> %s%s", self.key, self.state.value, state.value,
-                   f" ({problem})" if problem else "")
+                   f" ({detail or problem})" if problem else "")
         self.state = state
         self.problem = problem
+        self.problem_detail = detail if problem else None
         self.since_utc_us = self.timekeeper.clock.wall_us()
 
     def start(self) -> None:
@@ -374,6 +385,15 @@ class StreamProcess:
         logger.info("%s: retrying in %.1f s", self.key, delay)
         self.set_state(State.BACKOFF, problem)
 
+    def _refused(self, failure: Failure, now: float) -> None:
+        """The muxer refused the camera's stream: a state of its own, and a slower retry."""
+        self.refusals += 1
+        delay = backoff_delay(self.refusals, self.rand, initial_s=limits.REFUSED_BACKOFF_INITIAL_S,
+                              cap_s=limits.REFUSED_BACKOFF_CAP_S)
+        self.retry_at = now + delay
+        logger.info("%s: retrying in %.1f s", self.key, delay)
+        self.set_state(State.BACKOFF, failure.problem, failure.detail)
+
     # -------------------------------------------------------------------- tick
 
     def tick(self, now: float) -> None:
@@ -411,6 +431,9 @@ class StreamProcess:
                 self.set_state(State.STOPPED, self.problem)
             return
         failure = run.failure or Failure(ffmpeg.STREAM_ENDED if rc == 0 else ffmpeg.UNREACHABLE)
+        if failure.problem in REFUSED:
+            self._refused(failure, now)
+            return
         if failure.problem == ffmpeg.DISK_ERROR:
             self.emit(DiskFailure(self.key, failure.errno_, self.last_error or "write error"))
         self._backoff(failure.problem, now)
@@ -435,7 +458,7 @@ class StreamProcess:
         elif now - run.last_segment > limits.segment_watchdog_s(self.spec.segment_seconds):
             self._restart(ffmpeg.STALLED, f"no new segment for {now - run.last_segment:.0f} s")
         elif self.running_since is not None and now - self.running_since >= limits.HEALTHY_RESET_S:
-            self.failures = 0
+            self.failures = self.refusals = 0
 
     def _restart(self, problem: str, why: str) -> None:
         logger.warning("%s: %s: restarting ffmpeg", self.key, why)
@@ -568,6 +591,7 @@ class StreamProcess:
         return {
             "camera": self.spec.camera, "stream": self.spec.stream,
             "state": self.state.value, "problem": self.problem,
+            "problem_detail": self.problem_detail,
             "since_utc_us": self.since_utc_us, "pid": self.pid,
             "uptime_s": round(uptime, 3), "restarts": self.restarts,
             "frames": m.frames, "fps": m.fps, "bitrate_kbps": m.bitrate_kbps,

@@ -42,6 +42,10 @@ def pipeline(width: int, height: int, fps: int, kbps: int, gop: int, pattern: st
     if codec == "hevc":
         enc = (f"x265enc bitrate={kbps} speed-preset=ultrafast tune=zerolatency "
                f"key-int-max={gop} ! h265parse config-interval=-1 ! rtph265pay name=pay0 pt=96")
+    elif codec == "vp8":
+        # A codec some cameras offer that MP4 cannot carry (the muxer refuses it).
+        enc = (f"vp8enc target-bitrate={kbps * 1000} deadline=1 cpu-used=8 "
+               f"keyframe-max-dist={gop} ! rtpvp8pay name=pay0 pt=96")
     else:
         enc = (f"x264enc bitrate={kbps} speed-preset=ultrafast tune=zerolatency "
                f"key-int-max={gop} bframes=0 ! video/x-h264,profile=baseline ! "
@@ -108,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--kbps", type=int, default=1000)
     parser.add_argument("--gop", type=int, default=15, help="keyframe interval in frames")
-    parser.add_argument("--codec", choices=("h264", "hevc"), default="h264")
+    parser.add_argument("--codec", choices=("h264", "hevc", "vp8"), default="h264")
     parser.add_argument("--patterns", choices=("noise", "picture"), default="noise",
                         help="test pictures: noise (high bitrate) or picture (demo)")
     parser.add_argument("--clip", help="serve this H.264 MP4 on every mount instead of "

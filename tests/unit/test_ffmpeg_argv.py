@@ -113,3 +113,23 @@ def test_classify_failures():
     assert c("Read-only file system").errno_ == 30
     assert c("error reading: End of file").problem == "stream ended"
     assert c("frame=  10 fps") is None
+
+
+def test_a_stream_the_muxer_refuses_is_the_cameras_fault_not_the_disks():
+    c = ffmpeg.classify
+    # What ffmpeg 5.1 prints for a camera sending VP8 (the simulated camera, --codec vp8).
+    vp8 = c("[mp4 @ 0x55] Could not find tag for codec vp8 in stream #0, codec not currently "
+            "supported in container")
+    assert vp8.problem == ffmpeg.UNSUPPORTED_CODEC and vp8.errno_ == 0
+    assert vp8.detail == ("the camera sends VP8, which picorder cannot store; "
+                          "choose H.264 or H.265 in the camera's settings")
+    assert "MJPEG" in c("Could not find tag for codec mjpeg in stream #0").detail
+    header = c("Could not write header for output file #0 (incorrect codec parameters ?): "
+               "Invalid argument")
+    assert header.problem == ffmpeg.NO_CODEC_PARAMETERS and header.errno_ == 0
+    assert header.detail.startswith("no codec parameters from the camera")
+    assert c("[mp4 @ 0x55] dimensions not set").problem == ffmpeg.NO_CODEC_PARAMETERS
+    # The same line with an errno the disk gave stays a disk error.
+    eio = c("Could not write header for output file #0 (incorrect codec parameters ?): "
+            "Input/output error")
+    assert (eio.problem, eio.errno_) == (ffmpeg.DISK_ERROR, 5)

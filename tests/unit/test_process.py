@@ -5,7 +5,7 @@ import pytest
 from recorder import limits
 from recorder.ffmpeg import StreamSpec
 from recorder.process import (
-    CurrentSegmentHint, SegmentClosed, State, StreamProcess, backoff_delay,
+    CurrentSegmentHint, DiskFailure, SegmentClosed, State, StreamProcess, backoff_delay,
 )
 from recorder.timekeeping import Clock, Timekeeper
 
@@ -328,3 +328,44 @@ def test_auth_failure_is_not_probed(env):
     spawn.children[-1].rc = 1
     proc.tick(now(clock))
     assert proc.state == State.BACKOFF and probe.watched == {}
+
+
+VP8_LINES = ("[mp4 @ 0x1] Could not find tag for codec vp8 in stream #0, codec not currently "
+             "supported in container",
+             "Could not write header for output file #0 (incorrect codec parameters ?): "
+             "Invalid argument")
+
+
+def test_a_refused_stream_has_its_own_state_and_backoff_and_never_blames_the_disk(env):
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    for _ in range(3):                    # three refused runs in a row
+        for line in VP8_LINES:
+            proc.feed(proc.run.run_id, "stderr", line, now(clock))
+        spawn.children[-1].rc = 1
+        proc.tick(now(clock))
+        status = proc.status(now(clock))
+        assert status["state"] == "BACKOFF" and status["problem"] == "unsupported codec"
+        assert status["problem_detail"] == ("the camera sends VP8, which picorder cannot store; "
+                                            "choose H.264 or H.265 in the camera's settings")
+        tries = len(spawn.children)
+        clock.advance(proc.retry_at - now(clock) - 0.1)
+        proc.tick(now(clock))
+        assert len(spawn.children) == tries       # not before its own backoff ran out
+        clock.advance(0.2)
+        proc.tick(now(clock))
+        assert len(spawn.children) == tries + 1
+    assert proc.refusals == 3 and proc.failures == 0
+    assert not any(isinstance(e, DiskFailure) for e in events)
+    # The camera was set to H.264: the next run records, and the sentence goes.
+    progress(proc, clock, 1, 0)
+    status = proc.status(now(clock))
+    assert status["state"] == "RUNNING" and status["problem_detail"] is None
+
+
+def test_refused_backoff_is_slower_than_a_network_retry():
+    refused = [backoff_delay(n, rand=lambda: 0.5, initial_s=limits.REFUSED_BACKOFF_INITIAL_S,
+                             cap_s=limits.REFUSED_BACKOFF_CAP_S) for n in range(1, 8)]
+    assert refused == [10, 20, 40, 80, 160, 300, 300]
+    assert all(r > backoff_delay(n, rand=lambda: 0.5) for n, r in enumerate(refused, 1))
