@@ -4,14 +4,18 @@ import errno
 import importlib
 import importlib.util
 import logging
+import os
 import socket
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from peewee import DatabaseError
 
+from recorder import control
 from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.index import index_db, open_index
-from recorder.limits import CONTROL_TIMEOUT_S
+from recorder.limits import CHECK_IN_FLIGHT_S, CONTROL_TIMEOUT_S
 from recorder.paths import DataPaths
 from recorder.recovery import recover
 
@@ -76,21 +80,76 @@ def recorder_running(paths: DataPaths) -> bool:
     return True
 
 
+def recorder_status(paths: DataPaths) -> dict | None:
+    """The running recorder's status, or None if none answers."""
+    if not paths.control_socket.exists():
+        return None
+    try:
+        status = control.request(paths.control_socket, "status", timeout=CONTROL_TIMEOUT_S)
+    except (control.RecorderUnavailable, control.ControlError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def files_in_flight(picorder_dir: Path, status: dict | None,
+                    now: float | None = None) -> set[Path]:
+    """Segment files the running recorder (its `status`) is writing or about to index.
+
+    The segment of each stream being written, and every file of its streams
+    changed within limits.CHECK_IN_FLIGHT_S: a segment that closed a moment ago
+    is indexed once it is synced and probed, and a new one holds no complete
+    fragment during its first second.
+    """
+    root = (status or {}).get("storage", {}).get("root")
+    if not root or not _same_dir(Path(root) / "picorder", picorder_dir):
+        return set()
+    now = time.time() if now is None else now
+    today = datetime.fromtimestamp(now, timezone.utc).date()
+    days = [(today - timedelta(days=n)).strftime("%Y/%m/%d") for n in (1, 0)]
+    found = set()
+    for stream in status.get("streams") or []:
+        base = picorder_dir / str(stream.get("camera")) / str(stream.get("stream"))
+        if stream.get("current_segment"):
+            found.add(picorder_dir / stream["current_segment"])
+        for day in days:
+            try:
+                entries = list(os.scandir(base / day))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.name.endswith(".mp4") and entry.is_file(follow_symlinks=False) \
+                            and entry.stat(follow_symlinks=False).st_mtime >= now - CHECK_IN_FLIGHT_S:
+                        found.add(Path(entry.path))
+                except OSError:
+                    continue
+    return found
+
+
 def run_check(args) -> int:
     paths = paths_from_args(args)
     picorder_dir = recording_root(args, paths) / "picorder"
     index_path = picorder_dir / "index.db"
     if not index_path.is_file():
         raise UserError(f"no recordings index at {index_path}")
-    if args.repair and recorder_running(paths):
+    status = recorder_status(paths)
+    if args.repair and (status is not None or recorder_running(paths)):
         raise UserError("the recorder is running (it repairs the index itself when it starts); "
                         "stop it before `picorder check --repair`")
+    in_flight = files_in_flight(picorder_dir, status)
     if not getattr(args, "verbose", False):
         # The findings are printed below; the same lines in the log would only repeat them.
         logging.getLogger("recorder.recovery").setLevel(logging.ERROR)
     try:
         open_index(index_path, readonly=not args.repair)
-        report = recover(picorder_dir, dry_run=not args.repair)
+        report = recover(picorder_dir, in_flight, dry_run=not args.repair)
     except (OSError, DatabaseError) as exc:
         raise UserError(f"cannot check {picorder_dir}: {getattr(exc, 'strerror', None) or exc}") from exc
     finally:
@@ -98,6 +157,9 @@ def run_check(args) -> int:
             index_db.close()
     for line in report.lines():
         print(line)
+    for path in sorted(in_flight):
+        if path.exists():
+            print(f"being written by the recorder, not checked: {path.relative_to(picorder_dir)}")
     if args.repair:
         print(f"{report.problems} problem(s) found and repaired, {len(report.errors)} error(s)"
               if report.problems else "no problems found")

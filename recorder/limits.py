@@ -3,6 +3,9 @@
 # Segments and fragments (DESIGN.md decision 2).
 SEGMENT_SECONDS = 60
 FRAGMENT_MAX_US = 1_000_000
+# The recording filesystem is synced this often (recorder.durability): a power cut
+# loses the fragment being filled (<= FRAGMENT_MAX_US) plus at most this much.
+DURABLE_SYNC_S = 0.5
 
 # Supervision (issue: recorder, point 3).
 BACKOFF_INITIAL_S = 1.0
@@ -32,6 +35,9 @@ PIPE_BATCH_S = 0.1              # the pipe reader waits this long between rounds
 RELOAD_POLL_S = 1.0             # config.db change detection, well inside 2 s
 SHUTDOWN_BUDGET_S = 10.0        # graceful shutdown must finish inside this
 CONTROL_TIMEOUT_S = 5.0
+# `picorder check` beside a running recorder: its streams' files changed this recently are
+# being written or indexed, not problems.
+CHECK_IN_FLIGHT_S = 10.0
 
 # SQLite.
 BUSY_TIMEOUT_MS = 5000

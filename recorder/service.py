@@ -29,6 +29,7 @@ from pathlib import Path
 import peewee
 
 from recorder import __version__, config, ffmpeg, ffmpeg_user, limits, sdnotify
+from recorder.durability import Flusher, SyncFailed
 from recorder.ffmpeg import StreamSpec
 from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
@@ -76,6 +77,7 @@ class RootReady:
     root: Path
     last_ends: dict
     error: str | None = None
+    dev: int | None = None          # st_dev of its picorder directory (what is synced)
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ class Recorder:
         self._opening: Path | None = None
         self._last_ends: dict[str, int] = {}
         self.writer = IndexWriter()
+        self.flusher = Flusher(self.enqueue)     # syncs the recording disk (power cuts)
         self.control = None
         self.probe: ReachabilityProbe | None = None
         self.started_utc_us = 0
@@ -247,6 +250,7 @@ class Recorder:
         if self._spawn is None:
             self._spawn = FfmpegSpawner(PipeHub(self.clock.mono_us), self.ffmpeg_user)
         self.writer.start()
+        self.flusher.start()
         self.probe = ReachabilityProbe(self.enqueue)
         self.control = ControlServer(self.paths.control_socket)
         self.control.register("status", self.status)
@@ -353,6 +357,8 @@ class Recorder:
             self._on_ingested(event)
         elif isinstance(event, DiskFailure):
             self.storage.report_io_error(event.errno_, f"{event.key}: {event.detail}")
+        elif isinstance(event, SyncFailed):
+            self.storage.report_io_error(event.errno_, event.detail)
         elif isinstance(event, SignalEvent):
             self._on_signal_event(event)
         elif isinstance(event, ReloadRequest):
@@ -491,6 +497,7 @@ class Recorder:
         logger.info("recording root: %s -> %s", self.root, self._wanted_root)
         problem = ffmpeg.DISK_MISSING if self._wanted_root is None else None
         self.root = None
+        self.flusher.set_root(None)
         if self._wanted_root is None:
             self.writer.submit(_close_index)      # the disk is gone: let go of its index.db
         for proc in self.procs.values():
@@ -519,13 +526,14 @@ class Recorder:
             recover(picorder_dir, trusted)
             last_ends = {f"{c}/{s}": e for c, s, e in index_db.execute_sql(
                 "SELECT camera, stream, MAX(end_us) FROM segment GROUP BY camera, stream")}
+            dev = os.stat(picorder_dir).st_dev
         except Exception as exc:  # noqa: BLE001 - reported to storage, retried on the next change
             logger.exception("cannot open the recordings in %s", root)
             self.enqueue(DiskFailure("index", getattr(exc, "errno", None) or errno.EIO,
                                      f"cannot open the index in {root}: {exc}"))
             self.enqueue(RootReady(root, {}, error=str(exc)))
             return
-        self.enqueue(RootReady(root, last_ends))
+        self.enqueue(RootReady(root, last_ends, dev=dev))
 
     def _on_root_ready(self, event: RootReady) -> None:
         opening, self._opening = self._opening, None
@@ -539,6 +547,7 @@ class Recorder:
         if event.root != self._wanted_root or event.root != opening:
             return
         self.root = event.root
+        self.flusher.set_root(self.picorder_dir, event.dev)
         self._last_ends = dict(event.last_ends)
         if self._shutdown_deadline is not None:
             return
@@ -721,6 +730,7 @@ class Recorder:
                 proc.kill_now()
         self._reap(min(limits.KILL_WAIT_S, max(0.1, deadline - self.mono() - 0.5)))
         self.writer.close(max(0.1, deadline - self.mono() - 0.5))
+        self.flusher.stop(0.1)
         self.timekeeper.save()
         if self.probe is not None:
             self.probe.stop()
