@@ -2,19 +2,25 @@
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup-demo setup-test bench image image-amd64 image-test image-test-arm64 clean
+.PHONY: demo test setup-demo setup-test setup-test-arm64 bench image image-amd64 image-test \
+	image-test-arm64 clean
 
+# `make demo DEMO_ARGS=-v` shows the full log.
 demo: setup-demo
-	$(VENV)/bin/picorder demo $(DEMO_ARGS)
+	@$(VENV)/bin/picorder demo $(DEMO_ARGS)
 
 test: setup-test
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+# Each installs what is missing (apt packages, the venv), then checks it by capability.
 setup-demo:
-	scripts/setup.sh demo
+	@scripts/setup.sh demo
 
 setup-test:
-	scripts/setup.sh test
+	@scripts/setup.sh test
+
+setup-test-arm64:
+	@scripts/setup.sh test-arm64
 
 bench: setup-test
 	$(VENV)/bin/python -m benchmarks.recorder_cpu
@@ -36,5 +42,5 @@ image-test: setup-test
 	$(VENV)/bin/python -m pytest tests/vm $(PYTEST_ARGS)
 
 # Boot test of the arm64 image under TCG (slow: run before a release).
-image-test-arm64: setup-test
+image-test-arm64: setup-test-arm64
 	PICORDER_VM_ARCH=arm64 $(VENV)/bin/python -m pytest tests/vm $(PYTEST_ARGS)

@@ -2,7 +2,10 @@
 # Build the picorder SD-card image from Debian's archive alone.
 #
 # Usage: image/build.sh arm64|amd64 [STEP...]
+#        image/build.sh --check-tools arm64|amd64
 #   steps: base provision initramfs assemble compress  (default: all of them)
+#   --check-tools installs and checks the build tools (and the binfmt registration of
+#   a foreign architecture), then stops: no build, no cache.
 #
 # base       mmdebstrap of Debian with every package, cached as a tarball keyed on
 #            the package lists; initramfs builds are diverted while packages install.
@@ -26,6 +29,11 @@ if [ -z "${PICORDER_BUILD_SELF:-}" ]; then
 fi
 trap 'rm -f "$0"' EXIT
 
+CHECK_TOOLS=""
+if [ "${1:-}" = --check-tools ]; then
+    CHECK_TOOLS=1
+    shift
+fi
 ARCH=${1:?usage: image/build.sh arm64|amd64 [STEP...]}
 shift
 STEPS=("$@")
@@ -49,24 +57,80 @@ case "$ARCH" in
     *) echo "unknown architecture $ARCH (arm64 or amd64)" >&2; exit 2 ;;
 esac
 [ "$(id -u)" -eq 0 ] || { echo "image/build.sh must run as root" >&2; exit 2; }
+
+# The build tools: install the packages that are missing (a fresh Debian machine has
+# none of them), then check what the build runs, not only the package names.
+FOREIGN=""
+[ "$ARCH" != "$(dpkg --print-architecture)" ] && FOREIGN=1
+QEMU_ARCH=aarch64
+[ "$ARCH" = amd64 ] && QEMU_ARCH=x86_64
+BINFMT_DIR=/proc/sys/fs/binfmt_misc
+
+install_tools() {
+    local need=(mmdebstrap ansible dosfstools mtools fdisk e2fsprogs xz-utils zstd python3-yaml)
+    # mmdebstrap needs arch-test (only its Recommends) and a registered qemu for a foreign
+    # architecture; binfmt-support registers it when systemd does not (a chroot, a container).
+    [ -n "$FOREIGN" ] && need+=(qemu-user-static binfmt-support arch-test)
+    local p missing=()
+    for p in "${need[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing the build tools: ${missing[*]}" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+}
+
+register_binfmt() {
+    [ -n "$FOREIGN" ] || return 0
+    if [ ! -e "$BINFMT_DIR/status" ]; then
+        mount -t binfmt_misc binfmt_misc "$BINFMT_DIR" || true
+    fi
+    if [ ! -e "$BINFMT_DIR/qemu-$QEMU_ARCH" ]; then
+        update-binfmts --enable "qemu-$QEMU_ARCH" >&2 || true
+    fi
+}
+
+check_tools() {
+    local problems=() tool
+    for tool in mmdebstrap ansible-playbook mkfs.vfat mcopy mdir sfdisk mke2fs e2fsck xz zstd \
+                flock chroot; do
+        command -v "$tool" >/dev/null || problems+=("$tool is not on PATH")
+    done
+    python3 -c 'import yaml' 2>/dev/null || problems+=("python3 cannot import yaml (python3-yaml)")
+    if [ -n "$FOREIGN" ]; then
+        command -v arch-test >/dev/null || problems+=("arch-test is not on PATH (mmdebstrap needs it)")
+        if [ ! -e "$BINFMT_DIR/status" ]; then
+            problems+=("binfmt_misc is not mounted at $BINFMT_DIR")
+        elif ! head -1 "$BINFMT_DIR/qemu-$QEMU_ARCH" 2>/dev/null | grep -qx enabled; then
+            problems+=("qemu-$QEMU_ARCH is not registered with binfmt_misc (update-binfmts --enable qemu-$QEMU_ARCH)")
+        elif ! arch-test "$ARCH" >/dev/null 2>&1; then
+            problems+=("arch-test $ARCH: this machine cannot run $ARCH programs")
+        fi
+    fi
+    if [ ${#problems[@]} -gt 0 ]; then
+        echo "image/build.sh $ARCH cannot run; missing:" >&2
+        printf '  - %s\n' "${problems[@]}" >&2
+        exit 1
+    fi
+}
+
+install_tools
+register_binfmt
+check_tools
+if [ -n "$CHECK_TOOLS" ]; then
+    echo "image/build.sh $ARCH: build tools ok"
+    exit 0
+fi
+
 mkdir -p "$DEBS" "$WORK" "$OUT"
 # One build per architecture at a time, and none while a boot test uses the image
 # (tests/vm holds a shared lock on the same file and sets PICORDER_BUILD_LOCKED).
 if [ -z "${PICORDER_BUILD_LOCKED:-}" ]; then
     exec 9>"$WORK/.lock"
     flock 9
-fi
-
-# Install the build tools that are missing (a fresh Debian machine has none of them).
-need=(mmdebstrap ansible dosfstools mtools fdisk e2fsprogs xz-utils zstd python3-yaml)
-[ "$ARCH" != "$(dpkg --print-architecture)" ] && need+=(qemu-user-static binfmt-support)
-missing=()
-for p in "${need[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }

@@ -64,6 +64,8 @@ class SimCameras:
         line = self.proc.stdout.readline()
         if not line.startswith("READY") or time.monotonic() > deadline:
             self.stop()
+            if line.startswith("ERROR "):    # the server's own start-up check
+                raise RuntimeError(f"simulated cameras cannot start: {line[6:].strip()}")
             raise RuntimeError(f"simulated cameras did not start (got {line!r})")
         return self
 

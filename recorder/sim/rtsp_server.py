@@ -13,11 +13,29 @@ import argparse
 import signal
 import sys
 
-import gi
+try:
+    import gi
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+except (ImportError, ValueError) as exc:     # ValueError: a typelib is not installed
+    print(f"ERROR GStreamer's Python bindings are missing ({exc}): install python3-gi "
+          f"and gir1.2-gst-rtsp-server-1.0", flush=True)
+    sys.exit(2)
 
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+# The GStreamer elements of each kind of stream, and the Debian package holding each.
+ELEMENT_PACKAGES = {
+    "videotestsrc": "gstreamer1.0-plugins-base", "timeoverlay": "gstreamer1.0-x",
+    "textoverlay": "gstreamer1.0-x", "x264enc": "gstreamer1.0-plugins-ugly",
+    "h264parse": "gstreamer1.0-plugins-bad", "rtph264pay": "gstreamer1.0-plugins-good",
+    "x265enc": "gstreamer1.0-plugins-bad", "h265parse": "gstreamer1.0-plugins-bad",
+    "rtph265pay": "gstreamer1.0-plugins-good", "filesrc": "libgstreamer1.0-0",
+    "qtdemux": "gstreamer1.0-plugins-good",
+}
+PATTERN_ELEMENTS = ("videotestsrc", "timeoverlay", "textoverlay")
+CODEC_ELEMENTS = {"h264": ("x264enc", "h264parse", "rtph264pay"),
+                  "hevc": ("x265enc", "h265parse", "rtph265pay")}
+CLIP_ELEMENTS = ("filesrc", "qtdemux", "h264parse", "rtph264pay")
 
 
 # Patterns that look like a picture (the demo, screenshots); "noise" cycles through
@@ -59,6 +77,25 @@ def clip_pipeline(path: str) -> str:
     quoted = path.replace("\\", "\\\\").replace('"', '\\"')
     return (f"( filesrc location=\"{quoted}\" ! qtdemux ! h264parse config-interval=-1 ! "
             f"rtph264pay name=pay0 pt=96 )")
+
+
+def needed_elements(args) -> tuple[str, ...]:
+    """The elements the streams of these options use (all of them for --check-elements)."""
+    if args.check_elements:
+        return tuple(ELEMENT_PACKAGES)
+    if args.clip:
+        return CLIP_ELEMENTS
+    return PATTERN_ELEMENTS + CODEC_ELEMENTS[args.codec]
+
+
+def missing_elements_error(names) -> str | None:
+    """None when GStreamer has every element, else what is missing and what to install."""
+    missing = [name for name in names if Gst.ElementFactory.find(name) is None]
+    if not missing:
+        return None
+    packages = sorted({ELEMENT_PACKAGES[name] for name in missing})
+    return (f"GStreamer elements missing: {', '.join(missing)} "
+            f"(install {' '.join(packages)})")
 
 
 def build_server(args) -> GstRtspServer.RTSPServer:
@@ -119,6 +156,8 @@ def main(argv=None) -> int:
                                        "encoding a test pattern (the benchmark's cameras)")
     parser.add_argument("--user")
     parser.add_argument("--password-file", help="file with the password ('-': stdin)")
+    parser.add_argument("--check-elements", action="store_true",
+                        help="check that GStreamer has every element any stream uses, then exit")
     args = parser.parse_args(argv)
     if args.clip is not None:
         try:
@@ -128,6 +167,14 @@ def main(argv=None) -> int:
             parser.error(f"--clip {args.clip}: {exc.strerror}")
 
     Gst.init(None)
+    # A missing element would only show at the first client, as "503 Service Unavailable".
+    error = missing_elements_error(needed_elements(args))
+    if error:
+        print(f"ERROR {error}", flush=True)
+        return 2
+    if args.check_elements:
+        print("OK", flush=True)
+        return 0
     server = build_server(args)
     loop = GLib.MainLoop()
     if server.attach(None) == 0:
