@@ -30,11 +30,13 @@ ELEMENT_PACKAGES = {
     "h264parse": "gstreamer1.0-plugins-bad", "rtph264pay": "gstreamer1.0-plugins-good",
     "x265enc": "gstreamer1.0-plugins-bad", "h265parse": "gstreamer1.0-plugins-bad",
     "rtph265pay": "gstreamer1.0-plugins-good", "filesrc": "libgstreamer1.0-0",
-    "qtdemux": "gstreamer1.0-plugins-good",
+    "qtdemux": "gstreamer1.0-plugins-good", "vp8enc": "gstreamer1.0-plugins-good",
+    "rtpvp8pay": "gstreamer1.0-plugins-good",
 }
 PATTERN_ELEMENTS = ("videotestsrc", "timeoverlay", "textoverlay")
 CODEC_ELEMENTS = {"h264": ("x264enc", "h264parse", "rtph264pay"),
-                  "hevc": ("x265enc", "h265parse", "rtph265pay")}
+                  "hevc": ("x265enc", "h265parse", "rtph265pay"),
+                  "vp8": ("vp8enc", "rtpvp8pay")}
 CLIP_ELEMENTS = ("filesrc", "qtdemux", "h264parse", "rtph264pay")
 
 

@@ -47,24 +47,34 @@ def test_the_element_check_passes_where_every_element_is_installed():
     assert (done.returncode, done.stdout) == (0, "OK\n"), done.stderr
 
 
+def first_line(*args: str, env: dict[str, str]) -> str:
+    """What the simulated camera says first when started with these options."""
+    proc = subprocess.Popen([SYSTEM_PYTHON, "-m", "recorder.sim.rtsp_server", "--port",
+                             str(free_port()), *args], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        return proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc", "vp8"])
+def test_every_codec_passes_the_check_and_serves(codec):
+    env = dict(os.environ, PYTHONPATH=str(PROJECT))
+    assert first_line("--codec", codec, env=env).startswith("READY")
+
+
 def test_the_simulated_camera_names_its_missing_elements_and_their_package(env_without_pango):
     done = sim("--port", str(free_port()), "--cameras", "1", env=env_without_pango)
-    assert done.returncode == 2
-    assert done.stdout == f"ERROR {MISSING}\n"
+    assert (done.returncode, done.stdout) == (2, f"ERROR {MISSING}\n")
 
 
 def test_a_clip_server_needs_no_overlay(env_without_pango, tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"")
-    proc = subprocess.Popen([SYSTEM_PYTHON, "-m", "recorder.sim.rtsp_server", "--port",
-                             str(free_port()), "--clip", str(clip)],
-                            stdout=subprocess.PIPE, text=True, env=env_without_pango)
-    try:
-        assert proc.stdout.readline().startswith("READY")
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stdout.close()
+    assert first_line("--clip", str(clip), env=env_without_pango).startswith("READY")
 
 
 def test_the_demo_stops_at_start_with_the_cameras_error(env_without_pango, tmp_path):
