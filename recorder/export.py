@@ -291,13 +291,22 @@ def validate_range(start_us: int, end_us: int) -> None:
 
 
 def build_range(picorder_dir: Path, camera: str, stream: str, start_us: int,
-                end_us: int) -> RangeMovie:
-    """The progressive MP4 of camera/stream between start_us and end_us (index already open)."""
+                end_us: int, tail: list = ()) -> RangeMovie:
+    """The progressive MP4 of camera/stream between start_us and end_us (index already open).
+
+    `tail`: segments not indexed yet, after the indexed ones, each with the
+    fields of a Segment row (webpanel.index_reader.unindexed_tail()); each is
+    read only up to its `bytes`, the end of its complete fragments.
+    """
     validate_range(start_us, end_us)
     picorder_dir = Path(picorder_dir)
     build = _Build(picorder_dir, start_us, end_us)
     with_tables = Segment.tables_available()
-    for row in Segment.covering(camera, stream, start_us, end_us, with_tables=with_tables):
+    rows = list(Segment.covering(camera, stream, start_us, end_us, with_tables=with_tables))
+    indexed = {row.path for row in rows}
+    rows += [t for t in tail
+             if t.path not in indexed and t.end_us > start_us and t.start_us < end_us]
+    for row in rows:
         if not _add_segment(build, row):
             break
     if (build.tables.count == 0 or build.media_start is None

@@ -20,13 +20,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from recorder import limits
 from recorder.ffmpeg_user import FfmpegUser, give_file, prepare_source_dir
+from recorder.layout import SEGMENT_NAME, stream_dir  # noqa: F401 (stream_dir: used by callers)
 from recorder.paths import inside
 
 logger = logging.getLogger(__name__)
 
 FFMPEG = "ffmpeg"
 PROTOCOLS = "file,rtsp,rtsps,rtp,tcp,udp,tls,http,https,httpproxy"
-SEGMENT_NAME = "%Y/%m/%d/%H-%M-%S.mp4"
 MOVFLAGS = "movflags=+frag_keyframe+empty_moov+default_base_moof"
 REDACTED = "***"
 
@@ -145,10 +145,6 @@ def host_port(url: str) -> tuple[str, int] | None:
         return None
     defaults = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
     return parts.hostname, port or defaults.get(parts.scheme.lower(), 554)
-
-
-def stream_dir(picorder_dir: Path, camera: str, stream: str) -> Path:
-    return picorder_dir / camera / stream
 
 
 def output_pattern(picorder_dir: Path, spec: StreamSpec) -> str:

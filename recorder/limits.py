@@ -83,6 +83,9 @@ SNAPSHOT_NEWEST_TTL_S = 2.0     # "newest" snapshots are reused this long
 RANGE_CACHE_ITEMS = 4           # built range movies kept per worker (Range requests reuse them)
 RANGE_CACHE_MAX_FRAMES = 500_000    # ... holding at most this many frames (plus the newest one)
 RANGE_CACHE_TTL_S = 30.0
+TAIL_MAX_FILES = 4              # unindexed segment files (the one being written, those not
+                                # indexed yet) the timeline and recording.mp4 read, newest first
+TAIL_LOOKBACK_S = 86400         # ... named at most this long ago when the stream has no rows
 
 # Storage (issue: storage): drives, mounting, retention, health.
 DISK_MOUNT_BASE = "/srv/picorder/disks"   # disks are mounted at <base>/<fs-uuid>

@@ -623,6 +623,16 @@ class SegmentScan:
     complete_end: int
     file_size: int
     problem: str | None = None      # why the scan stopped before the end of the file
+    mtime_us: int = 0               # the file's last write, when its size was read
+
+    @property
+    def duration_us(self) -> int:
+        """Media duration of the complete fragments."""
+        return sum(f.duration for f in self.fragments) * 1_000_000 // self.init.timescale
+
+    @property
+    def frames(self) -> int:
+        return sum(f.count for f in self.fragments)
 
 
 def iter_segment_fragments(f: BinaryIO, init: InitSegment, file_size: int,
@@ -665,13 +675,20 @@ def iter_segment_fragments(f: BinaryIO, init: InitSegment, file_size: int,
 
 
 def scan_segment(path: Path) -> SegmentScan:
-    """Parse the whole segment (init + every complete fragment)."""
+    """Parse the whole segment (init + every complete fragment).
+
+    Safe on a file ffmpeg is still writing: its size is read once, and only
+    fragments wholly inside it are returned (a moov not yet complete raises
+    Mp4Error, like a broken one).
+    """
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+        st = os.fstat(f.fileno())
+        size = st.st_size
         init = read_init(f, size)
         state: dict = {}
         fragments = list(iter_segment_fragments(f, init, size, state))
-    return SegmentScan(init, fragments, state["complete_end"], size, state["problem"])
+    return SegmentScan(init, fragments, state["complete_end"], size, state["problem"],
+                       mtime_us=st.st_mtime_ns // 1000)
 
 
 def probe_segment(path: Path) -> SegmentInfo:

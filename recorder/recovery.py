@@ -24,21 +24,16 @@ Files the running recorder is writing are passed in `exclude` and left alone.
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from recorder.index import Segment, index_db
+from recorder.layout import name_start_us  # noqa: F401 (part of this module's API)
 from recorder.mp4 import Mp4Error, SegmentInfo, probe_segment
 
 logger = logging.getLogger(__name__)
 
 LOST_AND_FOUND = "lost+found"
-# camera/stream/YYYY/MM/DD/HH-MM-SS.mp4, names in UTC
-SEGMENT_PATH_RE = re.compile(
-    r"^(?P<camera>[^/]+)/(?P<stream>[^/]+)/(?P<y>\d{4})/(?P<mo>\d{2})/(?P<d>\d{2})/"
-    r"(?P<h>\d{2})-(?P<mi>\d{2})-(?P<s>\d{2})\.mp4$")
 # A torn file continues the previous row's run if that row ends this close to its name.
 CONTINUE_BEFORE_US = 1_000_000
 CONTINUE_AFTER_US = 2_000_000
@@ -94,20 +89,6 @@ class RecoveryReport:
         out += [f"not a segment name, left alone: {p}" for p in self.unrecognized]
         out += [f"error: {e}" for e in self.errors]
         return out
-
-
-def name_start_us(rel: str) -> tuple[str, str, int] | None:
-    """(camera, stream, start_us) from a segment's relative path; None if not our layout."""
-    match = SEGMENT_PATH_RE.match(rel)
-    if not match:
-        return None
-    g = match.groupdict()
-    try:
-        when = datetime(int(g["y"]), int(g["mo"]), int(g["d"]), int(g["h"]), int(g["mi"]),
-                        int(g["s"]), tzinfo=timezone.utc)
-    except ValueError:
-        return None
-    return g["camera"], g["stream"], int(when.timestamp()) * 1_000_000
 
 
 def fsync_dir(path: Path) -> None:

@@ -9,7 +9,7 @@ from peewee import IntegrityError
 
 from recorder import config, limits
 from recorder.config import Camera, ConfigError, validate_camera
-from webpanel import index_reader, openapi, recorder_client
+from webpanel import index_reader, openapi, recorder_client, video
 from webpanel.auth import current_user, login_required
 from webpanel.inputs import FieldErrors, get_camera, iso, json_error, stream_arg, time_range
 from webpanel.models import ApiToken, User, now_us, validate_token_name, validate_user
@@ -194,7 +194,8 @@ def timeline(name):
         return jsonify(result)
     try:
         index_reader.open_readonly(pdir)
-        runs = index_reader.timeline(name, stream, start_us, end_us, tolerance)
+        tail = video.tail_for(pdir, name, stream, end_us)
+        runs = index_reader.timeline(name, stream, start_us, end_us, tolerance, tail)
     except index_reader.NoIndex as exc:
         result["message"] = str(exc)
         return jsonify(result)

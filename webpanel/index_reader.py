@@ -1,4 +1,13 @@
-"""Read-only access to the recordings index (index.db), and the timeline of runs."""
+"""Read-only access to the recordings index (index.db), the timeline of runs, and its tail.
+
+The tail is what ffmpeg wrote after the newest indexed segment: the segment
+being written (and any closed one not indexed yet), read up to its last
+complete fragment. unindexed_tail() places each such file in wall time the
+way recovery would index it: right after the previous segment when it
+continues that run, otherwise where its last write puts it (the file's
+modification time less the media duration, never before its name), so the
+newest seconds can be shown and played before the recorder indexes them.
+"""
 
 import logging
 import os
@@ -9,8 +18,9 @@ from pathlib import Path
 
 from peewee import OperationalError
 
-from recorder import limits
+from recorder import layout, limits, mp4
 from recorder.index import Segment, index_db
+from recorder.recovery import CONTINUE_AFTER_US, CONTINUE_BEFORE_US
 
 logger = logging.getLogger(__name__)
 
@@ -106,15 +116,19 @@ def _pieces(camera: str, stream: str, start_us: int, end_us: int, tolerance_us: 
 
 
 def timeline(camera: str, stream: str, start_us: int, end_us: int,
-             tolerance_us: int) -> list[Run]:
+             tolerance_us: int, tail: list["OpenSegment"] = ()) -> list[Run]:
     """Runs of recording overlapping [start_us, end_us), clipped to it.
 
     A gap longer than the tolerance, or a change of clock trust, starts a new run,
-    so each run is wholly trusted or wholly untrusted.
+    so each run is wholly trusted or wholly untrusted. `tail` (unindexed_tail())
+    adds what is not indexed yet.
     """
     runs: list[Run] = []
     cur = None
-    pieces = sorted(_pieces(camera, stream, start_us, end_us, tolerance_us))
+    pieces = list(_pieces(camera, stream, start_us, end_us, tolerance_us))
+    pieces += [(t.start_us, t.end_us, t.clock_trusted, 1, t.frames) for t in tail
+               if t.end_us > start_us and t.start_us < end_us]
+    pieces.sort()
     for first, last, trusted, count, frames in pieces:
         if (cur is not None and first - cur.end_us <= tolerance_us
                 and trusted == cur.clock_trusted):
@@ -157,3 +171,70 @@ def oldest_start_us() -> int | None:
         return row.fetchone()[0]
     except (OperationalError, sqlite3.Error) as exc:
         raise NoIndex(f"cannot read the recordings index: {exc}") from exc
+
+
+# ------------------------------------------------------------------ the tail
+
+@dataclass
+class OpenSegment:
+    """A segment file not in the index (yet), placed in wall time; read up to `bytes`.
+
+    It has the fields of a Segment row that recorder.export reads.
+    """
+
+    camera: str
+    stream: str
+    path: str
+    start_us: int
+    end_us: int
+    bytes: int                  # end of its complete fragments: nothing after it is read
+    frames: int
+    clock_trusted: bool
+    run_id: int | None = None
+    tables: bytes | None = None
+
+
+def newest_end_us(camera: str, stream: str) -> int | None:
+    """End of the stream's newest indexed segment."""
+    row = newest_segment(camera, stream)
+    return row.end_us if row is not None else None
+
+
+def unindexed_tail(picorder_dir: Path, camera: str, stream: str, now_us: int,
+                   clock_trusted: bool) -> list[OpenSegment]:
+    """The stream's files newer than its newest row, placed after it (see the module docstring).
+
+    `clock_trusted` is the clock's state now, for a file that starts a run of its own.
+    """
+    prev = newest_segment(camera, stream)
+    after = prev.start_us if prev is not None else now_us - limits.TAIL_LOOKBACK_S * 1_000_000
+    rels = layout.files_after(picorder_dir, camera, stream, after, now_us, limits.TAIL_MAX_FILES)
+    if not rels:
+        return []
+    known = {row[0] for row in _query(
+        f"SELECT path FROM segment WHERE path IN ({', '.join('?' * len(rels))})", tuple(rels))}
+    prev_end = prev.end_us if prev is not None else None
+    prev_trusted = prev.clock_trusted if prev is not None else clock_trusted
+    tail: list[OpenSegment] = []
+    for rel in rels:
+        if rel in known:
+            continue
+        try:
+            scan = mp4.scan_segment(Path(picorder_dir) / rel)
+        except (OSError, mp4.Mp4Error):
+            continue                # gone, or its header is not complete yet
+        if not scan.fragments:
+            continue
+        name_us = layout.name_start_us(rel)[2]
+        duration = scan.duration_us
+        if (prev_end is not None
+                and name_us - CONTINUE_BEFORE_US <= prev_end < name_us + CONTINUE_AFTER_US):
+            start, trusted = prev_end, prev_trusted
+        else:
+            start = max(name_us, min(scan.mtime_us, now_us) - duration, prev_end or 0)
+            trusted = clock_trusted
+        item = OpenSegment(camera, stream, rel, start, start + max(duration, 1), scan.complete_end,
+                           scan.frames, trusted)
+        tail.append(item)
+        prev_end, prev_trusted = item.end_us, item.clock_trusted
+    return tail

@@ -167,13 +167,16 @@ SCHEMAS = {
 
 ID = {"in": "path", "required": True, "schema": {"type": "integer"}}
 VIDEO_NOTE = (
-    "A progressive MP4 built on the fly from the indexed segments, without re-encoding: "
+    "A progressive MP4 built on the fly from the recorded segments (the one being written "
+    "included, up to its last complete fragment), without re-encoding: "
     "moov first; it starts at the keyframe at or before start with an edit list so that "
     "playback begins exactly at start, and ends at end. Range requests are answered 206; "
     "the ETag changes when the underlying segments change. Across a gap in the recording "
     "the media time runs on without the gap: the X-Picorder-Runs header lists "
     "'wall_start_us-wall_end_us@media_start_us' for each run (at most 50; the timeline "
-    f"API lists them all). At most {limits.EXPORT_MAX_S // 3600} hours per request.")
+    "API lists them all); X-Picorder-Start-Us/End-Us say what it covers and "
+    "X-Picorder-Recorded-Us how much of that is recorded. "
+    f"At most {limits.EXPORT_MAX_S // 3600} hours per request.")
 
 
 NO_RECORDER = _error("the recorder is not running")

@@ -8,22 +8,18 @@ and never sees a file path from the request.
 import fcntl
 import logging
 import os
-import re
 import subprocess
 import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from recorder import limits, mp4
+from recorder import layout, limits, mp4
 from webpanel import index_reader
 
 logger = logging.getLogger(__name__)
-
-SEGMENT_NAME_RE = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2})-(\d{2})-(\d{2})\.mp4$")
 
 
 class NoPicture(Exception):
@@ -85,11 +81,8 @@ _process_slots = threading.BoundedSemaphore(limits.SNAPSHOT_DECODERS_PER_PROCESS
 
 def file_start_us(relative: str) -> int | None:
     """Wall-clock start from a segment's name (YYYY/MM/DD/HH-MM-SS.mp4, UTC)."""
-    match = SEGMENT_NAME_RE.search(relative)
-    if not match:
-        return None
-    when = datetime(*map(int, match.groups()), tzinfo=timezone.utc)
-    return int(when.timestamp()) * 1_000_000
+    parsed = layout.name_start_us(relative)
+    return parsed[2] if parsed else None
 
 
 def keyframes(path: Path, start_us: int) -> tuple[mp4.InitSegment, list]:

@@ -15,6 +15,7 @@ from webpanel import index_reader, recorder_client, snapshots
 from webpanel.auth import login_required
 from webpanel.inputs import (FieldErrors, get_camera, iso, json_error, parse_time, stream_arg,
                              time_range)
+from webpanel.models import now_us
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int
     movies.drop_oversized()     # so two day-long movies are never held at once
     try:
         index_reader.open_readonly(pdir)
-        movie = export.build_range(pdir, camera, stream, start_us, end_us)
+        tail = tail_for(pdir, camera, stream, end_us)
+        movie = export.build_range(pdir, camera, stream, start_us, end_us, tail)
     except index_reader.NoIndex as exc:
         raise json_error(404, f"no recording of {camera} yet ({exc})") from exc
     except export.NoRecording as exc:
@@ -98,11 +100,32 @@ def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int
     return movie
 
 
+def tail_for(pdir: Path, camera: str, stream: str, end_us: int) -> list:
+    """What is not indexed yet, if [.., end_us) reaches past the newest indexed segment."""
+    newest = index_reader.newest_end_us(camera, stream)
+    if newest is not None and end_us <= newest:
+        return []
+    return index_reader.unindexed_tail(pdir, camera, stream, now_us(), clock_trusted())
+
+
+def clock_trusted() -> bool:
+    """The recorder's clock trust now (False when it does not answer)."""
+    state = recorder_client.get_state()
+    if not state.running:
+        return False
+    return bool(((state.status or {}).get("clock") or {}).get("trusted"))
+
+
 def runs_header(movie) -> tuple[str, bool]:
     """How media time maps to wall time: "wall_start_us-wall_end_us@media_start_us, ..."."""
     runs = list(movie.runs)
     text = ", ".join(f"{a}-{b}@{m}" for a, b, m in runs[:MAX_RUNS_HEADER])
     return text, len(runs) > MAX_RUNS_HEADER
+
+
+def recorded_us(movie) -> int:
+    """How much wall time the movie holds: its runs, without the gaps squashed between them."""
+    return sum(b - a for a, b, _m in movie.runs)
 
 
 def byte_range(size: int, etag: str) -> tuple[int, int] | None:
@@ -140,13 +163,15 @@ def recording(name):
     etag, _weak = unquote_etag(movie.etag)
     headers = {"ETag": quote_etag(etag), "Accept-Ranges": "bytes",
                "Cache-Control": "private, max-age=60",
-               "X-Picorder-Start-Us": str(movie.start_us), "X-Picorder-End-Us": str(movie.end_us)}
+               "X-Picorder-Start-Us": str(movie.start_us), "X-Picorder-End-Us": str(movie.end_us),
+               "X-Picorder-Recorded-Us": str(recorded_us(movie))}
     runs, truncated = runs_header(movie)
     headers["X-Picorder-Runs"] = runs
     if truncated:
         headers["X-Picorder-Runs-Truncated"] = "1"
     if download == "1":
-        headers["Content-Disposition"] = f'attachment; filename="{download_name(name, start_us)}"'
+        headers["Content-Disposition"] = (
+            f'attachment; filename="{download_name(name, movie.start_us)}"')
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)
     span = byte_range(movie.size, etag)
