@@ -110,6 +110,12 @@ RATE_WINDOW_S = 600             # current bitrate = bytes indexed in the last 10
 USAGE_RESCAN_S = 3600           # full recount of per-camera bytes (else incremental)
 HEALTH_INTERVAL_S = 1800        # SMART poll
 IO_ERRORS_KEPT = 20             # I/O errors remembered for status
+# A reported write error is checked before the disk is declared failed (storage_check.py).
+DISK_PROBE_TIMEOUT_S = 20.0     # a write-and-fsync probe not done by then: the disk failed
+DISK_PROBE_BYTES = 4096
+DISK_REPORT_WINDOW_S = 60.0     # write errors reported within this window count together
+DISK_SUSPECT_SOURCES = 2        # reports from this many streams keep the suspicion open ...
+DISK_RECHECK_S = 10.0           # ... and the disk is checked again this often while they come
 
 # Recorder core (issue: recorder): ffmpeg supervision, time, control socket.
 RTSP_IO_TIMEOUT_S = 30.0        # ffmpeg's own socket timeout; longer than the stall watchdog

@@ -356,9 +356,10 @@ class Recorder:
         elif isinstance(event, Ingested):
             self._on_ingested(event)
         elif isinstance(event, DiskFailure):
-            self.storage.report_io_error(event.errno_, f"{event.key}: {event.detail}")
+            self.storage.report_io_error(event.errno_, f"{event.key}: {event.detail}",
+                                         source=event.key)
         elif isinstance(event, SyncFailed):
-            self.storage.report_io_error(event.errno_, event.detail)
+            self.storage.report_io_error(event.errno_, event.detail, source="sync")
         elif isinstance(event, SignalEvent):
             self._on_signal_event(event)
         elif isinstance(event, ReloadRequest):

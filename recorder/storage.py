@@ -19,6 +19,7 @@ from recorder.drives import (
     disk_devpath_of, system_disks,
 )
 from recorder.paths import DataPaths
+from recorder.storage_check import DiskCheck, DiskCheckDone, judge, kernel_view, probe_write
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ class DiskStorage:
 
     def __init__(self, paths: DataPaths, *, mount_base: Path | None = None,
                  allow_loop: bool = False, watcher=None, run_jobs: bool = True,
-                 floor_bytes: int | None = None):
+                 floor_bytes: int | None = None, probe=probe_write, kernel=kernel_view):
         self.paths = paths
         self.mount_base = Path(mount_base or limits.DISK_MOUNT_BASE)
         self.allow_loop = allow_loop
@@ -275,6 +276,10 @@ class DiskStorage:
         self._floor_setting: int | None = None  # the configured floor, as the watch saw it
         self._floor_read_at = float("-inf")
         self._said: dict[str, float] = {}     # rate-limited log lines: when last logged
+        # A reported write error is checked on the disk before it counts (storage_check).
+        self._check = DiskCheck(lambda event: self._enqueue(event), probe=probe, kernel=kernel)
+        self._check_finding: str | None = None
+        self._recheck: threading.Timer | None = None
 
     # ---- Storage protocol
 
@@ -302,6 +307,8 @@ class DiskStorage:
                 self._on_drive_event(event)
             elif isinstance(event, StorageNudge):
                 self._on_nudge(event)
+            elif isinstance(event, DiskCheckDone):
+                self._on_disk_checked(event)
             else:
                 return False
             return self._refresh_root()
@@ -310,8 +317,12 @@ class DiskStorage:
         with self._lock:
             return self._root
 
-    def report_io_error(self, errno_: int, detail: str) -> None:
-        """ffmpeg (or the indexer) hit an error writing to the disk."""
+    def report_io_error(self, errno_: int, detail: str, source: str = "") -> None:
+        """ffmpeg (or the indexer: `source`) hit an error writing to the disk.
+
+        Not proof that the disk failed: it is checked first (storage_check), while
+        every stream keeps recording.
+        """
         name = errno.errorcode.get(errno_, str(errno_))
         self._io_errors.append(IoErrorRecord(_now_us(), errno_, name, detail[:300]))
         if errno_ in NOSPACE_ERRNOS:
@@ -319,8 +330,39 @@ class DiskStorage:
                 logger.warning("no space left on the recording disk: running retention now")
             self.run_retention_soon()
             return
-        logger.error("I/O error on the recording disk (%s): %s", name, detail)
-        self._enqueue(StorageNudge("io_error", errno_, detail))
+        self._check.report(source)
+        with self._lock:
+            root, devpath = self._root, self._active_devpath()
+        if root is None:
+            return
+        logger.error("write error reported by %s (%s): %s; checking the disk",
+                     source or "a writer", name, detail)
+        self._check.start(root, devpath)
+
+    def _active_devpath(self) -> str | None:
+        active = active_entry()
+        if active is None or active.kind != "disk" or active.uuid not in self._mounted:
+            return None
+        return self._mounted[active.uuid].devpath
+
+    def _on_disk_checked(self, done: DiskCheckDone) -> None:
+        if done.root != self._root:
+            return                              # recording moved elsewhere meanwhile
+        verdict = judge(done.evidence)
+        if verdict.failed:
+            reporters = ", ".join(done.evidence.sources) or "a writer"
+            self._fail_active(f"I/O error, and the disk shows it: {verdict.reason} "
+                              f"(reported by {reporters})")
+            return
+        logger.warning("storage: %s", verdict.reason)
+        self._check_finding = verdict.reason
+        if verdict.recheck and self._recheck is None:
+            def again():
+                self._recheck = None
+                self._enqueue(StorageNudge("disk_recheck"))
+            self._recheck = threading.Timer(limits.DISK_RECHECK_S, again)
+            self._recheck.daemon = True
+            self._recheck.start()
 
     def control_commands(self) -> dict[str, Callable]:
         return {
@@ -334,6 +376,8 @@ class DiskStorage:
 
     def stop(self) -> None:
         self._cancel.set()
+        if self._recheck is not None:
+            self._recheck.cancel()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -352,6 +396,9 @@ class DiskStorage:
                 "disks": self._adopted_view(),
                 "retention": asdict(self._retention),
                 "io_errors": [asdict(e) for e in self._io_errors],
+                "disk_check": {"checking": self._check.running,
+                               "reported_by": list(self._check.sources()),
+                               "finding": self._check_finding},
                 "health": self._health,
             }
             if self._root is not None:
@@ -476,13 +523,15 @@ class DiskStorage:
         if nudge.reason == "marker_gone":
             self._detail = nudge.detail         # _desired_root() sees the missing marker
             return
-        if nudge.reason != "io_error":
-            return
+        if nudge.reason == "disk_recheck" and self._root is not None and self._check.sources():
+            self._check.start(self._root, self._active_devpath())
+
+    def _fail_active(self, reason: str) -> None:
+        """The active disk showed a fault: stop recording onto it until it is re-plugged."""
         active = active_entry()
         if active is None or self._root is None:
             return
-        name = errno.errorcode.get(nudge.errno_, str(nudge.errno_))
-        reason = f"I/O error ({name}): {nudge.detail[:200]}"
+        logger.error("storage: the recording disk failed: %s", reason)
         if active.kind == "disk":
             self._failed[active.uuid] = reason
             self._forget_mount(active.uuid, lazy=True)
@@ -498,6 +547,7 @@ class DiskStorage:
         if changed:
             self._cancel.set()
             self._generation += 1           # retention reopens its index connection
+            self._check_finding = None
         self._root, self._state, self._detail = root, state, detail
         return changed
 

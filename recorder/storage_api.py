@@ -8,7 +8,9 @@ The service only talks to a Storage (contracts.md):
     recording_root()      where to record now (R; segments go below R/picorder),
                           None -> every stream stops with problem "disk missing"
     state() -> dict       merged into status["storage"]
-    report_io_error(errno_, detail)   ffmpeg or the indexer hit ENOSPC/EIO/EROFS
+    report_io_error(errno_, detail, source)   ffmpeg or the indexer (source: the stream's
+                          key, or "index") hit ENOSPC/EIO/EROFS: proof of nothing until
+                          the disk itself shows a fault (recorder.storage_check)
     control_commands()    extra control-socket commands (disk_list, disk_adopt ...)
     stop()
 
@@ -45,7 +47,7 @@ class Storage(Protocol):
     def handle(self, event: object) -> bool: ...
     def recording_root(self) -> Path | None: ...
     def state(self) -> dict: ...
-    def report_io_error(self, errno_: int, detail: str) -> None: ...
+    def report_io_error(self, errno_: int, detail: str, source: str = "") -> None: ...
     def control_commands(self) -> dict[str, Callable]: ...
     def stop(self) -> None: ...
 
@@ -146,7 +148,7 @@ class DirectoryStorage:
                 "detail": self._check.detail,
                 "io_errors": list(self._io_errors)}
 
-    def report_io_error(self, errno_: int, detail: str) -> None:
+    def report_io_error(self, errno_: int, detail: str, source: str = "") -> None:
         name = errno.errorcode.get(errno_, str(errno_))
         logger.error("I/O error in %s (%s): %s", self.root, name, detail)
         self._io_errors = (self._io_errors + [f"{name}: {detail[:200]}"])[-10:]

@@ -1,4 +1,5 @@
-"""The recorder service on DiskStorage: unplug and I/O error stop everything at once (fake udev),
+"""The recorder service on DiskStorage: unplug and a disk-confirmed I/O error stop everything at
+once, a write error the disk does not show stops nothing (fake udev),
 and a real loop disk that fills up while retention keeps the floor (real udev, mount, ffmpeg)."""
 
 import errno
@@ -101,6 +102,7 @@ def fake_disk(tmp_path, monkeypatch):
 
 def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_cameras,
                                                       ffmpeg_available):
+    """The disk is a directory standing in for a mount: the kernel's view of it is faked."""
     sim = sim_cameras(cameras=2)
     paths = DataPaths(tmp_path / "data")
     paths.ensure()
@@ -109,7 +111,9 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
     for n in (1, 2):
         config.Camera.create(name=f"cam{n}", main_url=sim.url(n))
     watcher = FakeWatcher([fake_disk])
-    storage = DiskStorage(paths, mount_base=tmp_path / "disks", watcher=watcher, run_jobs=False)
+    kernel = {"problem": None}
+    storage = DiskStorage(paths, mount_base=tmp_path / "disks", watcher=watcher, run_jobs=False,
+                          kernel=lambda root, devpath: kernel["problem"])
     uuid = fake_disk.properties["ID_FS_UUID"]
     storage.adopt(uuid)
     root = tmp_path / "disks" / uuid
@@ -151,13 +155,24 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
         assert time.monotonic() - t0 < 10
         assert wait_for(lambda: len(list((root / "picorder").rglob("*.mp4"))) > rows_before + 2, 15)
 
-        # The first I/O error (as ffmpeg's failure classifier reports it) does the same.
-        t0 = time.monotonic()
+        # An I/O error one stream reports, which the disk does not show (its write probe
+        # passes): the disk stays, and no stream stops.
+        pids = {s["camera"]: s["pid"] for s in rec.status()["streams"]}
         rec.enqueue(DiskFailure("cam1/main", errno.EIO, "av_interleaved_write_frame(): I/O error"))
+        assert wait_for(lambda: rec.status()["storage"]["disk_check"]["finding"], 5)
+        st = rec.status()
+        assert st["storage"]["state"] == STATE_RECORDING, st["storage"]
+        assert {s["camera"]: s["pid"] for s in st["streams"]} == pids
+        assert all(s["state"] == "RUNNING" for s in st["streams"])
+
+        # An I/O error the kernel confirms (the filesystem went read-only): all stop at once.
+        kernel["problem"] = "the kernel made the disk's filesystem read-only (it found errors on it)"
+        t0 = time.monotonic()
+        rec.enqueue(DiskFailure("cam1/main", errno.EROFS, "Read-only file system"))
         assert wait_for(stopped, 5), rec.status()
         assert wait_for(lambda: not open_under(root), 5), open_under(root)
         assert time.monotonic() - t0 < 2.0
-        assert "I/O error" in rec.status()["storage"]["detail"]
+        assert "I/O error, and the disk shows it" in rec.status()["storage"]["detail"]
         assert files_outside(tmp_path, root) == before
     finally:
         rec.enqueue(SignalEvent(signal.SIGTERM))

@@ -66,7 +66,7 @@ class FakeStorage:
         return {"state": "recording" if self.root else "disk missing",
                 "root": str(self.root) if self.root else None}
 
-    def report_io_error(self, errno_, detail):
+    def report_io_error(self, errno_, detail, source=""):
         self.io_errors.append((errno_, detail))
 
     def control_commands(self):

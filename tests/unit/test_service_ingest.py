@@ -62,7 +62,7 @@ class FixedStorage:
     def state(self):
         return {"state": "recording", "root": str(self.root)}
 
-    def report_io_error(self, errno_, detail):
+    def report_io_error(self, errno_, detail, source=""):
         pass
 
     def control_commands(self):

@@ -3,6 +3,7 @@
 import errno
 import json
 import queue
+import time
 from pathlib import Path
 
 import pytest
@@ -62,12 +63,24 @@ def fake_mounts(monkeypatch):
 
 
 @pytest.fixture
-def storage(tmp_path, usb_event, fake_mounts):
+def disk_kernel():
+    """The kernel's view of the disk, as the test sets it (the fake disk has no device)."""
+    view = {"problem": None, "asked": []}
+    return view
+
+
+@pytest.fixture
+def storage(tmp_path, usb_event, fake_mounts, disk_kernel):
     paths = DataPaths(tmp_path / "data")
     paths.ensure()
     config.open_config(paths.config_db)
     watcher = FakeWatcher([usb_event])
-    st = DiskStorage(paths, mount_base=tmp_path / "disks", watcher=watcher, run_jobs=False)
+
+    def kernel(root, devpath):
+        disk_kernel["asked"].append((root, devpath))
+        return disk_kernel["problem"]
+    st = DiskStorage(paths, mount_base=tmp_path / "disks", watcher=watcher, run_jobs=False,
+                     kernel=kernel)
     events = queue.Queue()
     st.start(events.put)
     st.events = events
@@ -108,19 +121,52 @@ def test_adopted_disk_records_and_its_removal_stops_at_once(storage, usb_event, 
     assert storage.recording_root() == root
 
 
-def test_first_io_error_means_disk_missing(storage, usb_event, fake_mounts):
+def wait_drain(st, predicate, timeout=5.0) -> bool:
+    """Drain the queue (the disk check runs on a thread of its own) until predicate()."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        drain(st)
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_write_error_the_disk_does_not_show_stops_nothing(storage, usb_event, fake_mounts,
+                                                            disk_kernel):
+    storage.adopt(usb_event.properties["ID_FS_UUID"])
+    drain(storage)
+    root = storage.recording_root()
+    storage.report_io_error(errno.EIO, "Could not write header", source="cam3/main")
+    assert wait_drain(storage, lambda: storage.state()["disk_check"]["finding"])
+    state = storage.state()
+    assert state["state"] == STATE_RECORDING and storage.recording_root() == root
+    assert "the fault is that stream's own" in state["disk_check"]["finding"]
+    assert state["disk_check"]["reported_by"] == ["cam3/main"]
+    assert state["io_errors"][0]["name"] == "EIO"
+    assert not [c for c in fake_mounts if c[0] == "umount"]
+    assert not (root / "picorder" / ".picorder-disk-check").exists()   # the probe cleans up
+
+
+def test_a_write_error_the_kernel_confirms_means_disk_missing(storage, usb_event, fake_mounts,
+                                                              disk_kernel):
     uuid = usb_event.properties["ID_FS_UUID"]
     storage.adopt(uuid)
     drain(storage)
-    storage.report_io_error(errno.EIO, "av_interleaved_write_frame(): Input/output error")
-    assert drain(storage)
+    root = storage.recording_root()
+    disk_kernel["problem"] = "the kernel made the disk's filesystem read-only (it found errors on it)"
+    storage.report_io_error(errno.EROFS, "Read-only file system", source="cam1/main")
+    assert wait_drain(storage, lambda: storage.recording_root() is None)
     state = storage.state()
-    assert state["state"] == STATE_MISSING and "I/O error (EIO)" in state["detail"]
-    assert state["io_errors"][0]["name"] == "EIO"
+    assert state["state"] == STATE_MISSING and "read-only" in state["detail"]
+    assert "cam1/main" in state["detail"]
+    assert ("umount", str(root), True) in fake_mounts
+    assert disk_kernel["asked"] == [(root, usb_event.properties["DEVPATH"])]
     # A change event of the failed disk does not bring it back; only a re-plug does.
     storage.fake_watcher.callback(DriveEvent("change", usb_event.properties, None,
                                              usb_event.size_bytes))
     assert not drain(storage) and storage.recording_root() is None
+    disk_kernel["problem"] = None
     storage.fake_watcher.callback(DriveEvent("remove", usb_event.properties))
     storage.fake_watcher.callback(DriveEvent("add", usb_event.properties, None,
                                              usb_event.size_bytes))
