@@ -5,6 +5,7 @@ import logging
 import logging.handlers
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -12,6 +13,7 @@ from recorder import config, control, limits
 from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.cmd_camera import open_config_from_args
 from recorder.paths import DataPaths
+from recorder.status import RecorderStatus, stream_health
 from recorder.storage_api import DirectoryStorage, Storage, configured_root
 
 logger = logging.getLogger(__name__)
@@ -62,24 +64,26 @@ def _ago(utc_us: int | None) -> str:
     return datetime.fromtimestamp(utc_us / 1e6, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def format_status(status: dict) -> str:
-    clock = status["clock"]
-    storage = status["storage"]
+def format_status(data: dict) -> str:
+    status = RecorderStatus.from_json(data)
+    clock, storage = status.clock, status.storage
+    now_us = clock.now_utc_us or time.time_ns() // 1000
     lines = [
-        f"recorder {status['version']} pid {status['pid']}, clock "
-        f"{'trusted' if clock['trusted'] else 'NOT trusted'} ({clock['source']})",
+        f"recorder {status.version} pid {status.pid}, clock "
+        f"{'trusted' if clock.trusted else 'NOT trusted'} ({clock.source})",
         f"storage: {storage.get('state')} {storage.get('root') or ''}"
         + (f" - {storage['detail']}" if storage.get("detail") else ""),
     ]
-    if not status["streams"]:
+    if not status.streams:
         lines.append("no cameras configured")
-    for s in status["streams"]:
-        problem = f" ({s['problem']})" if s["problem"] else ""
-        lines.append(f"{s['camera'] + '/' + s['stream']:<24} {s['state'] + problem:<26} "
-                     f"pid {s['pid'] or '-':<7} {s['fps']:5.1f} fps {s['bitrate_kbps']:7.0f} kb/s "
-                     f"restarts {s['restarts']:<3} last segment {_ago(s['last_segment_utc_us'])}")
-        if s["last_error"] and s["state"] != "RUNNING":
-            lines.append(f"    last error: {s['last_error']}")
+    for s in status.streams:
+        health = stream_health(s, now_us)
+        since = f" since {_ago(health.since_utc_us)}" if health.since_utc_us and health.problem else ""
+        lines.append(f"{s.key:<24} {health.words + since:<44} "
+                     f"pid {s.pid or '-':<7} {s.fps or 0:5.1f} fps {s.bitrate_kbps or 0:7.0f} kb/s "
+                     f"restarts {s.restarts:<3} last segment {_ago(s.last_segment_utc_us)}")
+        if s.last_error and s.state != "RUNNING":
+            lines.append(f"    last error: {s.last_error}")
     return "\n".join(lines)
 
 

@@ -22,6 +22,10 @@ from recorder import limits
 from recorder.ffmpeg_user import FfmpegUser, give_file, prepare_source_dir
 from recorder.layout import SEGMENT_NAME, stream_dir  # noqa: F401 (stream_dir: used by callers)
 from recorder.paths import inside
+# Problems a user understands: the codes of recorder.status, which has their words.
+from recorder.status import (AUTH_FAILED, DISK_ERROR, DISK_MISSING, NO_ANSWER,  # noqa: F401
+                             NO_CODEC_PARAMETERS, NOT_FOUND, STALLED, STREAM_ENDED, UNREACHABLE,
+                             UNSUPPORTED_CODEC)
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +33,6 @@ FFMPEG = "ffmpeg"
 PROTOCOLS = "file,rtsp,rtsps,rtp,tcp,udp,tls,http,https,httpproxy"
 MOVFLAGS = "movflags=+frag_keyframe+empty_moov+default_base_moof"
 REDACTED = "***"
-
-# Problems a user understands (contracts.md "status").
-UNREACHABLE = "unreachable"
-AUTH_FAILED = "auth failed"
-STREAM_ENDED = "stream ended"
-STALLED = "stalled"
-DISK_ERROR = "disk error"
-DISK_MISSING = "disk missing"
-# The MP4 muxer refused the camera's stream: the camera's fault, never the disk's.
-UNSUPPORTED_CODEC = "unsupported codec"
-NO_CODEC_PARAMETERS = "no codec parameters"
 
 
 @dataclass(frozen=True)
@@ -241,8 +234,11 @@ _PATTERNS: list[tuple[re.Pattern, Failure]] = [
                 re.I), NO_CODEC_PARAMETERS_FAILURE),
     (re.compile(r"Connection refused|No route to host|Network is unreachable|"
                 r"Host is unreachable", re.I), Failure(UNREACHABLE, network=True)),
-    (re.compile(r"timed out|Name or service not known|Temporary failure in name resolution|"
-                r"404 Not Found|Connection reset", re.I), Failure(UNREACHABLE)),
+    (re.compile(r"404 Not Found", re.I), Failure(NOT_FOUND)),
+    # The camera took the connection but did not answer (or not in RTSP).
+    (re.compile(r"timed out|Invalid data found when processing input", re.I), Failure(NO_ANSWER)),
+    (re.compile(r"Name or service not known|Temporary failure in name resolution|"
+                r"Connection reset", re.I), Failure(UNREACHABLE)),
     (re.compile(r"End of file|\bEOF\b", re.I), Failure(STREAM_ENDED)),
 ]
 

@@ -25,6 +25,13 @@ STOP_GRACE_S = 5.0              # SIGINT/'q' -> wait this long -> SIGKILL
 KILL_WAIT_S = 2.0               # after SIGKILL, wait this long for the reap
 
 
+# A stream's state in words (recorder.status.stream_health).
+STALE_SEGMENTS = 1.5            # "recording stopped" when no segment for this many periods ...
+STALE_GRACE_S = 15.0            # ... plus this long
+SANE_TIME_TOLERANCE_S = 10.0    # a segment indexed further than this from its arrival: times jumped
+DISCONTINUITY_SHOWN_S = 600.0   # "timestamps jumped (new run at ...)" is shown this long
+
+
 def segment_watchdog_s(segment_s: float = SEGMENT_SECONDS) -> float:
     """No new segment within this long -> stalled (2 x segment + 30 s)."""
     return 2 * segment_s + 30

@@ -31,6 +31,7 @@ from recorder.ffmpeg_user import FfmpegUser
 from recorder.paths import UnsafePath
 from recorder.progress import (ProgressBlock, ProgressFramer, ProgressParser, StreamMetrics,
                                parse_segment_line)
+from recorder.status import StreamStatus
 from recorder.timekeeping import RunAnchor, Timekeeper
 
 logger = logging.getLogger(__name__)
@@ -216,6 +217,11 @@ class StreamProcess:
         self.problem: str | None = None
         self.problem_detail: str | None = None   # the problem in a sentence (refused streams)
         self.since_utc_us = timekeeper.clock.wall_us()
+        # The first failure since a segment last landed, and the newest failure's problem.
+        self.failing_since_utc_us: int | None = None
+        self.failure: str | None = None
+        self.last_arrival_utc_us: int | None = None    # when the newest segment was placed
+        self.discontinuity_utc_us: int | None = None   # the stream's timestamps jumped here
         self.restarts = 0
         self.spawns = 0
         self.failures = 0
@@ -261,6 +267,12 @@ class StreamProcess:
         self.problem = problem
         self.problem_detail = detail if problem else None
         self.since_utc_us = self.timekeeper.clock.wall_us()
+        if problem or state in (State.BACKOFF, State.FATAL):
+            if self.failing_since_utc_us is None:
+                self.failing_since_utc_us = self.since_utc_us
+            self.failure = problem or self.failure
+        elif state == State.STOPPED:
+            self.failing_since_utc_us = self.failure = None     # stopped on purpose
 
     def start(self) -> None:
         """Start recording now (a pending backoff is cut short; a stopping ffmpeg restarts)."""
@@ -451,7 +463,7 @@ class StreamProcess:
         run = self.run
         if self.state == State.STARTING:
             if now - run.spawned > max(self.stall_s, limits.STARTING_TIMEOUT_S):
-                self._restart(ffmpeg.UNREACHABLE, "no video arrived")
+                self._restart(ffmpeg.NO_ANSWER, "no video arrived")
             return
         if now - run.last_progress > self.stall_s:
             self._restart(ffmpeg.STALLED, f"no progress for {now - run.last_progress:.0f} s")
@@ -556,6 +568,8 @@ class StreamProcess:
             start_us, end_us = run.anchor.wall_range(entry.start_us, entry.end_us, mono_us)
             self.last_end_us = max(self.last_end_us or end_us, end_us)
             self.metrics.last_segment_utc_us = end_us
+            self.last_arrival_utc_us = self.timekeeper.clock.wall_us()
+            self.failing_since_utc_us = self.failure = None
             self.emit(SegmentClosed(self.spec.camera, self.spec.stream, entry.name, start_us,
                                     end_us, run.run_id, run.anchor.trusted, wall))
 
@@ -584,22 +598,25 @@ class StreamProcess:
 
     # ------------------------------------------------------------------ status
 
-    def status(self, now: float) -> dict:
-        """This stream's entry of the "status" answer (contracts.md)."""
+    def status(self, now: float) -> StreamStatus:
+        """This stream's entry of the "status" answer (recorder.status)."""
         m = self.metrics
         uptime = now - self.running_since if self.running_since is not None else 0.0
-        return {
-            "camera": self.spec.camera, "stream": self.spec.stream,
-            "state": self.state.value, "problem": self.problem,
-            "problem_detail": self.problem_detail,
-            "since_utc_us": self.since_utc_us, "pid": self.pid,
-            "uptime_s": round(uptime, 3), "restarts": self.restarts,
-            "frames": m.frames, "fps": m.fps, "bitrate_kbps": m.bitrate_kbps,
-            "dropped": m.dropped, "duplicated": m.duplicated,
-            "bytes_written": m.bytes_written, "last_segment_utc_us": m.last_segment_utc_us,
-            "last_error": self.last_error,
-            "current_segment": self.current_segment if self.state == State.RUNNING else None,
-        }
+        return StreamStatus(
+            camera=self.spec.camera, stream=self.spec.stream,
+            state=self.state.value, problem=self.problem, problem_detail=self.problem_detail,
+            since_utc_us=self.since_utc_us, pid=self.pid,
+            uptime_s=round(uptime, 3), restarts=self.restarts,
+            frames=m.frames, fps=m.fps, bitrate_kbps=m.bitrate_kbps,
+            dropped=m.dropped, duplicated=m.duplicated,
+            bytes_written=m.bytes_written, last_segment_utc_us=m.last_segment_utc_us,
+            last_error=self.last_error,
+            current_segment=self.current_segment if self.state == State.RUNNING else None,
+            failing_since_utc_us=self.failing_since_utc_us, failure=self.failure,
+            last_arrival_utc_us=self.last_arrival_utc_us,
+            segment_seconds=self.spec.segment_seconds,
+            discontinuity_utc_us=self.discontinuity_utc_us,
+        )
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from recorder.process import (
     Reachable, ReachabilityProbe, SegmentClosed, State, StreamLines, StreamProcess, day_dirs,
     host_wall_us, stop_orphans,
 )
+from recorder.status import ClockStatus, RecorderStatus
 from recorder.storage_api import Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
 
@@ -253,7 +254,7 @@ class Recorder:
         self.flusher.start()
         self.probe = ReachabilityProbe(self.enqueue)
         self.control = ControlServer(self.paths.control_socket)
-        self.control.register("status", self.status)
+        self.control.register("status", lambda: self.status().to_json())
         self.control.register("reload", self._cmd_reload)
         self.control.register("set_clock", self._cmd_set_clock)
         for name, handler in self.power.commands().items():
@@ -690,20 +691,17 @@ class Recorder:
 
     # ------------------------------------------------------------ status
 
-    def status(self) -> dict:
-        """The "status" answer of the control socket (contracts.md)."""
+    def status(self) -> RecorderStatus:
+        """The "status" answer of the control socket (recorder.status)."""
         clock = self.timekeeper.state()
         now = self.mono()
         storage = dict(self.storage.state())
         storage.setdefault("root", str(self.root) if self.root else None)
         procs = sorted(self.procs.values(), key=lambda p: (p.spec.camera, p.spec.stream))
-        return {
-            "version": __version__, "pid": os.getpid(), "started_utc_us": self.started_utc_us,
-            "clock": {"trusted": clock.trusted, "source": clock.source,
-                      "now_utc_us": clock.now_utc_us},
-            "storage": storage,
-            "streams": [p.status(now) for p in procs],
-        }
+        return RecorderStatus(
+            version=__version__, pid=os.getpid(), started_utc_us=self.started_utc_us,
+            clock=ClockStatus(clock.trusted, clock.source, clock.now_utc_us),
+            storage=storage, streams=[p.status(now) for p in procs])
 
     # ------------------------------------------------------------ shutdown
 

@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 from flask import Blueprint, jsonify, request, url_for
@@ -9,6 +10,7 @@ from peewee import IntegrityError
 
 from recorder import config, limits
 from recorder.config import Camera, ConfigError, validate_camera
+from recorder.status import ClockStatus, RecorderStatus, StreamStatus, stream_health
 from webpanel import index_reader, openapi, recorder_client, video
 from webpanel.auth import current_user, login_required
 from webpanel.inputs import FieldErrors, get_camera, iso, json_error, stream_arg, time_range
@@ -39,18 +41,23 @@ def disk_usage(root) -> dict:
 
 def status_json() -> dict:
     state = recorder_client.get_state()
-    status = state.status or {}
+    status = state.status or RecorderStatus(clock=ClockStatus(now_utc_us=now_us()))
     storage = state.storage()
     root = recorder_client.recording_root()
     if root is not None:
         storage.setdefault("root", str(root))
         storage.update(disk_usage(root))
-    recorder = {"running": state.running, "message": state.message}
-    for key in ("version", "pid", "started_utc_us"):
-        recorder[key] = status.get(key)
-    clock = status.get("clock") or {"trusted": None, "source": None, "now_utc_us": now_us()}
-    return {"recorder": recorder, "clock": clock, "storage": storage,
-            "streams": state.streams(), "cameras": Camera.select().count()}
+    recorder = {"running": state.running, "message": state.message, "version": status.version
+                or None, "pid": status.pid, "started_utc_us": status.started_utc_us}
+    now = status.clock.now_utc_us or now_us()
+    return {"recorder": recorder, "clock": asdict(status.clock), "storage": storage,
+            "streams": [stream_json(s, now) for s in state.streams()],
+            "cameras": Camera.select().count()}
+
+
+def stream_json(stream: StreamStatus, now_utc_us: int) -> dict:
+    """A stream's status as the API shows it, with its state in words ("health")."""
+    return {**stream.to_json(), "health": stream_health(stream, now_utc_us).to_json()}
 
 
 @bp.get("/status")
@@ -73,7 +80,9 @@ def me():
 def camera_json(cam: Camera, state=None) -> dict:
     state = state or recorder_client.get_state()
     data = cam.to_public()
-    data["streams"] = [s for s in state.streams() if s.get("camera") == cam.name]
+    now = state.status.clock.now_utc_us if state.status else None
+    data["streams"] = [stream_json(s, now or now_us()) for s in state.streams()
+                       if s.camera == cam.name]
     return data
 
 

@@ -10,6 +10,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 
 from recorder.config import Camera
+from recorder.status import StreamStatus
 from webpanel import api, index_reader, recorder_client
 from webpanel.auth import login_required
 from webpanel.inputs import get_camera, json_error
@@ -37,9 +38,9 @@ class RecorderCollector:
         up = _gauge("picorder_recorder_up", "1 if the recorder answers on its control socket")
         up.add_metric([], 1 if self.state.running else 0)
         yield up
-        clock = (self.state.status or {}).get("clock") or {}
+        clock = self.state.status.clock if self.state.status else None
         trusted = _gauge("picorder_clock_trusted", "1 if the wall clock is trustworthy")
-        trusted.add_metric([], 1 if clock.get("trusted") else 0)
+        trusted.add_metric([], 1 if clock and clock.trusted else 0)
         yield trusted
         yield from self.stream_metrics()
         yield from self.disk_metrics()
@@ -70,12 +71,12 @@ class RecorderCollector:
         age = _gauge("picorder_stream_last_segment_age_seconds",
                      "seconds since the stream's newest finished segment", STREAM_LABELS)
         for item in self.state.streams():
-            labels = [str(item.get("camera")), str(item.get("stream"))]
+            labels = [item.camera, item.stream]
             for name in STREAM_STATES:
-                state.add_metric(labels + [name], 1 if item.get("state") == name else 0)
+                state.add_metric(labels + [name], 1 if item.state == name else 0)
             for key, family in list(gauges.items()) + list(counters.items()):
-                family.add_metric(labels, float(item.get(key) or 0))
-            last = item.get("last_segment_utc_us")
+                family.add_metric(labels, float(getattr(item, key) or 0))
+            last = item.last_segment_utc_us
             if last:
                 age.add_metric(labels, max(0, now_us - last) / 1e6)
         yield state
@@ -118,7 +119,7 @@ def build_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RecorderCollector(state, status["storage"], oldest_recording_us()))
     ProcessCollector(namespace="picorder_panel", registry=registry)
-    pid = (state.status or {}).get("pid")
+    pid = state.status.pid if state.status else None
     if state.running and isinstance(pid, int):
         ProcessCollector(namespace="picorder_recorder", pid=lambda: pid, registry=registry)
     return registry
@@ -132,10 +133,9 @@ def metrics():
 
 # --------------------------------------------------------- Zabbix (cameraleech)
 
-def _main_stream(name: str) -> dict:
+def _main_stream(name: str) -> StreamStatus | None:
     get_camera(name)
-    item = recorder_client.get_state().stream(name, "main")
-    return item or {}
+    return recorder_client.get_state().stream(name, "main")
 
 
 ZABBIX_METRICS = {
@@ -163,7 +163,7 @@ def zabbix_item(name, metric):
     if metric not in ZABBIX_METRICS:
         raise json_error(404, f"unknown metric {metric!r}; known: {', '.join(ZABBIX_METRICS)}")
     key, fmt = ZABBIX_METRICS[metric]
-    value = _main_stream(name).get(key) or 0
+    value = getattr(_main_stream(name), key, 0) or 0
     return Response(fmt % value, mimetype="text/plain")
 
 

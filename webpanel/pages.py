@@ -1,6 +1,7 @@
 """The panel's pages: dashboard and cameras, recordings, live; registers the other page groups."""
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -9,6 +10,8 @@ from flask import (Blueprint, abort, current_app, flash, redirect, render_templa
 
 from recorder import config
 from recorder.config import Camera, ConfigError, Setting, validate_camera
+from recorder.status import (BAD, OFF, OK, WARN, RecorderStatus, StreamHealth, StreamStatus,
+                             Summary, stream_health, summarize)
 from webpanel import recorder_client
 from webpanel.auth import current_user, login_required
 
@@ -18,10 +21,6 @@ bp = Blueprint("pages", __name__)
 
 SETUP_DONE_KEY = "setup_wizard"          # Setting: "done" once the wizard was finished
 GIB = 1024 ** 3
-PROBLEM_WORDS = {
-    "unreachable": "unreachable", "auth failed": "auth failed", "stream ended": "stream ended",
-    "stalled": "stalled", "disk error": "disk error", "disk missing": "disk missing",
-}
 
 
 # ------------------------------------------------------------------ recorder
@@ -34,7 +33,7 @@ def recorder_call(cmd: str, **args):
         return None, str(exc)
 
 
-def recorder_status() -> tuple[dict | None, str | None]:
+def recorder_status() -> tuple[RecorderStatus | None, str | None]:
     """The recorder's status (briefly cached), or (None, why not)."""
     state = recorder_client.get_state()
     if state.running:
@@ -60,54 +59,68 @@ def utc_text(us: int | None) -> str:
 
 
 @dataclass
-class StreamView:
-    """One stream's state as the dashboard shows it."""
-
-    stream: str
-    state: str = "UNKNOWN"
-    problem: str | None = None
-    since_utc_us: int | None = None
-    fps: float | None = None
-    bitrate_kbps: float | None = None
-    last_segment_utc_us: int | None = None
-    last_error: str | None = None
-
-    @property
-    def badge(self) -> str:
-        if self.problem or self.state in ("FATAL", "BACKOFF"):
-            return "bad"
-        return "ok" if self.state == "RUNNING" else "warn"
-
-    @property
-    def words(self) -> str:
-        if self.problem:
-            return PROBLEM_WORDS.get(self.problem, self.problem)
-        return {"RUNNING": "recording", "STARTING": "starting", "BACKOFF": "retrying",
-                "STOPPED": "stopped", "STOPPING": "stopping", "FATAL": "failed"}.get(
-                    self.state, self.state.lower())
-
-
-@dataclass
 class CameraView:
-    """A camera card: configuration plus its streams' live state."""
+    """A camera card: configuration plus its streams' state in words."""
 
     cam: Camera
-    streams: list[StreamView] = field(default_factory=list)
+    streams: list[StreamStatus] = field(default_factory=list)
+    health: list[StreamHealth] = field(default_factory=list)
+    recorder_running: bool = True
 
     @property
-    def main(self) -> StreamView | None:
+    def main(self) -> StreamStatus | None:
         return next((s for s in self.streams if s.stream == "main"), None)
 
+    @property
+    def shown(self) -> tuple[StreamStatus | None, StreamHealth]:
+        """The stream the badge speaks for: the worst one, the main stream on a tie."""
+        if not self.cam.enabled:
+            return None, StreamHealth(OFF, "disabled")
+        if not self.recorder_running:
+            return None, StreamHealth(WARN, "unknown")
+        if not self.streams:
+            return None, StreamHealth(WARN, "starting")
+        pairs = sorted(zip(self.streams, self.health),
+                       key=lambda p: (-LEVEL_RANK[p[1].level], p[0].stream != "main"))
+        return pairs[0]
 
-def camera_views(status: dict | None) -> list[CameraView]:
-    by_camera: dict[str, list[StreamView]] = {}
-    for s in (status or {}).get("streams", []):
-        view = StreamView(s.get("stream", "main"), s.get("state", "UNKNOWN"), s.get("problem"),
-                          s.get("since_utc_us"), s.get("fps"), s.get("bitrate_kbps"),
-                          s.get("last_segment_utc_us"), s.get("last_error"))
-        by_camera.setdefault(s.get("camera"), []).append(view)
-    return [CameraView(cam, sorted(by_camera.get(cam.name, []), key=lambda v: v.stream))
-            for cam in Camera.select().order_by(Camera.name)]
+    @property
+    def level(self) -> str:
+        return self.shown[1].level
+
+
+LEVEL_RANK = {OFF: 0, OK: 1, WARN: 2, BAD: 3}
+
+
+def ago_text(seconds: float) -> str:
+    """A duration for "recording stopped N min ago"."""
+    seconds = int(max(0, seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} days"
+
+
+def camera_views(status: RecorderStatus | None) -> list[CameraView]:
+    """Every camera with its streams' state, problems first, then by name as users see it."""
+    now = (status.clock.now_utc_us if status else None) or time.time_ns() // 1000
+    by_camera: dict[str, list[StreamStatus]] = {}
+    for s in status.streams if status else []:
+        by_camera.setdefault(s.camera, []).append(s)
+    views = []
+    for cam in Camera.select():
+        streams = sorted(by_camera.get(cam.name, []), key=lambda s: s.stream != "main")
+        views.append(CameraView(cam, streams, [stream_health(s, now) for s in streams],
+                                status is not None))
+    return sorted(views, key=lambda v: (-LEVEL_RANK[v.level] if v.level == BAD else 0,
+                                        (v.cam.display_name or v.cam.name).lower()))
+
+
+def dashboard_summary(views: list[CameraView]) -> Summary:
+    return summarize([v.level for v in views])
 
 
 def wizard_pending() -> bool:
@@ -217,9 +230,21 @@ def camera_form_values(cam: Camera | None, form=None) -> dict:
 def dashboard():
     if wizard_pending() and current_user.is_admin:
         return redirect(url_for("wizard.step", step="clock"))
+    return render_template("dashboard.html", **dashboard_context())
+
+
+def dashboard_context() -> dict:
     status, problem = recorder_status()
-    return render_template("dashboard.html", cameras=camera_views(status), status=status,
-                           recorder_problem=problem, utc_text=utc_text)
+    views = camera_views(status)
+    return {"cameras": views, "summary": dashboard_summary(views), "status": status,
+            "recorder_problem": problem, "ago_text": ago_text}
+
+
+@bp.route("/dashboard/states")
+@login_required()
+def dashboard_states():
+    """The summary and each card's state, for the dashboard's refresh (an HTML fragment)."""
+    return render_template("_dashboard_states.html", **dashboard_context())
 
 
 @bp.route("/cameras/new", methods=["GET", "POST"])

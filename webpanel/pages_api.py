@@ -2,6 +2,7 @@
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file
@@ -83,4 +84,5 @@ def clock():
     """The box's clock as the recorder sees it, and the panel's own time."""
     status, problem = recorder_status()
     return jsonify({"panel_utc_us": time.time_ns() // 1000,
-                    "recorder": (status or {}).get("clock"), "recorder_problem": problem})
+                    "recorder": asdict(status.clock) if status else None,
+                    "recorder_problem": problem})

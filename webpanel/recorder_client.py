@@ -12,6 +12,7 @@ from flask import current_app
 
 from recorder import limits
 from recorder.paths import DataPaths
+from recorder.status import RecorderStatus, StreamStatus
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +32,17 @@ class RecorderState:
     """The recorder's status, or why there is none."""
 
     running: bool
-    status: dict | None
+    status: RecorderStatus | None
     message: str | None = None
 
-    def streams(self) -> list[dict]:
-        return list((self.status or {}).get("streams") or [])
+    def streams(self) -> list[StreamStatus]:
+        return list(self.status.streams) if self.status else []
 
-    def stream(self, camera: str, stream: str) -> dict | None:
-        for item in self.streams():
-            if item.get("camera") == camera and item.get("stream") == stream:
-                return item
-        return None
+    def stream(self, camera: str, stream: str) -> StreamStatus | None:
+        return self.status.stream(camera, stream) if self.status else None
 
     def storage(self) -> dict:
-        return dict((self.status or {}).get("storage") or {})
+        return dict(self.status.storage) if self.status else {}
 
 
 _cache_lock = threading.Lock()
@@ -78,10 +76,10 @@ def get_state(max_age: float = limits.STATUS_CACHE_S) -> RecorderState:
         if hit and now - hit[0] < max_age:
             return hit[1]
     try:
-        state = RecorderState(True, call("status"))
+        state = RecorderState(True, RecorderStatus.from_json(call("status")))
     except Unavailable as exc:
         state = RecorderState(False, None, str(exc))
-    except (Refused, OSError, ValueError) as exc:
+    except (Refused, OSError, ValueError, TypeError, AttributeError) as exc:
         logger.warning("recorder status failed: %s", exc)
         state = RecorderState(False, None, f"the recorder did not answer properly: {exc}")
     with _cache_lock:

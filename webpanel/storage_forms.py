@@ -31,7 +31,7 @@ def list_disks() -> tuple[dict, str | None]:
 def disk_context() -> dict:
     listing, disk_error = list_disks()
     status, status_error = recorder_status()
-    storage = dict((status or {}).get("storage") or {})
+    storage = dict(status.storage) if status else {}
     retention = storage.get("retention") or {}
     return {"drives": listing.get("drives") or [], "adopted": listing.get("adopted") or [],
             "disk_error": disk_error or status_error, "storage": storage,
@@ -104,7 +104,7 @@ def retention_form_values() -> dict:
 
 def retention_context() -> dict:
     status, _ = recorder_status()
-    storage = (status or {}).get("storage") or {}
+    storage = status.storage if status else {}
     return {"storage": storage, "forecast": (storage.get("retention") or {}).get("forecast") or {}}
 
 

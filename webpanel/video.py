@@ -188,16 +188,16 @@ def recording(name):
 
 # ------------------------------------------------------------------------ live
 
-def _live_stream_state(name: str, stream: str) -> dict:
+def _live_stream_state(name: str, stream: str):
     state = recorder_client.get_state(max_age=0)
     if not state.running:
         raise json_error(503, state.message or recorder_client.NOT_RUNNING)
     info = state.stream(name, stream)
     if info is None:
         raise json_error(404, f"{name} has no {stream} stream being recorded")
-    if not info.get("current_segment"):
+    if not info.current_segment:
         raise json_error(503, f"{name}/{stream} is not recording now "
-                              f"({info.get('problem') or info.get('state')})")
+                              f"({info.problem or info.state})")
     return info
 
 
@@ -211,7 +211,7 @@ def live(name):
 
     def current_segment():
         info = recorder_client.get_state(max_age=LIVE_STATUS_AGE_S).stream(name, stream)
-        return (info or {}).get("current_segment")
+        return info.current_segment if info else None
 
     idle = current_app.config.get("LIVE_IDLE_TIMEOUT_S") or limits.LIVE_IDLE_TIMEOUT_S
     body = stream_with_context(live_mod.follow(pdir, name, stream, current_segment,
@@ -237,7 +237,7 @@ def snapshot(name):
     current = None
     if at_us is None:
         info = recorder_client.get_state().stream(name, stream)
-        current = (info or {}).get("current_segment")
+        current = info.current_segment if info else None
     try:
         shot = snapshots.snapshot(current_app.config, pdir, name, stream, at_us, current)
     except snapshots.NoPicture as exc:

@@ -107,7 +107,9 @@ def test_classify_failures():
     assert c("[rtsp @ 0x1] method DESCRIBE failed: 401 Unauthorized").problem == "auth failed"
     assert c("x: Server returned 401 Unauthorized (authorization failed)").problem == "auth failed"
     assert c("Connection to tcp://1.2.3.4:554 failed: Connection refused").problem == "unreachable"
-    assert c("list.ffconcat: Connection timed out").problem == "unreachable"
+    assert c("list.ffconcat: Connection timed out").problem == "no answer"
+    assert c("rtsp://127.0.0.1:9/x: Invalid data found when processing input").problem == "no answer"
+    assert c("[rtsp @ 0x1] method DESCRIBE failed: 404 Not Found").problem == "not found"
     assert c("No route to host").problem == "unreachable"
     assert c("av_interleaved_write_frame(): No space left on device").problem == "disk error"
     assert c("Read-only file system").errno_ == 30

@@ -257,11 +257,19 @@ def test_dashboard_shows_state_figures_and_problems_in_words(app, admin, tmp_pat
         html = admin.get("/", headers=HTML).get_data(as_text=True)
     finally:
         fake.close()
-    gate = html[html.index('data-camera="gate"'):html.index('data-camera="yard"')]
-    yard = html[html.index('data-camera="yard"'):]
+    gate, yard = card_html(html, "gate"), card_html(html, "yard")
     assert ">recording<" in gate and "14.9" in gate and "2048 kbit/s" in gate
-    assert f'data-us="{since}"' in gate
-    assert "badge bad" in yard and "unreachable since" in yard and f'data-us="{since}"' in yard
+    assert f'data-us="{since}"' in gate and 'role="alert"' not in gate
+    assert "badge bad" in yard and "camera unreachable since" in yard and f'data-us="{since}"' in yard
+    assert 'role="alert" data-problem' in yard
+    assert html.index('data-camera="yard"') < html.index('data-camera="gate"')   # problems first
+    assert "1 of 2 cameras has a problem." in html
+
+
+def card_html(html: str, name: str) -> str:
+    """One dashboard card's HTML."""
+    start = html.index(f'data-camera="{name}"')
+    return html[start:html.index("</article>", start)]
 
 
 @pytest.mark.parametrize("body, field", [

@@ -274,12 +274,14 @@ def test_status_fields(env):
     progress(proc, clock, 1, 0)
     run_a_while(proc, clock, 3)
     status = proc.status(now(clock))
-    assert status["state"] == "RUNNING" and status["pid"] == 1000
-    assert status["uptime_s"] == pytest.approx(3)
-    assert status["frames"] == 46 and status["fps"] == 15.0
+    assert status.state == "RUNNING" and status.pid == 1000
+    assert status.uptime_s == pytest.approx(3)
+    assert status.frames == 46 and status.fps == 15.0
+    wire = status.to_json()
     for key in ("since_utc_us", "restarts", "bitrate_kbps", "dropped", "duplicated",
-                "bytes_written", "last_segment_utc_us", "last_error", "current_segment", "problem"):
-        assert key in status
+                "bytes_written", "last_segment_utc_us", "last_error", "current_segment", "problem",
+                "failing_since_utc_us", "last_arrival_utc_us", "segment_seconds"):
+        assert key in wire
 
 
 class FakeProbe:
@@ -346,8 +348,8 @@ def test_a_refused_stream_has_its_own_state_and_backoff_and_never_blames_the_dis
         spawn.children[-1].rc = 1
         proc.tick(now(clock))
         status = proc.status(now(clock))
-        assert status["state"] == "BACKOFF" and status["problem"] == "unsupported codec"
-        assert status["problem_detail"] == ("the camera sends VP8, which picorder cannot store; "
+        assert status.state == "BACKOFF" and status.problem == "unsupported codec"
+        assert status.problem_detail == ("the camera sends VP8, which picorder cannot store; "
                                             "choose H.264 or H.265 in the camera's settings")
         tries = len(spawn.children)
         clock.advance(proc.retry_at - now(clock) - 0.1)
@@ -361,7 +363,7 @@ def test_a_refused_stream_has_its_own_state_and_backoff_and_never_blames_the_dis
     # The camera was set to H.264: the next run records, and the sentence goes.
     progress(proc, clock, 1, 0)
     status = proc.status(now(clock))
-    assert status["state"] == "RUNNING" and status["problem_detail"] is None
+    assert status.state == "RUNNING" and status.problem_detail is None
 
 
 def test_refused_backoff_is_slower_than_a_network_retry():

@@ -103,15 +103,15 @@ def test_root_lost_and_back(tmp_path):
         storage.enqueue(Flip(None))                       # unplugged
         run_until(rec, lambda: rec.procs["cam1/main"].stopped)
         status = rec.status()
-        assert status["storage"]["state"] == "disk missing"
-        assert status["streams"][0]["state"] == "STOPPED"
-        assert status["streams"][0]["problem"] == "disk missing"
+        assert status.storage["state"] == "disk missing"
+        assert status.streams[0].state == "STOPPED"
+        assert status.streams[0].problem == "disk missing"
         assert spawn.children[0].rc == 255                # asked to stop, not left running
 
         storage.enqueue(Flip(tmp_path / "disk"))          # plugged in again
         run_until(rec, lambda: rec.procs["cam1/main"].state == State.STARTING)
         assert len(spawn.children) == 2 and len(recovered) == 2
-        assert rec.status()["streams"][0]["problem"] is None
+        assert rec.status().streams[0].problem is None
     finally:
         rec.begin_shutdown("test")
         run_until(rec, lambda: rec._done)

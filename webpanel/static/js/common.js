@@ -44,13 +44,14 @@ window.PC = (function () {
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
     return (h ? h + " h " : "") + (h || m ? m + " min " : "") + r + " s";
   }
-  /* Rewrite <time data-us> (UTC from the server) in the browser's time zone. */
+  /* Rewrite <time data-us> (UTC from the server) in the browser's time zone (data-seconds:
+     with seconds). */
   function localizeTimes(root) {
     (root || document).querySelectorAll("time[data-us]").forEach(function (el) {
       var ms = Number(el.getAttribute("data-us")) / 1000;
       if (!ms) return;
-      var today = fmtDate(Date.now()) === fmtDate(ms);
-      el.textContent = today ? fmtTime(ms).slice(0, 5) : fmtDateTime(ms).slice(0, 16);
+      var today = fmtDate(Date.now()) === fmtDate(ms), n = el.hasAttribute("data-seconds") ? 8 : 5;
+      el.textContent = today ? fmtTime(ms).slice(0, n) : fmtDateTime(ms).slice(0, 11 + n);
       el.title = new Date(ms).toString();
     });
   }
