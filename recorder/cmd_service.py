@@ -1,18 +1,23 @@
 """`picorder recorder`, `picorder status` and `picorder demo`."""
 
+import argparse
 import json
 import logging
 import logging.handlers
+import os
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from recorder import config, control, limits
 from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.cmd_camera import open_config_from_args
-from recorder.paths import DataPaths
+from recorder.paths import DEMO_MARKER, ROOT_DATA_DIR, DataPaths, default_demo_dir
 from recorder.status import RecorderStatus, stream_health
 from recorder.storage_api import DirectoryStorage, Storage, configured_root
 
@@ -146,7 +151,7 @@ def demo_cameras(paths: DataPaths, cameras: int, port: int):
     return child
 
 
-def demo_panel(paths: DataPaths, port: int) -> ChildService | None:
+def demo_panel(paths: DataPaths, port: int, verbose: bool) -> ChildService | None:
     """The web panel under gunicorn, once webpanel has an app (else None)."""
     import importlib.util
     if importlib.util.find_spec("webpanel.api") is None:
@@ -157,7 +162,10 @@ def demo_panel(paths: DataPaths, port: int) -> ChildService | None:
     def start():
         argv = [sys.executable, "-m", "recorder", "panel", "--data", str(paths.root),
                 "--bind", bind]
-        proc.append(subprocess.Popen(argv, start_new_session=True))
+        env, out = None, None
+        if not verbose:          # gunicorn's warnings and errors only
+            env, out = dict(os.environ, PICORDER_PANEL_LOGLEVEL="warning"), subprocess.DEVNULL
+        proc.append(subprocess.Popen(argv, start_new_session=True, env=env, stdout=out))
 
     def stop():
         for p in proc:
@@ -168,7 +176,7 @@ def demo_panel(paths: DataPaths, port: int) -> ChildService | None:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(limits.KILL_WAIT_S)
-    return ChildService("web panel", start, stop, [f"web panel: http://{bind}/"])
+    return ChildService("web panel", start, stop, [f"web panel:        http://{bind}/"])
 
 
 class RedactFilter(logging.Filter):
@@ -199,20 +207,92 @@ def demo_log_file(paths: DataPaths) -> logging.Handler | None:
     return handler
 
 
+def installed_recorder_reason(root: Path) -> str | None:
+    """Why the data directory belongs to an installed recorder, or None if the demo may use it.
+
+    It does when it is the appliance's, when a recorder runs on it, or when its config.db
+    (read without changing it) has cameras or adopted storage and the demo did not make it.
+    """
+    if root.resolve() == ROOT_DATA_DIR.resolve():
+        return "it is the appliance's state directory"
+    paths = DataPaths(root)
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(str(paths.control_socket))
+            return "a recorder is running on it"
+        except OSError:
+            pass
+    if (root / DEMO_MARKER).exists() or not paths.config_db.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{paths.config_db}?mode=ro", uri=True) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            cameras = db.execute("SELECT count(*) FROM camera").fetchone()[0] \
+                if "camera" in tables else 0
+            disks = db.execute("SELECT value FROM setting WHERE key = 'storage_disks'") \
+                .fetchone() if "setting" in tables else None
+    except sqlite3.Error as exc:
+        return f"its config.db cannot be read ({exc})"
+    if cameras:
+        return f"its config.db has {cameras} camera(s)"
+    if disks and json.loads(disks[0] or "[]"):
+        return "its config.db has adopted storage"
+    return None
+
+
+def demo_paths(args) -> DataPaths:
+    """The demo's data directory, opened: --data (checked) or its own directory."""
+    given = getattr(args, "data", None)
+    root = Path(given).expanduser().absolute() if given else default_demo_dir()
+    reason = installed_recorder_reason(root)
+    if reason and not args.force:
+        raise UserError(f"{root} belongs to an installed recorder ({reason}); the demo "
+                        f"records into a directory of its own: leave out --data, or add "
+                        f"--force to use this one anyway")
+    args.data = str(root)
+    paths = open_paths(args)
+    (paths.root / DEMO_MARKER).touch()
+    return paths
+
+
+def quiet_terminal() -> None:
+    """Show only warnings and errors on the terminal; the log file keeps everything."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
+
+
+def print_summary(paths: DataPaths, cams, started: list[ChildService], cameras: int) -> None:
+    """What the demo does and where to look: the last lines it prints unless something fails."""
+    picorder = Path(sys.argv[0]) if Path(sys.argv[0]).name == "picorder" else Path("picorder")
+    lines = ["picorder demo is running:"]
+    for child in started[1:]:
+        lines += [f"  {line}" for line in child.where]
+    lines += [f"  recordings:       {configured_root(paths) / 'picorder'}",
+              f"  cameras:          rtsp://127.0.0.1:{cams.sim.port}/cam1 ... "
+              f"/cam{cameras} (and /camN/sub)",
+              f"  data directory:   {paths.root} (full log: {paths.root / DEMO_LOG_NAME})",
+              f"  status:           {picorder} status --data {paths.root}",
+              "Stop it with Ctrl-C. From here on only warnings and errors show (-v: the full log)."]
+    print("\n".join(lines), flush=True)
+
+
 def cmd_demo(args) -> int:
     from recorder.sim.launcher import free_port
     if not 1 <= args.cameras <= 64:
         raise UserError("--cameras must be between 1 and 64")
     if args.port and not 1 <= args.port <= 65535:
         raise UserError("--port must be between 1 and 65535")
-    paths = open_paths(args)
+    if not args.verbose:
+        quiet_terminal()
+    paths = demo_paths(args)
     demo_log_file(paths)
     from recorder import storage
     storage.adopt_demo_directory(paths)      # recordings (and retention) in the data directory
     port = args.port or free_port()
     cams = demo_cameras(paths, args.cameras, port)
     children = [cams]
-    panel = demo_panel(paths, args.panel_port)
+    panel = demo_panel(paths, args.panel_port, args.verbose)
     if panel is not None:
         children.append(panel)
     started = []
@@ -220,16 +300,7 @@ def cmd_demo(args) -> int:
         for child in children:
             child.start()
             started.append(child)
-        root = configured_root(paths)
-        print("picorder demo is running (Ctrl-C to stop)", flush=True)
-        print(f"  data directory:   {paths.root}")
-        print(f"  recordings:       {root / 'picorder'}")
-        print(f"  cameras:          rtsp://127.0.0.1:{cams.sim.port}/cam1 ... "
-              f"/cam{args.cameras} (and /camN/sub)")
-        for child in started[1:]:
-            for line in child.where:
-                print(f"  {line}")
-        print(f"  status:           picorder status --data {paths.root}", flush=True)
+        print_summary(paths, cams, started, args.cameras)
         return run_recorder(paths)
     except RuntimeError as exc:
         raise UserError(str(exc)) from exc
@@ -254,5 +325,11 @@ def register(sub) -> None:
                    help="RTSP port of the simulated cameras (default: a free port)")
     p.add_argument("--panel-port", type=int, default=DEMO_PANEL_PORT, metavar="P",
                    help=f"port of the web panel on 127.0.0.1 ({DEMO_PANEL_PORT})")
-    add_data_option(p)
+    p.add_argument("--force", action="store_true",
+                   help="use --data even if it belongs to an installed recorder")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show the full log, not only warnings and errors")
+    p.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
+                   help="data directory (default: a directory of the demo's own, "
+                        "/var/tmp/picorder-demo as root, else ~/.local/state/picorder-demo)")
     p.set_defaults(func=cmd_demo)

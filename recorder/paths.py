@@ -6,6 +6,8 @@ from pathlib import Path
 
 ENV_DATA = "PICORDER_DATA"
 ROOT_DATA_DIR = Path("/var/lib/picorder")
+ROOT_DEMO_DIR = Path("/var/tmp/picorder-demo")
+DEMO_MARKER = ".picorder-demo"       # in a data directory `picorder demo` made its own
 
 
 def default_data_dir() -> Path:
@@ -14,6 +16,15 @@ def default_data_dir() -> Path:
         return ROOT_DATA_DIR
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state_home) / "picorder"
+
+
+def default_demo_dir() -> Path:
+    """`picorder demo`'s own data directory: /var/tmp/picorder-demo for root, else in the
+    XDG state directory; never the appliance's or a server's state."""
+    if os.geteuid() == 0:
+        return ROOT_DEMO_DIR
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "picorder-demo"
 
 
 def resolve_data_dir(cli_value: str | None = None) -> Path:

@@ -39,6 +39,7 @@ case $profile in
     *) echo "usage: scripts/setup.sh demo|test|test-arm64 [--check]" >&2; exit 2 ;;
 esac
 
+installed=""
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
@@ -46,6 +47,7 @@ step() {  # step DESCRIPTION COMMAND...: one line, and the command's output if i
     local what=$1
     shift
     echo "setup: $what"
+    installed=1
     if [ -n "${PICORDER_VERBOSE:-}" ]; then
         "$@"
         return
@@ -127,3 +129,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     touch "$stamp"
 fi
 check
+[ -z "$installed" ] || echo "setup: ready ($profile)"

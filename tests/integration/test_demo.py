@@ -1,5 +1,6 @@
 """`picorder demo` end to end: it records, its panel answers, Ctrl-C leaves nothing behind."""
 
+import json
 import os
 import re
 import signal
@@ -14,11 +15,12 @@ import pytest
 from recorder import config
 from recorder.paths import DataPaths
 from recorder.sim.launcher import free_port
-from recorder_helpers import PROJECT, descendants, ffmpeg_pids_for, is_zombie, rows, wait_for
+from recorder_helpers import (PROJECT, add_camera, descendants, ffmpeg_pids_for, is_zombie,
+                              picorder, rows, wait_for)
 
 pytestmark = pytest.mark.integration
 
-PANEL_RE = re.compile(r"web panel: (http://127\.0\.0\.1:\d+/)")
+PANEL_RE = re.compile(r"web panel: +(http://127\.0\.0\.1:\d+/)")
 EXIT_S = 10
 
 
@@ -77,7 +79,11 @@ def test_demo_records_serves_the_panel_and_stops_cleanly_on_ctrl_c(tmp_path, ffm
         assert took < EXIT_S
         wait_for(lambda: not [p for p in children if alive(p)], 3, "the demo's children to end")
         assert ffmpeg_pids_for(data) == []
-        assert "Traceback" not in out.read_text()
+        text = out.read_text()
+        assert "Traceback" not in text
+        # Quiet: the summary comes last, then only warnings and errors.
+        after = text[text.index("Stop it with Ctrl-C."):]
+        assert " INFO " not in after and "Adding job" not in after, after[:2000]
     finally:
         for pid in [demo.pid] + children:
             if alive(pid):
@@ -90,3 +96,33 @@ def _answer(url: str):
         return get(url)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
+
+
+def test_the_demo_refuses_a_recorders_data_directory_unless_forced(tmp_path):
+    data = tmp_path / "data"
+    add_camera(data, "door", "rtsp://10.0.0.9/stream")
+    refused = picorder(data, "demo", "--cameras", "1", check=False)
+    assert refused.returncode == 2
+    assert (f"picorder: error: {data} belongs to an installed recorder (its config.db has "
+            f"1 camera(s))") in refused.stderr
+    assert [c["name"] for c in cameras(data)] == ["door"]
+
+    out = tmp_path / "demo.out"
+    with open(out, "w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "recorder", "demo", "--data", str(data), "--force", "-v",
+             "--cameras", "1", "--panel-port", str(free_port())],
+            stdout=sink, stderr=subprocess.STDOUT, cwd=PROJECT)
+    try:
+        wait_for(lambda: "Stop it with Ctrl-C." in out.read_text(), 30, "the demo's summary")
+        assert sorted(c["name"] for c in cameras(data)) == ["cam1", "door"]
+        # -v: the full log on the terminal too.
+        wait_for(lambda: " INFO " in out.read_text().split("Stop it with Ctrl-C.")[1], 20,
+                 "INFO lines after the summary")
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(EXIT_S)
+
+
+def cameras(data) -> list[dict]:
+    return json.loads(picorder(data, "camera", "list", "--json").stdout)
