@@ -1,9 +1,11 @@
 """Disk operations: markers, formatting, mounting by UUID, guarded mount points."""
 
+import errno
 import json
 import logging
 import os
 import re
+import stat
 import subprocess
 import time
 import uuid as uuidlib
@@ -17,6 +19,7 @@ logger = logging.getLogger(__name__)
 PICORDER_DIR = "picorder"
 MARKER_NAME = "marker.json"
 MARKER_VERSION = 1
+MARKER_MAX_BYTES = 64 * 1024
 FORMAT_LABEL = "PICORDER"
 MOUNT_OPTIONS = "noatime,nodev,nosuid,noexec"
 RECORDING_FILESYSTEMS = ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs")
@@ -55,26 +58,78 @@ def marker_path(root: Path) -> Path:
     return root / PICORDER_DIR / MARKER_NAME
 
 
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_picorder_dir(root: Path, *, create: bool) -> int:
+    """Descriptor of root/picorder, refusing a link there (a disk is data, never
+    instructions: DESIGN.md decision 7). FileNotFoundError if it is missing."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if create:
+            try:
+                os.mkdir(PICORDER_DIR, 0o755, dir_fd=root_fd)
+            except FileExistsError:
+                pass
+        try:
+            return os.open(PICORDER_DIR, DIR_FLAGS, dir_fd=root_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise DiskError(f"{root / PICORDER_DIR} is not a directory of the disk "
+                                "(a link or a file): not using it") from exc
+            raise
+    finally:
+        os.close(root_fd)
+
+
 def read_marker(root: Path) -> Marker | None:
     """The marker of a mounted disk or adopted directory; None if there is none."""
     try:
-        return Marker.from_json(marker_path(root).read_text())
+        dir_fd = _open_picorder_dir(root, create=False)
     except FileNotFoundError:
         return None
+    try:
+        fd = os.open(MARKER_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DiskError(f"the picorder marker under {root} is not a plain file") from exc
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise DiskError(f"the picorder marker under {root} is not a plain file")
+        text = fh.read(MARKER_MAX_BYTES + 1)
+    if len(text) > MARKER_MAX_BYTES:
+        raise DiskError(f"the picorder marker under {root} is too large")
+    return Marker.from_json(text.decode("utf-8", errors="replace"))
 
 
 def write_marker(root: Path, marker: Marker) -> None:
-    """Write the marker durably (temporary file, fsync, rename, fsync the directory)."""
-    directory = root / PICORDER_DIR
-    directory.mkdir(mode=0o755, exist_ok=True)
-    tmp = directory / (MARKER_NAME + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(asdict(marker), fh, indent=1)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, directory / MARKER_NAME)
-    fsync_dir(directory)
+    """Write the marker durably (temporary file, fsync, rename, fsync the directory).
+
+    The temporary file is created afresh (O_EXCL, no link followed) in a
+    picorder directory that is not a link: whatever the disk carries is only removed.
+    """
+    dir_fd = _open_picorder_dir(root, create=True)
+    tmp = MARKER_NAME + ".tmp"
+    try:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644, dir_fd=dir_fd)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(asdict(marker), fh, indent=1)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, MARKER_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def fsync_dir(directory: Path) -> None:

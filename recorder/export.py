@@ -50,11 +50,12 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Iterator
 
-from recorder import mp4
+from recorder import mp4, segfiles
 from recorder.index import Segment
 from recorder.limits import EXPORT_GAP_TOLERANCE_US, EXPORT_MAX_S, MP4_READ_CHUNK
 from recorder.mp4 import (Fragment, InitSegment, Mp4Error, StaleTables, decode_tables,
                           init_key, iter_segment_fragments, read_init)
+from recorder.paths import UnsafePath
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ class RangeMovie:
                 if file_index != handle_index:
                     if handle:
                         handle.close()
-                    handle = open(self.picorder_dir / c.files[file_index], "rb")
+                    handle = segfiles.open_for_reading(self.picorder_dir, c.files[file_index])
                     handle_index = file_index
                 chunk_start = c.ends[chunk - 1] if chunk else len(self.header)
                 stop = min(last + 1, c.ends[chunk])
@@ -322,11 +323,13 @@ def _fmt(us: int) -> str:
 
 def _open_segment(build: _Build, row: Segment):
     """(file, init, readable size) of a row's segment, or None if it cannot be used."""
-    path = build.picorder_dir / row.path
     try:
-        f = open(path, "rb")
+        f = segfiles.open_for_reading(build.picorder_dir, row.path)
     except FileNotFoundError:
         logger.warning("segment %s is in the index but missing; skipped", row.path)
+        return None
+    except UnsafePath as exc:
+        logger.error("index row not read: %s", exc)
         return None
     try:
         size = min(os.fstat(f.fileno()).st_size, row.bytes)

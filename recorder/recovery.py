@@ -24,12 +24,15 @@ Files the running recorder is writing are passed in `exclude` and left alone.
 
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recorder import segfiles
 from recorder.index import Segment, index_db
 from recorder.layout import name_start_us  # noqa: F401 (part of this module's API)
 from recorder.mp4 import Mp4Error, SegmentInfo, probe_segment
+from recorder.paths import UnsafePath
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +129,12 @@ def _finish_deletes(picorder_dir: Path, marked: list[tuple[int, str]], report: R
     for row_id, rel in marked:
         if not dry_run:
             try:
-                (picorder_dir / rel).unlink(missing_ok=True)
+                segfiles.unlink(picorder_dir, rel)
+            except FileNotFoundError:
+                pass
+            except UnsafePath as exc:
+                # The disk's index names no segment of ours: drop the row, touch no file.
+                report.errors.append(f"not deleted: {exc}")
             except OSError as exc:
                 report.errors.append(f"cannot unlink {rel}: {exc.strerror}")
                 continue
@@ -175,7 +183,12 @@ def _index_unindexed(picorder_dir: Path, unindexed: list[str], report: RecoveryR
 def _recover_file(picorder_dir: Path, rel: str, parsed: tuple[str, str, int],
                   report: RecoveryReport, clock_trusted: bool, dry_run: bool) -> None:
     path = picorder_dir / rel
-    if path.stat().st_size == 0:
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        # A link or a device named like a segment: not ours to read, cut or move.
+        report.unrecognized.append(rel)
+        return
+    if st.st_size == 0:
         if not dry_run:
             path.unlink()
             fsync_dir(path.parent)
@@ -199,7 +212,7 @@ def _recover_file(picorder_dir: Path, rel: str, parsed: tuple[str, str, int],
 
 def truncate_durably(path: Path, size: int) -> None:
     """Cut the file to `size` bytes (if longer) and fsync it and its directory."""
-    with open(path, "r+b") as f:
+    with os.fdopen(os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC), "r+b") as f:
         if os.fstat(f.fileno()).st_size > size:
             f.truncate(size)
         os.fsync(f.fileno())

@@ -11,7 +11,8 @@ from pathlib import Path
 from threading import Event
 from typing import NamedTuple
 
-from recorder import limits
+from recorder import limits, segfiles
+from recorder.paths import UnsafePath, inside
 
 logger = logging.getLogger(__name__)
 
@@ -331,6 +332,7 @@ class UsageTracker:
 class ApplyResult:
     deleted: list[SegmentRef] = field(default_factory=list)
     missing_files: int = 0
+    refused: int = 0            # rows naming no segment of ours: row dropped, no file touched
     failed: list[str] = field(default_factory=list)   # paths left marked (unlink failed)
     cancelled: bool = False
 
@@ -400,7 +402,14 @@ def _unlink_all(picorder_dir: Path, chunk: list[SegmentRef],
     for seg in chunk:
         path = picorder_dir / seg.path
         try:
-            path.unlink()
+            segfiles.unlink(picorder_dir, seg.path)
+        except UnsafePath as exc:
+            # The disk's index names something that is not one of our segments:
+            # the row goes, nothing is deleted (DESIGN.md decision 7).
+            logger.error("index row %d not deleted from disk: %s", seg.id, exc)
+            result.refused += 1
+            done.append(seg)
+            continue
         except FileNotFoundError:
             result.missing_files += 1
         except OSError as exc:
@@ -444,12 +453,12 @@ def finish_interrupted(conn: sqlite3.Connection, picorder_dir: Path) -> int:
 
 def prune_empty_dirs(picorder_dir: Path, segments: Iterable[SegmentRef], today: str) -> None:
     """Remove day/month/year directories emptied by retention, except today's and later."""
-    days = {Path(s.path).parent for s in segments}
+    days = {Path(s.path).parent for s in segments if segfiles.is_segment_path(s.path)}
     for day in sorted(days):
         if "/".join(day.parts[-3:]) >= today:
             continue
         for directory in (day, day.parent, day.parent.parent):
             try:
-                (picorder_dir / directory).rmdir()
-            except OSError:
+                inside(picorder_dir, *directory.parts).rmdir()
+            except (OSError, UnsafePath):
                 break

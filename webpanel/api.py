@@ -60,10 +60,27 @@ def stream_json(stream: StreamStatus, now_utc_us: int) -> dict:
     return {**stream.to_json(), "health": stream_health(stream, now_utc_us).to_json()}
 
 
+# What identifies a disk or the box, and the cameras' log-in names: enough to clone
+# a recording disk or to guess a camera's password (security review L7). Admins only.
+ADMIN_ONLY_FIELDS = frozenset({"fs_uuid", "uuid", "disk_id", "box_id", "marker_disk_id",
+                               "marker_box_id", "serial", "root", "mount_points", "username"})
+
+
+def for_role(data, role: str | None = None):
+    """data as the signed-in identity may see it: viewers get no ADMIN_ONLY_FIELDS."""
+    if (role or current_user.role) == "admin":
+        return data
+    if isinstance(data, dict):
+        return {k: for_role(v, "viewer") for k, v in data.items() if k not in ADMIN_ONLY_FIELDS}
+    if isinstance(data, list):
+        return [for_role(v, "viewer") for v in data]
+    return data
+
+
 @bp.get("/status")
 @login_required()
 def status():
-    return jsonify(status_json())
+    return jsonify(for_role(status_json()))
 
 
 @bp.get("/me")
@@ -83,7 +100,7 @@ def camera_json(cam: Camera, state=None) -> dict:
     now = state.status.clock.now_utc_us if state.status else None
     data["streams"] = [stream_json(s, now or now_us()) for s in state.streams()
                        if s.camera == cam.name]
-    return data
+    return for_role(data)
 
 
 @bp.get("/cameras")

@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from recorder import limits
 from recorder.disks import UUID_RE
 from webpanel import recorder_client
-from webpanel.api import bp, json_body
+from webpanel.api import bp, for_role, json_body
 from webpanel.auth import current_user, login_required
 from webpanel.inputs import FieldErrors, json_error
 
@@ -78,9 +78,10 @@ def disks():
     if not isinstance(listing, dict):
         raise json_error(503, "the recorder gave no disk list")
     storage = recorder_client.get_state(max_age=0).storage()
-    return jsonify({"drives": listing.get("drives") or [], "adopted": listing.get("adopted") or [],
-                    "storage": storage or {"state": listing.get("state"),
-                                           "root": listing.get("root")}})
+    return jsonify(for_role({"drives": listing.get("drives") or [],
+                             "adopted": listing.get("adopted") or [],
+                             "storage": storage or {"state": listing.get("state"),
+                                                    "root": listing.get("root")}}))
 
 
 @bp.post("/disks/adopt")

@@ -29,9 +29,11 @@ def list_disks() -> tuple[dict, str | None]:
 
 
 def disk_context() -> dict:
+    from webpanel.api import for_role
     listing, disk_error = list_disks()
     status, status_error = recorder_status()
-    storage = dict(status.storage) if status else {}
+    listing = for_role(listing or {})
+    storage = dict(for_role(dict(status.storage))) if status else {}
     retention = storage.get("retention") or {}
     return {"drives": listing.get("drives") or [], "adopted": listing.get("adopted") or [],
             "disk_error": disk_error or status_error, "storage": storage,
