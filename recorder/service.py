@@ -257,6 +257,7 @@ class Recorder:
         self.control.register("status", lambda: self.status().to_json())
         self.control.register("reload", self._cmd_reload)
         self.control.register("set_clock", self._cmd_set_clock)
+        self.control.register("trust_clock", self._cmd_trust_clock)
         for name, handler in self.power.commands().items():
             self.control.register(name, handler)
         for name, handler in self.storage.control_commands().items():
@@ -663,6 +664,12 @@ class Recorder:
 
     def _cmd_set_clock(self, utc_us=None) -> dict:
         if self.timekeeper.set_from_panel(utc_us):
+            self.enqueue(ClockTrusted())
+        return {"trusted": self.timekeeper.trusted, "source": self.timekeeper.source}
+
+    def _cmd_trust_clock(self, utc_us=None) -> dict:
+        """The panel's "Trust this time": the clock agrees with the user's browser."""
+        if self.timekeeper.trust_from_panel(utc_us):
             self.enqueue(ClockTrusted())
         return {"trusted": self.timekeeper.trusted, "source": self.timekeeper.source}
 

@@ -132,6 +132,22 @@ class Timekeeper:
         self._become(PANEL)
         return not was
 
+    def trust_from_panel(self, browser_utc_us: int) -> bool:
+        """The user saw the clock agree with their browser's and trusts it as it is (no step).
+
+        Refused when the two differ by more than CLOCK_OFFER_TOLERANCE_S: then the
+        clock must be set instead. True if the clock just became trusted.
+        """
+        if not isinstance(browser_utc_us, int) or isinstance(browser_utc_us, bool):
+            raise ValueError("utc_us must be an integer (UTC epoch microseconds)")
+        if self.source in (NTP, PANEL):
+            return False
+        differ_s = abs(browser_utc_us - self.clock.wall_us()) / 1e6
+        if differ_s > limits.CLOCK_OFFER_TOLERANCE_S:
+            raise ValueError(f"the box's clock differs from the browser's by {differ_s:.0f} s: "
+                             "set it from the browser instead")
+        return self._become(PANEL)
+
     def _become(self, source: str) -> bool:
         with self._lock:
             was = self.trusted

@@ -129,6 +129,7 @@ def wizard_pending() -> bool:
 
 # ------------------------------------------------------------------ camera form
 
+PROBE_NOTE_MAX = 300                    # longest test outcome the form may send for the flash
 CAMERA_TEXT_FIELDS = ("name", "display_name", "main_url", "sub_url", "username", "transport")
 RETENTION_FIELDS = ("max_age_days", "min_days")
 
@@ -209,6 +210,35 @@ def save_camera_form(form, existing: Camera | None) -> tuple[Camera | None, dict
     return cam, {}
 
 
+def _form_note(form, key: str) -> str:
+    """A short line the form's script sent (what the test found): printable, capped."""
+    text = "".join(c for c in str(form.get(key, "")) if c.isprintable())
+    return text[:PROBE_NOTE_MAX].rstrip(". ")
+
+
+def saved_message(cam: Camera, form, done: str) -> tuple[str, str]:
+    """The flash after a save, by what the camera's test found: (text, category).
+
+    `done` is what happened ("added", "saved; only this camera restarts"). The page's
+    script tests the stream before it saves and sends the outcome in probe_result.
+    """
+    result, detail = form.get("probe_result", ""), _form_note(form, "probe_detail")
+    head = f"Camera {cam.name} {done}"
+    if not cam.enabled:
+        return f"{head}. It is disabled, so it does not record.", "success"
+    if result == "ok":
+        found = f"; the test found {detail}" if detail else ""
+        return f"{head}{found}. Recording starts within a few seconds.", "success"
+    if result == "failed":
+        why = f" ({detail})" if detail else ""
+        return (f"{head}, but its test failed{why}. It records only once the camera answers; "
+                "its card on this page says what is wrong.", "warning")
+    if result == "unchanged":
+        return f"{head}.", "success"
+    return (f"{head} without a test. Its card on this page says within a minute whether it "
+            "records.", "warning")
+
+
 def camera_form_values(cam: Camera | None, form=None) -> dict:
     """Values to put back into the form: never the stored password."""
     if form is not None:
@@ -253,7 +283,7 @@ def camera_new():
     if request.method == "POST":
         cam, errors = save_camera_form(request.form, None)
         if cam:
-            flash(f"Camera {cam.name} added; recording starts within a few seconds.", "success")
+            flash(*saved_message(cam, request.form, "added"))
             return redirect(url_for("pages.dashboard"))
         return render_template("camera_form.html", cam=None, errors=errors,
                                form=camera_form_values(None, request.form)), 400
@@ -267,7 +297,7 @@ def camera_edit(name):
     if request.method == "POST":
         saved, errors = save_camera_form(request.form, cam)
         if saved:
-            flash(f"Camera {cam.name} saved; only this camera restarts.", "success")
+            flash(*saved_message(saved, request.form, "saved; only this camera restarts"))
             return redirect(url_for("pages.dashboard"))
         cam = get_camera(name)          # the unsaved values must not leak into the page
         return render_template("camera_form.html", cam=cam, errors=errors,

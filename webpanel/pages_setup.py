@@ -9,7 +9,7 @@ from recorder.config import Camera, Setting
 from webpanel import storage_forms
 from webpanel.auth import login_required
 from webpanel.pages import (SETUP_DONE_KEY, camera_form_values, recorder_call, recorder_status,
-                            save_camera_form)
+                            save_camera_form, saved_message)
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,11 @@ def step(step):
 def clock_step():
     errors = {}
     if request.method == "POST":
-        errors = set_clock_from_form(request.form)
+        trust = request.form.get("action") == "trust"
+        errors = set_clock_from_form(request.form, "trust_clock" if trust else "set_clock")
         if not errors:
-            flash("The box's clock was set from this browser.", "success")
+            flash(TRUSTED_MESSAGE if trust else "The box's clock was set from this browser.",
+                  "success")
             return redirect(url_for("wizard.step", step="clock"))
     status, problem = recorder_status()
     return render_step("clock", 400 if errors else 200, clock=status.clock if status else None,
@@ -53,8 +55,13 @@ def clock_step():
                        tolerance_s=limits.CLOCK_OFFER_TOLERANCE_S)
 
 
-def set_clock_from_form(form) -> dict:
-    """Send the browser's time to the recorder's set_clock; return field errors."""
+TRUSTED_MESSAGE = ("The box's clock is trusted now. What it recorded since the recorder started "
+                   "is marked trusted, and so is everything it records from now on.")
+
+
+def set_clock_from_form(form, command: str = "set_clock") -> dict:
+    """Send the browser's time to the recorder (set_clock, or trust_clock: trust the box's
+    time as it is, which agrees with the browser's); return field errors."""
     text = form.get("browser_utc_ms", "")
     try:
         utc_ms = int(float(text))
@@ -62,7 +69,7 @@ def set_clock_from_form(form) -> dict:
         return {"browser_utc_ms": "the browser's time was not sent; is JavaScript on?"}
     if not 946_684_800_000 <= utc_ms <= 4_102_444_800_000:
         return {"browser_utc_ms": "the browser's time is not plausible (before 2000 or after 2100)"}
-    _, error = recorder_call("set_clock", utc_us=utc_ms * 1000)
+    _, error = recorder_call(command, utc_us=utc_ms * 1000)
     return {"browser_utc_ms": error} if error else {}
 
 
@@ -81,7 +88,7 @@ def camera_step():
     if request.method == "POST":
         cam, errors = save_camera_form(request.form, None)
         if cam:
-            flash(f"Camera {cam.name} added.", "success")
+            flash(*saved_message(cam, request.form, "added"))
             return redirect(url_for("wizard.step", step="retention"))
         return render_step("camera", 400, form=camera_form_values(None, request.form),
                            errors=errors, cameras=list(Camera.select()))

@@ -84,13 +84,16 @@ def classify_error(stderr: str) -> str:
     if "401" in text or "unauthorized" in text:
         return "auth failed: the camera refused the user name or password"
     if "404" in text or "not found" in text:
-        return "the camera has no stream at this path (404 not found)"
+        return "no stream at this path: the camera answers, but not for this path (404 not found)"
     if "connection refused" in text:
-        return "unreachable: the camera refused the connection (wrong host or port?)"
-    if "timed out" in text or "timeout" in text or "no route" in text:
-        return "unreachable: no answer from the camera"
+        return "camera unreachable: it refused the connection (wrong host or port?)"
+    if "no route" in text or "unreachable" in text:
+        return "camera unreachable: no route to this address"
     if "name or service not known" in text or "resolve" in text:
-        return "unreachable: the host name cannot be resolved"
+        return "camera unreachable: the host name cannot be resolved"
+    if "timed out" in text or "timeout" in text or "invalid data found" in text:
+        return ("no answer from the camera: something takes the connection at this address "
+                "and port but does not answer as an RTSP camera")
     return "the stream could not be read"
 
 
@@ -103,7 +106,7 @@ def capture(list_file: Path, out: Path) -> str | None:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=limits.PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return "unreachable: no video from the camera within %d s" % limits.PROBE_TIMEOUT_S
+        return "no answer from the camera: no video within %d s" % limits.PROBE_TIMEOUT_S
     if proc.returncode != 0 or not out.exists() or out.stat().st_size == 0:
         logger.info("probe capture failed: %s", classify_error(proc.stderr))
         return classify_error(proc.stderr)

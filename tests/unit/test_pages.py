@@ -318,3 +318,46 @@ def test_power_is_admin_only_needs_confirmation_and_shows_the_recorders_answer(
     assert post(admin, "/system/power", {"action": "poweroff", "confirm": "yes"}).status_code == 302
     assert calls == ["reboot", "poweroff"]
     assert "is going down" in admin.get("/system", headers=HTML).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("form, words, category", [
+    ({"probe_result": "ok", "probe_detail": "H.264 640 × 360 at 15 fps"},
+     "the test found H.264 640 × 360 at 15 fps. Recording starts within a few seconds.", "success"),
+    ({"probe_result": "failed", "probe_detail": "no stream at this path (404 not found)\x1b"},
+     "but its test failed (no stream at this path (404 not found)). It records only once", "warning"),
+    ({}, "added without a test. Its card on this page says", "warning"),
+])
+def test_saving_a_camera_says_what_its_test_found(admin, form, words, category):
+    post(admin, "/cameras/new", {"name": "gate", "main_url": "rtsp://10.0.0.2/s", "enabled": "1",
+                                 **form})
+    page = admin.get("/", headers=HTML).get_data(as_text=True)
+    flash = re.search(r'<li class="flash (\w+)" role="(\w+)">([^<]*)</li>', page)
+    assert flash.group(1) == category and words in flash.group(3).replace("&#39;", "'")
+    assert flash.group(2) == ("alert" if category == "warning" else "status")
+    if category != "success":
+        assert "Recording starts" not in flash.group(3)
+
+
+def test_trust_this_time_asks_the_recorder_to_trust_its_clock(app, admin, tmp_path):
+    from panel_support import FakeRecorder, recorder_status
+    from recorder.paths import DataPaths
+
+    asked = []
+
+    def trust_clock(utc_us=None):
+        asked.append(utc_us)
+        return {"trusted": True, "source": "panel"}
+
+    fake = FakeRecorder(DataPaths(tmp_path / "data").control_socket,
+                        lambda: recorder_status(tmp_path, [], trusted=False),
+                        {"trust_clock": trust_clock})
+    try:
+        page = admin.get("/setup/clock", headers=HTML).get_data(as_text=True)
+        assert "data-trust-clock" in page and "clock not trusted" in page
+        assert "Trust this time" in page
+        response = post(admin, "/setup/clock", {"action": "trust", "browser_utc_ms": "1790000000000"})
+        assert response.status_code == 302 and asked == [1_790_000_000_000_000]
+        page = admin.get("/setup/clock", headers=HTML).get_data(as_text=True)
+        assert "The box&#39;s clock is trusted now" in page
+    finally:
+        fake.close()

@@ -62,8 +62,10 @@ def test_input_list_is_private_and_quoted(tmp_path):
 
 @pytest.mark.parametrize("stderr, words", [
     ("method DESCRIBE failed: 401 Unauthorized", "auth failed"),
-    ("Connection to tcp://10.0.0.9:554 failed: Connection refused", "unreachable"),
-    ("method DESCRIBE failed: 404 Not Found", "404"),
+    ("Connection to tcp://10.0.0.9:554 failed: Connection refused", "camera unreachable"),
+    ("method DESCRIBE failed: 404 Not Found", "no stream at this path"),
+    ("rtsp://10.255.255.1:554/x: Invalid data found when processing input", "no answer from the camera"),
+    ("tcp://10.0.0.9:554: Connection timed out", "no answer from the camera"),
 ])
 def test_errors_in_words(stderr, words):
     assert words in probe.classify_error(stderr)

@@ -235,3 +235,20 @@ def test_untrusted_run_reanchored_when_clock_becomes_trusted(tmp_path):
     after = segments(events)[1]
     assert after.clock_trusted and after.start_us == true_start + 8_000_000
     assert before.start_us + delta == true_start
+
+
+def test_trust_the_clock_as_it_is_only_when_it_agrees_with_the_browser(tmp_path):
+    clock = FakeClock()
+    tk = Timekeeper(tmp_path / "t", clock=clock, ntp_check=lambda: None)
+    tk.start()
+    off = int((limits.CLOCK_OFFER_TOLERANCE_S + 1) * 1e6)
+    for bad in ("now", 1.5, True):
+        with pytest.raises(ValueError, match="integer"):
+            tk.trust_from_panel(bad)
+    with pytest.raises(ValueError, match="set it from the browser"):
+        tk.trust_from_panel(T0 + off)
+    assert not tk.trusted
+    assert tk.trust_from_panel(T0 + 2_000_000)             # 2 s apart: the clocks agree
+    assert (tk.trusted, tk.source) == (True, "panel") and clock.set_calls == []   # not stepped
+    assert int((tmp_path / "t").read_text()) == T0
+    assert not tk.trust_from_panel(T0)                      # trusted already: nothing changes

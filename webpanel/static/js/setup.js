@@ -1,4 +1,5 @@
-/* Setup wizard: compare the box's clock with this browser's; fill the set-clock form. */
+/* Setup wizard: compare the box's clock with this browser's; offer to set it (they differ) or
+   to trust it (they agree but nothing synchronises it); fill the forms with this browser's time. */
 "use strict";
 (function () {
   var box = document.querySelector("[data-clock]");
@@ -9,6 +10,7 @@
   var loadedAt = Date.now();
   var offsetMs = boxUs ? boxUs / 1000 - loadedAt : null;   // box minus browser
   var form = document.querySelector("[data-set-clock]");
+  var trustForm = document.querySelector("[data-trust-clock]");
   var out = box.querySelector("[data-clock-diff]");
   var boxText = box.querySelector("[data-box-time]");
   var browserText = box.querySelector("[data-browser-time]");
@@ -22,10 +24,12 @@
       : "The box is " + PC.fmtDuration(Math.abs(diff)) + (diff > 0 ? " ahead of" : " behind") + " this browser.";
     var offer = !trusted && Math.abs(diff) > tolerance;
     box.setAttribute("data-offer", offer ? "1" : "0");
+    box.setAttribute("data-offer-trust", !trusted && !offer ? "1" : "0");
     if (form) form.hidden = !offer && !form.hasAttribute("data-always");
+    if (trustForm) trustForm.hidden = trusted || offer;
   }
-  if (form) form.addEventListener("submit", function () {
-    form.elements.browser_utc_ms.value = String(Date.now());
+  [form, trustForm].forEach(function (f) {
+    if (f) f.addEventListener("submit", function () { f.elements.browser_utc_ms.value = String(Date.now()); });
   });
   render();
   setInterval(render, 1000);
