@@ -56,7 +56,8 @@
         var d = res.data || {}, outcome;
         if (!res.ok) {
           var errs = d.errors || {};
-          outcome = { ok: false, error: "cannot test: " + (errs.url || d.error || Object.values(errs).join("; ") || "HTTP " + res.status) };
+          outcome = { ok: false, badInput: res.status === 400,
+                      error: "cannot test: " + (errs.url || d.error || Object.values(errs).join("; ") || "HTTP " + res.status) };
           show("error", "The test failed: " + outcome.error.replace(/^cannot test: /, "cannot test, "));
         } else if (!d.ok) {
           outcome = { ok: false, error: d.error };
@@ -98,6 +99,8 @@
       (reuse || runTest("Testing the camera before saving…")).then(function (outcome) {
         submit.disabled = false;
         if (outcome.ok) { submitWith("ok", outcome.summary); return; }
+        // Input the test refuses: the server shows each field's error (and saves nothing).
+        if (outcome.badInput) { submitWith("", ""); return; }
         anyway.hidden = false;
         anyway.querySelector("button").focus();
       });
