@@ -22,3 +22,10 @@ accesslog = os.environ.get("PICORDER_PANEL_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("PICORDER_PANEL_LOGLEVEL", "info")
 proc_name = "picorder-panel"
+
+
+def post_fork(server, worker):
+    """A worker ends at once when its master dies, even by SIGKILL (recorder.children)."""
+    import signal
+    from recorder.children import end_with_parent
+    end_with_parent(signal.SIGKILL, server.pid)

@@ -5,6 +5,7 @@ import json
 import logging
 import logging.handlers
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from recorder import config, control, limits
+from recorder.children import die_with_parent
 from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.cmd_camera import open_config_from_args
 from recorder.paths import DEMO_MARKER, ROOT_DATA_DIR, DataPaths, default_demo_dir
@@ -165,7 +167,10 @@ def demo_panel(paths: DataPaths, port: int, verbose: bool) -> ChildService | Non
         env, out = None, None
         if not verbose:          # gunicorn's warnings and errors only
             env, out = dict(os.environ, PICORDER_PANEL_LOGLEVEL="warning"), subprocess.DEVNULL
-        proc.append(subprocess.Popen(argv, start_new_session=True, env=env, stdout=out))
+        # When the demo dies, even by SIGKILL, so does gunicorn (its shutdowns take about
+        # 2 s; nothing of the panel's needs one), and its workers see their parent gone.
+        proc.append(subprocess.Popen(argv, start_new_session=True, env=env, stdout=out,
+                                     preexec_fn=die_with_parent(signal.SIGKILL)))
 
     def stop():
         for p in proc:

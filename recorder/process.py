@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from recorder import ffmpeg, ffmpeg_user, limits
+from recorder.children import die_with_parent
 from recorder.ffmpeg import Failure, StreamSpec
 from recorder.ffmpeg_user import FfmpegUser
 from recorder.paths import UnsafePath
@@ -795,7 +796,8 @@ class FfmpegSpawner:
 
     With a `user`, ffmpeg runs as that user, in its own group only, umask 027
     (recorder.ffmpeg_user). Either way it inherits no descriptor but /dev/null
-    and its three pipes.
+    and its three pipes, and it ends (SIGTERM: it closes its segment) when the
+    recorder dies, even by SIGKILL (recorder.children).
     """
 
     def __init__(self, hub: PipeHub, user: FfmpegUser | None = None):
@@ -806,7 +808,7 @@ class FfmpegSpawner:
         """Everything but argv that ffmpeg is started with."""
         kwargs = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": stderr,
                   "pass_fds": pass_fds, "close_fds": True, "env": ffmpeg.ffmpeg_env(),
-                  "start_new_session": True}
+                  "start_new_session": True, "preexec_fn": die_with_parent(signal.SIGTERM)}
         if self.user is not None:
             kwargs.update(self.user.popen_kwargs())
         return kwargs

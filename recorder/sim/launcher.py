@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recorder.children import die_with_parent
+
 SYSTEM_PYTHON = "/usr/bin/python3"     # has GStreamer's bindings (python3-gi)
 READY_TIMEOUT_S = 15.0
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +56,10 @@ class SimCameras:
         if self.user:
             argv += ["--user", self.user, "--password-file", "-"]
         env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+        # The cameras end with whoever started them, even if it is killed with SIGKILL.
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env, start_new_session=True)
+                                     text=True, env=env, start_new_session=True,
+                                     preexec_fn=die_with_parent(signal.SIGTERM))
         if self.user:
             self.proc.stdin.write((self.password or "") + "\n")
             self.proc.stdin.flush()

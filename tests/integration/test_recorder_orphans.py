@@ -1,20 +1,54 @@
-"""kill -9 of the recorder alone: its ffmpeg (which ignores SIGPIPE and would record on)
-is stopped by the next recorder before recovery, and the segment it was writing is indexed."""
+"""No orphans: kill -9 of `picorder recorder` or `picorder demo` leaves no child running
+(recorder.children), the segment a killed recorder's ffmpeg was writing is indexed by the
+next recorder, and an ffmpeg left by some other way is stopped before recovery."""
 
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
-from recorder.sim.launcher import SimCameras
+from recorder.sim.launcher import SimCameras, free_port
 from recorder_helpers import (
-    RecorderProcess, add_camera, decode_errors, ffmpeg_pids_for, rows, set_setting,
-    wait_for,
+    PROJECT, RecorderProcess, add_camera, decode_errors, descendants, ffmpeg_pids_for,
+    is_zombie, rows, set_setting, wait_for,
 )
 
 pytestmark = pytest.mark.integration
 
+GONE_S = 2.0            # every child ends within this long after its parent is killed
 
-def test_orphaned_ffmpeg_stopped_and_its_segment_indexed(tmp_path, ffmpeg_available):
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not is_zombie(pid)
+
+
+def gone_within(pids: list[int], timeout: float) -> list[int]:
+    """Wait up to `timeout` for every pid to end; return those still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in pids if alive(p)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "?"
+
+
+def test_recorder_killed_takes_its_ffmpeg_along_and_its_segment_is_indexed(
+        tmp_path, ffmpeg_available):
     data = tmp_path / "data"
     data.mkdir()
     pdir = data / "recordings" / "picorder"
@@ -25,26 +59,93 @@ def test_orphaned_ffmpeg_stopped_and_its_segment_indexed(tmp_path, ffmpeg_availa
         try:
             wait_for(lambda: rec.stream("cam1")["current_segment"], 20, "a segment being written")
             current = rec.stream("cam1")["current_segment"]
-            orphans = ffmpeg_pids_for(data)
-            assert len(orphans) == 1
+            children = rec.children()
+            assert len(ffmpeg_pids_for(data)) == 1 and ffmpeg_pids_for(data)[0] in children
+            t0 = time.monotonic()
             rec.proc.kill()
             rec.proc.wait(5)
-            time.sleep(2)
-            assert ffmpeg_pids_for(data) == orphans       # still recording without a recorder
+            left = gone_within(children, GONE_S - (time.monotonic() - t0))
+            assert left == [], [command(p) for p in left]
+            assert sim.proc.poll() is None       # not the recorder's child: still serving
         finally:
             rec.kill()
         rec = RecorderProcess(data).start()
         try:
             wait_for(lambda: (rec.stream("cam1") or {}).get("state") == "RUNNING", 20,
                      "recording again")
-            pids = ffmpeg_pids_for(data)
-            assert len(pids) == 1 and pids != orphans     # one ffmpeg, the new recorder's
-            assert "stopping 1 ffmpeg processes left by a previous recorder" in rec.log()
+            assert "left by a previous recorder" not in rec.log()
             row = wait_for(lambda: next((r for r in rows(pdir, "cam1") if r.path == current),
-                                        None), 10, "the orphan's segment indexed")
+                                        None), 10, "the killed run's segment indexed")
             assert row.frames > 0
             assert decode_errors(pdir / current) == ""
             rec.terminate()
         finally:
             rec.kill()
     assert ffmpeg_pids_for(data) == []
+
+
+def test_an_ffmpeg_left_behind_is_stopped_before_recovery(tmp_path, ffmpeg_available):
+    """The backstop for an ffmpeg that outlived its recorder some other way (an older
+    version, a recorder whose spawning thread is gone): found by its list file."""
+    data = tmp_path / "data"
+    data.mkdir()
+    run = data / "run"
+    run.mkdir(mode=0o700)
+    with SimCameras(cameras=1) as sim:
+        listing = run / "cam1.main.1.ffconcat"
+        listing.write_text(f"ffconcat version 1.0\nfile '{sim.url(1)}'\n")
+        stray = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "concat", "-safe", "0",
+             "-protocol_whitelist", "file,rtsp,rtp,tcp,udp", "-i", str(listing),
+             "-c", "copy", "-f", "null", "-"], start_new_session=True)
+        try:
+            time.sleep(1)
+            assert stray.poll() is None
+            rec = RecorderProcess(data).start()
+            try:
+                assert stray.wait(10) is not None
+                assert "stopping 1 ffmpeg processes left by a previous recorder" in rec.log()
+                rec.terminate()
+            finally:
+                rec.kill()
+        finally:
+            if stray.poll() is None:
+                stray.kill()
+                stray.wait(5)
+
+
+def test_demo_killed_leaves_no_child(tmp_path, ffmpeg_available):
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "demo.out"
+    with open(out, "w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "recorder", "demo", "--data", str(data), "--cameras", "1",
+             "--panel-port", str(free_port())],
+            stdout=sink, stderr=subprocess.STDOUT, cwd=PROJECT, start_new_session=True)
+    children: list[int] = []
+    try:
+        def everyone_up():
+            kids = descendants(demo.pid)
+            commands = [command(p) for p in kids]
+            # The simulated cameras, gunicorn's master and workers, an ffmpeg per stream.
+            ready = (sum("recorder.sim.rtsp_server" in c for c in commands) == 1
+                     and sum("gunicorn" in c for c in commands) >= 3
+                     and len(set(ffmpeg_pids_for(data)) & set(kids)) == 2)
+            return kids if ready else None
+        children = wait_for(everyone_up, 40, "the demo's cameras, panel and ffmpeg")
+        t0 = time.monotonic()
+        demo.kill()
+        demo.wait(5)
+        left = gone_within(children, GONE_S - (time.monotonic() - t0))
+        print(f"{len(children)} children of the killed demo ended within "
+              f"{time.monotonic() - t0:.2f} s")
+        assert left == [], [command(p) for p in left]
+        assert ffmpeg_pids_for(data) == []
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(5)
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

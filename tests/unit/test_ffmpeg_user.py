@@ -3,6 +3,7 @@
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -20,11 +21,15 @@ NOBODY = pwd.getpwnam("nobody")
 USER = FfmpegUser("nobody", NOBODY.pw_uid, NOBODY.pw_gid)
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing users needs root (CI runs as root)")
 
-# Run by the spawner in ffmpeg's place: who am I, my umask, my open descriptors.
+# Run by the spawner in ffmpeg's place: who am I, my umask, my open descriptors, and the
+# signal I get when the recorder dies (prctl PR_GET_PDEATHSIG).
 CHILD_REPORT = """
-import os, sys
+import ctypes, os, sys
 with open("/proc/self/status") as fh:
     status = [line for line in fh if line.split(":")[0] in ("Uid", "Gid", "Groups", "Umask")]
+sig = ctypes.c_int(-1)
+ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)
+status.append(f"PdeathSig: {sig.value}\\n")
 fds = []
 for fd in range(1024):
     try:
@@ -108,6 +113,8 @@ def test_a_real_spawn_runs_as_the_user_with_only_its_pipes():
     assert fields["Groups"] == []
     assert fields["Umask"] == ["0027"]
     assert {int(fd) for fd in fields["fds"]} == seen["fds"]
+    # Set after the switch to the user (a credential change clears it), kept through exec.
+    assert fields["PdeathSig"] == [str(int(signal.SIGTERM))]
 
 
 @as_root
