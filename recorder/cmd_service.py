@@ -168,7 +168,7 @@ def demo_panel(paths: DataPaths, port: int, verbose: bool) -> ChildService | Non
         if not verbose:          # gunicorn's warnings and errors only
             env, out = dict(os.environ, PICORDER_PANEL_LOGLEVEL="warning"), subprocess.DEVNULL
         # When the demo dies, even by SIGKILL, so does gunicorn (its shutdowns take about
-        # 2 s; nothing of the panel's needs one), and its workers see their parent gone.
+        # 2 s; nothing of the panel's needs one), and its workers with it (gunicorn.conf.py).
         proc.append(subprocess.Popen(argv, start_new_session=True, env=env, stdout=out,
                                      preexec_fn=die_with_parent(signal.SIGKILL)))
 
