@@ -35,6 +35,12 @@ class SimCameras:
     codec: str = "h264"
     patterns: str = "noise"          # or "picture": what the demo shows
     clip: str | None = None          # serve this MP4 on every mount instead of encoding
+    # Faults (recorder.sim.rtsp_server): times in seconds after the stream's first frame.
+    jumps: list[tuple[float, float]] = field(default_factory=list)     # (seconds, at)
+    clock_rate: float = 1.0
+    freezes: list[tuple[float, float]] = field(default_factory=list)   # (seconds, at)
+    resizes: list[tuple[tuple[int, int], float]] = field(default_factory=list)
+    stamp: bool = False              # each frame's wall time (UTC us) as a QR code
     user: str | None = None
     password: str | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -53,6 +59,7 @@ class SimCameras:
                 "--patterns", self.patterns]
         if self.clip:
             argv += ["--clip", str(self.clip)]
+        argv += self.fault_args()
         if self.user:
             argv += ["--user", self.user, "--password-file", "-"]
         env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
@@ -72,6 +79,21 @@ class SimCameras:
                 raise RuntimeError(f"simulated cameras cannot start: {line[6:].strip()}")
             raise RuntimeError(f"simulated cameras did not start (got {line!r})")
         return self
+
+    def fault_args(self) -> list[str]:
+        """The server's options for this camera's faults."""
+        argv = []
+        for seconds, at in self.jumps:
+            argv.append(f"--jump={seconds}@{at}")
+        if self.clock_rate != 1.0:
+            argv += ["--clock-rate", repr(self.clock_rate)]
+        for seconds, at in self.freezes:
+            argv.append(f"--freeze={seconds}@{at}")
+        for (width, height), at in self.resizes:
+            argv += ["--resize", f"{width}x{height}@{at}"]
+        if self.stamp:
+            argv.append("--stamp")
+        return argv
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

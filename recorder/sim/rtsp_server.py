@@ -7,17 +7,24 @@ Run with the system Python, which has GStreamer's bindings (python3-gi):
 Each camera N is served at rtsp://127.0.0.1:PORT/camN (main stream) and
 rtsp://127.0.0.1:PORT/camN/sub (a smaller sub stream). The password, if any,
 is read from a file or standard input so that it never shows in a process list.
+
+A new client joins the running stream: it never restarts the stream (or its
+timestamps) for the clients already watching. Faults of real cameras can be
+switched on for tests (--jump, --clock-rate, --freeze, --resize), and --stamp
+burns the wall-clock time of each frame into it as a QR code.
 """
 
 import argparse
 import signal
 import sys
+from dataclasses import dataclass, field
+from functools import partial
 
 try:
     import gi
     gi.require_version("Gst", "1.0")
     gi.require_version("GstRtspServer", "1.0")
-    from gi.repository import GLib, Gst, GstRtspServer
+    from gi.repository import GLib, GObject, Gst, GstRtspServer
 except (ImportError, ValueError) as exc:     # ValueError: a typelib is not installed
     print(f"ERROR GStreamer's Python bindings are missing ({exc}): install python3-gi "
           f"and gir1.2-gst-rtsp-server-1.0", flush=True)
@@ -31,9 +38,10 @@ ELEMENT_PACKAGES = {
     "x265enc": "gstreamer1.0-plugins-bad", "h265parse": "gstreamer1.0-plugins-bad",
     "rtph265pay": "gstreamer1.0-plugins-good", "filesrc": "libgstreamer1.0-0",
     "qtdemux": "gstreamer1.0-plugins-good", "vp8enc": "gstreamer1.0-plugins-good",
-    "rtpvp8pay": "gstreamer1.0-plugins-good",
+    "rtpvp8pay": "gstreamer1.0-plugins-good", "videoscale": "gstreamer1.0-plugins-base",
+    "capsfilter": "libgstreamer1.0-0", "debugqroverlay": "gstreamer1.0-plugins-bad",
 }
-PATTERN_ELEMENTS = ("videotestsrc", "timeoverlay", "textoverlay")
+PATTERN_ELEMENTS = ("videotestsrc", "videoscale", "capsfilter", "timeoverlay", "textoverlay")
 CODEC_ELEMENTS = {"h264": ("x264enc", "h264parse", "rtph264pay"),
                   "hevc": ("x265enc", "h265parse", "rtph265pay"),
                   "vp8": ("vp8enc", "rtpvp8pay")}
@@ -53,12 +61,20 @@ def pattern_for(camera: int, style: str) -> str:
 
 
 def pipeline(width: int, height: int, fps: int, kbps: int, gop: int, pattern: str, label: str,
-             codec: str = "h264") -> str:
-    """Live test pattern with a clock, encoded for RTSP (frame timing from the source)."""
+             codec: str = "h264", stamp: bool = False) -> str:
+    """Live test pattern with a clock, encoded for RTSP (frame timing from the source).
+
+    The raw frames pass a capsfilter named "size" (--resize changes it) and, with
+    `stamp`, a QR code of each frame's timestamp, which configure_media makes the
+    wall-clock time of its capture (UTC ns).
+    """
     src = (f"videotestsrc is-live=true pattern={pattern} ! "
            f"video/x-raw,width={width},height={height},framerate={fps}/1 ! "
+           f"videoscale ! capsfilter name=size caps=video/x-raw,width={width},height={height} ! "
            f"timeoverlay halignment=right valignment=bottom ! "
            f"textoverlay text=\"{label}\" valignment=top halignment=left ! ")
+    if stamp:
+        src += f"debugqroverlay name=stamp x=2 y=20 pixel-size={STAMP_PIXEL_SIZE} ! "
     if codec == "hevc":
         enc = (f"x265enc bitrate={kbps} speed-preset=ultrafast tune=zerolatency "
                f"key-int-max={gop} ! h265parse config-interval=-1 ! rtph265pay name=pay0 pt=96")
@@ -87,7 +103,7 @@ def needed_elements(args) -> tuple[str, ...]:
         return tuple(ELEMENT_PACKAGES)
     if args.clip:
         return CLIP_ELEMENTS
-    return PATTERN_ELEMENTS + CODEC_ELEMENTS[args.codec]
+    return PATTERN_ELEMENTS + CODEC_ELEMENTS[args.codec] + (("debugqroverlay",) if args.stamp else ())
 
 
 def missing_elements_error(names) -> str | None:
@@ -98,6 +114,149 @@ def missing_elements_error(names) -> str | None:
     packages = sorted({ELEMENT_PACKAGES[name] for name in missing})
     return (f"GStreamer elements missing: {', '.join(missing)} "
             f"(install {' '.join(packages)})")
+
+
+STAMP_PIXEL_SIZE = 2         # QR module size in pixels: survives 640x360 at 1 Mbit/s
+SECOND_NS = 1_000_000_000
+
+
+def parse_at(text: str) -> tuple[str, float]:
+    """"VALUE@SECONDS" -> (VALUE, SECONDS): a fault and when it strikes (after the first frame)."""
+    value, sep, at = text.partition("@")
+    try:
+        when = float(at)
+    except ValueError:
+        when = -1.0
+    if not sep or not value or when < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected VALUE@SECONDS")
+    return value, when
+
+
+def parse_jump(text: str) -> tuple[float, float]:
+    """"-30@12": at 12 s, the timestamps jump back 30 s (cumulative with earlier jumps)."""
+    value, at = parse_at(text)
+    try:
+        return float(value), at
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the jump must be seconds") from None
+
+
+def parse_freeze(text: str) -> tuple[float, float]:
+    """"8@20": at 20 s, no frame is sent for 8 s (the connection stays up)."""
+    seconds, at = parse_jump(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a freeze lasts more than 0 s")
+    return seconds, at
+
+
+def parse_resize(text: str) -> tuple[tuple[int, int], float]:
+    """"320x180@15": at 15 s, the picture becomes 320x180."""
+    value, at = parse_at(text)
+    width, sep, height = value.partition("x")
+    if not (sep and width.isdigit() and height.isdigit() and int(width) and int(height)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT@SECONDS")
+    return (int(width), int(height)), at
+
+
+@dataclass
+class Faults:
+    """What a misbehaving camera does; times in seconds after the stream's first frame."""
+
+    jumps: list[tuple[float, float]] = field(default_factory=list)     # (seconds, at)
+    clock_rate: float = 1.0                                           # media s per real s
+    freezes: list[tuple[float, float]] = field(default_factory=list)   # (seconds, at)
+    resizes: list[tuple[tuple[int, int], float]] = field(default_factory=list)
+    stamp: bool = False
+
+    @property
+    def retimes(self) -> bool:
+        return bool(self.jumps) or self.clock_rate != 1.0
+
+
+class FaultInjector:
+    """Pad probes on one media's pipeline that make it misbehave as asked.
+
+    Raw frames (before the encoder) are dropped while frozen and resized; encoded
+    frames get their timestamps jumped and scaled. The server paces its sending by
+    the timestamps, so they are only ever moved back: the pipeline runs on the
+    wall clock (see configure_media) and every timestamp goes back by RETIME_BASE_NS
+    first, which leaves room for jumps forward and a fast clock (a client sees only
+    differences).
+    """
+
+    RETIME_BASE_NS = 24 * 3600 * SECOND_NS
+
+    def __init__(self, faults: Faults, element):
+        self.faults = faults
+        self.element = element
+        self.first_pts: int | None = None
+        self.sizes = sorted(faults.resizes, key=lambda r: r[1])
+
+    def attach(self) -> None:
+        size = self.element.get_by_name("size")
+        if size is not None and (self.faults.freezes or self.sizes):
+            size.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._raw)
+        if self.faults.retimes:
+            pay = self.element.get_by_name("pay0")
+            pay.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, self._encoded)
+
+    def _elapsed_s(self, pts: int) -> float:
+        if self.first_pts is None:
+            self.first_pts = pts
+        return (pts - self.first_pts) / SECOND_NS
+
+    def _raw(self, pad, info):
+        t = self._elapsed_s(info.get_buffer().pts)
+        for seconds, at in self.faults.freezes:
+            if at <= t < at + seconds:
+                return Gst.PadProbeReturn.DROP
+        while self.sizes and t >= self.sizes[0][1]:
+            (width, height), _ = self.sizes.pop(0)
+            caps = Gst.Caps.from_string(f"video/x-raw,width={width},height={height}")
+            GLib.idle_add(self.element.get_by_name("size").set_property, "caps", caps)
+        return Gst.PadProbeReturn.OK
+
+    def _encoded(self, pad, info):
+        buf = info.get_buffer()
+        if buf.pts == Gst.CLOCK_TIME_NONE:
+            return Gst.PadProbeReturn.OK
+        t = self._elapsed_s(buf.pts)
+        shift = sum(seconds for seconds, at in self.faults.jumps if t >= at)
+        media_ns = int((t * self.faults.clock_rate + shift) * SECOND_NS)
+        buf.pts = min(buf.pts, max(0, self.first_pts - self.RETIME_BASE_NS + media_ns))
+        if buf.dts != Gst.CLOCK_TIME_NONE:
+            buf.dts = buf.pts
+        return Gst.PadProbeReturn.OK
+
+
+def _not_seekable(pad, info):
+    """Answer "not seekable" for the stream: a new client's PLAY (Range: npt=0-) then does
+    not seek the shared pipeline, which would restart every client's timestamps."""
+    if info.get_query().type == Gst.QueryType.SEEKING:
+        return Gst.PadProbeReturn.HANDLED       # a new seeking query says "not seekable"
+    return Gst.PadProbeReturn.OK
+
+
+def configure_media(faults: Faults, factory, media) -> None:
+    """media-configure: keep the stream running for everyone; inject the faults."""
+    element = media.get_element()
+    element.get_by_name("pay0").get_static_pad("sink").add_probe(
+        Gst.PadProbeType.QUERY_UPSTREAM, _not_seekable)
+    if faults.stamp or faults.retimes:
+        # On the realtime clock with base time 0, a live source's timestamps are the
+        # wall-clock time of capture (the stamp shows them; retiming moves them back).
+        pipeline = element.get_parent()
+        pipeline.set_start_time(Gst.CLOCK_TIME_NONE)
+        pipeline.set_base_time(0)
+    if faults.retimes or faults.freezes or faults.resizes:
+        injector = FaultInjector(faults, element)
+        injector.attach()
+        media.injector = injector               # lives as long as the media
+
+
+def faults_from_args(args) -> Faults:
+    return Faults(jumps=args.jump, clock_rate=args.clock_rate, freezes=args.freeze,
+                  resizes=args.resize, stamp=args.stamp)
 
 
 def build_server(args) -> GstRtspServer.RTSPServer:
@@ -113,6 +272,10 @@ def build_server(args) -> GstRtspServer.RTSPServer:
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, password), token)
         server.set_auth(auth)
+    faults = faults_from_args(args)
+    clock = None
+    if faults.stamp or faults.retimes:
+        clock = GObject.new(Gst.SystemClock, clock_type=Gst.ClockType.REALTIME)
     for n in range(1, args.cameras + 1):
         streams = [("", args.width, args.height, args.kbps),
                    ("/sub", args.width // 2, args.height // 2, max(64, args.kbps // 4))]
@@ -123,8 +286,11 @@ def build_server(args) -> GstRtspServer.RTSPServer:
             else:
                 factory.set_launch(pipeline(width, height, args.fps, kbps, args.gop,
                                             pattern_for(n, args.patterns),
-                                            f"cam{n}{suffix}", args.codec))
+                                            f"cam{n}{suffix}", args.codec, args.stamp))
             factory.set_shared(True)
+            if clock is not None:
+                factory.set_clock(clock)
+            factory.connect("media-configure", partial(configure_media, faults))
             if auth is not None:
                 permissions = GstRtspServer.RTSPPermissions()
                 permissions.add_permission_for_role("user", "media.factory.access", True)
@@ -156,11 +322,28 @@ def main(argv=None) -> int:
                         help="test pictures: noise (high bitrate) or picture (demo)")
     parser.add_argument("--clip", help="serve this H.264 MP4 on every mount instead of "
                                        "encoding a test pattern (the benchmark's cameras)")
+    parser.add_argument("--jump", type=parse_jump, action="append", default=[],
+                        metavar="SECONDS@AT", help="timestamps jump by SECONDS (negative: back) "
+                        "AT seconds after the first frame; repeatable")
+    parser.add_argument("--clock-rate", type=float, default=1.0, metavar="RATE",
+                        help="the camera's clock runs at RATE (1.005: 0.5 %% fast)")
+    parser.add_argument("--freeze", type=parse_freeze, action="append", default=[],
+                        metavar="SECONDS@AT", help="send no frame for SECONDS, AT seconds "
+                        "after the first frame, with the connection up; repeatable")
+    parser.add_argument("--resize", type=parse_resize, action="append", default=[],
+                        metavar="WxH@AT", help="change the resolution AT seconds after "
+                        "the first frame; repeatable")
+    parser.add_argument("--stamp", action="store_true",
+                        help="burn each frame's capture time (UTC ns) in as a QR code")
     parser.add_argument("--user")
     parser.add_argument("--password-file", help="file with the password ('-': stdin)")
     parser.add_argument("--check-elements", action="store_true",
                         help="check that GStreamer has every element any stream uses, then exit")
     args = parser.parse_args(argv)
+    if args.clock_rate <= 0:
+        parser.error("--clock-rate must be greater than 0")
+    if args.clip and (args.freeze or args.resize or args.stamp):
+        parser.error("--freeze, --resize and --stamp need the test pattern, not --clip")
     if args.clip is not None:
         try:
             with open(args.clip, "rb"):
