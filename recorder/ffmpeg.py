@@ -30,7 +30,11 @@ from recorder.status import (AUTH_FAILED, DISK_ERROR, DISK_MISSING, NO_ANSWER,  
 logger = logging.getLogger(__name__)
 
 FFMPEG = "ffmpeg"
-PROTOCOLS = "file,rtsp,rtsps,rtp,tcp,udp,tls,http,https,httpproxy"
+# What a camera URL may lead ffmpeg to open, and everything below it (an HLS
+# playlist's segments): network protocols only, never `file` (security review L1).
+CAMERA_PROTOCOLS = "rtsp,rtsps,rtp,tcp,udp,tls,http,https,httpproxy"
+# The ffconcat list itself is a local file; each camera input gets CAMERA_PROTOCOLS.
+PROTOCOLS = "file," + CAMERA_PROTOCOLS
 MOVFLAGS = "movflags=+frag_keyframe+empty_moov+default_base_moof"
 REDACTED = "***"
 
@@ -77,7 +81,8 @@ def _ffconcat_quote(text: str) -> str:
 
 def concat_list_text(spec: StreamSpec, io_timeout_s: float = limits.RTSP_IO_TIMEOUT_S) -> str:
     """The ffconcat list that names the camera's stream (it holds the credentials)."""
-    lines = ["ffconcat version 1.0", f"file {_ffconcat_quote(source_url(spec))}"]
+    lines = ["ffconcat version 1.0", f"file {_ffconcat_quote(source_url(spec))}",
+             f"option protocol_whitelist {CAMERA_PROTOCOLS}"]
     if urlsplit(spec.url).scheme.lower() in ("rtsp", "rtsps"):
         lines.append(f"option rtsp_transport {spec.transport}")
         # ffmpeg 5.1: the rtsp demuxer's `timeout` is the socket I/O timeout in µs.

@@ -20,10 +20,12 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from recorder import limits
+from recorder.ffmpeg import CAMERA_PROTOCOLS
 
 logger = logging.getLogger(__name__)
 
-PROTOCOLS = "file,rtsp,rtsps,tcp,udp,rtp,tls,http,https,httpproxy,crypto"
+# The list is a local file; the camera input below it may open network protocols only.
+PROTOCOLS = "file," + CAMERA_PROTOCOLS
 TOKEN_CHARS = set("0123456789abcdef")
 
 
@@ -68,7 +70,8 @@ def _ffconcat_quote(text: str) -> str:
 def write_input_list(directory: Path, url: str, transport: str) -> Path:
     """Write the 0600 ffconcat file naming the stream; return its path."""
     path = directory / "input.ffconcat"
-    lines = ["ffconcat version 1.0", "file " + _ffconcat_quote(url)]
+    lines = ["ffconcat version 1.0", "file " + _ffconcat_quote(url),
+             f"option protocol_whitelist {CAMERA_PROTOCOLS}"]
     if url.startswith("rtsp"):
         lines.append(f"option rtsp_transport {transport}")
         lines.append(f"option timeout {int(limits.PROBE_IO_TIMEOUT_S * 1_000_000)}")
