@@ -48,6 +48,9 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 HASH_PREFIXES = ("scrypt:", "pbkdf2:")
 SSH_KEY_RE = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( .*)?$")
 CAMERA_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# A line that is no known key=value but holds one of these looks like a mistyped
+# secret (`admin_password:x`, `admin_pasword=x`): it leaves the card too.
+SECRET_HINTS = ("pass", "psk", "secret")
 
 
 @dataclass
@@ -101,6 +104,17 @@ def split_lines(text: str) -> tuple[list[str], bool]:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), crlf
 
 
+def mistyped_secret(raw: str) -> bool:
+    """The line is not a known key=value setting but looks as if it holds a secret."""
+    line = raw.strip()
+    if not line or line.startswith("#"):
+        return False
+    key, sep, _value = line.partition("=")
+    if sep and key.strip().lower() in KNOWN_KEYS:
+        return False
+    return any(hint in line.lower() for hint in SECRET_HINTS)
+
+
 def read_pairs(lines: list[str], problems: list[Problem]) -> list[tuple[int, str, str]]:
     """(line number, lower-case key, value) for each key=value line."""
     pairs = []
@@ -110,6 +124,10 @@ def read_pairs(lines: list[str], problems: list[Problem]) -> list[tuple[int, str
             continue
         key, sep, value = line.partition("=")
         key = key.strip().lower()
+        if mistyped_secret(line):
+            problems.append(Problem(number, "looks like a secret but is not a known key=value "
+                                            "setting: not applied, and removed from this file"))
+            continue
         if not sep or not key:
             problems.append(Problem(number, "not a key=value line (ignored)"))
             continue
@@ -206,11 +224,16 @@ def _check_simple(cfg: BootConfig, key: str, line: int, value: str) -> None:
 
 
 def _check_camera(cfg: BootConfig, line: int, value: str) -> None:
+    from recorder.config import check_url
     name, _, url = value.partition(" ")
     url = url.strip()
     if not CAMERA_NAME_RE.match(name) or not url:
         cfg.problems.append(Problem(line, "camera must be 'camera=NAME URL' with a lower-case "
                                           "name (camera not added)"))
+        return
+    problem = check_url(url)
+    if problem:
+        cfg.problems.append(Problem(line, f"camera {name}: {problem} (camera not added)"))
         return
     cfg.cameras.append(CameraEntry(name=name, url=url, line=line))
 
@@ -252,6 +275,9 @@ def scrubbed_text(text: str, problems: list[Problem], when: datetime) -> str:
         key = raw.strip().partition("=")[0].strip().lower()
         if "=" in raw and not raw.strip().startswith("#") and key in ONE_SHOT_KEYS:
             removed.append(key)
+            continue
+        if mistyped_secret(raw):
+            removed.append("a line that looks like a secret")
             continue
         if raw.startswith("# picorder first boot"):
             continue
@@ -388,19 +414,28 @@ def apply_admin(target: Target, cfg: BootConfig) -> Problem | None:
     return None
 
 
+def _cli(argv: list[str]) -> int:
+    """Run one `picorder` command; its argument errors (SystemExit) are a failed exit status."""
+    from recorder import cli
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        logger.error("picorder.txt: `picorder %s` refused its arguments", argv[2])
+        return exc.code if isinstance(exc.code, int) and exc.code else 2
+
+
 def apply_cameras(target: Target, cfg: BootConfig, firmware_dir: Path) -> list[Problem]:
     """Add the cameras through the `picorder camera add` and `picorder import` commands."""
-    from recorder import cli
     problems = []
     base = ["--data", str(target.data)]
     for cam in cfg.cameras:
-        if cli.main(base + ["camera", "add", cam.name, cam.url]) != 0:
+        if _cli(base + ["camera", "add", "--", cam.name, cam.url]) != 0:
             problems.append(Problem(cam.line, f"camera {cam.name} not added (see the log)"))
     if cfg.cameras_file:
         path = firmware_dir / cfg.cameras_file
         if not path.is_file():
             problems.append(Problem(0, f"cameras_file {cfg.cameras_file} not found"))
-        elif cli.main(base + ["import", str(path)]) != 0:
+        elif _cli(base + ["import", "--", str(path)]) != 0:
             problems.append(Problem(0, f"cameras from {cfg.cameras_file} not imported "
                                        "(see the log)"))
     return problems
@@ -494,7 +529,13 @@ def apply(cfg: BootConfig, target: Target, firmware_dir: Path) -> list[Problem]:
 
 def run(file: Path, target: Target) -> list[Problem]:
     """Read, apply and scrub picorder.txt; return every problem (also logged)."""
-    raw = file.read_bytes()[:MAX_FILE_BYTES]
+    with open(file, "rb") as fh:
+        raw = fh.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        problems = [refuse_large_file(file, raw)]
+        if target.owner:
+            prepare_data(target.data, target.owner)
+        return problems
     text = raw.decode("utf-8", errors="replace")
     cfg = parse(text)
     problems = list(cfg.problems)
@@ -509,6 +550,30 @@ def run(file: Path, target: Target) -> list[Problem]:
         prepare_data(target.data, target.owner)
     logger.info("picorder.txt applied with %d problem(s)", len(problems))
     return problems
+
+
+TOO_LARGE = f"is larger than {MAX_FILE_BYTES // 1024} KiB: nothing in it was applied"
+
+
+def refuse_large_file(file: Path, head: bytes) -> Problem:
+    """Apply nothing from an over-large picorder.txt, keep it whole, and say so at its end."""
+    problem = Problem(0, f"picorder.txt {TOO_LARGE} and it is left as it is (secrets "
+                         "included): shorten it to the settings you want")
+    logger.warning("picorder.txt %s", problem)
+    newline = b"\r\n" if b"\r\n" in head else b"\n"
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    note = f"# picorder first boot {stamp}: problem: {problem}".encode()
+    with open(file, "r+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - 4096))
+        tail = fh.read()
+        if TOO_LARGE.encode() in tail:
+            return problem                  # said so at an earlier boot
+        fh.seek(size)
+        fh.write((b"" if tail.endswith(b"\n") else newline) + note + newline)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return problem
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -241,3 +241,63 @@ def test_first_boot_sets_the_admin_password_without_importing_flask(tmp_path):
                          text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "[]", out.stdout
+
+
+# ------------------------------------------------------------------ L6 (security review)
+
+def test_a_camera_value_like_an_option_drops_no_other_camera(box):
+    target, firmware = box
+    path = write_txt(firmware, "camera=cam1 --help\ncamera=cam2 --password-file=/etc/shadow\n"
+                               "camera=cam3 rtsp://u:pw3@10.0.0.3/s\n")
+    problems = firstboot.run(path, target)
+    assert [c.name for c in config.Camera.select()] == ["cam3"]
+    text = path.read_text()
+    assert "line 1: camera cam1: the URL must start with" in text
+    assert "line 2: camera cam2: the URL must start with" in text
+    assert "pw3" not in text and len(problems) == 2
+
+
+def test_a_command_that_refuses_its_arguments_is_a_problem_not_an_exit(box):
+    target, _firmware = box
+    cfg = firstboot.BootConfig(cameras=[firstboot.CameraEntry("cam1", "--help", 1),
+                                        firstboot.CameraEntry("cam2", "rtsp://10.0.0.2/s", 2)])
+    problems = firstboot.apply_cameras(target, cfg, target.root)
+    assert [str(p) for p in problems] == ["line 1: camera cam1 not added (see the log)"]
+    assert [c.name for c in config.Camera.select()] == ["cam2"]
+
+
+def test_an_oversized_file_is_not_read_whole_applied_or_cut(box):
+    import tracemalloc
+    target, firmware = box
+    filler = ("# " + "x" * 1020 + "\n") * 8 * 1024                   # 8 MiB of comments
+    original = ("admin_password=s3cret-pass!\n" + filler + "wifi_psk=late-secret\n").encode()
+    path = firmware / "picorder.txt"
+    path.write_bytes(original)
+    tracemalloc.start()
+    try:
+        problems = firstboot.run(path, target)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 1024 * 1024, peak
+    assert [p.message for p in problems] == [problems[0].message]
+    assert "larger than 64 KiB: nothing in it was applied" in problems[0].message
+    data = path.read_bytes()
+    assert data.startswith(original)                                 # nothing lost
+    assert data[len(original):].startswith(b"# picorder first boot ")
+    assert b"larger than 64 KiB" in data[len(original):]
+    assert not (target.data / "config.db").exists() or not users()
+    firstboot.run(path, target)                                     # the next boot
+    assert path.read_bytes() == data                                # says it once
+
+
+def test_a_mistyped_secret_line_leaves_the_card(box):
+    target, firmware = box
+    path = write_txt(firmware, "hostname=garage\nadmin_password:typo-secret\n"
+                               "admin_pasword=other-secret\n# admin_password=commented\n")
+    problems = firstboot.run(path, target)
+    text = path.read_text()
+    assert "typo-secret" not in text and "other-secret" not in text
+    assert "# admin_password=commented" in text and "hostname=garage" in text
+    assert "line 2: looks like a secret" in text and "line 3: looks like a secret" in text
+    assert len(problems) == 2
