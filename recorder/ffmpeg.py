@@ -235,8 +235,8 @@ _PATTERNS: list[tuple[re.Pattern, Failure]] = [
     (re.compile(r"Failed to open segment", re.I), Failure(DISK_ERROR, errno.EIO)),
     (re.compile(r"Permission denied", re.I), Failure(DISK_ERROR, errno.EACCES)),
     # After the errno lines: "Could not write header ... : Input/output error" is the disk's.
-    (re.compile(r"Could not write header|Could not find codec parameters|dimensions not set",
-                re.I), NO_CODEC_PARAMETERS_FAILURE),
+    # (Not "Could not find codec parameters": an audio stream we do not record says it too.)
+    (re.compile(r"Could not write header|dimensions not set", re.I), NO_CODEC_PARAMETERS_FAILURE),
     (re.compile(r"Connection refused|No route to host|Network is unreachable|"
                 r"Host is unreachable", re.I), Failure(UNREACHABLE, network=True)),
     (re.compile(r"404 Not Found", re.I), Failure(NOT_FOUND)),

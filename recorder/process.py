@@ -14,6 +14,7 @@ import random
 import selectors
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -407,6 +408,24 @@ class StreamProcess:
         logger.info("%s: retrying in %.1f s", self.key, delay)
         self.set_state(State.BACKOFF, failure.problem, failure.detail)
 
+    def _remove_empty_segments(self, run: _Run, now: float) -> None:
+        """Remove the empty file ffmpeg opened before the muxer refused the stream (one per try)."""
+        since = host_wall_us() / 1e6 - (now - run.spawned) - 2
+        base = ffmpeg.stream_dir(self.picorder_dir, self.spec.camera, self.spec.stream)
+        for day in day_dirs(int(since * 1e6)):
+            try:
+                entries = list(os.scandir(base / day))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                    if (entry.name.endswith(".mp4") and stat.S_ISREG(st.st_mode)
+                            and st.st_size == 0 and st.st_mtime >= since):
+                        os.unlink(entry.path)
+                except OSError:
+                    logger.exception("%s: cannot remove the empty %s", self.key, entry.path)
+
     # -------------------------------------------------------------------- tick
 
     def tick(self, now: float) -> None:
@@ -445,6 +464,7 @@ class StreamProcess:
             return
         failure = run.failure or Failure(ffmpeg.STREAM_ENDED if rc == 0 else ffmpeg.UNREACHABLE)
         if failure.problem in REFUSED:
+            self._remove_empty_segments(run, now)
             self._refused(failure, now)
             return
         if failure.problem == ffmpeg.DISK_ERROR:

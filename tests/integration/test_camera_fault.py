@@ -107,6 +107,7 @@ def test_an_unstorable_camera_stops_nothing_and_a_real_disk_fault_stops_all(
             # 5 s segments over the watch: none missing (the first and last may be open).
             assert len(indexed) >= WATCH_S // 5 - 2, (cam, len(indexed))
         assert rows(pdir, "cam3") == []
+        assert list((pdir / "cam3").rglob("*.mp4")) == []   # no empty file per try left behind
         text = log_path.read_text()
         assert "the recording disk failed" not in text and "disk error" not in text
 

@@ -6,6 +6,7 @@ from recorder import limits
 from recorder.ffmpeg import StreamSpec
 from recorder.process import (
     CurrentSegmentHint, DiskFailure, SegmentClosed, State, StreamProcess, backoff_delay,
+    day_dirs, host_wall_us,
 )
 from recorder.timekeeping import Clock, Timekeeper
 
@@ -342,7 +343,10 @@ def test_a_refused_stream_has_its_own_state_and_backoff_and_never_blames_the_dis
     clock, spawn, events, make = env
     proc = make()
     proc.start()
-    for _ in range(3):                    # three refused runs in a row
+    today = proc.picorder_dir / "cam1" / "main" / day_dirs(host_wall_us())[0]
+    (today / "09-00-00.mp4").write_bytes(b"an earlier recording")
+    for n in range(3):                    # three refused runs in a row
+        (today / f"10-00-0{n}.mp4").touch()     # what ffmpeg opened before the muxer refused
         for line in VP8_LINES:
             proc.feed(proc.run.run_id, "stderr", line, now(clock))
         spawn.children[-1].rc = 1
@@ -359,6 +363,7 @@ def test_a_refused_stream_has_its_own_state_and_backoff_and_never_blames_the_dis
         proc.tick(now(clock))
         assert len(spawn.children) == tries + 1
     assert proc.refusals == 3 and proc.failures == 0
+    assert [p.name for p in today.iterdir()] == ["09-00-00.mp4"]    # only the empty ones went
     assert not any(isinstance(e, DiskFailure) for e in events)
     # The camera was set to H.264: the next run records, and the sentence goes.
     progress(proc, clock, 1, 0)
