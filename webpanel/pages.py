@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
 
-from recorder import config
+from recorder import config, limits
 from recorder.config import Camera, ConfigError, Setting, validate_camera
 from recorder.status import (BAD, OFF, OK, WARN, RecorderStatus, StreamHealth, StreamStatus,
                              Summary, stream_health, summarize)
@@ -33,9 +33,10 @@ def recorder_call(cmd: str, **args):
         return None, str(exc)
 
 
-def recorder_status() -> tuple[RecorderStatus | None, str | None]:
+def recorder_status(max_age: float = limits.STATUS_CACHE_S
+                    ) -> tuple[RecorderStatus | None, str | None]:
     """The recorder's status (briefly cached), or (None, why not)."""
-    state = recorder_client.get_state()
+    state = recorder_client.get_state(max_age)
     if state.running:
         return state.status, None
     return None, state.message or "the recorder is not running"
@@ -351,8 +352,6 @@ def recordings(name):
 
 
 def export_max_s() -> int:
-    from recorder import limits
-
     return int(getattr(limits, "EXPORT_MAX_S", 24 * 3600))
 
 

@@ -49,7 +49,7 @@ def clock_step():
             flash(TRUSTED_MESSAGE if trust else "The box's clock was set from this browser.",
                   "success")
             return redirect(url_for("wizard.step", step="clock"))
-    status, problem = recorder_status()
+    status, problem = recorder_status(max_age=0)      # the box's time, compared to the second
     return render_step("clock", 400 if errors else 200, clock=status.clock if status else None,
                        recorder_problem=problem, errors=errors,
                        tolerance_s=limits.CLOCK_OFFER_TOLERANCE_S)

@@ -21,6 +21,7 @@
     boxText.textContent = PC.fmtDateTime(now + offsetMs);
     var diff = offsetMs / 1000;
     out.textContent = Math.abs(diff) < 1 ? "The clocks agree."
+      : Math.abs(diff) <= tolerance ? "The clocks agree (to within " + Math.ceil(Math.abs(diff)) + " s)."
       : "The box is " + PC.fmtDuration(Math.abs(diff)) + (diff > 0 ? " ahead of" : " behind") + " this browser.";
     var offer = !trusted && Math.abs(diff) > tolerance;
     box.setAttribute("data-offer", offer ? "1" : "0");
