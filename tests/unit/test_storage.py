@@ -3,12 +3,13 @@
 import errno
 import json
 import queue
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from recorder import config, disks
+from recorder import config, disks, limits
 from recorder.drives import DriveEvent
 from recorder.paths import DataPaths
 from recorder.storage import STATE_MISSING, STATE_NO_DISK, STATE_RECORDING, DiskStorage
@@ -146,6 +147,44 @@ def test_a_write_error_the_disk_does_not_show_stops_nothing(storage, usb_event, 
     assert state["io_errors"][0]["name"] == "EIO"
     assert not [c for c in fake_mounts if c[0] == "umount"]
     assert not (root / "picorder" / ".picorder-disk-check").exists()   # the probe cleans up
+
+
+def test_recording_goes_on_while_a_slow_disk_is_checked(storage, usb_event, disk_kernel):
+    storage.adopt(usb_event.properties["ID_FS_UUID"])
+    drain(storage)
+    root = storage.recording_root()
+    release = threading.Event()
+    storage._check.probe = lambda root: release.wait(10) and None
+    t0 = time.monotonic()
+    storage.report_io_error(errno.EIO, "Input/output error", source="cam1/main")
+    assert time.monotonic() - t0 < 0.5                  # the main loop does not wait
+    assert storage.state()["disk_check"]["checking"]
+    drain(storage)
+    assert storage.recording_root() == root and storage.state()["state"] == STATE_RECORDING
+    release.set()
+    assert wait_drain(storage, lambda: storage.state()["disk_check"]["finding"])
+    assert storage.recording_root() == root and not storage.state()["disk_check"]["checking"]
+
+
+def test_errors_from_several_streams_keep_the_disk_under_check(storage, usb_event, disk_kernel,
+                                                             monkeypatch):
+    monkeypatch.setattr(limits, "DISK_RECHECK_S", 0.2)
+    storage.adopt(usb_event.properties["ID_FS_UUID"])
+    drain(storage)
+    root = storage.recording_root()
+    storage.report_io_error(errno.EIO, "Input/output error", source="cam1/main")
+    storage.report_io_error(errno.EIO, "Input/output error", source="cam2/main")
+    assert wait_drain(storage, lambda: storage.state()["disk_check"]["finding"])
+    state = storage.state()
+    assert state["state"] == STATE_RECORDING and storage.recording_root() == root
+    assert "checking it again" in state["disk_check"]["finding"]
+    assert state["disk_check"]["reported_by"] == ["cam1/main", "cam2/main"]
+    # Checked again while the reports are fresh: this time the disk shows the fault.
+    asked = len(disk_kernel["asked"])
+    disk_kernel["problem"] = "the kernel reports the disk's device as offline"
+    assert wait_drain(storage, lambda: storage.recording_root() is None)
+    assert len(disk_kernel["asked"]) > asked
+    assert "offline" in storage.state()["detail"]
 
 
 def test_a_write_error_the_kernel_confirms_means_disk_missing(storage, usb_event, fake_mounts,
