@@ -15,6 +15,7 @@ from peewee import (
 )
 
 from recorder.db import migrate, open_sqlite
+from recorder.paths import refuse_links
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ MIGRATIONS = [_m1_initial, _m2_segment_tables, _m3_timeline_index]
 
 
 def open_index(path: Path, *, readonly: bool = False) -> SqliteDatabase:
-    """Open (creating if needed) the index.db at `path`."""
+    """Open (creating if needed) the index.db at `path`; UnsafePath if it is a link."""
+    refuse_links(path, "-wal", "-shm", "-journal")
     if readonly:
         index_db.init(f"file:{path}?mode=ro", uri=True, pragmas={"busy_timeout": 5000})
         index_db.connect(reuse_if_open=True)

@@ -92,3 +92,13 @@ def inside(base: Path, *parts: str) -> Path:
     if real != real_base and not real.startswith(real_base.rstrip("/") + "/"):
         raise UnsafePath(f"{path} leads outside {base}")
     return path
+
+
+def refuse_links(path: Path, *suffixes: str) -> None:
+    """UnsafePath if `path` (or path + a suffix, such as SQLite's -wal) is a symbolic link.
+
+    For a database on a disk: SQLite would open whatever a link names, such as the
+    box's own config.db (DESIGN.md decision 7)."""
+    for name in (str(path), *(str(path) + s for s in suffixes)):
+        if os.path.islink(name):
+            raise UnsafePath(f"{name} is a link, not a file of its own")

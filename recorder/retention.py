@@ -12,7 +12,7 @@ from threading import Event
 from typing import NamedTuple
 
 from recorder import limits, segfiles
-from recorder.paths import UnsafePath, inside
+from recorder.paths import UnsafePath, inside, refuse_links
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +241,7 @@ def _camera_forecast(cam: str, rate: float, lim: CameraLimits,
 
 def connect_index(path: Path) -> sqlite3.Connection:
     """Retention's own connection to an index.db (autocommit; explicit transactions)."""
+    refuse_links(path, "-wal", "-shm", "-journal")
     conn = sqlite3.connect(str(path), timeout=limits.BUSY_TIMEOUT_MS / 1000,
                            isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA synchronous=NORMAL")

@@ -3,6 +3,7 @@ disk (security review 2026-12, DESIGN.md decision 7)."""
 
 import json
 import os
+import sqlite3
 
 import pytest
 
@@ -168,3 +169,19 @@ def test_viewers_see_no_disk_identifiers_and_no_camera_user_names(tmp_path):
         assert secret not in bodies["watcher"], secret
         assert secret in bodies["boss"], secret
     assert "campass" not in bodies["watcher"] + bodies["boss"]
+
+
+def test_an_index_that_is_a_link_is_not_opened(tmp_path):
+    """A disk's index.db linking to the box's config.db: root would migrate and prune it."""
+    from recorder.paths import UnsafePath
+    box_db = tmp_path / "config.db"
+    sqlite3.connect(box_db).execute("CREATE TABLE camera (name TEXT)").connection.commit()
+    before = box_db.read_bytes()
+    pdir = tmp_path / "disk" / "picorder"
+    pdir.mkdir(parents=True)
+    os.symlink(box_db, pdir / "index.db")
+    with pytest.raises(UnsafePath):
+        index.open_index(pdir / "index.db")
+    with pytest.raises(UnsafePath):
+        retention.connect_index(pdir / "index.db")
+    assert box_db.read_bytes() == before
