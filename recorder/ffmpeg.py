@@ -252,6 +252,8 @@ _PATTERNS: list[tuple[re.Pattern, Failure]] = [
 # unset; the muxer fixes them): logged at debug level only.
 BENIGN_RE = re.compile(r"Timestamps are unset in a packet|Non-monotonous DTS in output stream "
                        r"0:0; previous: 0, current: 0")
+# The camera's timestamps went back (a burst of these follows each jump).
+DISCONTINUITY_RE = re.compile(r"Non-monotonous DTS|DTS \S+ out of order|out of order", re.I)
 
 
 # "Could not find tag for codec vp8 in stream #0, codec not currently supported in container"

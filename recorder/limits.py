@@ -30,6 +30,7 @@ STALE_SEGMENTS = 1.5            # "recording stopped" when no segment for this m
 STALE_GRACE_S = 15.0            # ... plus this long
 SANE_TIME_TOLERANCE_S = 10.0    # a segment indexed further than this from its arrival: times jumped
 DISCONTINUITY_SHOWN_S = 600.0   # "timestamps jumped (new run at ...)" is shown this long
+DISCONTINUITY_BURST_S = 10.0    # jump reports closer than this to the previous one are the same jump
 
 
 def segment_watchdog_s(segment_s: float = SEGMENT_SECONDS) -> float:

@@ -594,6 +594,14 @@ class StreamProcess:
             self.emit(SegmentClosed(self.spec.camera, self.spec.stream, entry.name, start_us,
                                     end_us, run.run_id, run.anchor.trusted, wall))
 
+    def note_discontinuity(self, wall_us: int | None = None) -> None:
+        """The stream's timestamps jumped at `wall_us` (default: now); one burst is one jump."""
+        wall_us = wall_us or self.timekeeper.clock.wall_us()
+        last = self.discontinuity_utc_us
+        if last is None or wall_us - last > limits.DISCONTINUITY_BURST_S * 1e6:
+            self.discontinuity_utc_us = wall_us
+            logger.warning("%s: the camera's timestamps jumped", self.key)
+
     def _on_stderr(self, run: _Run, line: str, now: float) -> None:
         text = ffmpeg.redact(line.strip(), self.spec.secrets())
         if not text:
@@ -601,6 +609,8 @@ class StreamProcess:
         if ffmpeg.BENIGN_RE.search(text):
             logger.debug("%s: ffmpeg: %s", self.key, text)
             return
+        if ffmpeg.DISCONTINUITY_RE.search(text):
+            self.note_discontinuity()
         failure = ffmpeg.classify(text)
         if failure is not None:
             if run.failure is None or run.failure.problem == ffmpeg.STREAM_ENDED:

@@ -109,3 +109,45 @@ def test_process_keeps_the_first_failure_until_a_segment_lands(env):  # noqa: F8
     status = proc.status(now(clock))
     assert status.failing_since_utc_us is None and status.last_arrival_utc_us == clock.wall_us()
     assert stream_health(status, clock.wall_us()).words == "recording"
+
+
+def test_a_jump_in_the_camera_s_timestamps_is_noted_once_per_burst(env):  # noqa: F811
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    progress(proc, clock, 1, 0)
+    run_a_while(proc, clock, 3)
+    line = ("[segment @ 0x1] Non-monotonous DTS in output stream 0:0; previous: 90112, "
+            "current: -369664; changing to 90113. This may result in incorrect timestamps")
+    proc.feed(proc.run.run_id, "stderr", "[segment @ 0x1] Non-monotonous DTS in output stream "
+              "0:0; previous: 0, current: 0; changing to 1.", now(clock))
+    assert proc.status(now(clock)).discontinuity_utc_us is None      # every run's first packet
+    jump = clock.wall_us()
+    proc.feed(proc.run.run_id, "stderr", line, now(clock))
+    for _ in range(5):                                                 # the rest of the burst
+        clock.advance(1)
+        proc.feed(proc.run.run_id, "stderr", line, now(clock))
+    status = proc.status(now(clock))
+    assert status.discontinuity_utc_us == jump
+    health = stream_health(status, clock.wall_us())
+    assert (health.level, health.words, health.at_utc_us) == (WARN, "timestamps jumped", jump)
+    clock.advance(limits.DISCONTINUITY_BURST_S + 1)
+    proc.feed(proc.run.run_id, "stderr", line, now(clock))
+    assert proc.status(now(clock)).discontinuity_utc_us == clock.wall_us()   # a second jump
+
+
+def test_picorder_status_prints_the_same_words():
+    from recorder.cmd_service import format_status
+
+    first = T0 + 5 * S
+    wire = RecorderStatus(version="1", pid=7, storage={"state": "recording", "root": "/srv"},
+                          streams=[stream(fps=15.0, bitrate_kbps=900.0),
+                                   StreamStatus("gate", "main", state="BACKOFF", problem="not found",
+                                                since_utc_us=T0 + 60 * S, failing_since_utc_us=first,
+                                                failure="not found", last_error="404 Not Found")])
+    wire.clock.now_utc_us, wire.clock.trusted, wire.clock.source = T0 + 61 * S, False, "untrusted"
+    text = format_status(wire.to_json())
+    assert "clock NOT trusted (untrusted)" in text
+    cam1, gate = text.splitlines()[2:4]
+    assert cam1.startswith("cam1/main") and "recording" in cam1 and "15.0 fps" in cam1
+    assert "no stream at this path since 2026-09-21 14:13:25" in gate
