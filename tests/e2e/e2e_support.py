@@ -4,18 +4,20 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from recorder import config
+from recorder import config, storage
 from recorder.config import Camera, Setting
 from recorder.paths import DataPaths
-from recorder.sim.launcher import PROJECT_ROOT, SimCameras
+from recorder.sim.launcher import PROJECT_ROOT, SimCameras, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -77,18 +79,63 @@ def wait_socket(path: Path, proc: subprocess.Popen, log: Path) -> None:
         time.sleep(0.1)
 
 
-def seed_config(paths: DataPaths, sim: SimCameras) -> None:
-    """What `picorder demo` puts into a fresh box: short segments and one camera with a sub stream."""
+def seed_config(paths: DataPaths, sim: SimCameras, segment_seconds: int = SEGMENT_SECONDS,
+                cameras: int = 1, adopt: bool = False) -> None:
+    """What `picorder demo` puts into a fresh box: short segments and one camera with a sub stream.
+
+    More cameras (main stream only) and the data directory's recordings directory
+    adopted (instead of adopting it through the wizard) when asked.
+    """
     config.open_config(paths.config_db)
     try:
-        Setting.write("segment_seconds", str(SEGMENT_SECONDS))
+        Setting.write("segment_seconds", str(segment_seconds))
         # A fixed free-space floor: the default follows how fast free space shrinks, and on
         # a build machine other jobs' writes would make retention delete these recordings.
         Setting.write("storage_floor_bytes", str(FLOOR_BYTES))
         Camera.create(name="cam1", display_name="Front door", main_url=sim.url(1),
                       sub_url=sim.url(1, sub=True))
+        for n in range(2, cameras + 1):
+            Camera.create(name=f"cam{n}", display_name=f"Camera {n}", main_url=sim.url(n))
+        if adopt:
+            storage.adopt_demo_directory(paths)
     finally:
         config.db.close()
+
+
+@contextmanager
+def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras: int = 1,
+                  adopt: bool = False):
+    """Simulated cameras + `picorder recorder` + the panel under gunicorn, on a fresh box in base."""
+    if not shutil.which("ffmpeg"):
+        pytest.fail("ffmpeg is not installed: run `make test`, which installs it")
+    paths = DataPaths(base / "data")
+    paths.ensure()
+    shots = base / "screenshots"
+    shots.mkdir()
+    sim = SimCameras(cameras=2, fps=15, gop=15, kbps=600, width=640, height=360,
+                     patterns="picture").start()
+    port = free_port()
+    st = Stack(f"http://127.0.0.1:{port}", paths, sim, shots)
+    env = dict(os.environ, PICORDER_DATA=str(paths.root), PICORDER_PANEL_BIND=f"127.0.0.1:{port}",
+               PYTHONUNBUFFERED="1")
+    try:
+        seed_config(paths, sim, segment_seconds, cameras, adopt)
+        st.logs["recorder"] = base / "recorder.log"
+        # Like the appliance: record only onto what is adopted (by the wizard, or above).
+        recorder = spawn([sys.executable, "-m", "recorder", "recorder", "--data", str(paths.root)],
+                         dict(env, PICORDER_STORAGE="disks"), st.logs["recorder"])
+        st.procs.append(recorder)
+        wait_socket(paths.control_socket, recorder, st.logs["recorder"])
+        st.logs["panel"] = base / "panel.log"
+        panel = spawn([sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),
+                       "webpanel:create_app()"], env, st.logs["panel"])
+        st.procs.append(panel)
+        wait_http(st.url + "/static/css/app.css", panel, "the panel", st.logs["panel"])
+        yield st
+    finally:
+        for proc in reversed(st.procs):
+            stop_process(proc)
+        sim.stop()
 
 
 def spawn(argv, env, log: Path) -> subprocess.Popen:

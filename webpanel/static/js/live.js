@@ -8,6 +8,7 @@
   var RETRY_MS = 2000;
   var BURST_GAP_MS = 400;           // appends closer than this belong to one burst
   var MAX_FAILURES = 3;             // then use snapshots
+  var REWIND_S = 30;                // a tile's rewind link plays the recordings from this long ago
 
   var MS = window.ManagedMediaSource || window.MediaSource;
 
@@ -216,8 +217,16 @@
     var tiles = document.querySelectorAll("[data-live-tile]");
     tiles.forEach(function (tile) {
       new LivePlayer(tile).start();
+      var rewind = tile.querySelector("[data-rewind]");
+      if (rewind) rewind.addEventListener("click", function (ev) {
+        // The recordings of this camera, playing from REWIND_S ago.
+        ev.stopPropagation();
+        var t = (Date.now() - REWIND_S * 1000) / 1000;
+        rewind.href = rewind.getAttribute("data-href") + "?zoom=hour&t=" + t.toFixed(3);
+      });
       tile.addEventListener("click", function () { enlarge(tile, !tile.classList.contains("enlarged")); });
       tile.addEventListener("keydown", function (ev) {
+        if (ev.target !== tile) return;
         if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); enlarge(tile, !tile.classList.contains("enlarged")); }
         if (ev.key === "Escape") enlarge(tile, false);
       });

@@ -4,7 +4,10 @@
 (function () {
   var HOUR = 3600e3, DAY = 24 * HOUR;
   var WINDOW_MS = 30 * 60e3;        // one recording.mp4 covers at most this; the next follows
-  var REFRESH_MS = 30e3;            // reload the runs while the view includes "now"
+  var REFRESH_MS = 10e3;            // reload the runs while the view includes "now"
+  var FRESH_MS = 2e3;               // runs older than this are reloaded before playing the newest
+  var LIVE_EDGE_MS = 10e3;          // the newest run ending this close to now is still recording
+  var WAIT_NEWER_MS = 1e3;          // at the live edge, look for newer video this often
 
   var sec = document.getElementById("recordings");
   if (!sec) return;
@@ -16,9 +19,10 @@
   var note = $("[data-player-note]"), dateInput = $("[data-date]"), tlStatus = $("[data-tl-status]");
   var startInput = $("[data-range-start]"), endInput = $("[data-range-end]");
   var download = $("[data-download]"), rangeError = $("[data-range-error]"), rangeLen = $("[data-range-length]");
-  var selectBtn = $("[data-select-mode]");
+  var selectBtn = $("[data-select-mode]"), rangeNote = $("[data-range-note]");
 
-  var state = { zoom: "day", focus: Date.now(), runs: [], cur: null, mapping: null, loadedFor: null };
+  var state = { zoom: "day", focus: Date.now(), runs: [], cur: null, mapping: null, loadedFor: null,
+                loadedAt: 0, rangeSeq: 0 };
 
   var tl = new Timeline($("[data-timeline]"), {
     tip: $("[data-tip]"), tipImg: $("[data-tip-img]"), tipText: $("[data-tip-text]"),
@@ -60,6 +64,8 @@
         if (state.loadedFor !== key) return;
         if (!res.ok) { tlStatus.textContent = res.d.error || "cannot load the timeline"; return; }
         state.runs = parseRuns(res.d);
+        state.loadedAt = Date.now();
+        tl.setNow(Date.now());
         tl.setRuns(state.runs);
         var total = state.runs.reduce(function (s, r) {
           return s + Math.max(0, Math.min(r.end, tl.viewStart + tl.span) - Math.max(r.start, tl.viewStart));
@@ -70,6 +76,7 @@
       })
       .catch(function () { tlStatus.textContent = "cannot load the timeline"; });
   }
+  function isNewest(run) { return run === state.runs[state.runs.length - 1]; }
 
   // ------------------------------------------------------------ playback
   function runFrom(ms) {
@@ -100,20 +107,38 @@
     }
     return cur.start + t;
   }
+  /* Play from ms. The newest run grows while the camera records: its end is reloaded
+     first, so the movie reaches the newest complete fragment (about 1 s behind). */
   function playAt(ms) {
+    var run = runFrom(ms);
+    if (run && isNewest(run) && Date.now() - state.loadedAt > FRESH_MS) {
+      state.pending = ms;
+      loadRuns().then(function () { if (state.pending === ms) { state.pending = null; play(ms); } });
+      return;
+    }
+    state.pending = null;
+    play(ms);
+  }
+  function play(ms) {
     var run = runFrom(ms);
     if (!run) { note.textContent = "No recording at or after " + PC.fmtDateTime(ms) + "."; return; }
     var start = Math.max(ms, run.start), end = Math.min(run.end, start + WINDOW_MS);
     var url = api + "/recording.mp4?start=" + (start / 1000).toFixed(3) + "&end=" + (end / 1000).toFixed(3);
-    state.cur = { start: start, end: end, run: run, url: url };
+    var cur = { start: start, end: end, run: run, url: url, movieEnd: null };
+    state.cur = cur;
     state.mapping = null;
+    clearTimeout(state.waitTimer);
+    sec.removeAttribute("data-end-of-recordings");
     note.textContent = start > ms + 1000 ? "No recording at the chosen time: playing from the next recording." : "";
     video.src = url;
     showWall(start);
     var p = video.play();
     if (p && p.catch) p.catch(function () { note.textContent = "Press play to start."; });
     fetch(url, { method: "HEAD", credentials: "same-origin" }).then(function (r) {
-      if (state.cur && state.cur.url === url) state.mapping = parseMapping(r.headers.get("X-Picorder-Runs"));
+      if (state.cur !== cur) return;
+      state.mapping = parseMapping(r.headers.get("X-Picorder-Runs"));
+      var movieEnd = Number(r.headers.get("X-Picorder-End-Us"));
+      if (movieEnd) cur.movieEnd = movieEnd / 1000;
     }).catch(function () {});
   }
   function showWall(ms) {
@@ -129,14 +154,27 @@
     }
     window.requestAnimationFrame(tick);
   }
-  video.addEventListener("ended", function () {
-    var cur = state.cur;
-    if (!cur) return;
-    if (cur.end < cur.run.end - 500) { playAt(cur.end); return; }
-    var next = runFrom(cur.run.end + 1);
-    if (next && next !== cur.run) playAt(next.start);
-    else note.textContent = "End of the recordings.";
-  });
+  /* At the end of a movie: carry on from where it ended (the next window, the next run,
+     or video recorded since it was built); at the end of the newest video while the
+     camera still records, wait for more; otherwise say so. Never jump back. */
+  function continueAfter(cur) {
+    if (state.cur !== cur) return;
+    var from = cur.movieEnd || cur.end;
+    loadRuns().then(function () {
+      if (state.cur !== cur) return;
+      var next = runFrom(from);
+      if (next && Math.max(next.start, from) < next.end - 500) { play(Math.max(next.start, from)); return; }
+      var last = state.runs[state.runs.length - 1];
+      if (last && Date.now() - last.end < LIVE_EDGE_MS) {
+        note.textContent = "Waiting for newer video…";
+        state.waitTimer = setTimeout(function () { continueAfter(cur); }, WAIT_NEWER_MS);
+        return;
+      }
+      note.textContent = "End of the recordings.";
+      sec.setAttribute("data-end-of-recordings", "1");
+    });
+  }
+  video.addEventListener("ended", function () { if (state.cur) continueAfter(state.cur); });
   video.addEventListener("error", function () {
     if (state.cur) note.textContent = "This part cannot be played (" + (video.error ? video.error.message || video.error.code : "error") + ").";
   });
@@ -157,12 +195,49 @@
     rangeError.textContent = problem || "";
     download.setAttribute("aria-disabled", String(!!problem));
     download.classList.toggle("disabled", !!problem);
-    if (problem) { download.removeAttribute("href"); rangeLen.textContent = ""; }
+    rangeNote.hidden = true;
+    rangeNote.textContent = "";
+    if (problem) { download.removeAttribute("href"); rangeLen.textContent = ""; state.rangeSeq++; }
     else {
-      download.href = api + "/recording.mp4?start=" + a / 1000 + "&end=" + b / 1000 + "&download=1";
+      setDownload(a, b);
       rangeLen.textContent = PC.fmtDuration((b - a) / 1000);
+      clipToRecorded(a, b);
     }
     if (!fromTimeline) tl.setSelection(isNaN(a) ? null : a, isNaN(b) ? null : b);
+  }
+  function setDownload(a, b) {
+    download.href = api + "/recording.mp4?start=" + (a / 1000).toFixed(3) + "&end=" + (b / 1000).toFixed(3) +
+      "&download=1";
+  }
+  function disableDownload(text) {
+    rangeError.textContent = text;
+    rangeError.hidden = false;
+    download.setAttribute("aria-disabled", "true");
+    download.classList.add("disabled");
+    download.removeAttribute("href");
+  }
+  /* Ask which part of [a, b) is recorded: the download covers only that, and the form
+     says how much it is before anything is downloaded. */
+  function clipToRecorded(a, b) {
+    var seq = ++state.rangeSeq;
+    sec.setAttribute("data-range-checked", "0");
+    fetch(api + "/timeline?start=" + a / 1000 + "&end=" + b / 1000, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (d) {
+        if (seq !== state.rangeSeq || !d) return;
+        var runs = parseRuns(d);
+        var recorded = runs.reduce(function (s, r) { return s + (r.end - r.start); }, 0);
+        sec.setAttribute("data-range-checked", "1");
+        if (!runs.length) { disableDownload("Nothing is recorded in this range."); return; }
+        var first = runs[0].start, last = runs[runs.length - 1].end;
+        setDownload(first, last);
+        if (recorded < b - a - 1000) {
+          rangeNote.textContent = "Only " + PC.fmtDuration(recorded / 1000) + " of this range is recorded" +
+            " (" + PC.fmtTime(first) + "–" + PC.fmtTime(last) + "): the download holds only that.";
+          rangeNote.hidden = false;
+        }
+      })
+      .catch(function () {});
   }
   startInput.addEventListener("change", function () { updateRange(false); });
   endInput.addEventListener("change", function () { updateRange(false); });
@@ -209,20 +284,29 @@
   });
   $("[data-now]").addEventListener("click", function () { state.focus = Date.now(); applyView(); });
   var camSelect = document.querySelector("[data-camera-select]");
-  if (camSelect) camSelect.addEventListener("change", function () { window.location = camSelect.value; });
+  /* Another camera at the same moment and zoom: playing on from the playhead, or the same view. */
+  if (camSelect) camSelect.addEventListener("change", function () {
+    var q = new URLSearchParams({ zoom: state.zoom });
+    if (state.cur && tl.playhead) q.set("t", (tl.playhead / 1000).toFixed(3));
+    else q.set("focus", (state.focus / 1000).toFixed(3));
+    window.location = camSelect.value + "?" + q.toString();
+  });
 
   setInterval(function () {
     var now = Date.now();
+    tl.setNow(now);
     if (tl.viewStart <= now && now <= tl.viewStart + tl.span + HOUR && !document.hidden) loadRuns();
   }, REFRESH_MS);
 
   var params = new URLSearchParams(window.location.search);
-  var t = Number(params.get("t"));
+  var t = Number(params.get("t")), focus = Number(params.get("focus"));
   if (params.get("zoom") in Timeline.SPANS) state.zoom = params.get("zoom");
+  if (focus) state.focus = focus * 1000;
   if (t) state.focus = t * 1000;
   video.poster = api + "/snapshot.jpg";          // the newest picture until something plays
   var first = applyView();
   if (t) first.then(function () { if (!state.cur) playAt(t * 1000); });
   window.requestAnimationFrame(tick);
-  sec.recordings = { playAt: playAt, state: state, timeline: tl, loadRuns: loadRuns, applyView: applyView };
+  sec.recordings = { playAt: playAt, state: state, timeline: tl, loadRuns: loadRuns, applyView: applyView,
+                     wallAt: wallAt };
 })();

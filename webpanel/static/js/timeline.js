@@ -33,6 +33,7 @@
     this.viewStart = 0;
     this.span = DAY;
     this.playhead = null;
+    this.now = null;
     this.sel = null;
     this.selectMode = false;
     this.drag = null;
@@ -53,6 +54,8 @@
   };
   Timeline.prototype.setRuns = function (runs) { this.runs = runs || []; this.render(); };
   Timeline.prototype.setPlayhead = function (ms) { this.playhead = ms; this._placePlayhead(); };
+  /* "Now": a marker, so that the empty part after the newest video reads as "not yet". */
+  Timeline.prototype.setNow = function (ms) { this.now = ms; this._placeNow(); };
   Timeline.prototype.setSelection = function (a, b) {
     this.sel = (a == null || b == null) ? null : { a: Math.min(a, b), b: Math.max(a, b) };
     this._placeSelection();
@@ -108,11 +111,22 @@
         : PC.fmtTime(t).slice(0, 5);
     }
     this.selEl = el("div", "sel", root);
+    this.nowEl = el("div", "nowline", root);
+    this.nowEl.setAttribute("data-now-marker", "");
+    el("span", null, this.nowEl).textContent = "now";
     this.playEl = el("div", "playhead", root);
     this.hoverEl = el("div", "hoverline", root);
     this.hoverEl.hidden = true;
     this._placeSelection();
+    this._placeNow();
     this._placePlayhead();
+  };
+
+  Timeline.prototype._placeNow = function () {
+    if (!this.nowEl) return;
+    var p = this.now == null ? -1 : this.pct(this.now);
+    this.nowEl.hidden = p < 0 || p > 100;
+    this.nowEl.style.left = p + "%";
   };
 
   Timeline.prototype._placePlayhead = function () {
