@@ -623,7 +623,6 @@ class SegmentScan:
     complete_end: int
     file_size: int
     problem: str | None = None      # why the scan stopped before the end of the file
-    mtime_us: int = 0               # the file's last write, when its size was read
 
     @property
     def duration_us(self) -> int:
@@ -682,13 +681,11 @@ def scan_segment(path: Path) -> SegmentScan:
     Mp4Error, like a broken one).
     """
     with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        size = st.st_size
+        size = os.fstat(f.fileno()).st_size
         init = read_init(f, size)
         state: dict = {}
         fragments = list(iter_segment_fragments(f, init, size, state))
-    return SegmentScan(init, fragments, state["complete_end"], size, state["problem"],
-                       mtime_us=st.st_mtime_ns // 1000)
+    return SegmentScan(init, fragments, state["complete_end"], size, state["problem"])
 
 
 def probe_segment(path: Path) -> SegmentInfo:

@@ -4,9 +4,10 @@ The tail is what ffmpeg wrote after the newest indexed segment: the segment
 being written (and any closed one not indexed yet), read up to its last
 complete fragment. unindexed_tail() places each such file in wall time the
 way recovery would index it: right after the previous segment when it
-continues that run, otherwise where its last write puts it (the file's
-modification time less the media duration, never before its name), so the
-newest seconds can be shown and played before the recorder indexes them.
+continues that run, otherwise at the time in its name. So the newest seconds
+can be shown and played before the recorder indexes them, and a file is placed
+the same way by every request (a player's Range requests may reach another
+worker, which must build the same bytes) until the recorder indexes it.
 """
 
 import logging
@@ -231,8 +232,7 @@ def unindexed_tail(picorder_dir: Path, camera: str, stream: str, now_us: int,
                 and name_us - CONTINUE_BEFORE_US <= prev_end < name_us + CONTINUE_AFTER_US):
             start, trusted = prev_end, prev_trusted
         else:
-            start = max(name_us, min(scan.mtime_us, now_us) - duration, prev_end or 0)
-            trusted = clock_trusted
+            start, trusted = max(name_us, prev_end or 0), clock_trusted
         item = OpenSegment(camera, stream, rel, start, start + max(duration, 1), scan.complete_end,
                            scan.frames, trusted)
         tail.append(item)

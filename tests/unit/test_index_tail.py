@@ -73,21 +73,20 @@ def test_a_file_continuing_the_newest_row_starts_where_it_ends(pdir, sources):
     assert [(r.start_us, r.end_us, r.segments) for r in runs] == [(prev.start_us, item.end_us, 2)]
 
 
-def test_a_file_of_a_new_run_is_placed_by_its_last_write(pdir, sources):
+def test_a_file_of_a_new_run_starts_at_its_name_whatever_its_last_write(pdir, sources):
     install_segments(pdir, sources[:1], start_us=NOW - 60_000_000)
     info = mp4.scan_segment(sources[1])
     name_us = NOW - 10_000_000
-    written = NOW - 1_000_000
-    rel = put_file(pdir, sources[1], name_us, written)
+    rel = put_file(pdir, sources[1], name_us, NOW - 1_000_000)
     (item,) = index_reader.unindexed_tail(pdir, "cam1", "main", NOW, clock_trusted=False)
-    assert item.path == rel and item.clock_trusted is False
-    assert item.end_us == written and item.start_us == written - info.duration_us
+    assert item.path == rel and item.clock_trusted is False      # the clock's now, not the run's
+    assert (item.start_us, item.end_us) == (name_us, name_us + info.duration_us)
 
-    # A last write earlier than name + duration (frames buffered while ffmpeg probed):
-    # never before the name.
-    os.utime(pdir / rel, ns=(name_us * 1000, name_us * 1000))
-    (item,) = index_reader.unindexed_tail(pdir, "cam1", "main", NOW, clock_trusted=True)
-    assert item.start_us == name_us and item.clock_trusted is True
+    # The same placement as the file grows (every worker builds the same movie).
+    os.utime(pdir / rel, ns=(NOW * 1000, NOW * 1000))
+    (again,) = index_reader.unindexed_tail(pdir, "cam1", "main", NOW + 500_000, clock_trusted=True)
+    assert (again.start_us, again.end_us) == (item.start_us, item.end_us)
+    assert again.clock_trusted is True
 
 
 def test_indexed_empty_and_unreadable_files_are_not_in_the_tail(pdir, sources, tmp_path):
