@@ -111,9 +111,7 @@ def tail_for(pdir: Path, camera: str, stream: str, end_us: int) -> list:
 def clock_trusted() -> bool:
     """The recorder's clock trust now (False when it does not answer)."""
     state = recorder_client.get_state()
-    if not state.running:
-        return False
-    return bool(((state.status or {}).get("clock") or {}).get("trusted"))
+    return bool(state.running and state.status and state.status.clock.trusted)
 
 
 def runs_header(movie) -> tuple[str, bool]:
