@@ -20,13 +20,13 @@ demo_pkgs=(ffmpeg python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0
            gstreamer1.0-plugins-ugly gstreamer1.0-x)
 test_pkgs=(chromium udev e2fsprogs util-linux smartmontools sqlite3 curl
            qemu-system-x86 qemu-utils mmdebstrap ansible ansible-lint yamllint mtools
-           dosfstools fdisk zstd xz-utils openssh-client)
+           dosfstools fdisk zstd xz-utils openssh-client nginx)
 arm64_pkgs=(qemu-system-arm)
 # What each profile runs, checked on PATH after installing.
 demo_tools=(python3 ffmpeg ffprobe)
 test_tools=(chromium udevadm mke2fs mkfs.vfat losetup sfdisk smartctl sqlite3 curl
             qemu-system-x86_64 qemu-img qemu-io mmdebstrap ansible-playbook ansible-lint
-            yamllint mcopy mtype mdir zstd xz ssh ssh-keygen)
+            yamllint mcopy mtype mdir zstd xz ssh ssh-keygen nginx)
 arm64_tools=(qemu-system-aarch64)
 
 pkgs=("${demo_pkgs[@]}")
