@@ -143,6 +143,7 @@ package_list() {
 import sys, yaml
 repo = sys.argv[1]
 for role, key in (("picorder", "picorder_packages"),
+                  ("picorder_nginx", "picorder_nginx_packages"),
                   ("picorder_appliance", "picorder_appliance_packages")):
     with open(f"{repo}/ansible/roles/{role}/defaults/main.yml") as f:
         print("\n".join(yaml.safe_load(f)[key]))

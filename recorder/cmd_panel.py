@@ -6,6 +6,7 @@ from pathlib import Path
 
 from peewee import IntegrityError
 
+from recorder import limits
 from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.cmd_camera import open_config_from_args, read_secret_file
 from recorder.paths import ENV_DATA
@@ -28,7 +29,7 @@ def gunicorn_argv(bind: str | None, conf: Path | None) -> list[str]:
     if conf is not None:
         argv += ["-c", str(conf)]
     else:
-        argv += ["--worker-class", "gthread", "--threads", "16", "--workers", "2",
+        argv += ["--worker-class", "gthread", "--threads", str(limits.PANEL_THREADS), "--workers", "2",
                  "--timeout", "60"]
     if bind:
         argv += ["--bind", bind]

@@ -29,14 +29,15 @@ DEFAULT_FILE = Path("/boot/firmware/picorder.txt")
 DEFAULT_DATA = Path("/var/lib/picorder")
 DEFAULT_OWNER = "picorder"
 MAX_FILE_BYTES = 64 * 1024
+SETUP_CODE_MIN_LENGTH = 6
 WIFI_IFACE = "wlan0"
 
 KNOWN_KEYS = {
     "hostname", "timezone", "admin_user", "admin_password", "admin_password_hash",
     "wifi_country", "wifi_ssid", "wifi_psk", "camera", "cameras_file",
-    "root_authorized_key",
+    "root_authorized_key", "setup_code",
 }
-SECRET_KEYS = {"admin_password", "admin_password_hash", "wifi_psk"}
+SECRET_KEYS = {"admin_password", "admin_password_hash", "wifi_psk", "setup_code"}
 REPEATABLE_KEYS = {"camera"}
 ONE_SHOT_KEYS = SECRET_KEYS | {"camera", "cameras_file"}
 
@@ -91,6 +92,7 @@ class BootConfig:
     cameras: list[CameraEntry] = field(default_factory=list)
     cameras_file: str | None = None
     root_authorized_key: str | None = None
+    setup_code: str | None = None       # the first visit must give it to create the admin
     problems: list[Problem] = field(default_factory=list)
     crlf: bool = False
 
@@ -209,6 +211,12 @@ def _check_simple(cfg: BootConfig, key: str, line: int, value: str) -> None:
         else:
             problems.append(Problem(line, "admin_password_hash must be a scrypt: or pbkdf2: "
                                           "hash as the panel writes them (ignored)"))
+    elif key == "setup_code":
+        if len(value) >= SETUP_CODE_MIN_LENGTH:
+            cfg.setup_code = value
+        else:
+            problems.append(Problem(line, f"setup_code must have at least {SETUP_CODE_MIN_LENGTH} "
+                                          "characters (ignored)"))
     elif key == "cameras_file":
         if value and "/" not in value and not value.startswith("."):
             cfg.cameras_file = value
@@ -414,6 +422,14 @@ def apply_admin(target: Target, cfg: BootConfig) -> Problem | None:
     return None
 
 
+def apply_setup_code(target: Target, code: str) -> None:
+    """Keep the setup code's hash: the panel asks the first visitor for it."""
+    from webpanel.models import set_setup_code
+    open_box_config(target.data)
+    set_setup_code(code)
+    logger.info("panel setup code set")
+
+
 def _cli(argv: list[str]) -> int:
     """Run one `picorder` command; its argument errors (SystemExit) are a failed exit status."""
     from recorder import cli
@@ -522,6 +538,8 @@ def apply(cfg: BootConfig, target: Target, firmware_dir: Path) -> list[Problem]:
                           cfg.root_authorized_key)
     if cfg.admin_password or cfg.admin_password_hash:
         problems += _step("admin account", apply_admin, target, cfg)
+    if cfg.setup_code:
+        problems += _step("setup code", apply_setup_code, target, cfg.setup_code)
     if cfg.cameras or cfg.cameras_file:
         problems += _step("cameras", apply_cameras, target, cfg, firmware_dir)
     return problems

@@ -41,6 +41,24 @@ def load_secret_key(paths: DataPaths) -> str:
     return key
 
 
+class LocalProxyFix:
+    """The client's address from X-Forwarded-For, for requests over a local socket only.
+
+    gunicorn gives a Unix socket's peer as an empty REMOTE_ADDR. Only the local nginx
+    connects there, and it sets the header to the address it saw; a TCP client's
+    header is ignored, so nobody on the network can choose their address.
+    """
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        if not environ.get("REMOTE_ADDR") and forwarded:
+            environ["REMOTE_ADDR"] = forwarded.rsplit(",", 1)[-1].strip()
+        return self.wsgi_app(environ, start_response)
+
+
 class JSONProvider(DefaultJSONProvider):
     """Flask's JSON, but a body nested too deeply is bad JSON (400), not a crash (500)."""
 
@@ -140,10 +158,13 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = load_secret_key(paths)
 
     open_config_db(app)
-    from webpanel import api, auth, metrics, security, video
+    from webpanel import api, auth, metrics, security, streams, video
 
+    if app.config.get("TRUST_LOCAL_PROXY", True):
+        app.wsgi_app = LocalProxyFix(app.wsgi_app)
     security.init_app(app)
     auth.init_app(app)
+    streams.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(video.bp)

@@ -2,8 +2,10 @@
 
 import functools
 import hashlib
+import ipaddress
 import logging
 import math
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -15,8 +17,8 @@ from werkzeug.local import LocalProxy
 from recorder import config, limits
 from webpanel import security
 from webpanel.inputs import json_error, wants_json
-from webpanel.models import (ApiToken, LoginAttempt, SessionGeneration, User, now_us,
-                             validate_user)
+from webpanel.models import (ApiToken, LoginAttempt, SessionGeneration, User,
+                             check_setup_code, now_us, setup_code_required, validate_user)
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ def refuse_anonymous():
                          {"WWW-Authenticate": 'Bearer realm="picorder"'})
     nxt = request.full_path.rstrip("?") if request.method == "GET" else "/"
     if not User.admin_exists():
-        return render_template("auth/setup.html", next=nxt, errors={}, form={}), 401
+        return _setup_page({}, {}, 401, nxt)
     return render_template("auth/login.html", next=nxt, errors={}, form={}), 401
 
 
@@ -258,6 +260,65 @@ def login():
     return redirect(_safe_next())
 
 
+# Where the box's owner sits: private (RFC 1918, IPv6 unique local), link-local and
+# loopback networks.  Not ipaddress's is_private, which also counts documentation ranges.
+LOCAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8",
+    "fc00::/7", "fe80::/10", "::1/128"))
+
+
+def seconds_since_boot() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _client_address():
+    try:
+        addr = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return None
+    return getattr(addr, "ipv4_mapped", None) or addr
+
+
+def setup_refusal() -> str | None:
+    """Why this visitor may not create the admin now (security review L10), or None."""
+    addr = _client_address()
+    if addr is None or not any(addr in net for net in LOCAL_NETWORKS):
+        return ("The admin account can only be created from the local network "
+                "(a private or link-local address).")
+    window = current_app.config.get("SETUP_WINDOW_S")
+    if window and seconds_since_boot() > window:
+        return (f"Setup is closed: the admin account can only be created in the first "
+                f"{int(window) // 60} minutes after the box starts. Power-cycle the box "
+                "(unplug it, plug it in again) to reopen setup for another "
+                f"{int(window) // 60} minutes, or set admin_password in picorder.txt on "
+                "the SD card.")
+    return None
+
+
+def _setup_page(form: dict, errors: dict, status: int, nxt: str | None = None):
+    if request.is_json and request.method == "POST":
+        return jsonify({"errors": errors}), status
+    shown = {k: v for k, v in form.items() if "password" not in k and k != "setup_code"}
+    return render_template("auth/setup.html", form=shown, errors=errors,
+                           next=nxt if nxt is not None else _safe_next(),
+                           closed=setup_refusal(), needs_code=setup_code_required()), status
+
+
+def _check_setup_code(form: dict) -> dict:
+    """{} when no code is needed or the right one came; wrong codes count like logins."""
+    if not setup_code_required():
+        return {}
+    keys = [f"addr:{request.remote_addr or '-'}", f"pair:(setup)|{request.remote_addr or '-'}"]
+    wait, attempt_us = claim_attempt(keys)
+    if wait:
+        return {"setup_code": f"too many wrong codes; wait {wait} s"}
+    if not check_setup_code(form.get("setup_code")):
+        logger.warning("wrong setup code from %s", request.remote_addr)
+        return {"setup_code": "this is not the setup_code of picorder.txt"}
+    forgive_attempt(keys, attempt_us)
+    return {}
+
+
 @bp.route("/setup", methods=["GET", "POST"])
 def setup():
     """First visit: create the admin account; closed once an admin exists."""
@@ -266,14 +327,21 @@ def setup():
             raise json_error(403, "setup is closed: an admin account exists")
         return redirect(url_for("auth.login"))
     if request.method == "GET":
-        return render_template("auth/setup.html", form={}, errors={}, next=_safe_next())
+        return _setup_page({}, {}, 403 if setup_refusal() else 200)
     form = _form()
+    refusal = setup_refusal()
+    if refusal:
+        logger.warning("refused to create the admin for %s: %s", request.remote_addr, refusal)
+        return _setup_page(form, {"setup": refusal}, 403)
     username, password = form.get("username"), form.get("password")
     errors = validate_user(username, password, "admin")
     if not errors and "confirm" in form and form.get("confirm") != password:
         errors["confirm"] = "the two passwords differ"
     if errors:
-        return _form_response("auth/setup.html", form, errors, 400)
+        return _setup_page(form, errors, 400)
+    errors = _check_setup_code(form)
+    if errors:
+        return _setup_page(form, errors, 403)
     try:
         with config.db.atomic("IMMEDIATE"):
             if User.admin_exists():
@@ -282,8 +350,8 @@ def setup():
             user.set_password(password)
             user.save()
     except IntegrityError:
-        return _form_response("auth/setup.html", form, {"username": "this name is taken"}, 400)
-    logger.info("created the admin account %s", user.username)
+        return _setup_page(form, {"username": "this name is taken"}, 400)
+    logger.info("created the admin account %s from %s", user.username, request.remote_addr)
     _sign_in(user)
     if request.is_json:
         return jsonify({"user": user.to_public()}), 201

@@ -167,6 +167,23 @@ def validate_user(username, password, role) -> dict[str, str]:
     return errors
 
 
+SETUP_CODE_SETTING = "setup_code_hash"
+
+
+def set_setup_code(code: str) -> None:
+    """Require `code` (picorder.txt's setup_code) to create the first admin; only its hash is kept."""
+    config.Setting.write(SETUP_CODE_SETTING, generate_password_hash(code, method=PASSWORD_METHOD))
+
+
+def setup_code_required() -> bool:
+    return config.Setting.read(SETUP_CODE_SETTING) is not None
+
+
+def check_setup_code(code) -> bool:
+    stored = config.Setting.read(SETUP_CODE_SETTING)
+    return stored is None or (isinstance(code, str) and check_password_hash(stored, code.strip()))
+
+
 def validate_token_name(name) -> str | None:
     if not isinstance(name, str) or not name.strip() or len(name) > USERNAME_MAX_LENGTH:
         return f"a name of 1-{USERNAME_MAX_LENGTH} characters is required"

@@ -5,6 +5,7 @@ import json
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +59,6 @@ def test_m4_the_throttle_is_shared_by_workers(app):
     attacker = client_from(app, "10.0.0.9")
     for _ in range(limits.LOGIN_FREE_FAILURES):
         login(attacker, ADMIN[0], "nope nope")
-    from pathlib import Path
     worker2 = make_app(Path(app.config["DATA_DIR"]).parent)
     assert login(client_from(worker2, "10.0.0.9"), *ADMIN).status_code == 429
     assert login(client_from(worker2, "10.0.0.10"), *ADMIN).status_code == 200
@@ -220,3 +220,81 @@ def test_l8_restore_checks_user_names(app):
     assert page.status_code == 400
     names = [u["username"] for u in admin.get("/api/users").get_json()]
     assert names == [ADMIN[0]]
+
+
+# ----------------------------------------------------------------------- L10
+
+def setup_admin(client, **extra):
+    body = {"username": "boss", "password": "longenough1", **extra}
+    return client.post("/auth/setup", json=body, headers={"X-CSRFToken": csrf_token(client)})
+
+
+def admins(app) -> list[str]:
+    from recorder import config
+    from webpanel.models import User
+    with app.app_context():
+        config.db.connect(reuse_if_open=True)
+        names = [u.username for u in User.select().where(User.role == "admin")]
+        config.db.close()
+    return names
+
+
+@pytest.mark.parametrize("addr", ["203.0.113.5", "8.8.8.8", "2001:db8::1", "100.64.0.1"])
+def test_l10_a_stranger_from_outside_cannot_claim_the_admin(app, addr):
+    client = client_from(app, addr)
+    page = client.get("/auth/setup", headers={"Accept": "text/html"})
+    assert page.status_code == 403 and b"local network" in page.data
+    assert b'name="password"' not in page.data
+    assert setup_admin(client).status_code == 403
+    assert admins(app) == []
+
+
+@pytest.mark.parametrize("addr", ["192.168.1.20", "10.0.0.7", "172.16.5.5", "169.254.3.4",
+                                  "fe80::1", "fd12::5", "127.0.0.1", "::ffff:192.168.0.9"])
+def test_l10_the_owner_on_the_lan_creates_the_admin(app, addr):
+    assert setup_admin(client_from(app, addr)).status_code == 201
+    assert admins(app) == ["boss"]
+
+
+def test_l10_setup_closes_30_minutes_after_boot_and_says_how_to_reopen(tmp_path, monkeypatch):
+    from webpanel import auth
+    app = make_app(tmp_path, SETUP_WINDOW_S=1800)
+    monkeypatch.setattr(auth, "seconds_since_boot", lambda: 1801.0)
+    client = client_from(app, "192.168.1.20")
+    page = client.get("/auth/setup", headers={"Accept": "text/html"})
+    assert page.status_code == 403 and b"Power-cycle the box" in page.data
+    assert setup_admin(client).status_code == 403 and admins(app) == []
+    monkeypatch.setattr(auth, "seconds_since_boot", lambda: 1799.0)      # after a power cycle
+    assert setup_admin(client).status_code == 201
+
+
+def test_l10_a_forwarded_address_counts_only_from_the_local_socket(app):
+    forged = client_from(app, "203.0.113.5")
+    forged.environ_base["HTTP_X_FORWARDED_FOR"] = "192.168.1.20"
+    assert setup_admin(forged).status_code == 403
+    via_nginx = client_from(app, "")                    # gunicorn's Unix socket peer
+    via_nginx.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.5"
+    assert setup_admin(via_nginx).status_code == 403
+    via_nginx.environ_base["HTTP_X_FORWARDED_FOR"] = "192.168.1.20"
+    assert setup_admin(via_nginx).status_code == 201
+
+
+def test_l10_the_setup_code_of_picorder_txt_is_required(app, tmp_path):
+    from recorder import firstboot
+    from recorder.firstboot import Target
+    firmware = tmp_path / "firmware"
+    firmware.mkdir()
+    txt = firmware / "picorder.txt"
+    txt.write_text("setup_code=tulip-42-river\n")
+    target = Target(root=tmp_path / "root", data=Path(app.config["DATA_DIR"]), owner=None,
+                    hostname_proc=None, run_systemctl=False)
+    assert firstboot.run(txt, target) == []
+    assert "tulip-42-river" not in txt.read_text()
+    client = client_from(app, "192.168.1.20")
+    page = client.get("/auth/setup", headers={"Accept": "text/html"})
+    assert b'name="setup_code"' in page.data
+    assert setup_admin(client).status_code == 403
+    wrong = setup_admin(client, setup_code="tulip-42-rivers")
+    assert wrong.status_code == 403 and "setup_code" in wrong.get_json()["errors"]
+    assert admins(app) == []
+    assert setup_admin(client, setup_code="tulip-42-river").status_code == 201

@@ -119,8 +119,8 @@ def test_1_multi_user_is_reached_without_failed_units(box):
     assert failed == "", f"failed units:\n{failed}"
     assert state == "running"
     active = box.vm.ssh("systemctl is-active multi-user.target picorder-recorder.service "
-                        "picorder-panel.service avahi-daemon.service").split()
-    assert active == ["active"] * 4
+                        "picorder-panel.service avahi-daemon.service nginx.service").split()
+    assert active == ["active"] * 5
     print(f"boot to panel answering: {box.panel_s:.1f} s")
 
 
@@ -131,6 +131,10 @@ def test_2_panel_answers_on_the_forwarded_port(box):
     # The panel runs unprivileged, the recorder as root.
     pid = box.vm.ssh("systemctl show -p MainPID --value picorder-panel.service").strip()
     assert box.vm.ssh(f"ps -o user= -p {pid}").strip() == "picorder"
+    # nginx serves port 80; the panel listens on its local socket only.
+    listening = box.vm.ssh("ss -Hltnp")
+    assert "nginx" in listening and "gunicorn" not in listening and "python" not in listening
+    assert box.vm.ssh("test -S /run/picorder-panel/panel.sock && echo ok").strip() == "ok"
 
 
 def test_3_picorder_txt_was_applied_and_scrubbed(box):
