@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import current_app, g, request
-from werkzeug.wsgi import ClosingIterator
 
 from recorder import limits
 from webpanel.inputs import json_error
@@ -77,6 +76,32 @@ class VideoCaps:
         return None
 
 
+class SlotBody:
+    """A streamed body that gives its slot back when it ends or the server closes it."""
+
+    def __init__(self, body, slot: Slot):
+        self.body, self.slot = body, slot
+        self._iter = iter(body)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._iter)
+        except StopIteration:
+            self.slot.release()
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.slot.release()
+
+
 def per_worker_cap(threads: int) -> int:
     """Video responses per worker: all threads but those kept for pages (at least one)."""
     return max(1, threads - limits.PANEL_THREADS_FOR_PAGES)
@@ -101,7 +126,7 @@ def hand_over_slot(response):
     if slot is None:
         return response
     if response.direct_passthrough and response.response is not None:
-        response.response = ClosingIterator(response.response, slot.release)
+        response.response = SlotBody(response.response, slot)
     else:
         slot.release()
     return response
