@@ -126,6 +126,8 @@ def keyframe_near(pdir: Path, camera: str, stream: str, at_us: int) -> Keyframe:
     try:
         index_reader.open_readonly(pdir)
         seg = index_reader.segment_near(camera, stream, at_us)
+        if seg is None or at_us >= seg.end_us:
+            seg = _unindexed_near(pdir, camera, stream, at_us) or seg
     except index_reader.NoIndex:
         seg = None
     if seg is None:
@@ -138,6 +140,14 @@ def keyframe_near(pdir: Path, camera: str, stream: str, at_us: int) -> Keyframe:
         if item[0] <= at_us:
             best = item
     return Keyframe(pdir / seg.path, init, best[1], best[0])
+
+
+def _unindexed_near(pdir: Path, camera: str, stream: str, at_us: int):
+    """The file not indexed yet (the newest seconds) that holds `at_us`, if any."""
+    tail = index_reader.unindexed_tail(pdir, camera, stream, time.time_ns() // 1000,
+                                       clock_trusted=False)
+    before = [t for t in tail if t.start_us <= at_us]
+    return before[-1] if before else None
 
 
 # --------------------------------------------------------------------- decoding

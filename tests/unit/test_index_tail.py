@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -9,7 +10,7 @@ from mp4_testlib import (decode_errors, ffmpeg_segments, ffprobe_stream, install
                          require_ffmpeg, utc_name)
 from recorder import export, layout, mp4
 from recorder.index import index_db
-from webpanel import index_reader
+from webpanel import index_reader, snapshots
 
 FPS = 15
 SEGMENT_S = 3
@@ -128,3 +129,16 @@ def test_a_range_movie_plays_into_the_tail(pdir, sources, tmp_path):
     assert abs(duration - (covered_end - prev.start_us - 500_000) / 1e6) <= 1 / FPS + 1e-3
     # Without the tail, the same request ends with the indexed segment.
     assert export.build_range(pdir, "cam1", "main", prev.start_us + 500_000, NOW).end_us == prev.end_us
+
+
+def test_a_thumbnail_of_the_newest_seconds_comes_from_the_unindexed_file(pdir, sources):
+    now = time.time_ns() // 1000
+    rec = install_segments(pdir, sources[:1], start_us=now - 20_000_000)
+    prev = rec.rows[0]
+    rel = put_file(pdir, sources[1], prev.end_us, now)
+    at = prev.end_us + 1_500_000
+    kf = snapshots.keyframe_near(pdir, "cam1", "main", at)
+    assert kf.path == pdir / rel
+    assert prev.end_us + 1_000_000 - 1 <= kf.time_us <= at          # keyframes each second
+    # Within the indexed segment: its own picture, as before.
+    assert snapshots.keyframe_near(pdir, "cam1", "main", prev.end_us - 500_000).path == pdir / prev.path
