@@ -4,7 +4,6 @@ import errno
 import importlib
 import importlib.util
 import logging
-import os
 import socket
 import time
 from datetime import datetime, timedelta, timezone
@@ -14,6 +13,7 @@ from peewee import DatabaseError
 
 from recorder import control
 from recorder.cli import UserError, add_data_option, paths_from_args
+from recorder.ffmpeg import files_since
 from recorder.index import index_db, open_index
 from recorder.limits import CHECK_IN_FLIGHT_S, CONTROL_TIMEOUT_S
 from recorder.paths import DataPaths
@@ -118,18 +118,7 @@ def files_in_flight(picorder_dir: Path, status: dict | None,
         base = picorder_dir / str(stream.get("camera")) / str(stream.get("stream"))
         if stream.get("current_segment"):
             found.add(picorder_dir / stream["current_segment"])
-        for day in days:
-            try:
-                entries = list(os.scandir(base / day))
-            except OSError:
-                continue
-            for entry in entries:
-                try:
-                    if entry.name.endswith(".mp4") and entry.is_file(follow_symlinks=False) \
-                            and entry.stat(follow_symlinks=False).st_mtime >= now - CHECK_IN_FLIGHT_S:
-                        found.add(Path(entry.path))
-                except OSError:
-                    continue
+        found.update(path for path, _ in files_since(base, days, now - CHECK_IN_FLIGHT_S))
     return found
 
 

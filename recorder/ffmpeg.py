@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -143,6 +144,25 @@ def host_port(url: str) -> tuple[str, int] | None:
         return None
     defaults = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
     return parts.hostname, port or defaults.get(parts.scheme.lower(), 554)
+
+
+def files_since(stream: Path, days: list[str], since: float) -> list[tuple[Path, os.stat_result]]:
+    """Segment files (regular .mp4, links not followed) of a stream's day directories
+    `days` (YYYY/MM/DD) modified at or after `since` (epoch seconds)."""
+    found = []
+    for day in days:
+        try:
+            entries = list(os.scandir(stream / day))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if entry.name.endswith(".mp4") and stat.S_ISREG(st.st_mode) and st.st_mtime >= since:
+                found.append((Path(entry.path), st))
+    return found
 
 
 def output_pattern(picorder_dir: Path, spec: StreamSpec) -> str:

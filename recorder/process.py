@@ -14,7 +14,6 @@ import random
 import selectors
 import signal
 import socket
-import stat
 import subprocess
 import threading
 import time
@@ -412,19 +411,12 @@ class StreamProcess:
         """Remove the empty file ffmpeg opened before the muxer refused the stream (one per try)."""
         since = host_wall_us() / 1e6 - (now - run.spawned) - 2
         base = ffmpeg.stream_dir(self.picorder_dir, self.spec.camera, self.spec.stream)
-        for day in day_dirs(int(since * 1e6)):
-            try:
-                entries = list(os.scandir(base / day))
-            except OSError:
-                continue
-            for entry in entries:
+        for path, st in ffmpeg.files_since(base, day_dirs(int(since * 1e6)), since):
+            if st.st_size == 0:
                 try:
-                    st = entry.stat(follow_symlinks=False)
-                    if (entry.name.endswith(".mp4") and stat.S_ISREG(st.st_mode)
-                            and st.st_size == 0 and st.st_mtime >= since):
-                        os.unlink(entry.path)
+                    path.unlink()
                 except OSError:
-                    logger.exception("%s: cannot remove the empty %s", self.key, entry.path)
+                    logger.exception("%s: cannot remove the empty %s", self.key, path)
 
     # -------------------------------------------------------------------- tick
 
@@ -789,10 +781,10 @@ def stop_orphans(runtime_dir: Path, grace_s: float = limits.STOP_GRACE_S) -> lis
     logger.warning("stopping %d ffmpeg processes left by a previous recorder: %s",
                    len(found), found)
     _signal_all(found, signal.SIGINT)
-    left = _wait_gone(found, grace_s)
+    left = wait_gone(found, grace_s)
     if left:
         _signal_all(left, signal.SIGKILL)
-        _wait_gone(left, limits.KILL_WAIT_S)
+        wait_gone(left, limits.KILL_WAIT_S)
     return found
 
 
@@ -804,16 +796,18 @@ def _signal_all(pids: list[int], signum: int) -> None:
             pass
 
 
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait up to `timeout` for every pid to end; return those still running."""
     deadline = time.monotonic() + timeout
     while True:
-        left = [pid for pid in pids if _alive(pid)]
+        left = [pid for pid in pids if pid_alive(pid)]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +25,16 @@ def need_root():
     for tool in ("losetup", "mkfs.ext4", "udevadm", "chattr"):
         if not shutil.which(tool):
             pytest.fail(f"{tool} is missing: run `make test`, which installs it")
+
+
+def stop_gently(proc: subprocess.Popen, timeout: float = 20) -> int:
+    """SIGTERM, then SIGKILL after `timeout`; the exit status."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(5)
 
 
 def udevd_running() -> bool:

@@ -8,7 +8,6 @@ and remounts itself read-only): that does stop every stream.
 """
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pytest
 from recorder import control
 from recorder.paths import DataPaths
 from recorder_helpers import rows, set_setting, wait_for
-from storage_fixtures import loop_disks, mount_base, sh, udevd  # noqa: F401
+from storage_fixtures import loop_disks, mount_base, sh, stop_gently, udevd  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -130,10 +129,5 @@ def test_an_unstorable_camera_stops_nothing_and_a_real_disk_fault_stops_all(
         assert "read-only" in st["storage"]["detail"].lower(), st["storage"]
         assert os.path.ismount(root) is False         # detached, as after an unplug
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_gently(proc)
     assert proc.returncode == 0, log_path.read_text()[-3000:]

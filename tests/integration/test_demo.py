@@ -14,22 +14,15 @@ import pytest
 
 from recorder import config
 from recorder.paths import DataPaths
+from recorder.process import pid_alive
 from recorder.sim.launcher import free_port
-from recorder_helpers import (PROJECT, add_camera, descendants, ffmpeg_pids_for, is_zombie,
-                              picorder, rows, wait_for)
+from recorder_helpers import (PROJECT, add_camera, descendants, ffmpeg_pids_for, picorder,
+                              rows, wait_for)
 
 pytestmark = pytest.mark.integration
 
 PANEL_RE = re.compile(r"web panel: +(http://127\.0\.0\.1:\d+/)")
 EXIT_S = 10
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not is_zombie(pid)
 
 
 def get(url: str):
@@ -77,7 +70,7 @@ def test_demo_records_serves_the_panel_and_stops_cleanly_on_ctrl_c(tmp_path, ffm
         took = time.monotonic() - stopped_at
         assert rc == 0, out.read_text()[-2000:]
         assert took < EXIT_S
-        wait_for(lambda: not [p for p in children if alive(p)], 3, "the demo's children to end")
+        wait_for(lambda: not [p for p in children if pid_alive(p)], 3, "the demo's children to end")
         assert ffmpeg_pids_for(data) == []
         text = out.read_text()
         assert "Traceback" not in text
@@ -86,7 +79,7 @@ def test_demo_records_serves_the_panel_and_stops_cleanly_on_ctrl_c(tmp_path, ffm
         assert " INFO " not in after and "Adding job" not in after, after[:2000]
     finally:
         for pid in [demo.pid] + children:
-            if alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         demo.wait(10)
 

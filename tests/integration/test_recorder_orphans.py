@@ -10,33 +10,16 @@ import time
 
 import pytest
 
+from recorder.process import pid_alive, wait_gone
 from recorder.sim.launcher import SimCameras, free_port
 from recorder_helpers import (
-    PROJECT, RecorderProcess, add_camera, decode_errors, descendants, ffmpeg_pids_for,
-    is_zombie, rows, set_setting, wait_for,
+    PROJECT, RecorderProcess, add_camera, decode_errors, descendants, ffmpeg_pids_for, rows,
+    set_setting, wait_for,
 )
 
 pytestmark = pytest.mark.integration
 
 GONE_S = 2.0            # every child ends within this long after its parent is killed
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not is_zombie(pid)
-
-
-def gone_within(pids: list[int], timeout: float) -> list[int]:
-    """Wait up to `timeout` for every pid to end; return those still running."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [p for p in pids if alive(p)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
 
 
 def command(pid: int) -> str:
@@ -64,7 +47,7 @@ def test_recorder_killed_takes_its_ffmpeg_along_and_its_segment_is_indexed(
             t0 = time.monotonic()
             rec.proc.kill()
             rec.proc.wait(5)
-            left = gone_within(children, GONE_S - (time.monotonic() - t0))
+            left = wait_gone(children, GONE_S - (time.monotonic() - t0))
             assert left == [], [command(p) for p in left]
             assert sim.proc.poll() is None       # not the recorder's child: still serving
         finally:
@@ -137,7 +120,7 @@ def test_demo_killed_leaves_no_child(tmp_path, ffmpeg_available):
         t0 = time.monotonic()
         demo.kill()
         demo.wait(5)
-        left = gone_within(children, GONE_S - (time.monotonic() - t0))
+        left = wait_gone(children, GONE_S - (time.monotonic() - t0))
         print(f"{len(children)} children of the killed demo ended within "
               f"{time.monotonic() - t0:.2f} s")
         assert left == [], [command(p) for p in left]
@@ -147,5 +130,5 @@ def test_demo_killed_leaves_no_child(tmp_path, ffmpeg_available):
             demo.kill()
             demo.wait(5)
         for pid in children:
-            if alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)

@@ -20,7 +20,7 @@ from recorder.paths import DataPaths
 from recorder.process import DiskFailure
 from recorder.service import Recorder, SignalEvent
 from recorder.storage import STATE_MISSING, STATE_RECORDING, DiskStorage
-from storage_fixtures import loop_disks, mount_base, sh, udevd  # noqa: F401
+from storage_fixtures import loop_disks, mount_base, sh, stop_gently, udevd  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -118,14 +118,17 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
     storage.adopt(uuid)
     root = tmp_path / "disks" / uuid
     rec = Recorder(paths, storage)
+
+    def status() -> dict:
+        return rec.status().to_json()
     thread = threading.Thread(target=rec.run, name="recorder", daemon=True)
     thread.start()
     try:
         def recording():
-            st = rec.status()
+            st = status()
             return (st["storage"]["state"] == STATE_RECORDING and len(st["streams"]) == 2
                     and all(s["last_segment_utc_us"] for s in st["streams"]))
-        assert wait_for(recording, 40), rec.status()
+        assert wait_for(recording, 40), status()
         assert any(p.endswith("index.db") for p in open_under(root))
         before = files_outside(tmp_path, root)
 
@@ -134,11 +137,11 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
         watcher.callback(DriveEvent("remove", fake_disk.properties))
 
         def stopped():
-            st = rec.status()
+            st = status()
             return (st["storage"]["state"] == STATE_MISSING and st["storage"]["root"] is None
                     and all(s["state"] == "STOPPED" and s["pid"] is None
                             and s["problem"] == "disk missing" for s in st["streams"]))
-        assert wait_for(stopped, 5), rec.status()
+        assert wait_for(stopped, 5), status()
         assert wait_for(lambda: not open_under(root), 5), open_under(root)
         assert time.monotonic() - t0 < 2.0, "streams stopped and index closed within 2 s"
         settled = newest_mtime(root)
@@ -150,17 +153,17 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
         # Re-plug: recording resumes onto the same disk, old recordings still there.
         t0 = time.monotonic()
         watcher.callback(DriveEvent("add", fake_disk.properties, None, fake_disk.size_bytes))
-        assert wait_for(lambda: all(s["state"] == "RUNNING" for s in rec.status()["streams"])
-                        and rec.status()["storage"]["state"] == STATE_RECORDING, 10)
+        assert wait_for(lambda: all(s["state"] == "RUNNING" for s in status()["streams"])
+                        and status()["storage"]["state"] == STATE_RECORDING, 10)
         assert time.monotonic() - t0 < 10
         assert wait_for(lambda: len(list((root / "picorder").rglob("*.mp4"))) > rows_before + 2, 15)
 
         # An I/O error one stream reports, which the disk does not show (its write probe
         # passes): the disk stays, and no stream stops.
-        pids = {s["camera"]: s["pid"] for s in rec.status()["streams"]}
+        pids = {s["camera"]: s["pid"] for s in status()["streams"]}
         rec.enqueue(DiskFailure("cam1/main", errno.EIO, "av_interleaved_write_frame(): I/O error"))
-        assert wait_for(lambda: rec.status()["storage"]["disk_check"]["finding"], 5)
-        st = rec.status()
+        assert wait_for(lambda: status()["storage"]["disk_check"]["finding"], 5)
+        st = status()
         assert st["storage"]["state"] == STATE_RECORDING, st["storage"]
         assert {s["camera"]: s["pid"] for s in st["streams"]} == pids
         assert all(s["state"] == "RUNNING" for s in st["streams"])
@@ -169,10 +172,10 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
         kernel["problem"] = "the kernel made the disk's filesystem read-only (it found errors on it)"
         t0 = time.monotonic()
         rec.enqueue(DiskFailure("cam1/main", errno.EROFS, "Read-only file system"))
-        assert wait_for(stopped, 5), rec.status()
+        assert wait_for(stopped, 5), status()
         assert wait_for(lambda: not open_under(root), 5), open_under(root)
         assert time.monotonic() - t0 < 2.0
-        assert "I/O error, and the disk shows it" in rec.status()["storage"]["detail"]
+        assert "I/O error, and the disk shows it" in status()["storage"]["detail"]
         assert files_outside(tmp_path, root) == before
     finally:
         rec.enqueue(SignalEvent(signal.SIGTERM))
@@ -252,12 +255,7 @@ def test_disk_full_retention_keeps_the_floor(loop_disks, mount_base, tmp_path, s
         bad = picorder(data, mount_base, "disk", "format", dev, "--confirm", dev, check=False)
         assert bad.returncode == 2 and "is mounted at" in bad.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_gently(proc)
         log.close()
     assert proc.returncode == 0, (tmp_path / "recorder.log").read_text()[-3000:]
     check = picorder(data, mount_base, "check", "--root", str(root), check=False)
