@@ -12,7 +12,7 @@ starts a check, run off the main loop while every stream keeps recording:
   that does not answer has failed as surely as one that answers EIO).
 
 The disk is declared failed only when one of these shows the fault (judge()).
-When they pass, reports from one stream are that stream's own fault; reports
+When they pass, a report from one stream is not a disk fault; reports
 from more than one stream keep the suspicion open, and the disk is checked again
 while they keep coming.
 """
@@ -61,7 +61,7 @@ def judge(evidence: DiskEvidence) -> Verdict:
         return Verdict(False, f"write errors from {who}, but the disk passed its check: "
                               "checking it again while they continue", recheck=True)
     return Verdict(False, f"write error from {who}, but the disk passed its check: "
-                          "the fault is that stream's own")
+                          "not a disk fault")
 
 
 def probe_write(root: Path) -> str | None:
