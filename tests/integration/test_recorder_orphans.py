@@ -10,12 +10,15 @@ import time
 
 import pytest
 
+from recorder.ffmpeg_user import ENV_FFMPEG_USER
 from recorder.process import pid_alive, wait_gone
+from recorder.service import ENV_RUNTIME_DIR
 from recorder.sim.launcher import SimCameras, free_port
 from recorder_helpers import (
     PROJECT, RecorderProcess, add_camera, decode_errors, descendants, ffmpeg_pids_for, rows,
     set_setting, wait_for,
 )
+from test_recorder_ffmpeg_user import accounts, base  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +68,34 @@ def test_recorder_killed_takes_its_ffmpeg_along_and_its_segment_is_indexed(
         finally:
             rec.kill()
     assert ffmpeg_pids_for(data) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
+def test_ffmpeg_as_its_own_user_ends_with_a_killed_recorder(accounts, base, sim_cameras,
+                                                           monkeypatch, ffmpeg_available):
+    """The death signal is set after the switch to ffmpeg's user (which clears it)."""
+    user, _ = accounts
+    data, recordings = base / "data", base / "rec"
+    data.mkdir(mode=0o700)
+    recordings.mkdir(mode=0o755)
+    sim = sim_cameras(cameras=1)
+    add_camera(data, "cam1", sim.url(1))
+    set_setting(data, "recordings_dir", str(recordings))
+    monkeypatch.setenv(ENV_FFMPEG_USER, user.pw_name)
+    monkeypatch.setenv(ENV_RUNTIME_DIR, str(base / "run"))
+    rec = RecorderProcess(data).start()
+    try:
+        wait_for(lambda: (rec.stream("cam1") or {}).get("state") == "RUNNING", 20, "recording")
+        ffmpegs = [p for p in ffmpeg_pids_for(recordings) if p in rec.children()]
+        assert len(ffmpegs) == 1
+        assert os.stat(f"/proc/{ffmpegs[0]}").st_uid == user.pw_uid
+        t0 = time.monotonic()
+        rec.proc.kill()
+        rec.proc.wait(5)
+        left = wait_gone(ffmpegs, GONE_S - (time.monotonic() - t0))
+        assert left == [], [command(p) for p in left]
+    finally:
+        rec.kill()
 
 
 def test_an_ffmpeg_left_behind_is_stopped_before_recovery(tmp_path, ffmpeg_available):
