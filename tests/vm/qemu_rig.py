@@ -264,8 +264,11 @@ class VM:
                 with urllib.request.urlopen(self.panel_url("/auth/login"), timeout=5) as resp:
                     resp.read()
                     return time.monotonic() - self.started_at
-            except urllib.error.HTTPError:
-                return time.monotonic() - self.started_at   # any HTTP answer counts
+            except urllib.error.HTTPError as exc:
+                # Any answer of the panel counts; nginx says 502 until the panel listens.
+                if exc.code not in (502, 503, 504):
+                    return time.monotonic() - self.started_at
+                time.sleep(1)
             except (urllib.error.URLError, OSError):
                 time.sleep(1)
         raise TimeoutError("the panel did not answer in time:\n" + self.console_tail())
