@@ -27,11 +27,12 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+import front_support  # noqa: E402
 
 PAGES = ["/", "/live", "/recordings/cam1", "/storage", "/system", "/cameras/new",
          "/cameras/cam1/edit", "/setup/clock", "/setup/disk", "/setup/camera"]
@@ -95,19 +96,7 @@ def start_gunicorn(data: Path, root: Path, port: int, access_log: Path) -> subpr
 
 def sign_in(port: int) -> str:
     """Return the session cookie of a signed-in admin."""
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    conn.request("GET", "/auth/login", headers={"Accept": "text/html"})
-    resp = conn.getresponse()
-    html = resp.read().decode()
-    cookie = resp.getheader("Set-Cookie").split(";")[0]
-    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    body = urllib.parse.urlencode({"username": ADMIN[0], "password": ADMIN[1], "csrf_token": token})
-    conn.request("POST", "/auth/login", body=body, headers={
-        "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie, "Accept": "text/html"})
-    resp = conn.getresponse()
-    resp.read()
-    assert resp.status == 302, resp.status
-    return resp.getheader("Set-Cookie").split(";")[0]
+    return front_support.sign_in(port, *ADMIN)
 
 
 def client_loop(port: int, cookie: str, paths: list[str], rounds: int, out: dict, lock) -> None:

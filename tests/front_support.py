@@ -1,11 +1,14 @@
 """The appliance's panel stack for tests and benchmarks: gunicorn on a local socket behind
 the nginx site of the picorder_nginx role, rendered from the role's own template."""
 
+import http.client
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -61,9 +64,7 @@ class FrontServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(15)
+        stop(self.proc)
 
 
 def start_gunicorn(data: Path, bind: str, log: Path, **env_extra) -> subprocess.Popen:
@@ -94,6 +95,24 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not answer in {timeout} s: {problem}")
         time.sleep(0.2)
+
+
+def sign_in(port: int, username: str, password: str) -> str:
+    """Sign in through the login form as a browser does; return the session cookie."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/auth/login", headers={"Accept": "text/html"})
+    resp = conn.getresponse()
+    html = resp.read().decode()
+    cookie = resp.getheader("Set-Cookie").split(";")[0]
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    body = urllib.parse.urlencode({"username": username, "password": password, "csrf_token": token})
+    conn.request("POST", "/auth/login", body=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie, "Accept": "text/html"})
+    resp = conn.getresponse()
+    resp.read()
+    if resp.status != 302:
+        raise RuntimeError(f"sign-in as {username}: HTTP {resp.status}")
+    return resp.getheader("Set-Cookie").split(";")[0]
 
 
 def stop(proc: subprocess.Popen | None) -> None:

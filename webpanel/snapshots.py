@@ -5,7 +5,6 @@ the segment's init segment, so ffmpeg decodes one small, valid fMP4 from a pipe
 and never sees a file path from the request.
 """
 
-import fcntl
 import logging
 import os
 import subprocess
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder import layout, limits, mp4
-from webpanel import index_reader
+from webpanel import index_reader, locks
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +159,8 @@ def decoder_slot(lock_dir: Path, total: int, wait_s: float):
         raise Busy("every snapshot decoder is busy; try again")
     fd = None
     try:
-        lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         while fd is None:
-            fd = _try_lock(lock_dir, total)
+            fd = locks.try_slot(lock_dir, "snapshot", total)
             if fd is None:
                 if time.monotonic() > deadline:
                     raise Busy("every snapshot decoder is busy; try again")
@@ -172,18 +170,6 @@ def decoder_slot(lock_dir: Path, total: int, wait_s: float):
         if fd is not None:
             os.close(fd)          # closing releases the flock
         _process_slots.release()
-
-
-def _try_lock(lock_dir: Path, total: int) -> int | None:
-    for slot in range(total):
-        fd = os.open(lock_dir / f"snapshot-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return fd
-    return None
 
 
 def read_fragment_bytes(kf: Keyframe) -> bytes:

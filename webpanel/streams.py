@@ -7,7 +7,6 @@ take them all. When a cap is full the answer is 503 with Retry-After, at once:
 queueing would hold a thread too.
 """
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 from flask import current_app, g, request
 
 from recorder import limits
+from webpanel import locks
 from webpanel.inputs import json_error
 
 logger = logging.getLogger(__name__)
@@ -61,19 +61,9 @@ class VideoCaps:
         return Slot(self, fd), ""
 
     def _user_lock(self, who: str) -> int | None:
-        # flock, so every gunicorn worker counts the same user's responses.
-        self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Lock files, so every gunicorn worker counts the same user's responses.
         key = hashlib.sha256(who.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        for n in range(self.per_user):
-            fd = os.open(self.lock_dir / f"video-{key}-{n}.lock",
-                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            return fd
-        return None
+        return locks.try_slot(self.lock_dir, f"video-{key}", self.per_user)
 
 
 class SlotBody:

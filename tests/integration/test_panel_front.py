@@ -2,7 +2,6 @@
 the review's slow-client attacks (security-2026-12 M2, M3), and whose address it trusts (L10)."""
 
 import http.client
-import re
 import shutil
 import socket
 import sqlite3
@@ -10,13 +9,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from front_support import FrontServer, start_gunicorn, stop, wait_http
+from front_support import FrontServer, sign_in, start_gunicorn, stop, wait_http
 from mp4_testlib import ffmpeg_segments, install_segments, require_ffmpeg
 from recorder import limits
 from recorder.index import index_db
@@ -41,22 +39,6 @@ class Stack:
         self.port, self.data, self.gunicorn_log = port, data, gunicorn_log
         self.viewer_token, self.tcp_port = viewer_token, tcp_port
         self.cookie = ""
-
-    def sign_in(self) -> str:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        conn.request("GET", "/auth/login", headers={"Accept": "text/html"})
-        resp = conn.getresponse()
-        html = resp.read().decode()
-        cookie = resp.getheader("Set-Cookie").split(";")[0]
-        token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-        body = urllib.parse.urlencode({"username": ADMIN[0], "password": ADMIN[1],
-                                       "csrf_token": token})
-        conn.request("POST", "/auth/login", body=body, headers={
-            "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 302, resp.status
-        return resp.getheader("Set-Cookie").split(";")[0]
 
     def page_load_s(self, path: str = "/") -> float:
         """Seconds for a signed-in page load (fails the test if it does not answer 200)."""
@@ -101,7 +83,7 @@ def stack(tmp_path_factory):
         wait_http(f"http://127.0.0.1:{port}/auth/login", panel)
         wait_http(f"http://127.0.0.1:{tcp_port}/auth/login", direct)
         st = Stack(port, data, log, viewer_token, tcp_port)
-        st.cookie = st.sign_in()
+        st.cookie = sign_in(port, *ADMIN)
         yield st
     finally:
         front.stop()
