@@ -137,12 +137,13 @@ class ControlServer:
         self._remove_stale()
         server = _Server(str(self.socket_path), _Handler, bind_and_activate=False)
         server.handlers = self.handlers
-        old = os.umask(0o117)
+        # The socket gets its mode from the umask as it is made: a chmod by path
+        # afterwards would follow whatever the panel's user put there meanwhile.
+        old = os.umask(0o777 & ~SOCKET_MODE)
         try:
             server.server_bind()
         finally:
             os.umask(old)
-        os.chmod(self.socket_path, SOCKET_MODE)
         server.server_activate()
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},

@@ -141,3 +141,19 @@ def test_a_linked_camera_directory_does_not_lead_outside(tmp_path):
         ffmpeg_user.make_day_dirs(pdir, "cam1", "main", ["2026/12/06"], None)
     assert list(outside.iterdir()) == []
     assert inside(pdir, "cam2", "main") == pdir / "cam2" / "main"
+
+
+def test_the_control_socket_changes_no_mode_through_a_path(tmp_path, monkeypatch):
+    """The socket's mode comes from the umask at bind time, not from a chmod by name that
+    would follow a link swapped in by the panel's user."""
+    import stat
+    from recorder.control import SOCKET_MODE, ControlServer
+    calls = []
+    monkeypatch.setattr(os, "chmod", lambda *a, **k: calls.append(a))
+    server = ControlServer(tmp_path / "recorder.sock")
+    server.start()
+    try:
+        assert calls == []
+        assert stat.S_IMODE(os.stat(tmp_path / "recorder.sock").st_mode) == SOCKET_MODE
+    finally:
+        server.stop()
