@@ -296,8 +296,8 @@ def build_range(picorder_dir: Path, camera: str, stream: str, start_us: int,
     """The progressive MP4 of camera/stream between start_us and end_us (index already open).
 
     `tail`: segments not indexed yet, after the indexed ones, each with the
-    fields of a Segment row (webpanel.index_reader.unindexed_tail()); each is
-    read only up to its `bytes`, the end of its complete fragments.
+    fields of a Segment row and its parsed `fragments`, which end at its
+    `bytes` (webpanel.index_reader.unindexed_tail()).
     """
     validate_range(start_us, end_us)
     picorder_dir = Path(picorder_dir)
@@ -353,7 +353,7 @@ def _add_segment(build: _Build, row: Segment) -> bool:
                         row.camera, row.stream, row.path)
             build.stopped_for_format = True
             return False
-        fragments = _stored_fragments(f, init, size, row)
+        fragments = getattr(row, "fragments", None) or _stored_fragments(f, init, size, row)
         if fragments is None:
             fragments = list(iter_segment_fragments(f, init, size))
     if not fragments:

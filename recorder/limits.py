@@ -94,6 +94,7 @@ RANGE_CACHE_TTL_S = 30.0
 TAIL_MAX_FILES = 4              # unindexed segment files (the one being written, those not
                                 # indexed yet) the timeline and recording.mp4 read, newest first
 TAIL_LOOKBACK_S = 86400         # ... named at most this long ago when the stream has no rows
+TAIL_SCAN_CACHE_ITEMS = 64      # growing files whose last scan a panel worker keeps
 
 # Storage (issue: storage): drives, mounting, retention, health.
 DISK_MOUNT_BASE = "/srv/picorder/disks"   # disks are mounted at <base>/<fs-uuid>

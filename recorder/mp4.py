@@ -635,13 +635,15 @@ class SegmentScan:
 
 
 def iter_segment_fragments(f: BinaryIO, init: InitSegment, file_size: int,
-                           state: dict | None = None) -> Iterator[Fragment]:
+                           state: dict | None = None, start: int | None = None) -> Iterator[Fragment]:
     """Yield complete fragments in file order; stop at the end of the valid prefix.
 
-    `state` (optional) receives "complete_end" and "problem".
+    `state` (optional) receives "complete_end" and "problem". `start`: the
+    offset to begin at (a box boundary, such as an earlier scan's complete_end)
+    instead of the end of the init segment.
     """
     state = {} if state is None else state
-    pos = init.end
+    pos = init.end if start is None else start
     state["complete_end"], state["problem"] = pos, None
     fd = f.fileno()
     while pos < file_size:
@@ -686,6 +688,24 @@ def scan_segment(path: Path) -> SegmentScan:
         state: dict = {}
         fragments = list(iter_segment_fragments(f, init, size, state))
     return SegmentScan(init, fragments, state["complete_end"], size, state["problem"])
+
+
+def rescan_segment(path: Path, earlier: SegmentScan | None) -> SegmentScan:
+    """scan_segment() of a file that only grows (the segment ffmpeg is writing).
+
+    With an earlier scan of the same file (no shorter now), only what follows
+    its valid prefix is read.
+    """
+    if earlier is not None:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size >= earlier.file_size:
+                state: dict = {}
+                more = list(iter_segment_fragments(f, earlier.init, size, state,
+                                                   earlier.complete_end))
+                return SegmentScan(earlier.init, earlier.fragments + more, state["complete_end"],
+                                   size, state["problem"])
+    return scan_segment(path)
 
 
 def probe_segment(path: Path) -> SegmentInfo:

@@ -14,7 +14,8 @@ import logging
 import os
 import sqlite3
 import threading
-from dataclasses import asdict, dataclass
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from peewee import OperationalError
@@ -193,6 +194,30 @@ class OpenSegment:
     clock_trusted: bool
     run_id: int | None = None
     tables: bytes | None = None
+    fragments: list = field(default_factory=list, repr=False)   # its complete fragments
+
+
+class _Scans:
+    """This worker's latest scan of each growing file, so a request reads only its new fragments."""
+
+    def __init__(self, items: int):
+        self.items = items
+        self._lock = threading.Lock()
+        self._data: OrderedDict = OrderedDict()
+
+    def scan(self, path: Path) -> mp4.SegmentScan:
+        with self._lock:
+            earlier = self._data.get(path)
+        scan = mp4.rescan_segment(path, earlier)
+        with self._lock:
+            self._data[path] = scan
+            self._data.move_to_end(path)
+            while len(self._data) > self.items:
+                self._data.popitem(last=False)
+        return scan
+
+
+_scans = _Scans(limits.TAIL_SCAN_CACHE_ITEMS)
 
 
 def newest_end_us(camera: str, stream: str) -> int | None:
@@ -221,7 +246,7 @@ def unindexed_tail(picorder_dir: Path, camera: str, stream: str, now_us: int,
         if rel in known:
             continue
         try:
-            scan = mp4.scan_segment(Path(picorder_dir) / rel)
+            scan = _scans.scan(Path(picorder_dir) / rel)
         except (OSError, mp4.Mp4Error):
             continue                # gone, or its header is not complete yet
         if not scan.fragments:
@@ -234,7 +259,7 @@ def unindexed_tail(picorder_dir: Path, camera: str, stream: str, now_us: int,
         else:
             start, trusted = max(name_us, prev_end or 0), clock_trusted
         item = OpenSegment(camera, stream, rel, start, start + max(duration, 1), scan.complete_end,
-                           scan.frames, trusted)
+                           scan.frames, trusted, fragments=scan.fragments)
         tail.append(item)
         prev_end, prev_trusted = item.end_us, item.clock_trusted
     return tail

@@ -49,6 +49,10 @@ class MovieCache:
             self._data.move_to_end(key)
             return hit[1]
 
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
     def drop_oversized(self) -> None:
         """Before another build: forget a movie kept only because it was the newest."""
         with self._lock:

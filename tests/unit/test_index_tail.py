@@ -142,3 +142,27 @@ def test_a_thumbnail_of_the_newest_seconds_comes_from_the_unindexed_file(pdir, s
     assert prev.end_us + 1_000_000 - 1 <= kf.time_us <= at          # keyframes each second
     # Within the indexed segment: its own picture, as before.
     assert snapshots.keyframe_near(pdir, "cam1", "main", prev.end_us - 500_000).path == pdir / prev.path
+
+
+def test_a_growing_file_is_rescanned_from_where_the_last_scan_stopped(sources, tmp_path):
+    data = sources[1].read_bytes()
+    whole = mp4.scan_segment(sources[1])
+    path = tmp_path / "growing.mp4"
+    path.write_bytes(data[:whole.fragments[0].offset])          # the init segment alone
+    scan = mp4.scan_segment(path)
+    assert scan.fragments == []
+    for frag in whole.fragments:
+        for cut in (frag.offset + 7, frag.end - 1, frag.end):   # torn moof, torn mdat, complete
+            with open(path, "ab") as f:
+                f.write(data[os.path.getsize(path):cut])
+            scan = mp4.rescan_segment(path, scan)
+            fresh = mp4.scan_segment(path)
+            assert (scan.complete_end, scan.frames, scan.duration_us) == (
+                fresh.complete_end, fresh.frames, fresh.duration_us)
+    with open(path, "ab") as f:
+        f.write(data[os.path.getsize(path):])                    # the mfra of a clean close
+    scan = mp4.rescan_segment(path, scan)
+    assert scan.complete_end == whole.complete_end and scan.frames == whole.frames
+    # A file cut shorter (recovery truncates a torn file) is read afresh.
+    os.truncate(path, whole.fragments[1].end)
+    assert mp4.rescan_segment(path, scan).frames == whole.fragments[0].count + whole.fragments[1].count
