@@ -41,6 +41,7 @@ from recorder.process import (
 )
 from recorder.status import ClockStatus, RecorderStatus
 from recorder.storage_api import Storage
+from recorder.storage_check import SYNC_SOURCE
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
 
 logger = logging.getLogger(__name__)
@@ -361,7 +362,7 @@ class Recorder:
             self.storage.report_io_error(event.errno_, f"{event.key}: {event.detail}",
                                          source=event.key)
         elif isinstance(event, SyncFailed):
-            self.storage.report_io_error(event.errno_, event.detail, source="sync")
+            self.storage.report_io_error(event.errno_, event.detail, source=SYNC_SOURCE)
         elif isinstance(event, SignalEvent):
             self._on_signal_event(event)
         elif isinstance(event, ReloadRequest):

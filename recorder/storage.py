@@ -330,7 +330,7 @@ class DiskStorage:
                 logger.warning("no space left on the recording disk: running retention now")
             self.run_retention_soon()
             return
-        self._check.report(source)
+        self._check.report(source, errno_)
         with self._lock:
             root, devpath = self._root, self._active_devpath()
         if root is None:

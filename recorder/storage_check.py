@@ -9,7 +9,9 @@ starts a check, run off the main loop while every stream keeps recording:
   not read-only (ext4 remounts itself read-only when it finds errors), its block
   device still exists and is not offline;
 - a write-and-fsync probe of a small file on the disk, with a time limit (a disk
-  that does not answer has failed as surely as one that answers EIO).
+  that does not answer has failed as surely as one that answers EIO);
+- the kernel's own report: syncfs of the recording filesystem (recorder.durability,
+  source "sync") failing with EIO means writing data back to the disk failed.
 
 The disk is declared failed only when one of these shows the fault (judge()).
 When they pass, a report from one stream is not a disk fault; reports
@@ -31,6 +33,7 @@ from recorder import limits
 logger = logging.getLogger(__name__)
 
 PROBE_NAME = ".picorder-disk-check"
+SYNC_SOURCE = "sync"            # who reports recorder.durability's syncfs failures
 NOSPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})   # a full disk still answers
 
 
@@ -41,6 +44,7 @@ class DiskEvidence:
     kernel_problem: str | None      # None: the kernel sees nothing wrong
     probe_error: str | None         # None: the write-and-fsync probe passed
     sources: tuple[str, ...]        # who reported write errors within the window
+    writeback_failed: bool = False  # syncfs said EIO within the window
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ def judge(evidence: DiskEvidence) -> Verdict:
     """Failed only on what the disk itself shows; several reporters keep the suspicion open."""
     if evidence.kernel_problem:
         return Verdict(True, evidence.kernel_problem)
+    if evidence.writeback_failed:
+        return Verdict(True, "the kernel could not write recorded data back to the disk "
+                             "(syncfs: Input/output error)")
     if evidence.probe_error:
         return Verdict(True, f"the disk failed a write check: {evidence.probe_error}")
     who = ", ".join(evidence.sources) or "a stream"
@@ -138,12 +145,22 @@ class DiskCheck:
         self.clock = clock
         self._lock = threading.Lock()
         self._reports: dict[str, float] = {}
+        self._writeback_failed_at: float | None = None
         self._running = False
 
-    def report(self, source: str) -> None:
-        """Note a write error reported by `source` (a stream's key, or "index")."""
+    def report(self, source: str, errno_: int = errno.EIO) -> None:
+        """Note a write error reported by `source` (a stream's key, "index" or "sync")."""
         with self._lock:
-            self._reports[source or "unknown"] = self.clock()
+            now = self.clock()
+            self._reports[source or "unknown"] = now
+            if source == SYNC_SOURCE and errno_ == errno.EIO:
+                self._writeback_failed_at = now
+
+    def writeback_failed(self) -> bool:
+        """syncfs failed with EIO within the window."""
+        with self._lock:
+            at = self._writeback_failed_at
+            return at is not None and at >= self.clock() - limits.DISK_REPORT_WINDOW_S
 
     def sources(self) -> tuple[str, ...]:
         """Who reported write errors within the window, in order."""
@@ -169,7 +186,8 @@ class DiskCheck:
 
     def _run(self, root: Path, devpath: str | None) -> None:
         try:
-            evidence = DiskEvidence(self._kernel(root, devpath), self._probe(root), self.sources())
+            evidence = DiskEvidence(self._kernel(root, devpath), self._probe(root), self.sources(),
+                                    self.writeback_failed())
         finally:
             with self._lock:
                 self._running = False

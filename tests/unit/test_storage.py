@@ -149,6 +149,14 @@ def test_a_write_error_the_disk_does_not_show_stops_nothing(storage, usb_event, 
     assert not (root / "picorder" / ".picorder-disk-check").exists()   # the probe cleans up
 
 
+def test_the_kernel_failing_to_write_back_means_disk_missing(storage, usb_event, disk_kernel):
+    storage.adopt(usb_event.properties["ID_FS_UUID"])
+    drain(storage)
+    storage.report_io_error(errno.EIO, "syncing /x: [Errno 5] Input/output error", source="sync")
+    assert wait_drain(storage, lambda: storage.recording_root() is None)
+    assert "syncfs" in storage.state()["detail"]
+
+
 def test_recording_goes_on_while_a_slow_disk_is_checked(storage, usb_event, disk_kernel):
     storage.adopt(usb_event.properties["ID_FS_UUID"])
     drain(storage)

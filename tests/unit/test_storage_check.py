@@ -1,5 +1,6 @@
 """The disk-suspicion logic: a reported write error fails the disk only when the disk shows it."""
 
+import errno
 import queue
 import threading
 
@@ -24,6 +25,9 @@ def test_judge_fails_the_disk_only_on_what_the_disk_shows():
     # However many streams report, a disk that passes both checks is not failed.
     many = tuple(f"cam{n}/main" for n in range(8))
     assert not judge(DiskEvidence(None, None, many)).failed
+    # The kernel itself failing to write data back (syncfs EIO) is the disk's fault.
+    writeback = judge(DiskEvidence(None, None, ("sync",), writeback_failed=True))
+    assert writeback.failed and "syncfs" in writeback.reason
 
 
 def test_probe_writes_fsyncs_and_removes_its_file(tmp_path):
@@ -76,6 +80,14 @@ def test_reports_count_within_their_window():
     assert check.sources() == ("cam1/main", "cam2/main", "index")
     clock.now += limits.DISK_REPORT_WINDOW_S * 0.6
     assert check.sources() == ("index",)
+    # Only syncfs's own EIO counts as the kernel's word on the disk.
+    check.report("sync", errno.EACCES)
+    check.report("cam1/main", errno.EIO)
+    assert not check.writeback_failed()
+    check.report("sync", errno.EIO)
+    assert check.writeback_failed()
+    clock.now += limits.DISK_REPORT_WINDOW_S + 1
+    assert not check.writeback_failed()
 
 
 def test_one_check_at_a_time_and_a_hanging_probe_is_a_failed_disk(tmp_path):
