@@ -208,6 +208,7 @@ class Summary:
     cameras: int
     problems: int
     warnings: int
+    disabled: int = 0
 
     @property
     def text(self) -> str:
@@ -218,13 +219,17 @@ class Summary:
         if self.problems:
             verb = "has a problem" if self.problems == 1 else "have problems"
             return f"{self.problems} of {self.cameras} cameras {verb}."
-        noun = "camera" if self.cameras == 1 else "cameras"
+        off = f"; {self.disabled} disabled" if self.disabled else ""
         if self.warnings:
-            return f"All {self.cameras} {noun} record; {self.warnings} need a look."
-        return f"All {self.cameras} {noun} are recording." if self.cameras > 1 \
-            else "The camera is recording."
+            verb = "needs" if self.warnings == 1 else "need"
+            return f"No problems; {self.warnings} of {self.cameras} cameras {verb} a look{off}."
+        recording = self.cameras - self.disabled
+        if recording == self.cameras:
+            return "The camera is recording." if recording == 1 else \
+                f"All {recording} cameras are recording."
+        return f"{recording} of {self.cameras} cameras are recording{off}."
 
 
 def summarize(levels: list[str]) -> Summary:
-    """Count the cameras by their worst stream's level (disabled cameras count as fine)."""
-    return Summary(len(levels), levels.count(BAD), levels.count(WARN))
+    """Count the cameras by their worst stream's level."""
+    return Summary(len(levels), levels.count(BAD), levels.count(WARN), levels.count(OFF))

@@ -104,8 +104,11 @@ def seed_config(paths: DataPaths, sim: SimCameras, segment_seconds: int = SEGMEN
 
 @contextmanager
 def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras: int = 1,
-                  adopt: bool = False):
-    """Simulated cameras + `picorder recorder` + the panel under gunicorn, on a fresh box in base."""
+                  adopt: bool = False, recorder_env: dict | None = None):
+    """Simulated cameras + `picorder recorder` + the panel under gunicorn, on a fresh box in base.
+
+    `recorder_env`: more of the recorder's environment (for instance its PATH).
+    """
     if not shutil.which("ffmpeg"):
         pytest.fail("ffmpeg is not installed: run `make test`, which installs it")
     paths = DataPaths(base / "data")
@@ -123,7 +126,8 @@ def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras
         st.logs["recorder"] = base / "recorder.log"
         # Like the appliance: record only onto what is adopted (by the wizard, or above).
         recorder = spawn([sys.executable, "-m", "recorder", "recorder", "--data", str(paths.root)],
-                         dict(env, PICORDER_STORAGE="disks"), st.logs["recorder"])
+                         dict(env, PICORDER_STORAGE="disks", **(recorder_env or {})),
+                         st.logs["recorder"])
         st.procs.append(recorder)
         wait_socket(paths.control_socket, recorder, st.logs["recorder"])
         st.logs["panel"] = base / "panel.log"

@@ -7,26 +7,18 @@ and never answers. Nothing synchronises the recorder's clock (timedatectl is
 kept off its PATH), so it starts untrusted, as a Pi without NTP does.
 """
 
-import os
 import socket
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
-from e2e_support import (PROJECT_ROOT, SimCameras, Stack, api_json, poll, screenshot, sign_in,
-                         spawn, stop_process, wait_http, wait_socket)
+from e2e_support import api_json, poll, running_stack, screenshot, sign_in
 from recorder import config
-from recorder.config import Camera, Setting
-from recorder.paths import DataPaths
-from recorder.sim.launcher import free_port
-from recorder.storage_api import SETTING_RECORDINGS_DIR
+from recorder.config import Camera
 
 pytestmark = pytest.mark.integration
 
-SEGMENT_SECONDS = 6
-FLOOR_BYTES = 512 * 1024 ** 2
 BAD = "rgb(207, 34, 46)"                    # --bad in app.css
 FAIL_WAIT_S = 60                            # the silent camera fails after ffmpeg's 30 s
 RETRIES_WAIT_S = 60
@@ -58,44 +50,17 @@ def silent_address():
 @pytest.fixture(scope="module")
 def states_stack(tmp_path_factory, silent_address):
     base = tmp_path_factory.mktemp("states")
-    paths = DataPaths(base / "data")
-    paths.ensure()
-    shots = base / "screenshots"
-    shots.mkdir()
-    sim = SimCameras(cameras=2, fps=15, gop=15, kbps=400, width=640, height=360,
-                     patterns="picture").start()
-    port = free_port()
-    st = Stack(f"http://127.0.0.1:{port}", paths, sim, shots)
-    config.open_config(paths.config_db)
-    try:
-        Setting.write("segment_seconds", str(SEGMENT_SECONDS))
-        Setting.write("storage_floor_bytes", str(FLOOR_BYTES))
-        Setting.write(SETTING_RECORDINGS_DIR, str(paths.default_recordings))
-        Camera.create(name="cam1", display_name="Front door", main_url=sim.url(1))
-        Camera.create(name="badpath", display_name="Garage", main_url=sim.url(1).replace("cam1", "nosuch"))
+    with running_stack(base, adopt=True, recorder_env={"PATH": path_without_timedatectl(base)}) as st:
         host, silent_port = silent_address
-        Camera.create(name="silent", display_name="Yard", main_url=f"rtsp://{host}:{silent_port}/live")
-    finally:
-        config.db.close()
-    env = {k: v for k, v in os.environ.items() if k != "PICORDER_STORAGE"}
-    env.update(PICORDER_DATA=str(paths.root), PICORDER_PANEL_BIND=f"127.0.0.1:{port}",
-               PYTHONUNBUFFERED="1")
-    try:
-        st.logs["recorder"] = base / "recorder.log"
-        recorder = spawn([sys.executable, "-m", "recorder", "recorder", "--data", str(paths.root)],
-                         dict(env, PATH=path_without_timedatectl(base)), st.logs["recorder"])
-        st.procs.append(recorder)
-        wait_socket(paths.control_socket, recorder, st.logs["recorder"])
-        st.logs["panel"] = base / "panel.log"
-        panel = spawn([sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),
-                       "webpanel:create_app()"], env, st.logs["panel"])
-        st.procs.append(panel)
-        wait_http(st.url + "/static/css/app.css", panel, "the panel", st.logs["panel"])
+        config.open_config(st.paths.config_db)
+        try:                                    # the recorder reloads its cameras within 2 s
+            Camera.create(name="badpath", display_name="Garage",
+                          main_url=st.sim.url(1).replace("cam1", "nosuch"))
+            Camera.create(name="silent", display_name="Yard",
+                          main_url=f"rtsp://{host}:{silent_port}/live")
+        finally:
+            config.db.close()
         yield st
-    finally:
-        for proc in reversed(st.procs):
-            stop_process(proc)
-        sim.stop()
 
 
 def card(page, name: str):

@@ -355,6 +355,8 @@ def test_trust_this_time_asks_the_recorder_to_trust_its_clock(app, admin, tmp_pa
         page = admin.get("/setup/clock", headers=HTML).get_data(as_text=True)
         assert "data-trust-clock" in page and "clock not trusted" in page
         assert "Trust this time" in page
+        system = admin.get("/system", headers=HTML).get_data(as_text=True)
+        assert "data-clock-untrusted" in system and "/setup/clock" in system
         response = post(admin, "/setup/clock", {"action": "trust", "browser_utc_ms": "1790000000000"})
         assert response.status_code == 302 and asked == [1_790_000_000_000_000]
         page = admin.get("/setup/clock", headers=HTML).get_data(as_text=True)

@@ -79,6 +79,8 @@ def test_summary_counts_cameras_with_problems():
     assert summarize([BAD]).text == "The camera has a problem."
     assert summarize([BAD, OK]).text == "1 of 2 cameras has a problem."
     assert summarize([OK, OK]).text == "All 2 cameras are recording."
+    assert summarize([OK, OFF, OK]).text == "2 of 3 cameras are recording; 1 disabled."
+    assert summarize([OK, WARN, OFF]).text == "No problems; 1 of 3 cameras needs a look; 1 disabled."
     assert summarize([]).text == "No cameras yet."
 
 

@@ -32,6 +32,8 @@
   function refreshThumbs() {
     if (document.hidden) return;
     document.querySelectorAll("[data-thumb]").forEach(function (img) {
+      // A failing camera without a picture yet: no request (each would be a 404).
+      if (img.classList.contains("missing") && img.closest("[data-level=bad]")) return;
       var next = new Image(), base = img.src.split("?")[0];
       next.onload = function () { img.src = next.src; img.classList.remove("missing"); };
       next.src = base + "?_=" + Date.now();
