@@ -21,6 +21,7 @@ STALL_PROGRESS_S = 20.0         # no progress line for this long -> stalled
 PROGRESS_PERIOD_S = 2
 # A run's first segments wait for its anchor to settle (a second report), at most this long.
 ANCHOR_SETTLE_MAX_S = 2 * PROGRESS_PERIOD_S + 1.0
+EXIT_LINES_WAIT_S = 2.0         # a failed ffmpeg's last lines are waited for this long at most
 STOP_GRACE_S = 5.0              # SIGINT/'q' -> wait this long -> SIGKILL
 KILL_WAIT_S = 2.0               # after SIGKILL, wait this long for the reap
 

@@ -191,6 +191,8 @@ class _Run:
     last_out_time: int = -1
     failure: Failure | None = None
     exited: bool = False
+    stderr_closed: bool = False             # its last words (why it failed) are read
+    exit_seen: float | None = None          # when its exit was first seen, still unjudged
     # Segments listed before the anchor settled: (entry, wall us, loop time when listed).
     unplaced: list = field(default_factory=list)
 
@@ -428,7 +430,7 @@ class StreamProcess:
         run = self.run
         if run and run.child and not run.exited:
             rc = run.child.poll()
-            if rc is not None:
+            if rc is not None and self._last_words_read(run, rc, now):
                 self._on_exit(run, rc, now)
         if self.state == State.BACKOFF and now >= self.retry_at:
             self._spawn(now)
@@ -436,6 +438,15 @@ class StreamProcess:
             self._watchdog(now)
         elif self.state == State.STOPPING:
             self._escalate(now)
+
+    def _last_words_read(self, run: _Run, rc: int, now: float) -> bool:
+        """A failed ffmpeg is judged by what it said, which the pipe reader may not have passed
+        on yet (its exit is seen first): wait for its stderr to close, at most EXIT_LINES_WAIT_S."""
+        if rc == 0 or run.failure is not None or run.stderr_closed or self.state == State.STOPPING:
+            return True
+        if run.exit_seen is None:
+            run.exit_seen = now
+        return now - run.exit_seen >= limits.EXIT_LINES_WAIT_S
 
     def _on_exit(self, run: _Run, rc: int, now: float) -> None:
         run.exited = True
@@ -530,8 +541,11 @@ class StreamProcess:
             block = run.parser.feed(line)
             if block is not None:
                 self._on_progress(run, block, self.timekeeper.clock.mono_us(), now)
-        elif kind == STDERR and line is not None:
-            self._on_stderr(run, line, now)
+        elif kind == STDERR:
+            if line is None:
+                run.stderr_closed = True
+            else:
+                self._on_stderr(run, line, now)
 
     def progress(self, run_id: int, block: ProgressBlock, mono_us: int, now: float) -> None:
         """A report of run `run_id`, read from its pipe at `mono_us`."""

@@ -178,6 +178,7 @@ def test_backoff_resets_after_a_healthy_minute(env):
     proc.start()
     for _ in range(4):                    # four quick failures
         spawn.children[-1].rc = 1
+        proc.feed(proc.run.run_id, "stderr", None, now(clock))     # its stderr closed
         proc.tick(now(clock))
         clock.advance(limits.BACKOFF_CAP_S + 5)
         proc.tick(now(clock))

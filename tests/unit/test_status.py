@@ -3,6 +3,7 @@
 import pytest
 
 from recorder import limits
+from recorder.process import State
 from recorder.status import (BAD, OFF, OK, WARN, RecorderStatus, StreamStatus, stream_health,
                              summarize)
 from test_process import FakeSpawn, T0_WALL, now, progress, run_a_while  # noqa: F401
@@ -153,3 +154,26 @@ def test_picorder_status_prints_the_same_words():
     cam1, gate = text.splitlines()[2:4]
     assert cam1.startswith("cam1/main") and "recording" in cam1 and "15.0 fps" in cam1
     assert "no stream at this path since 2026-09-21 14:13:25" in gate
+
+
+def test_a_failure_is_judged_by_ffmpeg_s_last_words_even_when_its_exit_is_seen_first(env):  # noqa: F811
+    clock, spawn, events, make = env
+    proc = make()
+    proc.start()
+    clock.advance(0.5)
+    spawn.children[-1].rc = 1              # exited; the reader has not passed its lines on yet
+    proc.tick(now(clock))
+    assert proc.state == State.STARTING
+    for line in ("[rtsp @ 0x1] method DESCRIBE failed: 404 Not Found", None):
+        proc.feed(proc.run.run_id, "stderr", line, now(clock))
+    proc.tick(now(clock))
+    assert (proc.state, proc.problem) == (State.BACKOFF, "not found")
+    # Lines that never come: judged after EXIT_LINES_WAIT_S, as a camera that went away.
+    clock.advance(limits.BACKOFF_CAP_S + 5)
+    proc.tick(now(clock))
+    spawn.children[-1].rc = 1
+    proc.tick(now(clock))
+    clock.advance(limits.EXIT_LINES_WAIT_S)
+    proc.tick(now(clock))
+    assert (proc.state, proc.problem) == (State.BACKOFF, "unreachable")
+    assert proc.status(now(clock)).failure == "unreachable"
