@@ -260,15 +260,17 @@ class StreamProcess:
     def set_state(self, state: State, problem: str | None = None,
                   detail: str | None = None) -> None:
         """The one place where the state changes; every change is logged."""
+        # A retry (STARTING) keeps the sentence of the failure it retries after.
+        keep = state == State.STARTING and self.failure is not None
         if state == self.state and problem == self.problem:
-            self.problem_detail = detail if problem else None
+            self.problem_detail = detail if problem else self.problem_detail if keep else None
             return
         level = logging.WARNING if problem else logging.INFO
         logger.log(level, "%s: %s -> %s%s", self.key, self.state.value, state.value,
                    f" ({detail or problem})" if problem else "")
         self.state = state
         self.problem = problem
-        self.problem_detail = detail if problem else None
+        self.problem_detail = detail if problem else self.problem_detail if keep else None
         self.since_utc_us = self.timekeeper.clock.wall_us()
         if problem or state in (State.BACKOFF, State.FATAL):
             if self.failing_since_utc_us is None:

@@ -363,6 +363,9 @@ def test_a_refused_stream_has_its_own_state_and_backoff_and_never_blames_the_dis
         clock.advance(0.2)
         proc.tick(now(clock))
         assert len(spawn.children) == tries + 1
+        status = proc.status(now(clock))          # retrying: the sentence stays
+        assert status.state == "STARTING" and status.problem_detail.startswith(
+            "the camera sends VP8")
     assert proc.refusals == 3 and proc.failures == 0
     assert [p.name for p in today.iterdir()] == ["09-00-00.mp4"]    # only the empty ones went
     assert not any(isinstance(e, DiskFailure) for e in events)
