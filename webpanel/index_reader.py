@@ -220,19 +220,16 @@ class _Scans:
 _scans = _Scans(limits.TAIL_SCAN_CACHE_ITEMS)
 
 
-def newest_end_us(camera: str, stream: str) -> int | None:
-    """End of the stream's newest indexed segment."""
-    row = newest_segment(camera, stream)
-    return row.end_us if row is not None else None
-
-
 def unindexed_tail(picorder_dir: Path, camera: str, stream: str, now_us: int,
-                   clock_trusted: bool) -> list[OpenSegment]:
+                   clock_trusted: bool, reaching_us: int | None = None) -> list[OpenSegment]:
     """The stream's files newer than its newest row, placed after it (see the module docstring).
 
     `clock_trusted` is the clock's state now, for a file that starts a run of its own.
+    With `reaching_us`, nothing unless that time is past the newest row's end.
     """
     prev = newest_segment(camera, stream)
+    if prev is not None and reaching_us is not None and reaching_us <= prev.end_us:
+        return []
     after = prev.start_us if prev is not None else now_us - limits.TAIL_LOOKBACK_S * 1_000_000
     rels = layout.files_after(picorder_dir, camera, stream, after, now_us, limits.TAIL_MAX_FILES)
     if not rels:

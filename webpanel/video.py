@@ -106,10 +106,8 @@ def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int
 
 def tail_for(pdir: Path, camera: str, stream: str, end_us: int) -> list:
     """What is not indexed yet, if [.., end_us) reaches past the newest indexed segment."""
-    newest = index_reader.newest_end_us(camera, stream)
-    if newest is not None and end_us <= newest:
-        return []
-    return index_reader.unindexed_tail(pdir, camera, stream, now_us(), clock_trusted())
+    return index_reader.unindexed_tail(pdir, camera, stream, now_us(), clock_trusted(),
+                                       reaching_us=end_us)
 
 
 def clock_trusted() -> bool:

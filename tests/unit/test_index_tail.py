@@ -166,3 +166,11 @@ def test_a_growing_file_is_rescanned_from_where_the_last_scan_stopped(sources, t
     # A file cut shorter (recovery truncates a torn file) is read afresh.
     os.truncate(path, whole.fragments[1].end)
     assert mp4.rescan_segment(path, scan).frames == whole.fragments[0].count + whole.fragments[1].count
+
+
+def test_a_range_that_ends_within_the_index_reads_no_file(pdir, sources):
+    rec = install_segments(pdir, sources[:1], start_us=NOW - 20_000_000)
+    put_file(pdir, sources[1], rec.rows[0].end_us, NOW)
+    ends = rec.rows[0].end_us
+    assert index_reader.unindexed_tail(pdir, "cam1", "main", NOW, True, reaching_us=ends) == []
+    assert len(index_reader.unindexed_tail(pdir, "cam1", "main", NOW, True, reaching_us=ends + 1)) == 1
