@@ -255,8 +255,12 @@ def test_dashboard_shows_state_figures_and_problems_in_words(app, admin, tmp_pat
                         lambda: recorder_status(tmp_path, streams, trusted=False))
     try:
         html = admin.get("/", headers=HTML).get_data(as_text=True)
+        fragment = admin.get("/dashboard/states", headers=HTML).get_data(as_text=True)
     finally:
         fake.close()
+    assert "1 of 2 cameras has a problem." in fragment and "<html" not in fragment
+    yard_state = fragment[fragment.index('data-card-state-for="yard"'):]
+    assert 'role="alert" data-problem' in yard_state and "camera unreachable since" in yard_state
     gate, yard = card_html(html, "gate"), card_html(html, "yard")
     assert ">recording<" in gate and "14.9" in gate and "2048 kbit/s" in gate
     assert f'data-us="{since}"' in gate and 'role="alert"' not in gate

@@ -41,6 +41,8 @@
   }
   document.querySelectorAll("[data-thumb]").forEach(function (img) {
     img.addEventListener("error", function () { img.classList.add("missing"); });
+    // It may have failed before this script ran (no error event is coming then).
+    if (img.complete && !img.naturalWidth) img.classList.add("missing");
   });
   setInterval(poll, STATUS_MS);
   setInterval(refreshThumbs, THUMB_MS);
