@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from peewee import OperationalError
 
@@ -221,11 +222,13 @@ _scans = _Scans(limits.TAIL_SCAN_CACHE_ITEMS)
 
 
 def unindexed_tail(picorder_dir: Path, camera: str, stream: str, now_us: int,
-                   clock_trusted: bool, reaching_us: int | None = None) -> list[OpenSegment]:
+                   clock_trusted: "bool | Callable[[], bool]",
+                   reaching_us: int | None = None) -> list[OpenSegment]:
     """The stream's files newer than its newest row, placed after it (see the module docstring).
 
-    `clock_trusted` is the clock's state now, for a file that starts a run of its own.
-    With `reaching_us`, nothing unless that time is past the newest row's end.
+    `clock_trusted` is the clock's state now (or a function asked only when
+    needed), for a file that starts a run of its own. With `reaching_us`,
+    nothing unless that time is past the newest row's end.
     """
     prev = newest_segment(camera, stream)
     if prev is not None and reaching_us is not None and reaching_us <= prev.end_us:
@@ -254,7 +257,8 @@ def unindexed_tail(picorder_dir: Path, camera: str, stream: str, now_us: int,
                 and name_us - CONTINUE_BEFORE_US <= prev_end < name_us + CONTINUE_AFTER_US):
             start, trusted = prev_end, prev_trusted
         else:
-            start, trusted = max(name_us, prev_end or 0), clock_trusted
+            start = max(name_us, prev_end or 0)
+            trusted = clock_trusted() if callable(clock_trusted) else clock_trusted
         item = OpenSegment(camera, stream, rel, start, start + max(duration, 1), scan.complete_end,
                            scan.frames, trusted, fragments=scan.fragments)
         tail.append(item)

@@ -106,7 +106,7 @@ def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int
 
 def tail_for(pdir: Path, camera: str, stream: str, end_us: int) -> list:
     """What is not indexed yet, if [.., end_us) reaches past the newest indexed segment."""
-    return index_reader.unindexed_tail(pdir, camera, stream, now_us(), clock_trusted(),
+    return index_reader.unindexed_tail(pdir, camera, stream, now_us(), clock_trusted,
                                        reaching_us=end_us)
 
 
