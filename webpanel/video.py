@@ -11,6 +11,7 @@ from werkzeug.http import quote_etag, unquote_etag
 
 from recorder import export, limits
 from recorder import live as live_mod
+from recorder.status import stream_health
 from webpanel import index_reader, recorder_client, snapshots
 from webpanel.auth import login_required
 from webpanel.inputs import (FieldErrors, get_camera, iso, json_error, parse_time, stream_arg,
@@ -196,8 +197,8 @@ def _live_stream_state(name: str, stream: str):
     if info is None:
         raise json_error(404, f"{name} has no {stream} stream being recorded")
     if not info.current_segment:
-        raise json_error(503, f"{name}/{stream} is not recording now "
-                              f"({info.problem or info.state})")
+        words = stream_health(info, state.status.clock.now_utc_us or now_us()).words
+        raise json_error(503, f"{name}/{stream} is not recording now ({words})")
     return info
 
 

@@ -367,3 +367,19 @@ def test_trust_this_time_asks_the_recorder_to_trust_its_clock(app, admin, tmp_pa
         assert "The box&#39;s clock is trusted now" in page
     finally:
         fake.close()
+
+
+def test_live_of_a_failing_camera_says_what_is_wrong(app, admin, tmp_path):
+    from panel_support import FakeRecorder, recorder_status, stream_status
+    from recorder.paths import DataPaths
+
+    post(admin, "/cameras/new", {"name": "gate", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})
+    streams = [stream_status("gate", state="BACKOFF", problem="not found", current_segment=None)]
+    fake = FakeRecorder(DataPaths(tmp_path / "data").control_socket,
+                        lambda: recorder_status(tmp_path, streams))
+    try:
+        response = admin.get("/api/cameras/gate/live.mp4")
+    finally:
+        fake.close()
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "gate/main is not recording now (no stream at this path)"
