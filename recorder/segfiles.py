@@ -43,9 +43,8 @@ def check_below(rel: str) -> str:
     What the panel may read: files that other tools (tests, imports) named
     differently, but never anything outside the root.
     """
-    parts = rel.split("/") if isinstance(rel, str) else [""]
-    if (not rel.endswith(".mp4") or "\0" in rel
-            or any(part in ("", ".", "..") for part in parts)):
+    if (not isinstance(rel, str) or not rel.endswith(".mp4") or "\0" in rel
+            or any(part in ("", ".", "..") for part in rel.split("/"))):
         raise UnsafePath(f"{str(rel)[:200]!r} is not a file path below the recording root")
     return rel
 

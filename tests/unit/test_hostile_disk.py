@@ -185,3 +185,14 @@ def test_an_index_that_is_a_link_is_not_opened(tmp_path):
     with pytest.raises(UnsafePath):
         retention.connect_index(pdir / "index.db")
     assert box_db.read_bytes() == before
+
+
+@pytest.mark.parametrize("rel", [None, 5, "/cam1/main/2026/12/06/10-00-00.mp4",
+                                 "cam1/main/../../x.mp4", "cam1//main/x.mp4", "x.txt",
+                                 "cam1/main/2026/12/06/10-00-00.mp4\n", "CAM/main/2026/12/06/10-00-00.mp4"])
+def test_what_root_deletes_is_only_the_segment_layout(rel):
+    from recorder import segfiles
+    from recorder.paths import UnsafePath
+    with pytest.raises(UnsafePath):
+        segfiles.check(rel)
+    assert segfiles.check(GOOD) == GOOD
