@@ -61,7 +61,7 @@ def files_after(picorder_dir: Path, camera: str, stream: str, after_us: int, now
         sub = day.strftime(DAY_DIR)
         try:
             names = os.listdir(base / sub)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:             # no such day (yet), or not readable: nothing of it to show
             names = []
         for name in names:
             if not FILE_NAME_RE.match(name):
