@@ -95,3 +95,16 @@ def test_zooming_to_a_day_keeps_runs_in_place(page):
     assert abs(first["x"] - expected) < 1.5
     x = page.evaluate(f"tl.xOf({T0})")
     assert abs(page.evaluate(f"tl.timeAt({x})") - T0) < 1
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.5, 0.999])
+def test_now_is_marked_where_it_is_and_its_label_stays_inside(page, fraction):
+    page.evaluate(f"tl.setView({T0}, {HOUR_MS}); tl.setNow({T0 + fraction * HOUR_MS})")
+    marker = page.locator("[data-now-marker]")
+    assert marker.is_visible() and marker.inner_text() == "now"
+    box = page.locator("[data-timeline]").bounding_box()
+    assert abs(marker.bounding_box()["x"] - (box["x"] + box["width"] * fraction)) < 1.5
+    label = marker.locator("span").bounding_box()
+    assert box["x"] <= label["x"] and label["x"] + label["width"] <= box["x"] + box["width"]
+    page.evaluate(f"tl.setNow({T0 + 2 * HOUR_MS})")          # after the view: not drawn
+    assert not marker.is_visible()

@@ -127,6 +127,7 @@
     var p = this.now == null ? -1 : this.pct(this.now);
     this.nowEl.hidden = p < 0 || p > 100;
     this.nowEl.style.left = p + "%";
+    this.nowEl.classList.toggle("label-left", p > 90);   // keep the label inside the bar
   };
 
   Timeline.prototype._placePlayhead = function () {
