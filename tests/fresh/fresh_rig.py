@@ -2,9 +2,9 @@
 
 The root is Debian's "important" variant (what debootstrap and the installer's base
 system have: no Python, no make, no GStreamer), built once with mmdebstrap and cached
-as a tarball keyed on its inputs. Packages come from the image build's cache
-(sync-in/sync-out), and inside the root apt and pip keep their downloads in the build
-cache too, so a warm run downloads next to nothing.
+as a tarball keyed on its inputs. Packages come from a .deb cache of the fresh roots'
+own, seeded from the image build's; mmdebstrap syncs it in and out, and inside the root
+apt and pip keep their downloads there too, so a warm run downloads next to nothing.
 """
 
 import hashlib
@@ -52,6 +52,21 @@ def host_ca_bundle() -> Path | None:
     return None
 
 
+def apt_cache() -> Path:
+    """The fresh roots' own .deb cache, first seeded (hard links) from the image build's:
+    their extra packages (Chromium, QEMU, ...) stay out of what each image build syncs in."""
+    debs = BUILD_CACHE / "fresh" / "debs"
+    if not debs.is_dir():
+        image_debs = BUILD_CACHE / "debs" / f"{SUITE}-{ARCH}"
+        part = debs.with_name("debs.part")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        for deb in image_debs.glob("*.deb") if image_debs.is_dir() else ():
+            os.link(deb, part / deb.name)
+        part.rename(debs)
+    return debs
+
+
 def mmdebstrap_argv(tar: Path, debs: Path) -> list[str]:
     """The clean root's build: its inputs make the cache key."""
     return ["mmdebstrap", "--variant=important", f"--architectures={ARCH}",
@@ -63,14 +78,13 @@ def mmdebstrap_argv(tar: Path, debs: Path) -> list[str]:
 
 def clean_root_tarball() -> Path:
     """The cached tarball of the clean root, built when its inputs changed."""
-    debs = BUILD_CACHE / "debs" / f"{SUITE}-{ARCH}"
+    debs = apt_cache()
     work = BUILD_CACHE / "fresh"
     key_argv = mmdebstrap_argv(Path("ROOT.tar"), Path("DEBS"))
     key = hashlib.sha256("\0".join(key_argv).encode()).hexdigest()[:16]
     tar = work / f"clean-{SUITE}-{ARCH}-{key}.tar"
     if tar.exists():
         return tar
-    debs.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     part = tar.with_suffix(".part.tar")
     log = work / f"clean-{SUITE}-{ARCH}.log"
@@ -133,7 +147,6 @@ class FreshRoot:
         # dpkg without an fsync per file (as mmdebstrap builds): the root is thrown away.
         (self.path / "etc/dpkg/dpkg.cfg.d/picorder-fresh-unsafe-io").write_text("force-unsafe-io\n")
         self._copy_checkout()
-        apt_cache = BUILD_CACHE / "debs" / f"{SUITE}-{ARCH}"
         pip_cache = BUILD_CACHE / "fresh" / "pip"
         pip_cache.mkdir(parents=True, exist_ok=True)
         self._mount("proc", "proc", "-t", "proc")
@@ -144,7 +157,7 @@ class FreshRoot:
         self._mount("run", "tmpfs", "-t", "tmpfs")
         self._mount("tmp", "tmpfs", "-t", "tmpfs")
         # apt and pip keep their downloads outside the root, for the next run.
-        self._mount("var/cache/apt/archives", str(apt_cache), "--bind")
+        self._mount("var/cache/apt/archives", str(apt_cache()), "--bind")
         self._mount("root/.cache/pip", str(pip_cache), "--bind")
         return self
 

@@ -20,7 +20,9 @@ import pytest
 from fresh_rig import FreshRoot, clean_root_tarball, remove_stale_roots, roots_dir
 from recorder.sim.launcher import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.fresh]
+# The first test also builds the clean root when its tarball is not cached (about 4 min).
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.fresh,
+              pytest.mark.timeout(30 * 60)]
 
 INSTALL_MAKE = "apt-get update -q && apt-get install -y -q make"   # README, quick start
 DEMO_DIR = "var/tmp/picorder-demo"           # the demo's own directory as root
@@ -128,12 +130,16 @@ def test_make_demo_on_a_fresh_debian_records_and_serves(fresh_root, tmp_path):
 
 
 def test_setup_test_installs_everything_the_suite_checks(fresh_root):
+    started = time.monotonic()
     code, output = fresh_root.run("scripts/setup.sh test", timeout=SETUP_TIMEOUT_S)
     assert code == 0, output[-3000:]
+    print(f"fresh root: scripts/setup.sh test {time.monotonic() - started:.0f} s")
     code, output = fresh_root.run("scripts/setup.sh test --check", timeout=120)
     assert code == 0 and "everything needed is here" in output, output[-3000:]
 
 
 def test_the_image_build_finds_its_tools_and_runs_arm64_programs(fresh_root):
+    started = time.monotonic()
     code, output = fresh_root.run("image/build.sh --check-tools arm64", timeout=SETUP_TIMEOUT_S)
     assert code == 0 and "build tools ok" in output, output[-3000:]
+    print(f"fresh root: image/build.sh --check-tools arm64 {time.monotonic() - started:.0f} s")

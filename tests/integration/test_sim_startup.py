@@ -87,3 +87,11 @@ def test_the_demo_stops_at_start_with_the_cameras_error(env_without_pango, tmp_p
     assert done.stderr.strip().endswith(
         f"picorder: error: simulated cameras cannot start: {MISSING}"), done.stderr
     assert "running" not in done.stdout
+
+
+def test_setup_stops_naming_the_missing_elements_and_package(env_without_pango):
+    done = subprocess.run([str(PROJECT / "scripts" / "setup.sh"), "demo", "--check"],
+                          capture_output=True, text=True, env=env_without_pango, timeout=START_S)
+    assert done.returncode == 1
+    assert done.stderr == ("setup: demo cannot run on this machine; missing:\n"
+                           f"  - simulated cameras: {MISSING}\n")
