@@ -123,7 +123,7 @@ fi
 if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
     step "python3 -m venv .venv" install_venv
 fi
-stamp=.venv/.installed-$profile
+stamp=.venv/.installed-${profile%-arm64}     # test-arm64 installs what test does
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     step "pip install picorder and its dependencies into .venv ($profile)" install_picorder
     touch "$stamp"

@@ -88,9 +88,10 @@ def vm_image():
     """The image to boot: amd64 built (or reused) from this checkout; arm64 as last built."""
     arch = vm_arch()
     qemu = "qemu-system-x86_64" if arch == "amd64" else "qemu-system-aarch64"
+    target = "make test" if arch == "amd64" else "make image-test-arm64"
     for tool in (qemu, "qemu-img", "qemu-io", "mcopy", "ssh", "sfdisk"):
         if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is missing: run `make test`, which installs it")
+            pytest.fail(f"{tool} is missing: run `{target}`, which installs it")
     lock = lock_image(arch, exclusive=True)
     try:
         if arch == "arm64" and image_files(arch).image.exists():
