@@ -11,6 +11,8 @@
 # PICORDER_VERBOSE=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A user's PATH on Debian lacks the sbin directories, where some of the tools are.
+PATH=$PATH:/usr/sbin:/sbin
 profile=${1:-demo}
 check_only=""
 [ "${2:-}" = --check ] && check_only=1
