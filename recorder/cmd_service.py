@@ -229,18 +229,19 @@ def installed_recorder_reason(root: Path) -> str | None:
             pass
     if (root / DEMO_MARKER).exists() or not paths.config_db.exists():
         return None
+    from recorder.storage import SETTING_DISKS
     try:
         with sqlite3.connect(f"file:{paths.config_db}?mode=ro", uri=True) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
             cameras = db.execute("SELECT count(*) FROM camera").fetchone()[0] \
                 if "camera" in tables else 0
-            disks = db.execute("SELECT value FROM setting WHERE key = 'storage_disks'") \
+            disks = db.execute("SELECT value FROM setting WHERE key = ?", (SETTING_DISKS,)) \
                 .fetchone() if "setting" in tables else None
     except sqlite3.Error as exc:
         return f"its config.db cannot be read ({exc})"
     if cameras:
         return f"its config.db has {cameras} camera(s)"
-    if disks and json.loads(disks[0] or "[]"):
+    if disks and disks[0] not in ("", "[]"):
         return "its config.db has adopted storage"
     return None
 
