@@ -7,7 +7,8 @@
   var REFRESH_MS = 10e3;            // reload the runs while the view includes "now"
   var FRESH_MS = 2e3;               // runs older than this are reloaded before playing the newest
   var LIVE_EDGE_MS = 10e3;          // the newest run ending this close to now is still recording
-  var WAIT_NEWER_MS = 1e3;          // at the live edge, look for newer video this often
+  var WAIT_NEWER_MS = 1e3;          // at the live edge, look for newer video this often ...
+  var MIN_CHUNK_MS = 3e3;           // ... and play it once there is this much (fewer reloads)
 
   var sec = document.getElementById("recordings");
   if (!sec) return;
@@ -162,10 +163,14 @@
     var from = cur.movieEnd || cur.end;
     loadRuns().then(function () {
       if (state.cur !== cur) return;
-      var next = runFrom(from);
-      if (next && Math.max(next.start, from) < next.end - 500) { play(Math.max(next.start, from)); return; }
-      var last = state.runs[state.runs.length - 1];
-      if (last && Date.now() - last.end < LIVE_EDGE_MS) {
+      var next = runFrom(from), last = state.runs[state.runs.length - 1];
+      var live = last && Date.now() - last.end < LIVE_EDGE_MS;
+      var at = next ? Math.max(next.start, from) : null;
+      if (next && at < next.end - 500 && !(live && next === last && next.end - at < MIN_CHUNK_MS)) {
+        play(at);
+        return;
+      }
+      if (live) {
         note.textContent = "Waiting for newer video…";
         state.waitTimer = setTimeout(function () { continueAfter(cur); }, WAIT_NEWER_MS);
         return;
