@@ -180,6 +180,10 @@ def build_argv(spec: StreamSpec, *, source_file: Path, picorder_dir: Path,
     """
     return [
         ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "warning",
+        # A packet whose timestamp is over DISCONTINUITY_S from where the stream was is
+        # reported at once ("DTS ... invalid dropping"): the recorder cuts the run there
+        # (docs/time.md). Jumps forward are otherwise only seen in the next progress report.
+        "-dts_error_threshold", str(limits.DISCONTINUITY_S),
         "-f", "concat", "-safe", "0", "-protocol_whitelist", PROTOCOLS,
         "-i", str(source_file),
         "-map", "0:v:0", "-c", "copy",
@@ -273,7 +277,8 @@ _PATTERNS: list[tuple[re.Pattern, Failure]] = [
 BENIGN_RE = re.compile(r"Timestamps are unset in a packet|Non-monotonous DTS in output stream "
                        r"0:0; previous: 0, current: 0")
 # The camera's timestamps went back (a burst of these follows each jump).
-DISCONTINUITY_RE = re.compile(r"Non-monotonous DTS|DTS \S+ out of order|out of order", re.I)
+DISCONTINUITY_RE = re.compile(r"Non-monotonous DTS|DTS \S+ out of order|out of order|"
+                              r"invalid dropping", re.I)
 
 
 # "Could not find tag for codec vp8 in stream #0, codec not currently supported in container"

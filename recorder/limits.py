@@ -22,6 +22,18 @@ PROGRESS_PERIOD_S = 2
 # A run's first segments wait for its anchor to settle (a second report), at most this long.
 ANCHOR_SETTLE_MAX_S = 2 * PROGRESS_PERIOD_S + 1.0
 EXIT_LINES_WAIT_S = 2.0         # a failed ffmpeg's last lines are waited for this long at most
+# Stream time vs the box's clock (docs/time.md). A sample this far from the run's anchor
+# is a discontinuity (ahead: at once; behind: this many samples in a row, since a busy
+# box can read one report late): the run is cut there and ffmpeg restarted.
+DISCONTINUITY_S = 1.0
+DISCONTINUITY_LATE_SAMPLES = 2
+# Drift: each segment moves its run's anchor towards the earliest sample of this window
+# by at most this fraction of its length (1 %: twice a camera clock 0.5 % off).
+DRIFT_WINDOW_S = 30.0
+DRIFT_MAX_RATE = 0.01
+# A segment listed to start this close to the previous one's end continues it (ffmpeg
+# lists an end as the last frame's time plus its nominal duration).
+CONTIGUOUS_SLACK_US = 100_000
 STOP_GRACE_S = 5.0              # SIGINT/'q' -> wait this long -> SIGKILL
 KILL_WAIT_S = 2.0               # after SIGKILL, wait this long for the reap
 

@@ -101,6 +101,9 @@ class SegmentClosed:
     run_id: int
     clock_trusted: bool
     arrived_wall_us: int           # host time when the list line arrived
+    # The run was cut at a discontinuity (docs/time.md): `end_us` is only a bound, and
+    # the row ends where the file's frames stop following on.
+    cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -537,6 +540,12 @@ class StreamProcess:
             if line is None:
                 self._place_segments(run)
                 self.runs.pop(run_id, None)
+                if run is self.run and self.state == State.STOPPING and not run.exited:
+                    # ffmpeg closes its list as it exits: reap it now, not at the next
+                    # tick, so that a run cut at a discontinuity restarts sooner.
+                    rc = run.child.poll()
+                    if rc is not None:
+                        self._on_exit(run, rc, now)
             else:
                 self._on_segment_line(run, line, now)
         elif kind == PROGRESS and line is not None:
@@ -556,7 +565,9 @@ class StreamProcess:
             self._on_progress(run, block, mono_us, now)
 
     def _on_progress(self, run: _Run, block: ProgressBlock, mono_us: int, now: float) -> None:
-        run.anchor.observe(mono_us, block.out_time_us, report=True)
+        why = run.anchor.observe(mono_us, block.out_time_us, report=True)
+        if why is not None:
+            self._discontinuity(run, why)
         if run.unplaced and run.anchor.settled:
             self._place_segments(run)
         out_time = block.out_time_us if block.out_time_us is not None else -1
@@ -573,13 +584,26 @@ class StreamProcess:
             self.set_state(State.RUNNING, None)
             self.emit(CurrentSegmentHint(self.key, run.run_id, host_wall_us()))
 
+    def _discontinuity(self, run: _Run, why: str) -> None:
+        """The stream's time left the box's clock: the run is cut there (RunAnchor), and
+        a new ffmpeg starts a new run, anchored afresh (docs/time.md)."""
+        if run is not self.run or run.exited or self.state not in (State.STARTING,
+                                                                   State.RUNNING):
+            return
+        self.note_discontinuity()
+        self.last_error = f"timestamps jumped: {why}"
+        logger.warning("%s: %s: a new run starts", self.key, self.last_error)
+        self._begin_stop("restart", None)
+
     def _on_segment_line(self, run: _Run, line: str, now: float) -> None:
         entry = parse_segment_line(line)
         if entry is None:
             return
         # The muxer lists a segment when the packet that starts the next one arrives, so
         # the line is one more sample of the anchor.
-        run.anchor.observe(self.timekeeper.clock.mono_us(), entry.end_us)
+        why = run.anchor.observe(self.timekeeper.clock.mono_us(), entry.end_us)
+        if why is not None:
+            self._discontinuity(run, why)
         run.last_segment = now
         wall = host_wall_us()
         run.unplaced.append((entry, wall, now))
@@ -593,14 +617,23 @@ class StreamProcess:
         """Emit the run's listed segments with their wall-clock times (freezes the anchor)."""
         unplaced, run.unplaced = run.unplaced, []
         mono_us = self.timekeeper.clock.mono_us()
+        if not run.anchor.frozen and self.last_end_us is not None:
+            # The previous run's last segments may have been placed after this one started.
+            run.anchor.not_before_us = max(run.anchor.not_before_us or 0, self.last_end_us)
         for entry, wall, _ in unplaced:
-            start_us, end_us = run.anchor.wall_range(entry.start_us, entry.end_us, mono_us)
+            placed = run.anchor.wall_range(entry.start_us, entry.end_us, mono_us)
+            if placed is None:
+                logger.warning("%s: %s lies after the run's timestamps jumped: not indexed "
+                               "(%s)", self.key, entry.name, "left to recovery at the next start")
+                continue
+            start_us, end_us = placed
             self.last_end_us = max(self.last_end_us or end_us, end_us)
             self.metrics.last_segment_utc_us = end_us
             self.last_arrival_utc_us = self.timekeeper.clock.wall_us()
             self.failing_since_utc_us = self.failure = None
             self.emit(SegmentClosed(self.spec.camera, self.spec.stream, entry.name, start_us,
-                                    end_us, run.run_id, run.anchor.trusted, wall))
+                                    end_us, run.run_id, run.anchor.trusted, wall,
+                                    cut=run.anchor.cut_us is not None))
 
     def note_discontinuity(self, wall_us: int | None = None) -> None:
         """The stream's timestamps jumped at `wall_us` (default: now); one burst is one jump."""
@@ -619,6 +652,10 @@ class StreamProcess:
             return
         if ffmpeg.DISCONTINUITY_RE.search(text):
             self.note_discontinuity()
+            if run.anchor.cut_us is None:
+                run.anchor.cut(self.timekeeper.clock.mono_us())
+                self._discontinuity(run, "the camera's timestamps jumped (ffmpeg: "
+                                         f"{text[:120]})")
         failure = ffmpeg.classify(text)
         if failure is not None:
             if run.failure is None or run.failure.problem == ffmpeg.STREAM_ENDED:

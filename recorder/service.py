@@ -165,6 +165,31 @@ def fsync_path(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+def continuous_media_us(info) -> int:
+    """How much of a segment's video follows on without a jump: up to the first frame
+    that lasts over DISCONTINUITY_S (the stream's time jumped forward after it) or under
+    1 ms (ffmpeg crams the frames after a jump back one tick after it). That frame and
+    those after it are left out: they would show for an hour, or not at all."""
+    from recorder.mp4 import StaleTables, decode_tables
+    try:
+        fragments = decode_tables(info.tables).fragments
+    except StaleTables:
+        return info.duration_us
+    scale = info.timescale
+    total = 0
+    first = True
+    for frag in fragments:
+        for duration in frag.durations:
+            # Not the first frame: ffmpeg crams the second one at every start (its first
+            # packet comes without a timestamp).
+            crammed = duration * 1000 < scale and not first
+            if duration > limits.DISCONTINUITY_S * scale or crammed:
+                return total * 1_000_000 // scale
+            total += duration
+            first = False
+    return total * 1_000_000 // scale
+
+
 def find_segment_file(stream_dir: Path, name: str, arrived_wall_us: int) -> Path | None:
     """The file `name` (HH-MM-SS.mp4) that ffmpeg closed at about `arrived_wall_us`.
 
@@ -593,6 +618,9 @@ class Recorder:
             if isinstance(exc, OSError):
                 self.enqueue(DiskFailure(key, exc.errno or errno.EIO, f"indexing {rel}: {exc}"))
             return
+        if seg.cut:
+            seg = replace(seg, end_us=seg.start_us + min(seg.end_us - seg.start_us,
+                                                         continuous_media_us(info)))
         listed_us = seg.end_us - seg.start_us
         if info.frames == 0 and listed_us <= REUSED_NAME_SLACK_US:
             logger.warning("%s: %s holds no video: not indexed (left to recovery at the "

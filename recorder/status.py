@@ -177,6 +177,11 @@ def _stopped_ago(s: StreamStatus, now_utc_us: int) -> float | None:
 def stream_health(s: StreamStatus, now_utc_us: int) -> StreamHealth:
     """Derive the user's view of one stream from its status at `now_utc_us` (the box's clock)."""
     failing = s.problem or (s.failure if s.failing_since_utc_us else None)
+    jumped = bool(s.discontinuity_utc_us) and 0 <= (now_utc_us - s.discontinuity_utc_us) / 1e6 \
+        <= limits.DISCONTINUITY_SHOWN_S
+    if jumped and s.state in ("STOPPING", "STARTING") and not failing:
+        # A jump closes the run and starts a new one at once (docs/time.md).
+        return StreamHealth(WARN, "timestamps jumped", at_utc_us=s.discontinuity_utc_us)
     if s.state in ("STOPPED", "STOPPING") and not s.problem:
         return StreamHealth(OFF, "stopped" if s.state == "STOPPED" else "stopping")
     if failing and s.state != "RUNNING" or s.state in ("BACKOFF", "FATAL"):
@@ -195,8 +200,7 @@ def stream_health(s: StreamStatus, now_utc_us: int) -> StreamHealth:
             abs(s.last_arrival_utc_us - s.last_segment_utc_us) / 1e6 > limits.SANE_TIME_TOLERANCE_S:
         return StreamHealth(BAD, "timestamps jumped", s.last_arrival_utc_us,
                             at_utc_us=s.last_segment_utc_us)
-    if s.discontinuity_utc_us and 0 <= (now_utc_us - s.discontinuity_utc_us) / 1e6 \
-            <= limits.DISCONTINUITY_SHOWN_S:
+    if jumped:
         return StreamHealth(WARN, "timestamps jumped", at_utc_us=s.discontinuity_utc_us)
     return StreamHealth(OK, "recording")
 

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,14 +191,19 @@ class Timekeeper:
 
 
 class RunAnchor:
-    """Maps one ffmpeg run's stream time to wall-clock time.
+    """Maps one ffmpeg run's stream time to wall-clock time (docs/time.md).
 
     The anchor is the monotonic time of stream time 0: the smallest
     (arrival - stream time) seen in the progress reports and segment-list lines
     (ffmpeg writes each frame as soon as it arrives, so later samples can only be
     late, never early). The run's segments wait until it has settled (a second
-    report); it is refined until the first one is placed, then frozen so the run
-    stays contiguous.
+    report); it is refined until the first one is placed. From then on the run
+    stays contiguous, and each segment moves the anchor towards the smallest
+    sample of the last DRIFT_WINDOW_S by at most DRIFT_MAX_RATE of its length: a
+    camera clock that runs fast or slow is corrected gradually instead of adding
+    up. A sample further than DISCONTINUITY_S from the anchor (early at once, or
+    late twice in a row) is a discontinuity: the run is cut at the last stream
+    time that still agreed with the box's clock, and nothing after it is placed.
     """
 
     def __init__(self, run_id: int, offset_us: int, trusted: bool, not_before_us: int | None):
@@ -206,9 +212,15 @@ class RunAnchor:
         self.trusted = trusted
         self.not_before_us = not_before_us  # end of the stream's previous row
         self.mono_anchor_us: int | None = None
-        self.shift_us = 0
+        self.shift_us = 0                   # keeps a run from overlapping the previous one
+        self.slew_us = 0                    # drift corrected so far
         self.frozen = False
         self.reports = 0
+        self.cut_us: int | None = None      # stream time where a discontinuity closed the run
+        self._samples: deque[tuple[int, int]] = deque()   # (mono, candidate) of the window
+        self._last_good: tuple[int, int] | None = None     # (mono, stream time)
+        self._late = 0
+        self._placed_end: tuple[int, int] | None = None    # (stream end, wall end) of the last
 
     @property
     def settled(self) -> bool:
@@ -217,23 +229,65 @@ class RunAnchor:
         next one is live."""
         return self.frozen or self.reports >= 2
 
-    def observe(self, mono_us: int, out_time_us: int | None, report: bool = False) -> None:
+    def observe(self, mono_us: int, out_time_us: int | None, report: bool = False) -> str | None:
         """At `mono_us` ffmpeg said stream time `out_time_us` is written (`report`: in a
-        progress report, rather than a segment-list line)."""
+        progress report, rather than a segment-list line). Returns why the stream's time
+        left the box's clock (the run is then cut), else None."""
         if report:
             self.reports += 1
-        if self.frozen or out_time_us is None or out_time_us < 0:
-            return
+        if self.cut_us is not None or out_time_us is None or out_time_us < 0:
+            return None
         candidate = mono_us - out_time_us
-        if self.mono_anchor_us is None or candidate < self.mono_anchor_us:
+        if not self.frozen and (self.mono_anchor_us is None or candidate < self.mono_anchor_us):
             self.mono_anchor_us = candidate
+        # No new frame is a stall, for the watchdog, not a discontinuity.
+        new_frame = self._last_good is None or out_time_us > self._last_good[1]
+        if new_frame and self.settled:
+            why = self._check(candidate)
+            if why is not None:
+                self.cut(mono_us)
+                return why
+        if new_frame:
+            self._last_good = (mono_us, out_time_us)
+            self._samples.append((mono_us, candidate))
+            while mono_us - self._samples[0][0] > limits.DRIFT_WINDOW_S * 1e6:
+                self._samples.popleft()
+        return None
 
-    def wall_range(self, start_us: int, end_us: int, mono_now_us: int) -> tuple[int, int]:
-        """Wall-clock [start, end) of stream times [start_us, end_us) of this run."""
+    def _check(self, candidate: int) -> str | None:
+        off = candidate - (self.mono_anchor_us + self.slew_us)
+        limit = limits.DISCONTINUITY_S * 1e6
+        if off < -limit:
+            return f"stream time ran {-off / 1e6:.1f} s ahead of the box's clock"
+        if off > limit:
+            self._late += 1
+            if self._late >= limits.DISCONTINUITY_LATE_SAMPLES:
+                return f"stream time fell {off / 1e6:.1f} s behind the box's clock"
+            return None
+        self._late = 0
+        return None
+
+    def cut(self, mono_us: int) -> int | None:
+        """Close the run at `mono_us`: the stream time it had then, extrapolated from the
+        last sample that agreed with the box's clock (None: no such sample)."""
+        if self.cut_us is None and self._last_good is not None:
+            good_mono, good_time = self._last_good
+            self.cut_us = good_time + max(0, mono_us - good_mono)
+        return self.cut_us
+
+    def wall_range(self, start_us: int, end_us: int,
+                   mono_now_us: int) -> tuple[int, int] | None:
+        """Wall-clock [start, end) of stream times [start_us, end_us) of this run; None
+        when all of it lies after the run's cut."""
+        if self.cut_us is not None:
+            if start_us >= self.cut_us:
+                return None
+            end_us = min(end_us, self.cut_us)
         if self.mono_anchor_us is None:
             # No progress report yet: the segment ended about now.
             self.mono_anchor_us = mono_now_us - end_us
-        if not self.frozen:
+        first_placed = not self.frozen
+        if first_placed:
             self.frozen = True
             first = self.mono_anchor_us + self.offset_us + start_us
             if self.not_before_us is not None and first < self.not_before_us:
@@ -241,11 +295,33 @@ class RunAnchor:
                 logger.warning("run %d would overlap the previous recording by %.3f s "
                                "(clock step?): shifted", self.run_id, self.shift_us / 1e6)
         base = self.mono_anchor_us + self.offset_us + self.shift_us
-        return base + start_us, base + end_us
+        wall_start = base + self.slew_us + start_us
+        if self._placed_end is not None:
+            placed_time, placed_wall = self._placed_end
+            if abs(start_us - placed_time) <= limits.CONTIGUOUS_SLACK_US:
+                wall_start = placed_wall                # contiguous with the last segment
+            wall_start = max(wall_start, placed_wall)
+        if not first_placed:                            # a fresh anchor needs none
+            self._slew(end_us - start_us)
+        wall_end = max(wall_start, base + self.slew_us + end_us)
+        self._placed_end = (end_us, wall_end)
+        return wall_start, wall_end
+
+    def _slew(self, length_us: int) -> None:
+        """Move the anchor towards the window's earliest sample, by at most
+        DRIFT_MAX_RATE of this segment's length."""
+        if not self._samples:
+            return
+        target = min(c for _, c in self._samples)
+        step = int(limits.DRIFT_MAX_RATE * max(0, length_us))
+        error = target - (self.mono_anchor_us + self.slew_us)
+        self.slew_us += max(-step, min(step, error))
 
     def reanchor(self, new_offset_us: int) -> int:
         """The clock became trusted: return the shift for rows already written."""
         delta = new_offset_us - self.offset_us
         self.offset_us = new_offset_us
         self.trusted = True
+        if self._placed_end is not None:
+            self._placed_end = (self._placed_end[0], self._placed_end[1] + delta)
         return delta

@@ -17,6 +17,7 @@ burns the wall-clock time of each frame into it as a QR code.
 import argparse
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -174,56 +175,65 @@ class Faults:
 
 
 class FaultInjector:
-    """Pad probes on one media's pipeline that make it misbehave as asked.
+    """Pad probes that make one camera misbehave as asked, each fault once.
 
-    Raw frames (before the encoder) are dropped while frozen and resized; encoded
-    frames get their timestamps jumped and scaled. The server paces its sending by
-    the timestamps, so they are only ever moved back: the pipeline runs on the
-    wall clock (see configure_media) and every timestamp goes back by RETIME_BASE_NS
-    first, which leaves room for jumps forward and a fast clock (a client sees only
-    differences).
+    The faults' times count from the camera's first frame, whichever client it went
+    to: a client that reconnects (a recorder restarting ffmpeg) does not see them
+    again. Raw frames (before the encoder) are dropped while frozen and resized;
+    encoded frames get their timestamps jumped and scaled. The server paces its
+    sending by the timestamps, so they are only ever moved back: the pipeline runs on
+    the wall clock (see configure_media) and every timestamp goes back by
+    RETIME_BASE_NS first, which leaves room for jumps forward and a fast clock (a
+    client sees only differences).
     """
 
     RETIME_BASE_NS = 24 * 3600 * SECOND_NS
 
-    def __init__(self, faults: Faults, element):
+    def __init__(self, faults: Faults):
         self.faults = faults
-        self.element = element
-        self.first_pts: int | None = None
-        self.sizes = sorted(faults.resizes, key=lambda r: r[1])
+        self.started: float | None = None
 
-    def attach(self) -> None:
-        size = self.element.get_by_name("size")
-        if size is not None and (self.faults.freezes or self.sizes):
-            size.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._raw)
+    def attach(self, element) -> None:
+        """Probe one media's pipeline (a new one for a client after the last one left)."""
+        size = element.get_by_name("size")
+        if size is not None and (self.faults.freezes or self.faults.resizes):
+            resized = set()
+            size.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER,
+                                                 partial(self._raw, size, resized))
         if self.faults.retimes:
-            pay = self.element.get_by_name("pay0")
-            pay.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, self._encoded)
+            first_pts = []
+            element.get_by_name("pay0").get_static_pad("sink").add_probe(
+                Gst.PadProbeType.BUFFER, partial(self._encoded, first_pts))
 
-    def _elapsed_s(self, pts: int) -> float:
-        if self.first_pts is None:
-            self.first_pts = pts
-        return (pts - self.first_pts) / SECOND_NS
+    def _elapsed_s(self) -> float:
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        return now - self.started
 
-    def _raw(self, pad, info):
-        t = self._elapsed_s(info.get_buffer().pts)
+    def _raw(self, size, resized: set, pad, info):
+        t = self._elapsed_s()
         for seconds, at in self.faults.freezes:
             if at <= t < at + seconds:
                 return Gst.PadProbeReturn.DROP
-        while self.sizes and t >= self.sizes[0][1]:
-            (width, height), _ = self.sizes.pop(0)
-            caps = Gst.Caps.from_string(f"video/x-raw,width={width},height={height}")
-            GLib.idle_add(self.element.get_by_name("size").set_property, "caps", caps)
+        for i, ((width, height), at) in enumerate(self.faults.resizes):
+            if t >= at and i not in resized:
+                resized.add(i)
+                caps = Gst.Caps.from_string(f"video/x-raw,width={width},height={height}")
+                GLib.idle_add(size.set_property, "caps", caps)
         return Gst.PadProbeReturn.OK
 
-    def _encoded(self, pad, info):
+    def _encoded(self, first_pts: list, pad, info):
         buf = info.get_buffer()
         if buf.pts == Gst.CLOCK_TIME_NONE:
             return Gst.PadProbeReturn.OK
-        t = self._elapsed_s(buf.pts)
-        shift = sum(seconds for seconds, at in self.faults.jumps if t >= at)
-        media_ns = int((t * self.faults.clock_rate + shift) * SECOND_NS)
-        buf.pts = min(buf.pts, max(0, self.first_pts - self.RETIME_BASE_NS + media_ns))
+        t = self._elapsed_s()
+        if not first_pts:
+            first_pts.append(buf.pts)
+        media_s = (buf.pts - first_pts[0]) / SECOND_NS * self.faults.clock_rate
+        shift_s = sum(seconds for seconds, at in self.faults.jumps if t >= at)
+        retimed = first_pts[0] - self.RETIME_BASE_NS + int((media_s + shift_s) * SECOND_NS)
+        buf.pts = min(buf.pts, max(0, retimed))
         if buf.dts != Gst.CLOCK_TIME_NONE:
             buf.dts = buf.pts
         return Gst.PadProbeReturn.OK
@@ -237,7 +247,7 @@ def _not_seekable(pad, info):
     return Gst.PadProbeReturn.OK
 
 
-def configure_media(faults: Faults, factory, media) -> None:
+def configure_media(faults: Faults, injector: FaultInjector | None, factory, media) -> None:
     """media-configure: keep the stream running for everyone; inject the faults."""
     element = media.get_element()
     element.get_by_name("pay0").get_static_pad("sink").add_probe(
@@ -248,10 +258,8 @@ def configure_media(faults: Faults, factory, media) -> None:
         pipeline = element.get_parent()
         pipeline.set_start_time(Gst.CLOCK_TIME_NONE)
         pipeline.set_base_time(0)
-    if faults.retimes or faults.freezes or faults.resizes:
-        injector = FaultInjector(faults, element)
-        injector.attach()
-        media.injector = injector               # lives as long as the media
+    if injector is not None:
+        injector.attach(element)
 
 
 def faults_from_args(args) -> Faults:
@@ -290,7 +298,9 @@ def build_server(args) -> GstRtspServer.RTSPServer:
             factory.set_shared(True)
             if clock is not None:
                 factory.set_clock(clock)
-            factory.connect("media-configure", partial(configure_media, faults))
+            injector = FaultInjector(faults) if faults.retimes or faults.freezes \
+                or faults.resizes else None
+            factory.connect("media-configure", partial(configure_media, faults, injector))
             if auth is not None:
                 permissions = GstRtspServer.RTSPPermissions()
                 permissions.add_permission_for_role("user", "media.factory.access", True)

@@ -5,7 +5,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,3 +221,25 @@ def decode_errors(path: Path) -> str:
     out = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"],
                          capture_output=True, text=True, timeout=60)
     return out.stderr.strip() + ("" if out.returncode == 0 else f" (exit {out.returncode})")
+
+
+@contextmanager
+def recorder_thread(rec):
+    """Run an in-process Recorder's loop in a thread for the block, then shut it down."""
+    stop = threading.Event()
+
+    def loop():
+        rec.start()
+        while not rec._done:
+            rec.step()
+            if stop.is_set():
+                rec.begin_shutdown("test over")
+        rec._finish()
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()

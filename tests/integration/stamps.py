@@ -11,9 +11,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-# Where the sim draws the code (x=2 %, y=20 % of 640x360, 2-pixel modules): a crop
-# around it makes the decode and the scan cheap.
-CROP = (0, 50, 160, 160)                  # x, y, width, height
+# Where the sim draws the code (x=2 %, y=20 %, 2-pixel modules): a crop around it,
+# scaled to one size whatever the picture's resolution, keeps the decode and scan cheap.
+CROP_FILTER = "crop=iw/2:ih*0.8:0:ih*0.1,scale=320:288,format=gray"
+CROP_SIZE = (320, 288)
 
 
 def _fourcc(text: str) -> int:
@@ -80,9 +81,9 @@ def frame_times(path: Path) -> list[int]:
 def stamped_frames(path: Path, reader: QrReader | None = None) -> list[StampedFrame]:
     """Every decoded frame of a segment file with the wall time burnt into it."""
     reader = reader or QrReader()
-    x, y, w, h = CROP
+    w, h = CROP_SIZE
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0",
-                          "-vf", f"crop={w}:{h}:{x}:{y},format=gray", "-fps_mode", "passthrough",
+                          "-vf", CROP_FILTER, "-fps_mode", "passthrough",
                           "-f", "rawvideo", "-"], capture_output=True, check=True).stdout
     times = frame_times(path)
     size = w * h

@@ -1,7 +1,6 @@
 """Time with real ffmpeg and an injected clock: segments recorded while the clock was
 3 h behind are flagged, then re-anchored when the clock is set from the panel."""
 
-import threading
 import time
 from datetime import datetime, timezone
 
@@ -13,7 +12,7 @@ from recorder.service import Recorder
 from recorder.sim.launcher import SimCameras
 from recorder.storage_api import DirectoryStorage
 from recorder.timekeeping import Clock
-from recorder_helpers import add_camera, rows, set_setting, wait_for
+from recorder_helpers import add_camera, recorder_thread, rows, set_setting, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,18 +48,7 @@ def test_untrusted_segments_reanchored_when_clock_set(tmp_path, ffmpeg_available
         set_setting(paths.root, "segment_seconds", "3")
         rec = Recorder(paths, DirectoryStorage(paths.default_recordings, create=True),
                        clock=clock, ntp_check=lambda: None)
-        stop = threading.Event()
-
-        def loop():
-            rec.start()
-            while not rec._done:
-                rec.step()
-                if stop.is_set():
-                    rec.begin_shutdown("test over")
-            rec._finish()
-        thread = threading.Thread(target=loop)
-        thread.start()
-        try:
+        with recorder_thread(rec):
             wait_for(lambda: len(rows(pdir, "cam1")) >= 2, 30, "two segments")
             before = rows(pdir, "cam1")
             assert not any(r.clock_trusted for r in before)
@@ -78,10 +66,6 @@ def test_untrusted_segments_reanchored_when_clock_set(tmp_path, ffmpeg_available
             wait_for(lambda: all(r.clock_trusted for r in rows(pdir, "cam1")), 10, "re-anchored")
             n = len(rows(pdir, "cam1"))
             wait_for(lambda: len(rows(pdir, "cam1")) >= n + 2, 15, "more segments")
-        finally:
-            stop.set()
-            thread.join(20)
-    assert not thread.is_alive()
     after = rows(pdir, "cam1")
     assert all(r.clock_trusted for r in after)
     for r in after:                                   # true time now, within the naming slack

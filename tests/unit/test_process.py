@@ -188,7 +188,7 @@ def test_backoff_resets_after_a_healthy_minute(env):
     for i in range(limits.HEALTHY_RESET_S.__int__() + 2):
         run_a_while(proc, clock, 1)
         if i % 5 == 0:
-            proc.feed(rid, "segments", f"a{i}.mp4,{i},{i + 5}", now(clock))
+            proc.feed(rid, "segments", f"a{i}.mp4,{max(0, i - 5)},{i}", now(clock))
     assert proc.state == State.RUNNING and proc.failures == 0
 
 

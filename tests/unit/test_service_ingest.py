@@ -190,3 +190,24 @@ def test_a_file_holding_less_than_listed_is_not_indexed_nor_deleted(
         stop_recorder(rec)
     assert (pdir / rel).exists()
     assert indexed_paths(pdir) == []
+
+
+def test_a_cut_segment_is_indexed_up_to_where_its_frames_stop_following_on(tmp_path):
+    """A run cut at a jump forward: the file's frames after the jump are not covered."""
+    import subprocess
+    from mp4_testlib import MOVFLAGS
+    from recorder.mp4 import probe_segment
+    from recorder.service import continuous_media_us
+    require_ffmpeg()
+    (whole,) = ffmpeg_segments(tmp_path / "a", seconds=4, segment_s=60)
+    jumped = tmp_path / "jumped.mp4"           # 1.5 s forward after frame 30 (2.0 s)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi",
+                    "-i", "testsrc=size=320x240:rate=15,setpts=PTS+gte(N\\,30)*1.5/TB",
+                    "-frames:v", "45", "-fps_mode", "passthrough", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-g", "15", "-movflags",
+                    MOVFLAGS.split(":")[0].split("=", 1)[1], "-f", "mp4", str(jumped)],
+                   check=True, timeout=60)
+    assert abs(continuous_media_us(probe_segment(whole)) - 4_000_000) < 1_000
+    info = probe_segment(jumped)
+    assert info.duration_us > 4_000_000                   # the jump is in the file ...
+    assert abs(continuous_media_us(info) - 29 * 66_667) < 1_000  # ... the row stops before it

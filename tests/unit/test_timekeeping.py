@@ -4,7 +4,7 @@ import pytest
 
 from recorder import limits
 from recorder.ffmpeg import StreamSpec
-from recorder.process import CurrentSegmentHint, SegmentClosed, StreamProcess
+from recorder.process import CurrentSegmentHint, SegmentClosed, State, StreamProcess
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper
 
 T0 = 1_790_000_000_000_000
@@ -89,8 +89,22 @@ def test_anchor_uses_earliest_arrival():
     anchor.observe(9_000_000, None)
     assert anchor.mono_anchor_us == 1_500_000
     assert anchor.wall_range(0, 4_000_000, 10_000_000) == (T0 + 1_500_000, T0 + 5_500_000)
-    anchor.observe(0, 1_000_000)               # frozen once a segment was placed
-    assert anchor.wall_range(4_000_000, 8_000_000, 0) == (T0 + 5_500_000, T0 + 9_500_000)
+    anchor.observe(0, 1_000_000)               # frozen once a segment was placed ...
+    step = int(limits.DRIFT_MAX_RATE * 4_000_000)
+    assert anchor.wall_range(4_000_000, 8_000_000, 0) == (T0 + 5_500_000,
+                                                          T0 + 9_500_000 + step)
+    # ... but for drift (the earliest recent sample, at 2 s, is 0.5 s later), by 1 % at most
+
+
+def test_anchor_corrects_drift_by_at_most_its_rate():
+    anchor = RunAnchor(1, offset_us=T0, trusted=True, not_before_us=None)
+    anchor.observe(1_000_000, 0, report=True)
+    anchor.observe(2_000_000, 1_000_000, report=True)
+    assert anchor.wall_range(0, 4_000_000, 5_000_000) == (T0 + 1_000_000, T0 + 5_000_000)
+    anchor.observe(10_000_000, 9_500_000)      # stream time 0.5 s ahead: a fast camera clock
+    step = int(limits.DRIFT_MAX_RATE * 4_000_000)
+    assert anchor.wall_range(4_000_000, 8_000_000, 0) == (T0 + 5_000_000,
+                                                          T0 + 9_000_000 - step)
 
 
 def started(tmp_path):
@@ -161,9 +175,13 @@ def make_proc(tmp_path, clock, tk, events):
 
     class Child:
         pid = 42
+        rc = None
 
         def poll(self):
-            return None
+            return self.rc
+
+        def request_stop(self):
+            pass
 
     def spawn(argv_fn, sink):
         spawned.append(1)
@@ -252,3 +270,102 @@ def test_trust_the_clock_as_it_is_only_when_it_agrees_with_the_browser(tmp_path)
     assert (tk.trusted, tk.source) == (True, "panel") and clock.set_calls == []   # not stepped
     assert int((tmp_path / "t").read_text()) == T0
     assert not tk.trust_from_panel(T0)                      # trusted already: nothing changes
+
+
+def camera_hour(rate, seconds=3600, segment_s=60):
+    """A stream whose clock runs at `rate` (1.005: 0.5 % fast) for `seconds`: progress every
+    2 s, a segment cut every `segment_s` of the box's time. Returns (segments, true wall
+    time of each segment's end, the process)."""
+    import tempfile
+    from pathlib import Path
+    tmp = Path(tempfile.mkdtemp())
+    clock, tk, events, proc = started(tmp)
+    t0_mono = clock.mono
+    rid = proc.run.run_id
+    truth, last_end = [], 0
+    for second in range(2, seconds + 1, 2):
+        clock.advance(2)
+        stream_us = int((clock.mono - t0_mono) * rate)
+        report(proc, clock, second * 15, stream_us)
+        if second % segment_s == 0:
+            proc.feed(rid, "segments", f"s{second}.mp4,{last_end / 1e6:.6f},{stream_us / 1e6:.6f}",
+                      clock.mono / 1e6)
+            truth.append(tk.offset_us() + clock.mono)
+            last_end = stream_us
+    return segments(events), truth, proc
+
+
+@pytest.mark.parametrize("rate", [1.005, 0.995])
+def test_a_camera_clock_half_a_percent_off_for_an_hour_stays_within_a_second(rate):
+    placed, truth, proc = camera_hour(rate)
+    assert len(placed) == 60 and proc.spawns == 1          # one run: no discontinuity
+    errors = [abs(seg.end_us - true_end) for seg, true_end in zip(placed, truth)]
+    assert max(errors) < 1_000_000, max(errors)
+    assert errors[-1] < 300_000                             # corrected, not accumulating
+    for a, b in zip(placed, placed[1:]):
+        assert b.start_us == a.end_us                       # contiguous, never overlapping
+        media = 60_000_000 * rate
+        assert abs((b.end_us - b.start_us) - media) <= limits.DRIFT_MAX_RATE * media + 1
+
+
+def test_uncorrected_drift_would_add_up(monkeypatch):
+    monkeypatch.setattr(limits, "DRIFT_MAX_RATE", 0.0)
+    monkeypatch.setattr(limits, "DISCONTINUITY_S", 3600.0)
+    placed, truth, _ = camera_hour(1.005, seconds=1200)
+    assert abs(placed[-1].end_us - truth[-1]) > 5_000_000   # 0.5 % of 20 min = 6 s
+
+
+def on_time(proc, clock, seconds):
+    """A report a second for `seconds`, stream time keeping pace with the box's clock."""
+    t0 = clock.mono
+    for i in range(1, seconds + 1):
+        clock.advance(1)
+        report(proc, clock, i * 15, clock.mono - t0)
+    return t0
+
+
+def test_a_jump_forward_cuts_the_run_and_starts_a_new_one(tmp_path):
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    t0 = on_time(proc, clock, 5)
+    proc.feed(rid, "segments", "a.mp4,0,4", clock.mono / 1e6)
+    clock.advance(1)
+    report(proc, clock, 90, (clock.mono - t0) + 3600_000_000)   # an hour ahead at once
+    assert proc.state == State.STOPPING and proc.discontinuity_utc_us == clock.wall_us()
+    cut = proc.run.anchor.cut_us
+    assert cut == 6_000_000                                      # extrapolated from 5 s
+    proc.feed(rid, "segments", "b.mp4,4,3605", clock.mono / 1e6)       # clipped at the cut
+    proc.feed(rid, "segments", "c.mp4,3605,3606", clock.mono / 1e6)    # after it: not placed
+    a, b = segments(events)
+    assert b.start_us == a.end_us and b.end_us - b.start_us == 2_000_000
+    proc.run.child.rc = 0
+    proc.feed(rid, "segments", None, clock.mono / 1e6)
+    proc.tick(clock.mono / 1e6)
+    assert proc.state == State.STARTING and proc.spawns == 2      # restarted at once
+
+
+def test_timestamps_going_back_cut_the_run(tmp_path):
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    on_time(proc, clock, 3)
+    clock.advance(0.5)
+    proc.feed(rid, "stderr", "[mp4 @ 0x1] Non-monotonous DTS in output stream 0:0; previous: "
+                             "42, current: 7; changing to 43.", clock.mono / 1e6)
+    assert proc.state == State.STOPPING and proc.run.anchor.cut_us == 3_500_000
+    assert "Non-monotonous" in proc.last_error
+
+
+def test_one_late_report_is_load_two_are_a_discontinuity(tmp_path):
+    clock, tk, events, proc = started(tmp_path)
+    on_time(proc, clock, 3)
+    clock.advance(3)
+    report(proc, clock, 60, 4_000_000)                  # read 2 s late (a busy box)
+    assert proc.state == State.RUNNING
+    clock.advance(1)
+    report(proc, clock, 75, 7_000_000)                  # on time again
+    clock.advance(2)
+    report(proc, clock, 90, 7_500_000)                  # the camera's clock stood still 1.5 s
+    assert proc.state == State.RUNNING
+    clock.advance(1)
+    report(proc, clock, 105, 8_500_000)
+    assert proc.state == State.STOPPING                 # behind twice in a row
