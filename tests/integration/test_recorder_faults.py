@@ -5,7 +5,8 @@ time is checked against the capture time the camera burnt into it (a QR code).
 
 The promises: each frame within 1 s of when it arrived, each row's duration matching
 its frames (+/- 5 %, plus one frame: N frames span N - 1 intervals to ffmpeg), no two
-rows of the stream overlapping, about 2 s lost per discontinuity (LOST_PER_DISCONTINUITY_US).
+rows of the stream overlapping, about 2 s lost per discontinuity (see
+LOST_PER_DISCONTINUITY_US).
 """
 
 import subprocess
