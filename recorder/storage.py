@@ -835,6 +835,13 @@ class DiskStorage:
             root = self._root
             pending_ro = [m for m in self._mounted.values()
                           if not m.read_only and m.target != root]
+            if pending_ro:
+                # A disk adopted a moment ago is mounted before the main loop makes it the
+                # root: it is the one to record on, not one to leave read-only.
+                active = active_entry()
+                wanted = (active.uuid if active and active.kind == "disk"
+                          and active.uuid not in self._failed else None)
+                pending_ro = [m for m in pending_ro if m.uuid != wanted]
             ejects = [u for u in self._ejected if u in self._mounted and
                       self._mounted[u].target != root]
         if root is None and self._conn is not None and self._retention_lock.acquire(timeout=0):

@@ -343,3 +343,14 @@ def test_demo_adopts_its_own_directory_once(tmp_path):
     assert storage_mod.disk_storage_wanted()
     assert storage_mod.configured_root(paths) == paths.default_recordings
     assert (paths.default_recordings / "picorder" / "marker.json").exists()
+
+
+def test_the_watch_leaves_a_disk_just_adopted_writable(storage, usb_event, fake_mounts):
+    """The watch may run between the adoption and the main loop making the disk the root
+    (a slow box): it must not remount the disk to record on read-only."""
+    uuid = usb_event.properties["ID_FS_UUID"]
+    storage.adopt(uuid)
+    storage.watch()                                  # before drain(): the root is not set yet
+    assert ("remount", True) not in fake_mounts
+    assert drain(storage)
+    assert storage.state()["state"] == STATE_RECORDING
