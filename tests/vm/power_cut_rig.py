@@ -228,6 +228,7 @@ class PowerCutBox:
     def cut(self, scenario: str) -> Cut:
         """Prepare `scenario`, kill QEMU at its moment, boot, re-plug and judge."""
         result = Cut(scenario)
+        recording_since_us = self.recording_since_us
         self.root_sectors.append((time.monotonic(), self.root_written_sectors()))
         if scenario == "retention":
             self._start_retention()
@@ -250,7 +251,7 @@ class PowerCutBox:
         result.offset_rtt_ms = rtt_ns / 1e6
         logger.info("cut (%s) at guest %d, offset measured to +/- %.0f ms", scenario,
                     result.cut_guest_us, rtt_ns / 2e6)
-        self._after_cut(result)
+        self._after_cut(result, recording_since_us)
         return result
 
     def _moment(self, scenario: str, clock: GuestClock) -> int:
@@ -297,7 +298,7 @@ class PowerCutBox:
         # The free-space watch rereads the floor every 5 s.
         time.sleep(6)
 
-    def _after_cut(self, result: Cut) -> None:
+    def _after_cut(self, result: Cut, recording_since_us: int | None) -> None:
         result.boot_s = self._boot()
         self.root_sectors.append((time.monotonic(), self.root_written_sectors()))
         result.config = json.loads(self.vm.ssh(f"/usr/bin/python3 - <<'EOF'\n{CONFIG_SCRIPT}EOF",
@@ -311,9 +312,9 @@ class PowerCutBox:
         check = subprocess.run(self.vm.ssh_argv(f"{PICORDER} check"), capture_output=True,
                                text=True, timeout=GUEST_CMD_S)
         result.check_rc, result.check_output = check.returncode, check.stdout + check.stderr
-        self._measure_loss(result)
+        self._measure_loss(result, recording_since_us)
 
-    def _measure_loss(self, result: Cut) -> None:
+    def _measure_loss(self, result: Cut, recording_since_us: int | None) -> None:
         cut = result.cut_guest_us
         before = [r for r in self.rows() if r[1] < cut and not r[4]]
         if not before:
@@ -324,7 +325,7 @@ class PowerCutBox:
             # Placed at its name's whole second: measure from the file's birth instead.
             end = max(end, int(birth * 1e6) + duration)
         result.loss_s = round((cut - end) / 1e6, 3)
-        begins = self.recording_since_us or 0
+        begins = recording_since_us or 0
         if self.run_begins_after_us is not None:
             begins = next(r[1] for r in before if r[1] > self.run_begins_after_us)
             self.run_begins_after_us = None
