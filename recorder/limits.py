@@ -24,9 +24,9 @@ ANCHOR_SETTLE_MAX_S = 2 * PROGRESS_PERIOD_S + 1.0
 EXIT_LINES_WAIT_S = 2.0         # a failed ffmpeg's last lines are waited for this long at most
 # Stream time vs the box's clock (docs/time.md). A sample this far from the run's anchor
 # is a discontinuity (ahead: at once; behind: this many samples in a row, since a busy
-# box can read one report late): the run is cut there and ffmpeg restarted.
+# box can read a report or two late): the run is cut there and ffmpeg restarted.
 DISCONTINUITY_S = 1.0
-DISCONTINUITY_LATE_SAMPLES = 2
+DISCONTINUITY_LATE_SAMPLES = 3
 # Drift: each segment moves its run's anchor towards the earliest sample of this window
 # by at most this fraction of its length (1 %: twice a camera clock 0.5 % off).
 DRIFT_WINDOW_S = 30.0
