@@ -210,24 +210,60 @@ def guard_mount_point(path: Path) -> str:
         return "mode 000"
 
 
+def systemd_manages_mounts(run_dir: Path = Path("/run/systemd/system")) -> bool:
+    """PID 1 is systemd (sd_booted): mounts go through it, so that the recorder's own
+    sandbox (a mount namespace of its own) does not hide them from the rest of the box."""
+    return run_dir.is_dir()
+
+
+def mount_argv(fs_uuid: str, target: Path, options: str, *, via_pid1: bool) -> list[str]:
+    """The command that mounts the filesystem with this UUID at target.
+
+    Through PID 1, the mount is a transient mount unit: bound to its device (systemd
+    unmounts it when the disk goes), collected when it stops, no fsck (as before).
+    """
+    if not via_pid1:
+        return ["mount", "-o", options, f"UUID={fs_uuid}", str(target)]
+    return ["systemd-mount", "--no-ask-password", "--fsck=no", "--collect",
+            f"--options={options}", f"/dev/disk/by-uuid/{fs_uuid}", str(target)]
+
+
+def unmount_argv(target: Path, *, lazy: bool, via_pid1: bool) -> list[str]:
+    """The command that unmounts target; lazy detaches it even while files are open."""
+    if not via_pid1:
+        return ["umount"] + (["-l"] if lazy else []) + [str(target)]
+    if not lazy:
+        return ["systemd-umount", "--no-ask-password", str(target)]
+    # A mount unit cannot be stopped lazily on request: PID 1 runs umount -l itself.
+    return ["systemd-run", "--no-ask-password", "--wait", "--quiet", "--collect",
+            "--service-type=exec", "--description=picorder: detach a removed disk",
+            "umount", "-l", str(target)]
+
+
 def mount(fs_uuid: str, target: Path, *, read_only: bool = False) -> None:
     """Mount the filesystem with this UUID at target (noatime, nodev, nosuid, noexec)."""
     check_uuid(fs_uuid)
     guard_mount_point(target)
     options = MOUNT_OPTIONS + (",ro" if read_only else "")
-    run(["mount", "-o", options, f"UUID={fs_uuid}", str(target)], timeout=limits.MOUNT_TIMEOUT_S)
+    run(mount_argv(fs_uuid, target, options, via_pid1=systemd_manages_mounts()),
+        timeout=limits.MOUNT_TIMEOUT_S)
     logger.info("mounted %s at %s%s", fs_uuid, target, " read-only" if read_only else "")
 
 
 def remount(target: Path, *, read_only: bool) -> None:
+    # A remount changes the filesystem itself (its superblock), so it needs no PID 1:
+    # every namespace sees the new state.
     options = "remount," + ("ro" if read_only else "rw")
     run(["mount", "-o", options, str(target)], timeout=limits.MOUNT_TIMEOUT_S)
 
 
 def unmount(target: Path, *, lazy: bool = False) -> None:
     """Unmount; lazy detaches a disk that is already gone without waiting for it."""
-    argv = ["umount"] + (["-l"] if lazy else []) + [str(target)]
-    run(argv, timeout=limits.MOUNT_TIMEOUT_S)
+    via_pid1 = systemd_manages_mounts()
+    if via_pid1 and lazy and not os.path.ismount(target):
+        logger.info("%s is already unmounted (systemd did it when the disk went)", target)
+        return
+    run(unmount_argv(target, lazy=lazy, via_pid1=via_pid1), timeout=limits.MOUNT_TIMEOUT_S)
     logger.info("unmounted %s%s", target, " (lazy)" if lazy else "")
 
 

@@ -201,6 +201,13 @@ def test_4_usb_disk_is_detected_and_adopted_through_the_api(box):
     assert box.disk_uuid in (status["storage"].get("root") or "")
     mounts = vm.ssh(f"findmnt -n -o SOURCE,OPTIONS /srv/picorder/disks/{box.disk_uuid}")
     assert mounts.startswith("/dev/sd") and "noatime" in mounts
+    # The recorder runs in its sandbox (the system read-only to it), and PID 1 holds its
+    # mount as a transient unit, so the mount is seen outside that sandbox.
+    pid = vm.ssh("systemctl show -p MainPID --value picorder-recorder.service").strip()
+    denied = vm.ssh(f"nsenter -t {pid} -m touch /etc/picorder-sandbox-check 2>&1", check=False)
+    assert "Read-only file system" in denied, denied
+    unit = vm.ssh(f"systemd-escape --path --suffix=mount /srv/picorder/disks/{box.disk_uuid}")
+    assert vm.ssh(f"systemctl is-active {unit.strip()}").strip() == "active"
 
 
 def disk_segments(box) -> list[str]:
