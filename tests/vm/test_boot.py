@@ -206,8 +206,8 @@ def test_4_usb_disk_is_detected_and_adopted_through_the_api(box):
     pid = vm.ssh("systemctl show -p MainPID --value picorder-recorder.service").strip()
     denied = vm.ssh(f"nsenter -t {pid} -m touch /etc/picorder-sandbox-check 2>&1", check=False)
     assert "Read-only file system" in denied, denied
-    unit = vm.ssh(f"systemd-escape --path --suffix=mount /srv/picorder/disks/{box.disk_uuid}")
-    assert vm.ssh(f"systemctl is-active {unit.strip()}").strip() == "active"
+    unit = f'"$(systemd-escape --path --suffix=mount /srv/picorder/disks/{box.disk_uuid})"'
+    assert vm.ssh(f"systemctl is-active {unit}").strip() == "active"
 
 
 def disk_segments(box) -> list[str]:
