@@ -60,7 +60,8 @@ def placed_frames(pdir, found) -> list[Placed]:
     """Each row's frames at their indexed wall time: the row's start plus the frame's time
     in the file, scaled by the drift correction (the row's length over the file's). A
     row cut at a discontinuity covers the frames before the file's timestamps break (a
-    frame lasting over 1 s, or under 1 ms: crammed by ffmpeg after a jump back)."""
+    frame lasting over 1 s, or under 1 ms: crammed by ffmpeg after a jump back), or
+    before its own end."""
     reader = QrReader()
     placed = []
     for row in found:
@@ -71,7 +72,12 @@ def placed_frames(pdir, found) -> list[Placed]:
                 # the second frame of every file it starts (the first comes untimed)
                 frames, media_us = frames[:i], a.pts_us
                 break
-        scale = (row.end_us - row.start_us) / media_us if media_us else 1.0
+        length = row.end_us - row.start_us
+        scale = length / media_us if media_us else 1.0
+        if scale < 0.95:
+            # Cut where the recorder saw the jump, before the file ends (ffmpeg gives the
+            # packets after a jump it drops the timestamps of continuing ones).
+            frames, scale = [f for f in frames if f.pts_us < length], 1.0
         placed.append(Placed(row, [(row.start_us + round(f.pts_us * scale), f.stamp_us)
                                    for f in frames if f.stamp_us is not None]))
         assert len(placed[-1].stamps) >= 0.9 * len(frames), row    # the stamps are readable
