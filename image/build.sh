@@ -186,7 +186,9 @@ step_base() {
         "$SUITE" "$tar.part" "${mirror[@]}"
     mv "$tar.part" "$tar"
     # Older bases of this suite and architecture are stale now.
-    find "$WORK" -maxdepth 1 -name "base-$SUITE-*.tar" ! -name "$(basename "$tar")" -delete
+    # (mmdebstrap writes a directory: the name does not end in .tar while it is built)
+    find "$WORK" -maxdepth 1 -name "base-$SUITE-*.tar" ! -name "$(basename "$tar")" \
+        -exec rm -rf {} +
     log "base: done, $(du -h "$tar" | cut -f1)"
 }
 

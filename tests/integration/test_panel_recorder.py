@@ -61,9 +61,10 @@ def test_panel_serves_what_the_real_recorder_records(tmp_path, sim_cameras, ffmp
         assert int(shot.headers["X-Picorder-Time-Us"]) >= segs[3].start_us
 
         assert admin.patch("/api/cameras/cam1", json={"enabled": False}).status_code == 200
-        wait_for(lambda: not admin.get("/api/status").get_json()["streams"]
-                 or admin.get("/api/status").get_json()["streams"][0]["state"] == "STOPPED",
-                 15, "the recorder to stop the disabled camera")
+        def stopped():                # one status read: the stream may leave between two
+            streams = admin.get("/api/status").get_json()["streams"]
+            return not streams or streams[0]["state"] == "STOPPED"
+        wait_for(stopped, 15, "the recorder to stop the disabled camera")
     finally:
         rec.terminate()
         rec.kill()
