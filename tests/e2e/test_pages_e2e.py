@@ -56,6 +56,31 @@ def timeline_point(page, ms: float) -> tuple[float, float]:
     return x, box["y"] + box["height"] / 2
 
 
+def open_hour_view(stack, page, ms: float) -> None:
+    """The recordings page zoomed to the local hour holding `ms` (the page's own view is
+    the hour of now, which a run that began before the hour turned does not start in)."""
+    page.goto(stack.url + f"/recordings/cam1?zoom=hour&focus={ms / 1000:.3f}")
+    page.locator("[data-runs-loaded]").wait_for()
+
+
+def span_in_one_hour(stack, page, seconds: float) -> float:
+    """Wait until cam1 has a run holding `seconds` (2 s in from its start, 4 s before its
+    end) inside one local hour, the most the hour view shows; return the earliest start
+    of such a span (ms)."""
+    length_ms = seconds * 1000
+
+    def found():
+        run = longest_run(stack, page)
+        if run is None:
+            return None
+        lo, hi = run["start_us"] / 1000 + 2000, run["end_us"] / 1000 - 4000
+        hour = dt.datetime.fromtimestamp(lo / 1000).replace(minute=0, second=0, microsecond=0)
+        next_hour_ms = (hour + dt.timedelta(hours=1)).timestamp() * 1000
+        start = lo if lo + length_ms < next_hour_ms else next_hour_ms + 2000
+        return start if start + length_ms <= hi else None
+    return poll(found, RUN_WAIT_S + seconds, 1.0, f"a recorded run of {seconds} s in one hour")
+
+
 def video_time(page) -> float:
     return page.evaluate("document.querySelector('[data-video]').currentTime")
 
@@ -297,9 +322,8 @@ def test_live_uses_managed_media_source_or_falls_back_to_snapshots(stack, browse
 def test_click_on_the_timeline_plays_from_that_time_and_seeking_works(stack, browser):
     page = sign_in(stack, browser)
     run = wait_for_run(stack, page, CLICK_INTO_RUN_S + 20)
-    page.goto(stack.url + "/recordings/cam1?zoom=hour")
-    page.locator("[data-runs-loaded]").wait_for()
     target_ms = run["start_us"] / 1000 + CLICK_INTO_RUN_S * 1000
+    open_hour_view(stack, page, target_ms)
     x, y = timeline_point(page, target_ms)
     clicked_ms = page.evaluate("x => document.querySelector('[data-timeline]').timeline.timeAt(x)", x)
     page.mouse.click(x, y)
@@ -326,11 +350,9 @@ def test_click_on_the_timeline_plays_from_that_time_and_seeking_works(stack, bro
 
 def test_download_a_selected_range(stack, browser, tmp_path):
     page = sign_in(stack, browser, accept_downloads=True)
-    run = wait_for_run(stack, page, DOWNLOAD_S + 6)
-    page.goto(stack.url + "/recordings/cam1?zoom=hour")
-    page.locator("[data-runs-loaded]").wait_for()
+    a_ms = span_in_one_hour(stack, page, DOWNLOAD_S)
+    open_hour_view(stack, page, a_ms)
     page.click("[data-select-mode]")
-    a_ms = run["start_us"] / 1000 + 2000
     x1, y = timeline_point(page, a_ms)
     x2, _ = timeline_point(page, a_ms + DOWNLOAD_S * 1000)
     page.mouse.move(x1, y)
