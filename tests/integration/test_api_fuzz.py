@@ -38,6 +38,17 @@ def fuzz_app(tmp_path_factory):
     return app, {"Authorization": f"Bearer {issue_token(app, 'fuzz', 'admin')}"}
 
 
+@pytest.fixture(autouse=True)
+def fuzz_token_alive(fuzz_app):
+    """Each test starts with a valid token: a fuzzed `DELETE /api/tokens/{id}` may have
+    revoked the fuzz's own (the operations share one panel), and every later request
+    would then stop at 401 before the input checks the test is about."""
+    app, auth = fuzz_app
+    with app.test_client() as client:
+        if client.get("/api/tokens", headers=auth).status_code == 401:
+            auth["Authorization"] = f"Bearer {issue_token(app, 'fuzz', 'admin')}"
+
+
 @pytest.fixture
 def stub_probe(monkeypatch):
     """/api/probe without ffmpeg: the fuzz is about input handling (tests/unit/test_probe.py
