@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from front_support import stop as stop_process
 from recorder import config, storage
 from recorder.config import Camera, Setting
 from recorder.paths import DataPaths
@@ -151,14 +152,6 @@ def spawn(argv, env, log: Path) -> subprocess.Popen:
         out.close()
 
 
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def api_json(stack: Stack, page, path: str) -> dict:
