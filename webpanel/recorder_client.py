@@ -65,6 +65,9 @@ def call(cmd: str, *, timeout: float = limits.CONTROL_TIMEOUT_S, **args):
         raise Unavailable(str(exc) or NOT_RUNNING) from exc
     except control.ControlError as exc:
         raise Refused(str(exc)) from exc
+    finally:
+        if cmd != "status":
+            forget_state()       # a command may change what the status says
 
 
 def get_state(max_age: float = limits.STATUS_CACHE_S) -> RecorderState:
