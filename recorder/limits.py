@@ -152,6 +152,7 @@ DAY_DIRS_S = 600.0              # today's and tomorrow's segment directories re-
 WRITER_JOIN_S = 2.0             # shutdown waits this long for index writes (budget permitting)
 CLOCK_MIN_UTC_US = 1_577_836_800_000_000    # 2020-01-01: set_clock refuses anything earlier
 CLOCK_MAX_UTC_US = 4_102_444_800_000_000    # 2100-01-01
+CLOCK_FILE_MAX_BYTES = 64       # last_time holds one integer; a larger file is not ours
 REACHABILITY_PROBE_S = 2.0      # a camera that refused connections is TCP-probed this often ...
 REACHABILITY_CONNECT_S = 1.0    # ... with this connect timeout; when it answers, retry at once
 ROOT_RETRY_S = 30.0             # a recording root whose index could not be opened is retried

@@ -5,6 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_DATA = "PICORDER_DATA"
+# The recorder's own state directory: the unit points it at its StateDirectory=, which only
+# root can write (DESIGN.md decision 7).  Unset (the demo, a recorder in the foreground,
+# where the panel runs as the same user anyway), the recorder keeps it in the data directory.
+ENV_STATE_DIR = "PICORDER_STATE_DIR"
+CLOCK_FILE_NAME = "last_time"
 ROOT_DATA_DIR = Path("/var/lib/picorder")
 ROOT_DEMO_DIR = Path("/var/tmp/picorder-demo")
 DEMO_MARKER = ".picorder-demo"       # in a data directory `picorder demo` made its own
@@ -61,9 +66,21 @@ class DataPaths:
         return self.root / "recordings"
 
     @property
+    def recorder_state(self) -> Path:
+        """What only the recorder writes: $PICORDER_STATE_DIR, else the data directory."""
+        env = os.environ.get(ENV_STATE_DIR)
+        return Path(env) if env else self.root
+
+    @property
     def clock_file(self) -> Path:
         """Last known good wall-clock time, for boxes without an RTC."""
-        return self.root / "last_time"
+        return self.recorder_state / CLOCK_FILE_NAME
+
+    @property
+    def old_clock_file(self) -> Path:
+        """Where versions before the recorder's own state directory kept clock_file: in
+        the data directory, which the panel's user owns (read once, to migrate)."""
+        return self.root / CLOCK_FILE_NAME
 
     def ensure(self) -> None:
         """Create the data directory, private to its owner."""

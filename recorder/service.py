@@ -226,7 +226,8 @@ class Recorder:
         self.ffmpeg_user: ffmpeg_user.FfmpegUser | None = None
         self.storage = storage
         self.clock = clock or Clock()
-        self.timekeeper = Timekeeper(paths.clock_file, clock=self.clock, ntp_check=ntp_check)
+        self.timekeeper = Timekeeper(paths.clock_file, clock=self.clock, ntp_check=ntp_check,
+                                     old_clock_file=paths.old_clock_file)
         self._spawn = spawn
         self.stall_s = stall_s
         self._recover = recover
@@ -269,6 +270,7 @@ class Recorder:
         """Open config, start the clock, threads, storage and the control socket."""
         from recorder.control import ControlServer
         self.paths.ensure()
+        self.paths.recorder_state.mkdir(parents=True, exist_ok=True, mode=0o700)
         config.open_config(self.paths.config_db)
         self.started_utc_us = self.clock.wall_us()
         self.timekeeper.start()

@@ -2,7 +2,7 @@
 
 The clock is trusted when NTP says it is synchronised, when it was set from
 the panel, or when it was restored and is not behind the last known good time
-(DataPaths.clock_file). Segment times are computed on the monotonic clock:
+(DataPaths.clock_file, in the recorder's own state directory). Segment times are computed on the monotonic clock:
 each ffmpeg run gets an anchor (the monotonic time of its stream time 0) and
 the wall-clock offset (wall - monotonic) of its start. So a host clock step
 inside a run does not stretch or fold the run, and a new run that would start
@@ -15,6 +15,7 @@ re-anchored: an earlier process's untrusted rows stay flagged.
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -75,9 +76,11 @@ class Timekeeper:
     """Decides whether the wall clock can be trusted and remembers the last good time."""
 
     def __init__(self, clock_file: Path, *, clock: Clock | None = None,
-                 ntp_check: Callable[[], bool | None] = ntp_synchronized):
+                 ntp_check: Callable[[], bool | None] = ntp_synchronized,
+                 old_clock_file: Path | None = None):
         self.clock = clock or Clock()
         self.clock_file = clock_file
+        self.old_clock_file = old_clock_file      # read once, then removed (migration)
         self.ntp_check = ntp_check
         self._lock = threading.Lock()
         self.source = UNTRUSTED
@@ -89,6 +92,7 @@ class Timekeeper:
 
     def start(self) -> None:
         """Decide the initial trust: NTP, else restored-and-not-behind, else untrusted."""
+        self._migrate()
         self.last_known_us = self._read_last_known()
         if self.ntp_check() is True:
             self.source = NTP
@@ -107,6 +111,29 @@ class Timekeeper:
         except (OSError, ValueError):
             logger.exception("cannot read the last known time from %s", self.clock_file)
             return None
+
+    def _migrate(self) -> None:
+        """Move the last known time from where older versions kept it (the data directory,
+        which the panel's user owns) into clock_file, once.
+
+        The old file is untrusted input: it is opened without following a link (nor
+        blocking on a FIFO), and taken only as a small plain file holding a plausible
+        time. Whatever it was, it is removed, so it is read at most once.
+        """
+        old = self.old_clock_file
+        if old is None or old == self.clock_file:
+            return
+        value = read_untrusted_time(old)
+        try:
+            old.unlink()            # removes a planted link itself, never its target
+        except FileNotFoundError:
+            return
+        except OSError:
+            logger.exception("cannot remove the old last known time %s", old)
+        if value is not None and not self.clock_file.exists():
+            self.clock_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if self._write(value):
+                logger.info("moved the last known time from %s to %s", old, self.clock_file)
 
     def poll(self) -> bool:
         """Check NTP again; True if the clock just became trusted."""
@@ -173,21 +200,57 @@ class Timekeeper:
         now = self.clock.wall_us()
         if self.last_known_us is not None and now < self.last_known_us:
             return
-        # A fresh temporary name (O_EXCL, no links followed): the directory may be
-        # writable by a less trusted user than the recorder (DESIGN.md decision 7).
+        if self._write(now):
+            self.last_known_us = now
+
+    def _write(self, utc_us: int) -> bool:
+        """Replace clock_file with `utc_us`; False (logged) if that failed."""
+        # A fresh temporary name (O_EXCL, no links followed): outside the unit the
+        # directory may be writable by a less trusted user (DESIGN.md decision 7).
         tmp = None
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.clock_file.name}.", suffix=".tmp",
                                        dir=self.clock_file.parent)
             with os.fdopen(fd, "w") as fh:
-                fh.write(f"{now}\n")
+                fh.write(f"{utc_us}\n")
             os.replace(tmp, self.clock_file)
         except OSError:
             logger.exception("cannot save the last known time to %s", self.clock_file)
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
-            return
-        self.last_known_us = now
+            return False
+        return True
+
+
+def read_untrusted_time(path: Path) -> int | None:
+    """The time in a last_time file someone else could have written: None unless it is a
+    plain file (not a link, FIFO or device) of a few bytes holding one plausible UTC time."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:          # ELOOP: a link
+        logger.warning("ignored the old last known time %s: %s", path, exc.strerror)
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limits.CLOCK_FILE_MAX_BYTES:
+            logger.warning("ignored the old last known time %s: not a small plain file", path)
+            return None
+        text = os.read(fd, limits.CLOCK_FILE_MAX_BYTES + 1)
+    except OSError:
+        logger.exception("cannot read the old last known time %s", path)
+        return None
+    finally:
+        os.close(fd)
+    try:
+        value = int(text.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        value = None
+    if value is None or not limits.CLOCK_MIN_UTC_US <= value <= limits.CLOCK_MAX_UTC_US:
+        logger.warning("ignored the old last known time %s: not a plausible time", path)
+        return None
+    return value
 
 
 class RunAnchor:

@@ -10,9 +10,10 @@ import pytest
 
 from recorder import config, ffmpeg, ffmpeg_user, firstboot
 from recorder.ffmpeg import StreamSpec
-from recorder.paths import DataPaths, UnsafePath, inside
+from recorder.paths import ENV_STATE_DIR, DataPaths, UnsafePath, inside
 from recorder.service import Recorder
-from recorder.timekeeping import Timekeeper
+from recorder.sim.launcher import PROJECT_ROOT
+from recorder.timekeeping import Clock, Timekeeper
 
 
 @pytest.fixture
@@ -82,6 +83,84 @@ def test_timekeeper_save_never_writes_through_a_planted_temporary_file(tmp_path,
     assert victim.read_text() == "precious\n"
     assert not (tmp_path / "last_time").is_symlink()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == ["last_time.tmp"]
+
+
+T_SAVED = 1_790_000_000_000_000
+
+
+class _StoppedClock(Clock):
+    def wall_us(self):
+        return T_SAVED + 5_000_000
+
+
+def test_the_last_known_time_lives_in_the_recorders_own_directory(tmp_path, monkeypatch):
+    """Root writes last_time every minute: not into the panel's data directory, where the
+    panel's user could plant links or race the name, but into the recorder's state
+    directory; an old data/last_time is moved there once."""
+    monkeypatch.setenv(ENV_STATE_DIR, str(tmp_path / "state"))
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    paths.old_clock_file.write_text(f"{T_SAVED}\n")
+    keeper = Recorder(paths, storage=None, ntp_check=lambda: False).timekeeper
+    assert keeper.clock_file == tmp_path / "state" / "last_time"
+    keeper.start()
+    assert (keeper.last_known_us, keeper.source) == (T_SAVED, "restored")
+    assert int(keeper.clock_file.read_text()) == T_SAVED
+    assert not paths.old_clock_file.exists()
+    keeper.save()
+    assert int(keeper.clock_file.read_text()) == keeper.last_known_us > T_SAVED
+    assert sorted(p.name for p in paths.root.iterdir()) == []
+    # Once moved, a file planted at the old name again is no longer read, only removed.
+    paths.old_clock_file.write_text(f"{T_SAVED * 2}\n")
+    Timekeeper(keeper.clock_file, old_clock_file=paths.old_clock_file,
+               ntp_check=lambda: False).start()
+    assert int(keeper.clock_file.read_text()) == keeper.last_known_us
+    assert not paths.old_clock_file.exists()
+
+
+def _plant_link(old, victim):
+    victim.write_text(f"{T_SAVED}\n")          # plausible: only the link makes it wrong
+    os.symlink(victim, old)
+
+
+@pytest.mark.parametrize("plant", [
+    _plant_link,
+    lambda old, victim: os.mkfifo(old),                      # open() would block
+    lambda old, victim: old.write_text("1" * 100_000),
+    lambda old, victim: old.write_text("12 o'clock\n"),
+    lambda old, victim: old.write_text("9" * 30 + "\n"),    # far past 2100
+    lambda old, victim: old.write_bytes(b"\xff\xfe1\n"),
+    lambda old, victim: old.mkdir(),
+], ids=["link", "fifo", "huge", "words", "implausible", "not-ascii", "directory"])
+def test_the_old_last_known_time_is_read_once_without_trusting_it(tmp_path, victim, plant):
+    old, new = tmp_path / "data" / "last_time", tmp_path / "state" / "last_time"
+    old.parent.mkdir()
+    plant(old, victim)
+    before = victim.read_text()
+    keeper = Timekeeper(new, old_clock_file=old, clock=_StoppedClock(), ntp_check=lambda: False)
+    keeper.start()
+    assert (keeper.last_known_us, keeper.source) == (None, "untrusted")
+    assert not new.exists()
+    assert victim.read_text() == before
+    assert not os.path.lexists(old) or old.is_dir()          # rmdir is not root's to do here
+
+
+def test_the_recorder_unit_gives_the_recorder_a_state_directory_of_its_own():
+    """The unit's PICORDER_STATE_DIR is its StateDirectory= (root's, 0700, writable in the
+    sandbox), not the panel's data directory nor anything the panel unit may write."""
+    def settings(unit):
+        text = (PROJECT_ROOT / "appliance" / "systemd" / unit).read_text()
+        pairs = [line.split("=", 1) for line in text.splitlines()
+                 if "=" in line and not line.startswith("#")]
+        return {k: [v for kk, v in pairs if kk == k] for k, _ in pairs}
+    recorder, panel = settings("picorder-recorder.service"), settings("picorder-panel.service")
+    assert recorder["StateDirectory"] == ["picorder-recorder"]
+    assert recorder["StateDirectoryMode"] == ["0700"]
+    assert f"{ENV_STATE_DIR}=/var/lib/picorder-recorder" in recorder["Environment"]
+    panel_writes = " ".join(panel["ReadWritePaths"]).split()
+    assert not any("/var/lib/picorder-recorder".startswith(p.rstrip("/") + "/")
+                   or p.startswith("/var/lib/picorder-recorder") for p in panel_writes)
+    assert "User" not in recorder                                   # root's
 
 
 def _insert_raw_camera(db_path, name, url="rtsp://127.0.0.1:9/a", **extra):
