@@ -1,0 +1,15 @@
+"""The recordings index (index.db) and everything that reads or writes it.
+
+This package is the one owner of index.db: its tables and migrations
+(models.py) and every SQL statement run on it (queries.py). Nothing else
+opens the file or names its tables.
+"""
+
+from recorder.index.models import (  # noqa: F401 (the package's public names)
+    INDEX_MODELS,
+    MIGRATIONS,
+    Segment,
+    SegmentTables,
+    index_db,
+    open_index,
+)
