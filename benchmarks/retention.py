@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from recorder import config, limits, retention
-from recorder.index import index_db, open_index
+from recorder.index import index_db, open_index, queries
 from recorder.paths import DataPaths
 from recorder.storage import DiskStorage
 
@@ -102,14 +102,14 @@ def bench_planning(conn, now_us: int, need_rows: int, repeat: int = 5) -> dict:
     for _ in range(repeat):
         t0 = time.perf_counter()
         totals = tracker.totals(conn)                 # incremental, as every later run
-        rates = retention.stream_rates(conn, now_us)
-        plan = retention.plan_rotation(retention.iter_oldest(conn), camera_bytes=totals,
+        rates = queries.stream_rates(conn, now_us)
+        plan = retention.plan_rotation(queries.iter_oldest(conn), camera_bytes=totals,
                                        limits_by_camera={}, free_bytes=0, floor_bytes=need,
                                        now_us=now_us)
         ours.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    everything = [retention.SegmentRef(*r) for r in conn.execute(
-        f"SELECT {retention.SEGMENT_COLUMNS} FROM segment WHERE deleting = 0")]
+    everything = [queries.SegmentRef(*r) for r in conn.execute(
+        f"SELECT {queries.SEGMENT_COLUMNS} FROM segment WHERE deleting = 0")]
     everything.sort(key=lambda s: (s.start_us, s.id))
     base_plan = retention.plan_rotation(everything, camera_bytes=totals, limits_by_camera={},
                                         free_bytes=0, floor_bytes=need, now_us=now_us)
@@ -125,9 +125,8 @@ def bench_delete(workdir: Path, rows: int, n: int, now_us: int) -> dict:
         pdir = workdir / mode / "picorder"
         made = build_index(pdir, rows, now_us)
         make_files(pdir, made, n)
-        conn = retention.connect_index(pdir / "index.db")
-        retention.ensure_indexes(conn)
-        victims = list(_take(retention.iter_oldest(conn), n))
+        conn = queries.connect_for_retention(pdir / "index.db")
+        victims = list(_take(queries.iter_oldest(conn), n))
         os.sync()
         t0 = time.perf_counter()
         if mode == "ours":
@@ -205,10 +204,7 @@ def main() -> None:
         t0 = time.perf_counter()
         build_index(pdir, args.rows, now_us)
         print(f"built an index of {args.rows:,} rows in {time.perf_counter() - t0:.1f} s")
-        conn = retention.connect_index(pdir / "index.db")
-        t0 = time.perf_counter()
-        retention.ensure_indexes(conn)
-        print(f"start-time index created once in {time.perf_counter() - t0:.2f} s")
+        conn = queries.connect_for_retention(pdir / "index.db")
         p = bench_planning(conn, now_us, args.delete)
         conn.close()
         shutil.rmtree(workdir / "plan")

@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from recorder.index import Segment, index_db, open_index
+from recorder.index import Segment, close_index, index_db, open_index, queries
 from webpanel import index_reader
 
 SEGMENTS = 43_200                 # 30 days of 60 s segments
@@ -38,9 +38,9 @@ def median_ms(pdir: Path) -> float:
     times = []
     for _ in range(REPEAT):
         t0 = time.perf_counter()
-        index_db.execute_sql(index_reader.RUNS_SQL, args).fetchall()
+        index_db.execute_sql(queries.RUNS_SQL, args).fetchall()
         times.append(time.perf_counter() - t0)
-    index_reader.close()
+    close_index()
     return statistics.median(times) * 1000
 
 

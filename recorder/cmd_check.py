@@ -14,7 +14,7 @@ from peewee import DatabaseError
 from recorder import control
 from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.ffmpeg import files_since
-from recorder.index import index_db, open_index
+from recorder.index import close_index, open_index
 from recorder.limits import CHECK_IN_FLIGHT_S, CONTROL_TIMEOUT_S
 from recorder.paths import DataPaths
 from recorder.recovery import recover
@@ -142,8 +142,7 @@ def run_check(args) -> int:
     except (OSError, DatabaseError) as exc:
         raise UserError(f"cannot check {picorder_dir}: {getattr(exc, 'strerror', None) or exc}") from exc
     finally:
-        if not index_db.is_closed():
-            index_db.close()
+        close_index()
     for line in report.lines():
         print(line)
     for path in sorted(in_flight):

@@ -11,7 +11,7 @@ from peewee import DatabaseError
 from recorder.cli import UserError, add_data_option, paths_from_args
 from recorder.cmd_check import recording_root
 from recorder.export import NoRecording, build_range
-from recorder.index import index_db, open_index
+from recorder.index import NoIndex, close_index, open_index
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +75,10 @@ def run_export(args) -> int:
         write_atomically(Path(args.out), movie)
     except (ValueError, NoRecording) as exc:
         raise UserError(str(exc)) from exc
-    except (OSError, DatabaseError) as exc:
+    except (OSError, DatabaseError, NoIndex) as exc:
         raise UserError(f"export failed: {getattr(exc, 'strerror', None) or exc}") from exc
     finally:
-        if not index_db.is_closed():
-            index_db.close()
+        close_index()
     print(f"wrote {args.out}: {movie.size} bytes, {movie.frames} frames, "
           f"{iso(movie.start_us)} to {iso(movie.end_us)}")
     if len(movie.runs) > 1:

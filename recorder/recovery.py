@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recorder import segfiles
-from recorder.index import Segment, index_db
+from recorder.index import Segment, index_db, queries
 from recorder.layout import name_start_us  # noqa: F401 (part of this module's API)
 from recorder.mp4 import Mp4Error, SegmentInfo, probe_segment
 from recorder.paths import UnsafePath
@@ -112,7 +112,7 @@ def recover(picorder_dir: Path, exclude: set[Path] | None = None, *,
     picorder_dir = Path(picorder_dir)
     skip = {Path(p) if Path(p).is_absolute() else picorder_dir / p for p in (exclude or set())}
     report = RecoveryReport(dry_run=dry_run)
-    rows = index_db.execute_sql("SELECT id, path, deleting FROM segment").fetchall()
+    rows = queries.all_rows()
     files = _segment_files(picorder_dir)
     _finish_deletes(picorder_dir, [(i, p) for i, p, d in rows if d], report, dry_run)
     _remove_missing([(i, p) for i, p, d in rows if not d and p not in files], report, dry_run)

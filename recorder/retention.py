@@ -5,14 +5,16 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 from typing import NamedTuple
 
 from recorder import limits, segfiles
-from recorder.paths import UnsafePath, inside, refuse_links
+from recorder.index.queries import (
+    SegmentRef, camera_totals, delete_rows, has_segment_table, mark_deleting, marked_rows)
+from recorder.paths import UnsafePath, inside
 
 logger = logging.getLogger(__name__)
 
@@ -23,23 +25,8 @@ REASON_AGE = "age"
 REASON_SIZE = "size"
 REASON_FLOOR = "floor"
 
-SEGMENT_COLUMNS = "id, camera, stream, path, start_us, end_us, bytes"
-
-
 class RetentionError(ValueError):
     """A bad retention limit (zero, negative or not a whole number)."""
-
-
-class SegmentRef(NamedTuple):
-    """The fields of one index row that retention needs (a tuple: cheap at a million rows)."""
-
-    id: int
-    camera: str
-    stream: str
-    path: str
-    start_us: int
-    end_us: int
-    bytes: int
 
 
 def _check_limit(name: str, value) -> None:
@@ -237,67 +224,6 @@ def _camera_forecast(cam: str, rate: float, lim: CameraLimits,
     return CameraForecast(cam, rate, days, by, warning)
 
 
-# ------------------------------------------------------------- the index side
-
-def connect_index(path: Path) -> sqlite3.Connection:
-    """Retention's own connection to an index.db (autocommit; explicit transactions)."""
-    refuse_links(path, "-wal", "-shm", "-journal")
-    conn = sqlite3.connect(str(path), timeout=limits.BUSY_TIMEOUT_MS / 1000,
-                           isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA busy_timeout={limits.BUSY_TIMEOUT_MS}")
-    return conn
-
-
-def has_segment_table(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master "
-                       "WHERE type = 'table' AND name = 'segment'").fetchone()
-    return row is not None
-
-
-def ensure_indexes(conn: sqlite3.Connection) -> None:
-    """Retention walks rows by start time across cameras: give it an index for that."""
-    conn.execute("CREATE INDEX IF NOT EXISTS segment_start_us ON segment(start_us)")
-
-
-def iter_oldest(conn: sqlite3.Connection) -> Iterator[SegmentRef]:
-    """Rows not being deleted, oldest first, fetched lazily."""
-    cur = conn.execute(f"SELECT {SEGMENT_COLUMNS} FROM segment "
-                       "WHERE deleting = 0 ORDER BY start_us, id")
-    make = SegmentRef._make
-    try:
-        while rows := cur.fetchmany(256):
-            yield from map(make, rows)
-    finally:
-        cur.close()
-
-
-def camera_totals(conn: sqlite3.Connection, after_id: int = 0) -> tuple[dict[str, int], int]:
-    """Bytes per camera of rows with id > after_id, and the largest id seen."""
-    totals: dict[str, int] = {}
-    for cam, total in conn.execute(
-            # "+camera": walk the rowid range, not the whole camera index.
-            "SELECT camera, SUM(bytes) FROM segment WHERE id > ? AND deleting = 0 "
-            "GROUP BY +camera", (after_id,)):
-        totals[cam] = total
-    max_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM segment").fetchone()[0]
-    return totals, max(max_id, after_id)
-
-
-def stream_rates(conn: sqlite3.Connection, now_us: int,
-                 window_s: int = limits.RATE_WINDOW_S) -> dict[str, float]:
-    """Current bytes/s per camera, from the segments indexed in the last window."""
-    since = now_us - window_s * US
-    rates: dict[str, float] = {}
-    for cam, _stream, total, first, last in conn.execute(
-            "SELECT camera, stream, SUM(bytes), MIN(start_us), MAX(end_us) FROM segment "
-            "WHERE start_us >= ? AND deleting = 0 GROUP BY +camera, +stream", (since,)):
-        span_s = (last - first) / US
-        if span_s > 0:
-            rates[cam] = rates.get(cam, 0.0) + total / span_s
-    return rates
-
-
 class UsageTracker:
     """Bytes per camera on one index, counted once and then kept up incrementally."""
 
@@ -361,38 +287,15 @@ def apply_rotation(conn: sqlite3.Connection, picorder_dir: Path, segments: list[
             result.cancelled = True
             break
         chunk = segments[start:start + batch]
-        _mark(conn, chunk)
+        mark_deleting(conn, chunk)
         if after_mark is not None:
             after_mark(chunk)
         done, stop = _unlink_all(picorder_dir, chunk, result)
-        _delete_rows(conn, done)
+        delete_rows(conn, done)
         result.deleted.extend(done)
         if stop:
             break
     return result
-
-
-def _mark(conn: sqlite3.Connection, chunk: list[SegmentRef]) -> None:
-    ids = [s.id for s in chunk]
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany("UPDATE segment SET deleting = 1 WHERE id = ?", [(i,) for i in ids])
-        conn.execute("COMMIT")
-    except sqlite3.Error:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def _delete_rows(conn: sqlite3.Connection, done: list[SegmentRef]) -> None:
-    if not done:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany("DELETE FROM segment WHERE id = ?", [(s.id,) for s in done])
-        conn.execute("COMMIT")
-    except sqlite3.Error:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _unlink_all(picorder_dir: Path, chunk: list[SegmentRef],
@@ -441,13 +344,12 @@ def finish_interrupted(conn: sqlite3.Connection, picorder_dir: Path) -> int:
     """Complete deletions a crash interrupted (rows still marked `deleting`)."""
     if not has_segment_table(conn):
         return 0
-    rows = [SegmentRef(*r) for r in conn.execute(
-        f"SELECT {SEGMENT_COLUMNS} FROM segment WHERE deleting = 1")]
+    rows = marked_rows(conn)
     if not rows:
         return 0
     result = ApplyResult()
     done, _stop = _unlink_all(picorder_dir, rows, result)
-    _delete_rows(conn, done)
+    delete_rows(conn, done)
     logger.info("finished %d interrupted deletions in %s", len(done), picorder_dir)
     return len(done)
 

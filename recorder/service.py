@@ -31,7 +31,7 @@ import peewee
 from recorder import __version__, config, ffmpeg, ffmpeg_user, limits, sdnotify
 from recorder.durability import Flusher, SyncFailed
 from recorder.ffmpeg import StreamSpec
-from recorder.index import Segment, index_db, open_index
+from recorder.index import Segment, close_index, index_db, open_index, queries
 from recorder.paths import DataPaths
 from recorder.power import Power, PowerRequest
 from recorder.process import (
@@ -555,8 +555,7 @@ class Recorder:
             open_index(picorder_dir / "index.db")
             recover = self._recover or _default_recover
             recover(picorder_dir, trusted)
-            last_ends = {f"{c}/{s}": e for c, s, e in index_db.execute_sql(
-                "SELECT camera, stream, MAX(end_us) FROM segment GROUP BY camera, stream")}
+            last_ends = queries.last_ends()
             dev = os.stat(picorder_dir).st_dev
         except Exception as exc:  # noqa: BLE001 - reported to storage, retried on the next change
             logger.exception("cannot open the recordings in %s", root)
@@ -801,12 +800,7 @@ def _reanchor_job(jobs: list[tuple[str, str, int, int]]) -> None:
     """Writer thread: shift untrusted rows of re-anchored runs and flag them trusted."""
     with index_db.atomic():
         for camera, stream, run_id, delta in jobs:
-            count = (Segment.update(start_us=Segment.start_us + delta,
-                                    end_us=Segment.end_us + delta, clock_trusted=True)
-                     .where((Segment.camera == camera) & (Segment.stream == stream)
-                            & (Segment.run_id == run_id)
-                            & (Segment.clock_trusted == False))  # noqa: E712
-                     .execute())
+            count = queries.reanchor_run(camera, stream, run_id, delta)
             logger.info("%s/%s run %d: %d rows re-anchored by %+.3f s",
                         camera, stream, run_id, count, delta / 1e6)
 
@@ -818,8 +812,7 @@ def _default_recover(picorder_dir: Path, trusted: bool) -> None:
 
 def _close_index() -> None:
     """Writer thread: close its connection to the index (after the jobs queued before)."""
-    if not index_db.is_closed():
-        index_db.close()
+    close_index()
 
 
 def segment_seconds_setting() -> int:

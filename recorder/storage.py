@@ -14,6 +14,7 @@ from pathlib import Path
 
 from recorder import config, disks, limits, retention
 from recorder.disks import DiskError, Marker
+from recorder.index import queries
 from recorder.drives import (
     Drive, DriveEvent, PyudevWatcher, drive_from_event, mounts_by_devnum, read_mounts,
     disk_devpath_of, system_disks,
@@ -941,11 +942,10 @@ class DiskStorage:
         path = root / disks.PICORDER_DIR / "index.db"
         if not path.exists():
             return None
-        conn = retention.connect_index(path)
-        if not retention.has_segment_table(conn):
+        conn = queries.connect_for_retention(path)
+        if not queries.has_segment_table(conn):
             conn.close()
             return None
-        retention.ensure_indexes(conn)
         retention.finish_interrupted(conn, root / disks.PICORDER_DIR)
         self._conn, self._conn_root = conn, root
         self._conn_generation = self._generation
@@ -963,7 +963,7 @@ class DiskStorage:
         space = _space(root)
         if not space:
             return retention.ApplyResult()
-        rates = retention.stream_rates(conn, now)
+        rates = queries.stream_rates(conn, now)
         self._rate = sum(rates.values())
         self._rate_at = time.monotonic()
         self._read_floor_setting(self._rate_at)
@@ -974,7 +974,7 @@ class DiskStorage:
         # free-space check cannot take the disk below the floor.
         self._headroom = int(self._rate * limits.FLOOR_HEADROOM_S)
         plan = retention.plan_rotation(
-            retention.iter_oldest(conn), camera_bytes=totals, limits_by_camera=lims,
+            queries.iter_oldest(conn), camera_bytes=totals, limits_by_camera=lims,
             free_bytes=space["free_bytes"], floor_bytes=floor + 2 * self._headroom, now_us=now)
         result = retention.apply_rotation(conn, pdir, plan.segments, cancel=self._cancel)
         self._tracker.forget(result.deleted)

@@ -10,6 +10,7 @@ from peewee import IntegrityError
 
 from recorder import config, limits
 from recorder.config import Camera, ConfigError, validate_camera
+from recorder.index import NoIndex
 from recorder.status import ClockStatus, RecorderStatus, StreamStatus, stream_health
 from webpanel import index_reader, openapi, recorder_client, video
 from webpanel.auth import current_user, login_required
@@ -222,7 +223,7 @@ def timeline(name):
         index_reader.open_readonly(pdir)
         tail = video.tail_for(pdir, name, stream, end_us)
         runs = index_reader.timeline(name, stream, start_us, end_us, tolerance, tail)
-    except index_reader.NoIndex as exc:
+    except NoIndex as exc:
         result["message"] = str(exc)
         return jsonify(result)
     result["runs"] = [dict(r.to_json(), start=iso(r.start_us), end=iso(r.end_us)) for r in runs]

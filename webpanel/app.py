@@ -11,6 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from recorder import config
+from recorder.index import close_index
 from recorder.paths import DataPaths, resolve_data_dir
 from webpanel.inputs import wants_json
 
@@ -104,12 +105,10 @@ def open_config_db(app: Flask) -> None:
 
     @app.teardown_appcontext
     def _close(exc):
-        from webpanel import index_reader
-
         if not config.db.is_closed():
             config.db.close()
         # Per request, so a thread never keeps reading the index of a disk that was swapped.
-        index_reader.close()
+        close_index()
         g.pop("identity", None)
 
 

@@ -10,6 +10,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 
 from recorder.config import Camera
+from recorder.index import NoIndex, queries
 from recorder.status import StreamStatus
 from webpanel import api, index_reader, recorder_client
 from webpanel.auth import login_required
@@ -108,8 +109,8 @@ def oldest_recording_us() -> int | None:
         return None
     try:
         index_reader.open_readonly(pdir)
-        return index_reader.oldest_start_us()
-    except index_reader.NoIndex:
+        return queries.oldest_start_us()
+    except NoIndex:
         return None
 
 

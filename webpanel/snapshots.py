@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder import layout, limits, mp4
+from recorder.index import NoIndex, queries
 from webpanel import index_reader, locks
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,8 @@ def newest_keyframe(pdir: Path, camera: str, stream: str, current: str | None) -
         candidates.append((pdir / current, file_start_us(current)))
     try:
         index_reader.open_readonly(pdir)
-        seg = index_reader.newest_segment(camera, stream)
-    except index_reader.NoIndex:
+        seg = queries.newest_segment(camera, stream)
+    except NoIndex:
         seg = None
     if seg is not None:
         candidates.append((pdir / seg.path, seg.start_us))
@@ -124,10 +125,10 @@ def keyframe_near(pdir: Path, camera: str, stream: str, at_us: int) -> Keyframe:
     """The keyframe at or before `at_us` (or the first after it, in a later segment)."""
     try:
         index_reader.open_readonly(pdir)
-        seg = index_reader.segment_near(camera, stream, at_us)
+        seg = queries.segment_near(camera, stream, at_us)
         if seg is None or at_us >= seg.end_us:
             seg = _unindexed_near(pdir, camera, stream, at_us) or seg
-    except index_reader.NoIndex:
+    except NoIndex:
         seg = None
     if seg is None:
         raise NoPicture(f"no recording of {camera}/{stream}")

@@ -11,6 +11,7 @@ from werkzeug.http import quote_etag, unquote_etag
 
 from recorder import export, limits
 from recorder import live as live_mod
+from recorder.index import NoIndex
 from recorder.status import stream_health
 from webpanel import index_reader, recorder_client, snapshots
 from webpanel.auth import login_required
@@ -92,7 +93,7 @@ def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int
         index_reader.open_readonly(pdir)
         tail = tail_for(pdir, camera, stream, end_us)
         movie = export.build_range(pdir, camera, stream, start_us, end_us, tail)
-    except index_reader.NoIndex as exc:
+    except NoIndex as exc:
         raise json_error(404, f"no recording of {camera} yet ({exc})") from exc
     except export.NoRecording as exc:
         raise json_error(404, str(exc)) from exc

@@ -5,11 +5,16 @@ This package is the one owner of index.db: its tables and migrations
 opens the file or names its tables.
 """
 
-from recorder.index.models import (  # noqa: F401 (the package's public names)
+from recorder.index.models import (
     INDEX_MODELS,
     MIGRATIONS,
+    NoIndex,
     Segment,
     SegmentTables,
+    close_index,
     index_db,
     open_index,
 )
+
+__all__ = ["INDEX_MODELS", "MIGRATIONS", "NoIndex", "Segment", "SegmentTables", "close_index",
+           "index_db", "open_index"]

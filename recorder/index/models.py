@@ -1,6 +1,9 @@
 """The recordings index (index.db): one row per finished segment file."""
 
 import logging
+import os
+import sqlite3
+import threading
 from pathlib import Path
 
 from peewee import (
@@ -11,10 +14,12 @@ from peewee import (
     JOIN,
     IntegerField,
     Model,
+    OperationalError,
     SqliteDatabase,
 )
 
 from recorder.db import migrate, open_sqlite
+from recorder.limits import BUSY_TIMEOUT_MS
 from recorder.paths import refuse_links
 
 logger = logging.getLogger(__name__)
@@ -112,16 +117,67 @@ def _m3_timeline_index(database):
         "(camera, stream, start_us, end_us, run_id, clock_trusted, deleting, frames)")
 
 
-MIGRATIONS = [_m1_initial, _m2_segment_tables, _m3_timeline_index]
+def _m4_start_index(database):
+    # Retention walks rows by start time across cameras (queries.iter_oldest). Its
+    # connection created this index itself before schema 4: IF NOT EXISTS keeps those.
+    database.execute_sql("CREATE INDEX IF NOT EXISTS segment_start_us ON segment(start_us)")
+
+
+MIGRATIONS = [_m1_initial, _m2_segment_tables, _m3_timeline_index, _m4_start_index]
+
+
+class NoIndex(Exception):
+    """There is no index.db (nothing recorded yet, or no disk), or it cannot be read."""
+
+
+_init_lock = threading.Lock()
 
 
 def open_index(path: Path, *, readonly: bool = False) -> SqliteDatabase:
-    """Open (creating if needed) the index.db at `path`; UnsafePath if it is a link."""
+    """Open the index.db at `path`; UnsafePath if it is a link.
+
+    Writable: created if needed and migrated. Read-only (the panel, `picorder
+    export`): NoIndex if it is absent or cannot be opened; a reader of the same
+    file in another thread shares the setting and gets a connection of its own.
+    """
     refuse_links(path, "-wal", "-shm", "-journal")
     if readonly:
-        index_db.init(f"file:{path}?mode=ro", uri=True, pragmas={"busy_timeout": 5000})
-        index_db.connect(reuse_if_open=True)
-        return index_db
+        return _open_readonly(path)
     open_sqlite(index_db, path)
     migrate(index_db, path, MIGRATIONS)
     return index_db
+
+
+def _open_readonly(path: Path) -> SqliteDatabase:
+    if not path.is_file():
+        raise NoIndex(f"no recordings index at {path}")
+    uri = _readonly_uri(path)
+    with _init_lock:
+        if index_db.database != uri:
+            index_db.init(uri, uri=True, pragmas={"busy_timeout": BUSY_TIMEOUT_MS},
+                          timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        index_db.connect(reuse_if_open=True)
+    except (OperationalError, sqlite3.Error) as exc:
+        raise NoIndex(f"cannot open {path}: {exc}") from exc
+    return index_db
+
+
+def _readonly_uri(path: Path) -> str:
+    """SQLite URI to read index.db without ever writing to its directory.
+
+    A read-only reader of a WAL database needs the -wal and -shm files. They
+    exist while the recorder has the index open; after it closed cleanly SQLite
+    removed them, and a reader that may not write in the (root-owned) directory
+    cannot create them. Nothing writes the index then, so it is read as immutable.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists() and not os.access(path.parent, os.W_OK):
+        return f"file:{path}?mode=ro&immutable=1"
+    return f"file:{path}?mode=ro"
+
+
+def close_index() -> None:
+    """Close this thread's connection to the index, if open."""
+    if not index_db.is_closed():
+        index_db.close()

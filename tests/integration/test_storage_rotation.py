@@ -21,9 +21,10 @@ ROTATE_AND_HANG = r"""
 import sys, time
 from pathlib import Path
 from recorder import retention
+from recorder.index import queries
 pdir, ready = Path(sys.argv[1]), Path(sys.argv[2])
-conn = retention.connect_index(pdir / "index.db")
-victims = list(retention.iter_oldest(conn))[:int(sys.argv[3])]
+conn = queries.connect_for_retention(pdir / "index.db")
+victims = list(queries.iter_oldest(conn))[:int(sys.argv[3])]
 
 def hang(chunk):
     ready.write_text(str(len(chunk)))

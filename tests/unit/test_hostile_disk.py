@@ -9,6 +9,7 @@ import pytest
 
 from panel_support import FakeRecorder, add_user, login, make_app, recorder_status
 from recorder import disks, index, retention
+from recorder.index import queries
 from recorder.paths import DataPaths
 from recorder.recovery import recover
 from recorder.retention import SegmentRef
@@ -44,7 +45,7 @@ def test_interrupted_deletions_named_by_the_disk_stay_inside_it(tmp_path, victim
     pdir = _disk_with_rows(tmp_path, _hostile_paths(victim) + [GOOD])
     (pdir / GOOD).parent.mkdir(parents=True)
     (pdir / GOOD).write_bytes(b"x")
-    conn = retention.connect_index(pdir / "index.db")
+    conn = queries.connect_for_retention(pdir / "index.db")
     retention.finish_interrupted(conn, pdir)
     assert victim.read_text() == "precious\n"
     assert not (pdir / GOOD).exists()                      # ours is still deleted
@@ -57,7 +58,7 @@ def test_retention_deletes_nothing_through_a_linked_directory(tmp_path):
     (outside / "main/2026/12/06/10-00-00.mp4").write_text("precious\n")
     pdir = _disk_with_rows(tmp_path, [GOOD], deleting=False)
     os.symlink(outside, pdir / "cam1")
-    conn = retention.connect_index(pdir / "index.db")
+    conn = queries.connect_for_retention(pdir / "index.db")
     result = retention.apply_rotation(conn, pdir, [SegmentRef(1, "cam1", "main", GOOD, 1, 2, 1)])
     assert (outside / "main/2026/12/06/10-00-00.mp4").read_text() == "precious\n"
     assert result.refused == 1
@@ -183,7 +184,7 @@ def test_an_index_that_is_a_link_is_not_opened(tmp_path):
     with pytest.raises(UnsafePath):
         index.open_index(pdir / "index.db")
     with pytest.raises(UnsafePath):
-        retention.connect_index(pdir / "index.db")
+        queries.connect_for_retention(pdir / "index.db")
     assert box_db.read_bytes() == before
 
 

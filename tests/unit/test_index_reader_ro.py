@@ -30,7 +30,7 @@ def read_count_as(uid: int, gid: int, pdir: Path) -> int:
             os.setgid(gid)
             os.setuid(uid)
             index_reader.open_readonly(pdir)
-            code = index_reader.index_db.execute_sql("SELECT COUNT(*) FROM segment").fetchone()[0]
+            code = index_db.execute_sql("SELECT COUNT(*) FROM segment").fetchone()[0]
         except Exception:                          # noqa: BLE001 (report anything, then exit)
             traceback.print_exc()
         finally:

@@ -7,9 +7,10 @@ from hypothesis import given, settings, strategies as st
 
 from recorder.retention import (
     DAY_US, REASON_AGE, REASON_FLOOR, REASON_SIZE, CameraLimits, RetentionError, SegmentRef,
-    apply_rotation, check_floor, connect_index, default_floor, ensure_indexes,
-    finish_interrupted, iter_oldest, plan_rotation, predict_retention, UsageTracker,
+    apply_rotation, check_floor, default_floor, finish_interrupted, plan_rotation,
+    predict_retention, UsageTracker,
 )
+from recorder.index.queries import connect_for_retention as connect_index, iter_oldest
 
 CAMERAS = ["a", "b", "c"]
 NOW_US = 100 * DAY_US
@@ -205,7 +206,6 @@ def _make_index(tmp_path, n):
 def test_apply_rotation_deletes_rows_and_files(tmp_path):
     pdir = _make_index(tmp_path, 12)
     conn = connect_index(pdir / "index.db")
-    ensure_indexes(conn)
     segs = list(iter_oldest(conn))[:5]
     result = apply_rotation(conn, pdir, segs, batch=2)
     assert [s.id for s in result.deleted] == [s.id for s in segs]
