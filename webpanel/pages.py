@@ -351,6 +351,18 @@ def recordings(name):
                            export_max_s=current_app.config.get("EXPORT_MAX_S") or export_max_s())
 
 
+@bp.route("/synced")
+@login_required()
+def synced():
+    """Every camera (or those in ?camera=) playing together from one wall time."""
+    cameras = list(Camera.select().order_by(Camera.name))
+    chosen = request.args.getlist("camera")
+    for name in chosen:
+        get_camera(name)
+    return render_template("synced.html", cameras=cameras,
+                           chosen=set(chosen) or {c.name for c in cameras})
+
+
 def export_max_s() -> int:
     return int(getattr(limits, "EXPORT_MAX_S", 24 * 3600))
 

@@ -105,10 +105,11 @@ def seed_config(paths: DataPaths, sim: SimCameras, segment_seconds: int = SEGMEN
 
 @contextmanager
 def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras: int = 1,
-                  adopt: bool = False, recorder_env: dict | None = None):
+                  adopt: bool = False, recorder_env: dict | None = None, stamp: bool = False):
     """Simulated cameras + `picorder recorder` + the panel under gunicorn, on a fresh box in base.
 
-    `recorder_env`: more of the recorder's environment (for instance its PATH).
+    `recorder_env`: more of the recorder's environment (for instance its PATH); `stamp`:
+    the cameras burn each frame's wall time into the picture (tests/integration/stamps.py).
     """
     if not shutil.which("ffmpeg"):
         pytest.fail("ffmpeg is not installed: run `make test`, which installs it")
@@ -117,7 +118,7 @@ def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras
     shots = base / "screenshots"
     shots.mkdir()
     sim = SimCameras(cameras=2, fps=15, gop=15, kbps=600, width=640, height=360,
-                     patterns="picture").start()
+                     patterns="picture", stamp=stamp).start()
     port = free_port()
     st = Stack(f"http://127.0.0.1:{port}", paths, sim, shots)
     env = dict(os.environ, PICORDER_DATA=str(paths.root), PICORDER_PANEL_BIND=f"127.0.0.1:{port}",

@@ -10,7 +10,7 @@ from panel_support import add_user, create_admin, login, make_app
 from recorder import config
 from recorder.config import Camera, Setting
 
-PAGES = ["/", "/live", "/recordings", "/storage", "/system", "/cameras/new", "/setup/clock",
+PAGES = ["/", "/live", "/recordings", "/synced", "/storage", "/system", "/cameras/new", "/setup/clock",
          "/setup/disk", "/setup/camera", "/setup/retention", "/setup/done"]
 HTML = {"Accept": "text/html"}
 ERROR_RE = re.compile(r'data-field="([^"]+)".*?<span class="error"[^>]*>([^<]+)</span>', re.S)
@@ -78,12 +78,25 @@ def test_viewer_sees_pages_but_cannot_change_cameras(app, admin):
     add_user(app, "vera", "viewer-pass", "viewer")
     viewer = app.test_client()
     login(viewer, "vera", "viewer-pass")
-    for page in ("/", "/live", "/recordings/cam1", "/storage", "/system"):
+    for page in ("/", "/live", "/recordings/cam1", "/synced", "/storage", "/system"):
         assert viewer.get(page, headers=HTML).status_code == 200, page
     assert viewer.get("/cameras/new", headers=HTML).status_code == 403
     response = post(viewer, "/cameras/cam1/delete", {"confirm": "cam1"})
     assert response.status_code == 403
     assert len(cameras(app)) == 1
+
+
+def test_the_synced_view_shows_the_chosen_cameras_and_refuses_unknown_ones(admin):
+    for name in ("cam1", "cam2"):
+        post(admin, "/cameras/new", {"name": name, "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})
+    page = admin.get("/synced", headers=HTML).get_data(as_text=True)
+    tiles = re.findall(r'<figure class="synctile" data-sync-tile data-camera="(\w+)"( hidden)?', page)
+    assert tiles == [("cam1", ""), ("cam2", "")]
+    page = admin.get("/synced?camera=cam2&t=1796560000", headers=HTML).get_data(as_text=True)
+    tiles = re.findall(r'<figure class="synctile" data-sync-tile data-camera="(\w+)"( hidden)?', page)
+    assert tiles == [("cam1", " hidden"), ("cam2", "")]
+    response = admin.get("/synced?camera=nosuch", headers=HTML)
+    assert response.status_code == 404 and "nosuch" in response.get_data(as_text=True)
 
 
 def test_the_wizard_comes_first_for_a_new_admin(app):

@@ -63,9 +63,30 @@ window.PC = (function () {
       });
     });
   }
+  /* The Menu button (on a narrow screen) opens the navigation as a list; Escape or a
+     tap elsewhere closes it. */
+  function wireMenu() {
+    var button = document.querySelector("[data-menu-button]"), bar = document.querySelector(".topbar");
+    if (!button || !bar) return;
+    function open(on) {
+      bar.classList.toggle("menu-open", on);
+      button.setAttribute("aria-expanded", String(on));
+    }
+    button.addEventListener("click", function (ev) {
+      ev.stopPropagation();
+      open(!bar.classList.contains("menu-open"));
+    });
+    document.addEventListener("click", function (ev) {
+      if (!bar.contains(ev.target)) open(false);
+    });
+    document.addEventListener("keydown", function (ev) {
+      if (ev.key === "Escape" && bar.classList.contains("menu-open")) { open(false); button.focus(); }
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
     localizeTimes();
     wireConfirms();
+    wireMenu();
   });
   return { api: api, csrfToken: csrfToken, fmtTime: fmtTime, fmtDate: fmtDate,
            fmtDateTime: fmtDateTime, toLocalInput: toLocalInput, fromLocalInput: fromLocalInput,

@@ -224,6 +224,12 @@
         var t = (Date.now() - REWIND_S * 1000) / 1000;
         rewind.href = rewind.getAttribute("data-href") + "?zoom=hour&t=" + t.toFixed(3);
       });
+      var close = tile.querySelector("[data-close]");
+      if (close) close.addEventListener("click", function (ev) {
+        ev.stopPropagation();
+        enlarge(tile, false);
+        tile.focus();
+      });
       tile.addEventListener("click", function () { enlarge(tile, !tile.classList.contains("enlarged")); });
       tile.addEventListener("keydown", function (ev) {
         if (ev.target !== tile) return;

@@ -2,7 +2,7 @@
    wall-clock time of the playhead, range selection and download. */
 "use strict";
 (function () {
-  var HOUR = 3600e3, DAY = 24 * HOUR;
+  var HOUR = 3600e3;
   var WINDOW_MS = 30 * 60e3;        // one recording.mp4 covers at most this; the next follows
   var REFRESH_MS = 10e3;            // reload the runs while the view includes "now"
   var FRESH_MS = 2e3;               // runs older than this are reloaded before playing the newest
@@ -33,15 +33,8 @@
   });
 
   // ------------------------------------------------------------ view and runs
-  function midnight(ms) { var d = new Date(ms); d.setHours(0, 0, 0, 0); return d.getTime(); }
-  function viewFor(zoom, focus) {
-    if (zoom === "hour") { var d = new Date(focus); d.setMinutes(0, 0, 0); return [d.getTime(), HOUR]; }
-    if (zoom === "week") { var end = midnight(focus) + DAY; var s = new Date(end); s.setDate(s.getDate() - 7); return [s.getTime(), end - s.getTime()]; }
-    var m = midnight(focus), n = new Date(m); n.setDate(n.getDate() + 1);
-    return [m, n.getTime() - m];
-  }
   function applyView() {
-    var v = viewFor(state.zoom, state.focus);
+    var v = Playback.viewFor(state.zoom, state.focus);
     tl.setView(v[0], v[1]);
     dateInput.value = PC.fmtDate(state.focus);
     sec.querySelectorAll("[data-zoom]").forEach(function (b) {
@@ -87,26 +80,8 @@
     }
     return null;
   }
-  /* X-Picorder-Runs: "wallStartUs-wallEndUs@mediaStartUs, ..." -> [{a, b, m}] in ms. */
-  function parseMapping(text) {
-    if (!text) return null;
-    var out = [];
-    text.split(",").forEach(function (part) {
-      var m = /^\s*(\d+)-(\d+)@(\d+)\s*$/.exec(part);
-      if (m) out.push({ a: +m[1] / 1000, b: +m[2] / 1000, m: +m[3] / 1000 });
-    });
-    return out.length ? out : null;
-  }
   function wallAt(mediaS) {
-    var t = mediaS * 1000, cur = state.cur;
-    if (!cur) return null;
-    var map = state.mapping;
-    if (map) {
-      var best = map[0];
-      for (var i = 0; i < map.length; i++) if (map[i].m <= t) best = map[i];
-      return best.a + (t - best.m);
-    }
-    return cur.start + t;
+    return state.cur ? Playback.wallOf(state.mapping, state.cur.start, mediaS) : null;
   }
   /* Play from ms. The newest run grows while the camera records: its end is reloaded
      first, so the movie reaches the newest complete fragment (about 1 s behind). */
@@ -137,7 +112,7 @@
     if (p && p.catch) p.catch(function () { note.textContent = "Press play to start."; });
     fetch(url, { method: "HEAD", credentials: "same-origin" }).then(function (r) {
       if (state.cur !== cur) return;
-      state.mapping = parseMapping(r.headers.get("X-Picorder-Runs"));
+      state.mapping = Playback.parseMapping(r.headers.get("X-Picorder-Runs"));
       var movieEnd = Number(r.headers.get("X-Picorder-End-Us"));
       if (movieEnd) cur.movieEnd = movieEnd / 1000;
     }).catch(function () {});
@@ -288,6 +263,22 @@
     applyView();
   });
   $("[data-now]").addEventListener("click", function () { state.focus = Date.now(); applyView(); });
+  Playback.bindSpeed($("[data-speed]"), function (rate) { Playback.setRate(video, rate); });
+  var stillBtn = $("[data-save-still]");
+  stillBtn.addEventListener("click", function () {
+    var ms = Number(clock.getAttribute("data-wall-ms"));
+    if (!state.cur || !ms) { note.textContent = "Play something first: the still is the paused picture."; return; }
+    Playback.saveStill(video, cam, ms).then(function (name) {
+      note.textContent = name ? "Saved " + name + "." : "No picture to save yet.";
+    });
+  });
+  /* Every camera at the playhead (or the view's moment). */
+  var syncedLink = $("[data-synced-link]");
+  syncedLink.addEventListener("click", function () {
+    var at = state.cur && tl.playhead ? tl.playhead : state.focus;
+    var q = new URLSearchParams({ t: (at / 1000).toFixed(3), zoom: state.zoom });
+    syncedLink.href = syncedLink.getAttribute("data-href") + "?" + q.toString();
+  });
   var camSelect = document.querySelector("[data-camera-select]");
   /* Another camera at the same moment and zoom: playing on from the playhead, or the same view. */
   if (camSelect) camSelect.addEventListener("change", function () {
