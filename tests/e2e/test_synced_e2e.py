@@ -117,6 +117,45 @@ def test_an_enlarged_live_tile_closes_with_its_button(stack, browser):
     page.context.close()
 
 
+def touch(cdp, kind: str, xs: list[float], y: float) -> None:
+    cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [
+        {"x": x, "y": y, "id": i} for i, x in enumerate(xs)]})
+
+
+def view(page) -> tuple[float, float]:
+    return tuple(page.evaluate("(() => { const t = document.querySelector('[data-timeline]').timeline;"
+                               " return [t.viewStart, t.span]; })()"))
+
+
+def test_two_fingers_pinch_to_zoom_and_drag_to_pan_the_timeline(stack, browser):
+    page = sign_in(stack, browser, PHONE, has_touch=True, is_mobile=True)
+    page.goto(stack.url + "/recordings/cam1?zoom=hour")
+    page.locator("[data-runs-loaded]").wait_for()
+    box = page.locator("[data-timeline]").bounding_box()
+    y, mid = box["y"] + box["height"] / 2, box["x"] + box["width"] / 2
+    start0, span0 = view(page)
+    under_mid = start0 + (mid - box["x"]) / box["width"] * span0
+    cdp = page.context.new_cdp_session(page)
+    touch(cdp, "touchStart", [mid - 40, mid + 40], y)
+    for step in range(1, 6):                       # fingers apart to twice their distance
+        touch(cdp, "touchMove", [mid - 40 - 8 * step, mid + 40 + 8 * step], y)
+    touch(cdp, "touchEnd", [], y)
+    start1, span1 = view(page)
+    assert span1 == pytest.approx(span0 / 2, rel=0.05), (span0, span1)
+    assert start1 + (mid - box["x"]) / box["width"] * span1 == pytest.approx(under_mid, abs=span0 / 100)
+
+    touch(cdp, "touchStart", [mid - 60, mid + 60], y)
+    for step in range(1, 6):                       # both fingers 100 px to the right
+        touch(cdp, "touchMove", [mid - 60 + 20 * step, mid + 60 + 20 * step], y)
+    touch(cdp, "touchEnd", [], y)
+    start2, span2 = view(page)
+    assert span2 == pytest.approx(span1, rel=0.01)
+    assert start2 == pytest.approx(start1 - 100 / box["width"] * span1, abs=span1 / 100)
+    assert page.evaluate("document.querySelector('[data-video]').currentSrc") == "", "a pinch played"
+    assert not page.js_errors, page.js_errors
+    page.context.close()
+
+
 def test_the_dark_theme_follows_the_system_and_the_switch_is_remembered(stack, browser):
     light = sign_in(stack, browser, DESKTOP, color_scheme="light")
     assert not is_dark(background(light))

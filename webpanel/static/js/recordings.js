@@ -29,6 +29,7 @@
     tip: $("[data-tip]"), tipImg: $("[data-tip-img]"), tipText: $("[data-tip-text]"),
     thumbUrl: function (ms) { return api + "/snapshot.jpg?at=" + (ms / 1000).toFixed(3); },
     onSeek: function (ms) { playAt(ms); },
+    onView: function (start, span) { state.focus = start + span / 2; loadRuns(); },
     onSelect: function (a, b) { setRange(Math.round(a / 1000) * 1000, Math.round(b / 1000) * 1000, true); }
   });
 

@@ -144,7 +144,8 @@
   // ------------------------------------------------------------ timeline and runs
   var tl = new Timeline($("[data-timeline]"), {
     tip: $("[data-tip]"), tipImg: $("[data-tip-img]"), tipText: $("[data-tip-text]"),
-    onSeek: function (ms) { seekAll(ms, true); }
+    onSeek: function (ms) { seekAll(ms, true); },
+    onView: function (start, span) { state.focus = start + span / 2; loadRuns(); }
   });
   function parseRuns(data) {
     return (data.runs || []).map(function (r) {
@@ -222,8 +223,11 @@
     sec.setAttribute("data-spread-ms", spread == null ? "" : String(Math.round(spread)));
     spreadEl.textContent = held ? "loading…" : spread == null ? "" : "cameras within " + (spread / 1000).toFixed(2) + " s";
     sec.setAttribute("data-playing", String(go));
-    if (w > tl.viewStart + tl.span || w < tl.viewStart) { state.focus = w; applyView(); }
+    // The view follows the clock out of it (not a view a pinch or the arrows chose).
+    if (state.lastW != null && inView(state.lastW) && !inView(w)) { state.focus = w; applyView(); }
+    state.lastW = w;
   }
+  function inView(ms) { return tl.viewStart <= ms && ms <= tl.viewStart + tl.span; }
   function draw() {
     var w = masterWall();
     clock.textContent = PC.fmtTime(w);

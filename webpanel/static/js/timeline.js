@@ -1,11 +1,15 @@
 /* picorder timeline: a scrub bar of recorded runs with zoom, hover thumbnails,
-   click/drag to play and drag to select a range. Pure DOM, no dependencies. */
+   click/drag to play and drag to select a range; two fingers pinch to zoom and drag
+   to pan (a trackpad's pinch and sideways scroll do the same). Pure DOM, no dependencies. */
 "use strict";
 (function () {
   var HOUR = 3600e3, DAY = 24 * HOUR;
   var SPANS = { hour: HOUR, day: DAY, week: 7 * DAY };
   var DRAG_PX = 4;
   var THUMB_DELAY_MS = 150;
+  var MIN_SPAN = 5 * 60e3, MAX_SPAN = 31 * DAY;   // how far a pinch zooms in and out
+  var WHEEL_ZOOM = 0.01;                          // zoom factor per wheel pixel (e^x)
+  var VIEW_SETTLE_MS = 300;                       // a wheel gesture is over after this pause
 
   function el(tag, cls, parent) {
     var e = document.createElement(tag);
@@ -41,6 +45,8 @@
     this.tipImg = opts.tipImg || null;
     this.tipText = opts.tipText || null;
     this._thumbTimer = null;
+    this.touches = {};             // pointer id -> clientX of the fingers down
+    this.pinch = null;
     root.timeline = this;          // for tests and the page script
     this._bind();
   }
@@ -69,6 +75,38 @@
   Timeline.prototype.xOf = function (ms) {
     var r = this.root.getBoundingClientRect();
     return r.left + (ms - this.viewStart) / this.span * r.width;
+  };
+  /* Zoom by factor, keeping the time under clientX in place. */
+  Timeline.prototype.zoomAround = function (clientX, factor) {
+    var r = this.root.getBoundingClientRect(), f = clamp((clientX - r.left) / r.width, 0, 1);
+    var t = this.viewStart + f * this.span, span = clamp(this.span * factor, MIN_SPAN, MAX_SPAN);
+    this.setView(t - f * span, span);
+  };
+  Timeline.prototype.panBy = function (px) {
+    this.setView(this.viewStart - px / (this.root.clientWidth || 1) * this.span, this.span);
+  };
+  /* The page reloads the runs for a view a gesture chose. */
+  Timeline.prototype._viewChosen = function () {
+    if (this.opts.onView) this.opts.onView(this.viewStart, this.span);
+  };
+  Timeline.prototype._pinchStart = function () {
+    var xs = this._fingers(), r = this.root.getBoundingClientRect();
+    var mid = (xs[0] + xs[1]) / 2;
+    this.drag = null;              // two fingers never seek or select
+    this._hideTip();
+    this.pinch = { dist: Math.max(Math.abs(xs[1] - xs[0]), 1), span: this.span,
+                   at: this.viewStart + (mid - r.left) / r.width * this.span };
+  };
+  Timeline.prototype._pinchMove = function () {
+    var xs = this._fingers(), r = this.root.getBoundingClientRect(), p = this.pinch;
+    var mid = (xs[0] + xs[1]) / 2, dist = Math.max(Math.abs(xs[1] - xs[0]), 1);
+    var span = clamp(p.span * p.dist / dist, MIN_SPAN, MAX_SPAN);
+    // The time first under the fingers' midpoint stays under it: a pinch zooms, a drag pans.
+    this.setView(p.at - (mid - r.left) / r.width * span, span);
+  };
+  Timeline.prototype._fingers = function () {
+    var t = this.touches;
+    return Object.keys(t).map(function (k) { return t[k]; }).slice(0, 2);
   };
   Timeline.prototype.pct = function (ms) { return (ms - this.viewStart) / this.span * 100; };
   Timeline.prototype.runAt = function (ms) {
@@ -179,10 +217,17 @@
     root.addEventListener("pointerdown", function (ev) {
       if (ev.button !== 0) return;
       root.setPointerCapture(ev.pointerId);
+      if (ev.pointerType !== "mouse") {
+        self.touches[ev.pointerId] = ev.clientX;
+        if (self._fingers().length === 2) { self._pinchStart(); ev.preventDefault(); return; }
+        if (self.pinch) return;
+      }
       self.drag = { x: ev.clientX, t: self.timeAt(ev.clientX), moved: false };
       ev.preventDefault();
     });
     root.addEventListener("pointermove", function (ev) {
+      if (ev.pointerId in self.touches) self.touches[ev.pointerId] = ev.clientX;
+      if (self.pinch) { if (self._fingers().length === 2) self._pinchMove(); return; }
       var t = self.timeAt(ev.clientX);
       if (self.drag) {
         if (Math.abs(ev.clientX - self.drag.x) > DRAG_PX) self.drag.moved = true;
@@ -194,6 +239,11 @@
       if (ev.pointerType === "mouse" || self.drag) self._showTip(ev.clientX, t);
     });
     function finish(ev, cancelled) {
+      delete self.touches[ev.pointerId];
+      if (self.pinch) {
+        if (self._fingers().length === 0) { self.pinch = null; self._viewChosen(); }
+        return;
+      }
       if (!self.drag) return;
       var t = self.timeAt(ev.clientX), drag = self.drag;
       self.drag = null;
@@ -214,6 +264,16 @@
       if (ev.key === "ArrowRight") { self.opts.onSeek(base + step); ev.preventDefault(); }
       if (ev.key === "ArrowLeft") { self.opts.onSeek(base - step); ev.preventDefault(); }
     });
+    var settle = null;
+    root.addEventListener("wheel", function (ev) {
+      var sideways = Math.abs(ev.deltaX) > Math.abs(ev.deltaY);
+      if (ev.ctrlKey) self.zoomAround(ev.clientX, Math.exp(ev.deltaY * WHEEL_ZOOM));   // trackpad pinch
+      else if (sideways || ev.shiftKey) self.panBy(-(sideways ? ev.deltaX : ev.deltaY));
+      else return;                 // an ordinary wheel scrolls the page
+      ev.preventDefault();
+      clearTimeout(settle);
+      settle = setTimeout(function () { self._viewChosen(); }, VIEW_SETTLE_MS);
+    }, { passive: false });
     window.addEventListener("resize", function () { self.render(); });
   };
 
