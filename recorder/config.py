@@ -57,6 +57,7 @@ class Camera(BaseModel):
     max_age_days = IntegerField(null=True)
     max_bytes = IntegerField(null=True)
     min_days = IntegerField(null=True)
+    activity = BooleanField(default=True)     # activity on the timeline (recorder.activity)
     updated_at = DateTimeField(null=True)
 
     def stream_urls(self) -> dict[str, str]:
@@ -99,6 +100,7 @@ class Camera(BaseModel):
             "has_password": bool(self.password),
             "transport": self.transport,
             "enabled": self.enabled,
+            "activity": self.activity,
             "max_age_days": self.max_age_days,
             "max_bytes": self.max_bytes,
             "min_days": self.min_days,
@@ -138,7 +140,13 @@ def _m1_initial(database):
     database.create_tables(CONFIG_MODELS, safe=True)
 
 
-MIGRATIONS = [_m1_initial]
+def _m2_camera_activity(database):
+    columns = {c.name for c in database.get_columns("camera")}
+    if "activity" not in columns:       # a v1 database created before the field existed
+        database.execute_sql("ALTER TABLE camera ADD COLUMN activity INTEGER NOT NULL DEFAULT 1")
+
+
+MIGRATIONS = [_m1_initial, _m2_camera_activity]
 
 
 def open_config(path: Path) -> SqliteDatabase:
@@ -236,7 +244,7 @@ def validate_camera(data: dict, *, partial: bool = False) -> dict:
     errors: dict[str, str] = {}
     clean: dict = {}
     known = {"name", "display_name", "main_url", "sub_url", "username", "password",
-             "transport", "enabled", "max_age_days", "max_bytes", "min_days"}
+             "transport", "enabled", "activity", "max_age_days", "max_bytes", "min_days"}
     for key in data:
         if key not in known:
             errors[key] = "unknown field"
@@ -287,12 +295,13 @@ def validate_camera(data: dict, *, partial: bool = False) -> dict:
             errors["transport"] = "must be 'tcp' or 'udp'"
         else:
             clean["transport"] = value
-    if "enabled" in data:
-        value = data["enabled"]
-        if not isinstance(value, bool):
-            errors["enabled"] = "must be true or false"
-        else:
-            clean["enabled"] = value
+    for key in ("enabled", "activity"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, bool):
+                errors[key] = "must be true or false"
+            else:
+                clean[key] = value
     for key in ("max_age_days", "max_bytes", "min_days"):
         if key in data:
             number = _positive_int(data[key], key, errors, RETENTION_MAXIMUM[key])

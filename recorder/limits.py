@@ -160,3 +160,13 @@ EVENTS_PER_STEP = 1000          # queue events handled between two looks at the 
 POWER_CMD_TIMEOUT_S = 10.0      # bound on `systemctl reboot|poweroff` (it only queues the job)
 DEMO_LOG_BYTES = 512 * 1024     # `picorder demo`'s DATA/recorder.log rotates at this size ...
 DEMO_LOG_BACKUPS = 2            # ... keeping this many old files
+
+# Activity (issue 14; recorder/activity.py, docs/activity.md).
+ACTIVITY_BASELINE_S = 120       # frame-size baseline: the stream's last this many seconds ...
+ACTIVITY_BASELINE_QUANTILE = 0.3    # ... at this quantile of their per-second medians
+ACTIVITY_MIN_BASELINE_S = 10    # fewer seconds known than this: no frame-size verdict yet
+ACTIVITY_SIZE_RATIO = 1.5       # a second whose median P-frame is this x the baseline is active
+ACTIVITY_BLOCK_DIFF = 0.3       # a keyframe block changed: mean |difference| in std units
+ACTIVITY_BLOCKS = 2             # this many changed blocks between two keyframes: active
+ACTIVITY_DECODE_TIMEOUT_S = 30.0    # bound on one segment's keyframe decode
+ACTIVITY_MERGE_GAP_S = 2        # active seconds this close together are one period

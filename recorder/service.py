@@ -28,7 +28,7 @@ from pathlib import Path
 
 import peewee
 
-from recorder import __version__, config, ffmpeg, ffmpeg_user, limits, sdnotify
+from recorder import __version__, activity, config, ffmpeg, ffmpeg_user, limits, sdnotify
 from recorder.durability import Flusher, SyncFailed
 from recorder.ffmpeg import StreamSpec
 from recorder.index import Segment, close_index, index_db, open_index, queries
@@ -111,9 +111,9 @@ class IndexWriter:
 
     _STOP = object()
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "index-writer") -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="index-writer", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._idle = threading.Event()
         self._idle.set()
         self._pending = 0
@@ -240,6 +240,11 @@ class Recorder:
         self._opening: Path | None = None
         self._last_ends: dict[str, int] = {}
         self.writer = IndexWriter()
+        # Activity analysis decodes keyframes: on a thread of its own, so that it never
+        # holds up indexing; it hands its rows to the writer.
+        self.activity = IndexWriter("activity")
+        self._activity_streams: set[str] = set()        # keys of streams analysed
+        self._activity_state: dict[str, activity.StreamActivity] = {}  # activity thread only
         self.flusher = Flusher(self.enqueue)     # syncs the recording disk (power cuts)
         self.control = None
         self.probe: ReachabilityProbe | None = None
@@ -279,6 +284,7 @@ class Recorder:
         if self._spawn is None:
             self._spawn = FfmpegSpawner(PipeHub(self.clock.mono_us), self.ffmpeg_user)
         self.writer.start()
+        self.activity.start()
         self.flusher.start()
         self.probe = ReachabilityProbe(self.enqueue)
         self.control = ControlServer(self.paths.control_socket)
@@ -480,10 +486,20 @@ class Recorder:
                 specs[spec.key] = spec
         return specs
 
+    def activity_streams(self) -> set[str]:
+        """Keys of the streams whose activity is analysed: each camera's sub stream if it
+        has one (cheaper to decode), else its main stream; none where it is switched off."""
+        keys = set()
+        for cam in config.Camera.select().where(config.Camera.enabled == True):  # noqa: E712
+            if cam.activity:
+                keys.add(f"{cam.name}/{'sub' if cam.sub_url else 'main'}")
+        return keys
+
     def _apply_config(self) -> None:
         try:
             self._data_version = config.data_version()
             desired = self.desired_specs()
+            self._activity_streams = self.activity_streams()
         except Exception:  # noqa: BLE001 - a broken config must not stop recording
             logger.exception("cannot read the cameras from config.db; keeping the current ones")
             return
@@ -650,6 +666,23 @@ class Recorder:
             return
         logger.debug("%s: indexed %s (%.2f s)", key, rel, info.duration_us / 1e6)
         self.enqueue(Ingested(key, rel, info.file_size, info.duration_us))
+        if key in self._activity_streams:
+            self.activity.submit(lambda: self._activity_job(path, rel, seg, info))
+
+    def _activity_job(self, path: Path, rel: str, seg: SegmentClosed, info) -> None:
+        """Activity thread: the levels of one segment, handed to the writer to store."""
+        from recorder.mp4 import StaleTables, decode_tables
+        key = f"{seg.camera}/{seg.stream}"
+        state = self._activity_state.setdefault(key, activity.StreamActivity())
+        try:
+            fragments = decode_tables(info.tables).fragments
+        except StaleTables:
+            logger.exception("%s: no activity for %s", key, rel)
+            return
+        levels = activity.analyse(path, fragments, info.timescale, state)
+
+        self.writer.submit(lambda: queries.store_activity(rel, seg.camera, seg.start_us,
+                                                          seg.end_us, levels))
 
     def _on_ingested(self, event: Ingested) -> None:
         proc = self.procs.get(event.key)
@@ -765,6 +798,7 @@ class Recorder:
                 logger.error("%s: still running at shutdown: killed", proc.key)
                 proc.kill_now()
         self._reap(min(limits.KILL_WAIT_S, max(0.1, deadline - self.mono() - 0.5)))
+        self.activity.close(0.1)        # analysis left undone only leaves a hole in the band
         self.writer.close(max(0.1, deadline - self.mono() - 0.5))
         self.flusher.stop(0.1)
         self.timekeeper.save()

@@ -230,6 +230,31 @@ def timeline(name):
     return jsonify(result)
 
 
+@bp.get("/cameras/<name>/activity")
+@login_required()
+def activity(name):
+    """Periods of activity (recorder.activity) of a camera in ?start&end."""
+    get_camera(name)
+    start_us, end_us = time_range(limits.TIMELINE_MAX_S)
+    result = {"camera": name, "start": iso(start_us), "end": iso(end_us),
+              "start_us": start_us, "end_us": end_us, "periods": [], "count": 0,
+              "message": None}
+    pdir = recorder_client.picorder_dir()
+    if pdir is None:
+        result["message"] = "no recording disk"
+        return jsonify(result)
+    try:
+        index_reader.open_readonly(pdir)
+        found = index_reader.activity(name, start_us, end_us)
+    except NoIndex as exc:
+        result["message"] = str(exc)
+        return jsonify(result)
+    result["periods"] = [dict(asdict(p), start=iso(p.start_us), end=iso(p.end_us))
+                         for p in found]
+    result["count"] = len(found)
+    return jsonify(result)
+
+
 # ------------------------------------------------------------ users and tokens
 
 @bp.get("/users")

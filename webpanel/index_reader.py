@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from recorder import layout, limits, mp4
+from recorder.activity import ActivityPeriod, periods
 from recorder.index import open_index, queries
 from recorder.recovery import CONTINUE_AFTER_US, CONTINUE_BEFORE_US
 
@@ -69,6 +70,12 @@ def timeline(camera: str, stream: str, start_us: int, end_us: int,
         run.start_us = max(run.start_us, start_us)
         run.end_us = min(run.end_us, end_us)
     return runs
+
+
+def activity(camera: str, start_us: int, end_us: int) -> list[ActivityPeriod]:
+    """Periods of activity of a camera overlapping [start_us, end_us), clipped to it."""
+    low = start_us - limits.TIMELINE_SEGMENT_MAX_S * 1_000_000
+    return periods(queries.activity_tracks(camera, low, end_us), start_us, end_us)
 
 
 # ------------------------------------------------------------------ the tail

@@ -32,8 +32,9 @@ class RecorderCollector:
     """Turns one recorder status (and the disk) into metric families."""
 
     def __init__(self, state: recorder_client.RecorderState, storage: dict,
-                 oldest_us: int | None):
+                 oldest_us: int | None, activity: dict | None = None):
         self.state, self.storage, self.oldest_us = state, storage, oldest_us
+        self.activity = activity or {}      # (camera, window) -> (periods, seconds)
 
     def collect(self):
         up = _gauge("picorder_recorder_up", "1 if the recorder answers on its control socket")
@@ -45,6 +46,18 @@ class RecorderCollector:
         yield trusted
         yield from self.stream_metrics()
         yield from self.disk_metrics()
+        yield from self.activity_metrics()
+
+    def activity_metrics(self):
+        count = _gauge("picorder_activity_periods",
+                       "periods of activity in the last hour or day", ["camera", "window"])
+        seconds = _gauge("picorder_activity_seconds",
+                         "seconds of activity in the last hour or day", ["camera", "window"])
+        for (camera, window), (n, secs) in sorted(self.activity.items()):
+            count.add_metric([camera, window], n)
+            seconds.add_metric([camera, window], secs)
+        yield count
+        yield seconds
 
     def stream_metrics(self):
         now_us = time.time_ns() // 1000
@@ -114,11 +127,34 @@ def oldest_recording_us() -> int | None:
         return None
 
 
+ACTIVITY_WINDOWS = {"1h": 3600, "24h": 86400}
+
+
+def activity_counts() -> dict:
+    """(camera, window) -> (periods, seconds of activity) over ACTIVITY_WINDOWS."""
+    pdir = recorder_client.picorder_dir()
+    if pdir is None:
+        return {}
+    now = time.time_ns() // 1000
+    out = {}
+    try:
+        index_reader.open_readonly(pdir)
+        for cam in Camera.select(Camera.name).order_by(Camera.name):
+            for window, span_s in ACTIVITY_WINDOWS.items():
+                found = index_reader.activity(cam.name, now - span_s * 1_000_000, now)
+                out[(cam.name, window)] = (len(found), sum(p.end_us - p.start_us
+                                                           for p in found) / 1e6)
+    except NoIndex:
+        return {}
+    return out
+
+
 def build_registry() -> CollectorRegistry:
     state = recorder_client.get_state()
     status = api.status_json()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RecorderCollector(state, status["storage"], oldest_recording_us()))
+    registry.register(RecorderCollector(state, status["storage"], oldest_recording_us(),
+                                        activity_counts()))
     ProcessCollector(namespace="picorder_panel", registry=registry)
     pid = state.status.pid if state.status else None
     if state.running and isinstance(pid, int):

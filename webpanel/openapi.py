@@ -61,6 +61,7 @@ CAMERA_FIELDS = {
     "password": {"type": ["string", "null"], "writeOnly": True},
     "transport": {"type": "string", "enum": ["tcp", "udp"]},
     "enabled": {"type": "boolean"},
+    "activity": {"type": "boolean", "description": "find activity at ingest (default true)"},
     "max_age_days": {"type": ["integer", "null"], "minimum": 1},
     "max_bytes": {"type": ["integer", "null"], "minimum": 1},
     "min_days": {"type": ["integer", "null"], "minimum": 1},
@@ -102,6 +103,16 @@ SCHEMAS = {
         "start_us": {"type": "integer"}, "end_us": {"type": "integer"},
         "gap_tolerance_s": {"type": "number"},
         "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+        "message": {"type": ["string", "null"]}}},
+    "ActivityPeriod": {"type": "object", "properties": {
+        "start_us": {"type": "integer"}, "end_us": {"type": "integer"},
+        "start": {"type": "string"}, "end": {"type": "string"},
+        "peak": {"type": "integer", "description": "highest level (100: at the threshold)"}}},
+    "Activity": {"type": "object", "properties": {
+        "camera": {"type": "string"}, "start_us": {"type": "integer"},
+        "end_us": {"type": "integer"}, "start": {"type": "string"}, "end": {"type": "string"},
+        "count": {"type": "integer"},
+        "periods": {"type": "array", "items": {"$ref": "#/components/schemas/ActivityPeriod"}},
         "message": {"type": ["string", "null"]}}},
     "UserInput": {"type": "object", "required": ["username", "password", "role"], "properties": {
         "username": {"type": "string"}, "password": {"type": "string", "minLength": 8},
@@ -214,6 +225,10 @@ def _paths() -> dict:
                           _query("gap", "gap tolerance in seconds (default "
                                  f"{limits.TIMELINE_GAP_TOLERANCE_S:g})",
                                  schema={"type": "string"})])},
+        "/api/cameras/{name}/activity": {"get": _op(
+            "periods of activity (motion) found at ingest, merged over gaps of "
+            f"{limits.ACTIVITY_MERGE_GAP_S} s or less",
+            {"200": _json("#/components/schemas/Activity")}, params=cam + [START, END])},
         "/api/cameras/{name}/recording.mp4": {"get": _op(
             "any time range as an MP4",
             {"200": {"description": VIDEO_NOTE, "content": {"video/mp4": {}}},

@@ -8,6 +8,7 @@ opens the file or names its tables.
 from recorder.index.models import (
     INDEX_MODELS,
     MIGRATIONS,
+    Activity,
     NoIndex,
     Segment,
     SegmentTables,
@@ -16,5 +17,5 @@ from recorder.index.models import (
     open_index,
 )
 
-__all__ = ["INDEX_MODELS", "MIGRATIONS", "NoIndex", "Segment", "SegmentTables", "close_index",
-           "index_db", "open_index"]
+__all__ = ["INDEX_MODELS", "MIGRATIONS", "Activity", "NoIndex", "Segment", "SegmentTables",
+           "close_index", "index_db", "open_index"]

@@ -95,6 +95,23 @@ class SegmentTables(Model):
         table_name = "segment_tables"
 
 
+class Activity(Model):
+    """The activity levels of one segment of a camera's activity stream (schema v5): one
+    byte per second from start_us (recorder.activity). Deleting the segment row deletes
+    it (trigger)."""
+
+    path = CharField(primary_key=True)       # Segment.path
+    camera = CharField()
+    start_us = BigIntegerField()
+    end_us = BigIntegerField()
+    levels = BlobField()
+
+    class Meta:
+        database = index_db
+        table_name = "activity"
+        indexes = ((("camera", "start_us"), False),)
+
+
 INDEX_MODELS = [Segment]
 
 
@@ -123,7 +140,15 @@ def _m4_start_index(database):
     database.execute_sql("CREATE INDEX IF NOT EXISTS segment_start_us ON segment(start_us)")
 
 
-MIGRATIONS = [_m1_initial, _m2_segment_tables, _m3_timeline_index, _m4_start_index]
+def _m5_activity(database):
+    database.create_tables([Activity], safe=True)
+    database.execute_sql(
+        "CREATE TRIGGER IF NOT EXISTS activity_follow_delete AFTER DELETE ON segment "
+        "BEGIN DELETE FROM activity WHERE path = OLD.path; END")
+
+
+MIGRATIONS = [_m1_initial, _m2_segment_tables, _m3_timeline_index, _m4_start_index,
+              _m5_activity]
 
 
 class NoIndex(Exception):

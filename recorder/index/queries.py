@@ -16,7 +16,7 @@ from typing import NamedTuple
 from peewee import OperationalError
 
 from recorder import limits
-from recorder.index.models import NoIndex, Segment, index_db
+from recorder.index.models import Activity, NoIndex, Segment, index_db
 from recorder.paths import refuse_links
 
 US = 1_000_000
@@ -111,6 +111,25 @@ def segment_near(camera: str, stream: str, at_us: int) -> Segment | None:
     if before is None or (after is not None and after.start_us - at_us < at_us - before.end_us):
         return after
     return before
+
+
+def activity_tracks(camera: str, start_us: int, end_us: int) -> list[tuple[int, bytes]]:
+    """(start_us, levels) of the camera's activity rows overlapping [start_us, end_us),
+    oldest first; none on an index.db older than v5 (opened read-only, not migrated)."""
+    if not index_db.table_exists(Activity._meta.table_name):
+        return []
+    rows = _query("SELECT start_us, levels FROM activity WHERE camera = ? AND end_us > ? "
+                  "AND start_us < ? ORDER BY start_us", (camera, start_us, end_us))
+    return [(start, bytes(levels)) for start, levels in rows]
+
+
+def store_activity(path: str, camera: str, start_us: int, end_us: int, levels: bytes) -> bool:
+    """Store a segment's activity levels, unless its row is gone (retention) already."""
+    if not Segment.select().where(Segment.path == path).exists():
+        return False
+    Activity.replace(path=path, camera=camera, start_us=start_us, end_us=end_us,
+                     levels=levels).execute()
+    return True
 
 
 # ------------------------------------------------------------------ retention's side

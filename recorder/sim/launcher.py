@@ -41,6 +41,8 @@ class SimCameras:
     freezes: list[tuple[float, float]] = field(default_factory=list)   # (seconds, at)
     resizes: list[tuple[tuple[int, int], float]] = field(default_factory=list)
     stamp: bool = False              # each frame's wall time (UTC us) as a QR code
+    scenes: list[str] = field(default_factory=list)   # camera N plays scenes[N-1] (scenes.py)
+    scene_truth: Path | None = None  # where the scenes' start times are appended
     user: str | None = None
     password: str | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -93,6 +95,10 @@ class SimCameras:
             argv += ["--resize", f"{width}x{height}@{at}"]
         if self.stamp:
             argv.append("--stamp")
+        for scene in self.scenes:
+            argv += ["--scene", scene]
+        if self.scene_truth:
+            argv += ["--scene-truth", str(self.scene_truth)]
         return argv
 
     def stop(self) -> None:

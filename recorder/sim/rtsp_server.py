@@ -11,7 +11,9 @@ is read from a file or standard input so that it never shows in a process list.
 A new client joins the running stream: it never restarts the stream (or its
 timestamps) for the clients already watching. Faults of real cameras can be
 switched on for tests (--jump, --clock-rate, --freeze, --resize), and --stamp
-burns the wall-clock time of each frame into it as a QR code.
+burns the wall-clock time of each frame into it as a QR code. --scene NAME plays a
+scripted scene (recorder/sim/scenes.py) on a camera instead of the test pattern,
+and --scene-truth FILE records when each scene's stream began.
 """
 
 import argparse
@@ -20,6 +22,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
+
+from recorder.sim.scenes import SCENES, Scene, truth_record
 
 try:
     import gi
@@ -41,12 +45,16 @@ ELEMENT_PACKAGES = {
     "qtdemux": "gstreamer1.0-plugins-good", "vp8enc": "gstreamer1.0-plugins-good",
     "rtpvp8pay": "gstreamer1.0-plugins-good", "videoscale": "gstreamer1.0-plugins-base",
     "capsfilter": "libgstreamer1.0-0", "debugqroverlay": "gstreamer1.0-plugins-bad",
+    "compositor": "gstreamer1.0-plugins-base", "videobalance": "gstreamer1.0-plugins-good",
+    "videoconvert": "gstreamer1.0-plugins-base",
 }
 PATTERN_ELEMENTS = ("videotestsrc", "videoscale", "capsfilter", "timeoverlay", "textoverlay")
 CODEC_ELEMENTS = {"h264": ("x264enc", "h264parse", "rtph264pay"),
                   "hevc": ("x265enc", "h265parse", "rtph265pay"),
                   "vp8": ("vp8enc", "rtpvp8pay")}
 CLIP_ELEMENTS = ("filesrc", "qtdemux", "h264parse", "rtph264pay")
+SCENE_ELEMENTS = ("videotestsrc", "compositor", "videobalance", "videoconvert", "x264enc",
+                  "h264parse", "rtph264pay")
 
 
 # Patterns that look like a picture (the demo, screenshots); "noise" cycles through
@@ -90,6 +98,61 @@ def pipeline(width: int, height: int, fps: int, kbps: int, gop: int, pattern: st
     return "( " + src + enc + " )"
 
 
+def scene_pipeline(scene: Scene, width: int, height: int, fps: int, kbps: int, gop: int) -> str:
+    """A scripted scene (SceneDriver moves the object and the light): a still picture, a
+    layer of sensor noise and an object, mixed, lit, then encoded in VBR or CBR."""
+    raw = f"video/x-raw,width={width},height={height},framerate={fps}/1"
+    if scene.encoding == "vbr":
+        rate = "pass=qual quantizer=26"
+    else:
+        rate = f"pass=cbr bitrate={kbps} vbv-buf-capacity=1000"
+    return (f"( compositor name=mix background=black sink_1::alpha={scene.noise} "
+            f"sink_2::alpha=0 ! {raw},format=I420 ! videobalance name=light ! videoconvert ! "
+            f"x264enc {rate} speed-preset=ultrafast tune=zerolatency key-int-max={gop} "
+            f"bframes=0 ! video/x-h264,profile=baseline ! h264parse config-interval=-1 ! "
+            f"rtph264pay name=pay0 pt=96 "
+            f"videotestsrc is-live=true pattern=smpte ! {raw} ! mix.sink_0 "
+            f"videotestsrc is-live=true pattern=snow ! {raw} ! mix.sink_1 "
+            f"videotestsrc is-live=true pattern=solid-color foreground-color=0xffd8b040 ! "
+            f"video/x-raw,width={width // 8},height={height // 3},framerate={fps}/1 ! "
+            f"mix.sink_2 )")
+
+
+class SceneDriver:
+    """Plays a Scene on one media's pipeline: before each mixed frame, sets the light
+    and the object for that frame's time since the stream's first frame."""
+
+    def __init__(self, scene: Scene, mount: str, width: int, truth_path: str | None):
+        self.scene, self.mount, self.width, self.truth_path = scene, mount, width, truth_path
+
+    def attach(self, element) -> None:
+        mix = element.get_by_name("mix")
+        light = element.get_by_name("light")
+        thing = mix.get_static_pad("sink_2")
+        first = []
+        mix.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER,
+                                            partial(self._frame, first, light, thing))
+
+    def _frame(self, first: list, light, thing, pad, info):
+        buf = info.get_buffer()
+        if not first:
+            first.append(buf.pts)
+            if self.truth_path:
+                with open(self.truth_path, "a", encoding="utf-8") as fh:
+                    fh.write(truth_record(self.mount, self.scene, time.time()) + "\n")
+        state = self.scene.state((buf.pts - first[0]) / SECOND_NS)
+        light.set_property("brightness", state.brightness)
+        light.set_property("saturation", state.saturation)
+        if state.across is None:
+            thing.set_property("alpha", 0.0)
+        else:
+            size = self.width // 8
+            thing.set_property("xpos", int(-size + state.across * (self.width + size)))
+            thing.set_property("ypos", int(self.width * 0.2))
+            thing.set_property("alpha", 1.0)
+        return Gst.PadProbeReturn.OK
+
+
 def clip_pipeline(path: str) -> str:
     """A pre-encoded H.264 MP4 replayed at its own pace: no encoder, so one machine
     can serve many streams (the recorder benchmark). The stream ends with the clip."""
@@ -104,6 +167,8 @@ def needed_elements(args) -> tuple[str, ...]:
         return tuple(ELEMENT_PACKAGES)
     if args.clip:
         return CLIP_ELEMENTS
+    if args.scene:
+        return PATTERN_ELEMENTS + SCENE_ELEMENTS
     return PATTERN_ELEMENTS + CODEC_ELEMENTS[args.codec] + (("debugqroverlay",) if args.stamp else ())
 
 
@@ -247,7 +312,7 @@ def _not_seekable(pad, info):
     return Gst.PadProbeReturn.OK
 
 
-def configure_media(faults: Faults, injector: FaultInjector | None, factory, media) -> None:
+def configure_media(faults: Faults, injector, factory, media) -> None:
     """media-configure: keep the stream running for everyone; inject the faults."""
     element = media.get_element()
     element.get_by_name("pay0").get_static_pad("sink").add_probe(
@@ -259,7 +324,7 @@ def configure_media(faults: Faults, injector: FaultInjector | None, factory, med
         pipeline.set_start_time(Gst.CLOCK_TIME_NONE)
         pipeline.set_base_time(0)
     if injector is not None:
-        injector.attach(element)
+        injector.attach(element)      # a FaultInjector or a SceneDriver
 
 
 def faults_from_args(args) -> Faults:
@@ -289,8 +354,12 @@ def build_server(args) -> GstRtspServer.RTSPServer:
                    ("/sub", args.width // 2, args.height // 2, max(64, args.kbps // 4))]
         for suffix, width, height, kbps in streams:
             factory = GstRtspServer.RTSPMediaFactory()
+            scene = SCENES[args.scene[n - 1]] if n <= len(args.scene) else None
             if args.clip:
                 factory.set_launch(clip_pipeline(args.clip))
+            elif scene is not None:
+                factory.set_launch(scene_pipeline(scene, width, height, args.fps, kbps,
+                                                  args.gop))
             else:
                 factory.set_launch(pipeline(width, height, args.fps, kbps, args.gop,
                                             pattern_for(n, args.patterns),
@@ -300,6 +369,8 @@ def build_server(args) -> GstRtspServer.RTSPServer:
                 factory.set_clock(clock)
             injector = FaultInjector(faults) if faults.retimes or faults.freezes \
                 or faults.resizes else None
+            if scene is not None:
+                injector = SceneDriver(scene, f"cam{n}{suffix}", width, args.scene_truth)
             factory.connect("media-configure", partial(configure_media, faults, injector))
             if auth is not None:
                 permissions = GstRtspServer.RTSPPermissions()
@@ -345,6 +416,10 @@ def main(argv=None) -> int:
                         "the first frame; repeatable")
     parser.add_argument("--stamp", action="store_true",
                         help="burn each frame's capture time (UTC ns) in as a QR code")
+    parser.add_argument("--scene", choices=sorted(SCENES), action="append", default=[],
+                        help="camera N plays the Nth scripted scene given (repeatable)")
+    parser.add_argument("--scene-truth", metavar="FILE",
+                        help="append when each scene's stream began (JSON lines)")
     parser.add_argument("--user")
     parser.add_argument("--password-file", help="file with the password ('-': stdin)")
     parser.add_argument("--check-elements", action="store_true",
@@ -354,6 +429,9 @@ def main(argv=None) -> int:
         parser.error("--clock-rate must be greater than 0")
     if args.clip and (args.freeze or args.resize or args.stamp):
         parser.error("--freeze, --resize and --stamp need the test pattern, not --clip")
+    if args.scene and (args.clip or args.freeze or args.resize or args.stamp or args.jump
+                       or args.clock_rate != 1.0 or args.codec != "h264"):
+        parser.error("--scene plays alone: no --clip, faults, --stamp or other codec")
     if args.clip is not None:
         try:
             with open(args.clip, "rb"):

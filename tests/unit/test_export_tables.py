@@ -162,7 +162,7 @@ def test_migrating_a_v1_index_keeps_rows_and_makes_a_backup(tmp_path):
     conn.close()
     try:
         open_index(path)
-        assert schema_version(index_db) == len(MIGRATIONS) == 4
+        assert schema_version(index_db) == len(MIGRATIONS) == 5
         plan = index_db.execute_sql(
             "EXPLAIN QUERY PLAN SELECT run_id, MIN(start_us), MAX(end_us), SUM(frames) "
             "FROM segment WHERE camera = 'cam1' AND stream = 'main' AND deleting = 0 "

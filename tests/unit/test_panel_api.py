@@ -3,7 +3,7 @@
 import pytest
 
 from panel_support import admin_session, make_app
-from recorder.index import Segment, index_db, open_index
+from recorder.index import Activity, Segment, index_db, open_index
 
 T0 = 1_795_000_000_000_000          # 2026-11-18T11:06:40Z
 MIN = 60_000_000
@@ -195,3 +195,35 @@ def test_user_patch_changes_password_and_role(admin, app):
     client = app.test_client()
     assert login(client, "ann", "annpassword").status_code == 401
     assert login(client, "ann", "newpassword").get_json()["user"]["role"] == "admin"
+
+
+def test_activity_lists_periods_merged_over_short_gaps(root, admin):
+    write_index(root, [{"start_us": T0, "end_us": T0 + MIN, "stream": "sub"},
+                       {"start_us": T0 + MIN, "end_us": T0 + 2 * MIN, "stream": "sub"}])
+    open_index(root / "picorder" / "index.db")
+    levels = bytearray(60)
+    levels[10:14] = b"\xff" * 4          # 10-14 s, and 15-16 s (a gap of 1 s: one period)
+    levels[15] = 100
+    levels[59] = 150                      # 59-60 s runs on into the next segment's 0-2 s
+    Activity.create(path="seg0.mp4", camera="cam1", start_us=T0, end_us=T0 + MIN,
+                    levels=bytes(levels))
+    Activity.create(path="seg1.mp4", camera="cam1", start_us=T0 + MIN, end_us=T0 + 2 * MIN,
+                    levels=bytes([120, 120] + [0] * 58))
+    index_db.close()
+    result = admin.get(f"/api/cameras/cam1/activity?start={T0 / 1e6 + 12}"
+                       f"&end={(T0 + 10 * MIN) / 1e6}").get_json()
+    assert [(p["start_us"] - T0, p["end_us"] - T0, p["peak"]) for p in result["periods"]] == [
+        (12_000_000, 16_000_000, 255), (59_000_000, 62_000_000, 150)]
+    assert result["count"] == 2 and result["periods"][0]["start"] == "2026-11-18T11:06:52.000Z"
+    assert admin.get(f"/api/cameras/cam1/activity?start={T0 / 1e6 + 70}"
+                     f"&end={(T0 + 3 * MIN) / 1e6}").get_json()["periods"] == []
+
+
+@pytest.mark.parametrize("query,field", [
+    ("end=1795000100", "start"), ("start=1795000000&end=1794999999", "end"),
+    ("start=nan&end=1795000100", "start"), ("start=1000000000&end=1795000000", "end")])
+def test_activity_bad_ranges_are_400_with_the_field(admin, query, field):
+    response = admin.get("/api/cameras/cam1/activity?" + query)
+    assert response.status_code == 400 and field in response.get_json()["errors"]
+    assert admin.get("/api/cameras/nope/activity?start=1795000000&end=1795000100"
+                     ).status_code == 404

@@ -7,7 +7,7 @@ import pytest
 
 from panel_support import (FakeRecorder, admin_session, issue_token, make_app, recorder_status,
                            stream_status)
-from recorder.index import Segment, index_db, open_index
+from recorder.index import Activity, Segment, index_db, open_index
 from recorder.paths import DataPaths
 
 
@@ -20,6 +20,14 @@ def panel(tmp_path):
     Segment.create(camera="door", stream="main", path="door/main/a.mp4",
                    start_us=now - 3 * 86_400_000_000, end_us=now - 3 * 86_400_000_000 + 60e6,
                    duration_us=60_000_000, bytes=1, frames=900)
+    # Two periods of activity in the last hour (3 s and 2 s), one more a day ago.
+    for path, start, levels in (("door/sub/b.mp4", now - 600e6, [0, 200, 200, 200, 0, 0, 0,
+                                                                   0, 150, 150]),
+                                ("door/sub/c.mp4", now - 20 * 3600e6, [120])):
+        Segment.create(camera="door", stream="sub", path=path, start_us=start,
+                       end_us=start + 10e6, duration_us=10_000_000, bytes=1, frames=150)
+        Activity.create(path=path, camera="door", start_us=start, end_us=start + 10e6,
+                        levels=bytes(levels))
     index_db.close()
     streams = [stream_status("door", "main", last_segment_utc_us=now - 30_000_000),
                stream_status("door", "sub", state="BACKOFF", problem="unreachable", fps=0.0),
@@ -72,6 +80,10 @@ def test_prometheus_metrics_per_stream_disk_and_process(panel):
     assert 2.9 < sample(text, "picorder_disk_retention_days") < 3.1
     assert sample(text, "picorder_panel_process_resident_memory_bytes") > 1e6
     assert sample(text, "picorder_recorder_process_cpu_seconds_total") >= 0
+    assert sample(text, "picorder_activity_periods", camera="door", window="1h") == 2
+    assert sample(text, "picorder_activity_seconds", camera="door", window="1h") == 5
+    assert sample(text, "picorder_activity_periods", camera="door", window="24h") == 3
+    assert sample(text, "picorder_activity_periods", camera="yard", window="24h") == 0
 
 
 def test_zabbix_discovery_and_items_like_cameraleech(panel):

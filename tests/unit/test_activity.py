@@ -1,0 +1,108 @@
+"""Activity: the keyframe signal on real encoded segments, periods, and its index table."""
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mp4_testlib import MOVFLAGS, require_ffmpeg
+from recorder import activity, config
+from recorder.activity import ACTIVE_LEVEL, StreamActivity
+from recorder.db import schema_version
+from recorder.index import Activity, Segment, index_db, open_index, queries
+from recorder.mp4 import decode_tables, probe_segment
+
+T0 = 1_800_000_000_000_000
+
+
+def encode(path: Path, seconds: int, box: str, light_at: float) -> Path:
+    """Bars with sensor noise, a box moving while `box` holds, a light switched on at light_at;
+    10 fps, a keyframe every second."""
+    graph = (f"smptebars=size=320x180:rate=10[bg];color=c=yellow:size=40x60:rate=10[box];"
+             f"[bg][box]overlay=x='20+t*30':y=60:enable='{box}',"
+             f"eq=brightness='if(gte(t,{light_at}),0.15,0)':eval=frame,noise=alls=8:allf=t")
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", graph,
+                    "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "10",
+                    "-bf", "0", "-movflags", MOVFLAGS.split(":")[0].split("=", 1)[1],
+                    "-f", "mp4", str(path)], check=True, timeout=60)
+    return path
+
+
+def levels_of(path: Path, state: StreamActivity | None = None) -> bytes:
+    info = probe_segment(path)
+    return activity.analyse(path, decode_tables(info.tables).fragments, info.timescale,
+                            state or StreamActivity())
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    require_ffmpeg()
+    tmp = tmp_path_factory.mktemp("activity")
+    return {"moving": encode(tmp / "moving.mp4", 12, "between(t,3,6)", 9.5),
+            "still": encode(tmp / "still.mp4", 12, "0", 4.5)}
+
+
+def test_moving_box_is_active_and_a_light_switched_on_is_not(clips):
+    active = [i for i, v in enumerate(levels_of(clips["moving"])) if v >= ACTIVE_LEVEL]
+    # The box moves from 3 s to 6 s; keyframes 1 s apart place it to within one second.
+    assert active and 2 <= active[0] <= 3 and 6 <= active[-1] <= 7, active
+    assert all(second <= 7 for second in active)          # the light at 9.5 s is not motion
+
+
+def test_a_still_scene_with_noise_and_a_light_step_has_no_activity(clips):
+    assert max(levels_of(clips["still"])) < ACTIVE_LEVEL
+
+
+def test_the_first_keyframe_is_compared_with_the_segment_before(clips):
+    state = StreamActivity()
+    levels_of(clips["still"], state)
+    assert state.last_thumb is not None
+    # The moving clip's first keyframe (plain bars) against the still clip's last (lit
+    # bars): a step seen by one pair only, so still nothing in its first second.
+    assert levels_of(clips["moving"], state)[0] < ACTIVE_LEVEL
+
+
+def test_periods_merge_close_seconds_and_clip_to_the_range():
+    level = bytes([0, ACTIVE_LEVEL, ACTIVE_LEVEL + 50, 0, 0, ACTIVE_LEVEL, 0, 0, 0, 0,
+                   ACTIVE_LEVEL - 1, 0, 0, 0, ACTIVE_LEVEL])
+    got = activity.periods([(T0, level)], T0, T0 + 14_500_000)
+    assert [(p.start_us - T0, p.end_us - T0, p.peak) for p in got] == [
+        (1_000_000, 6_000_000, ACTIVE_LEVEL + 50), (14_000_000, 14_500_000, ACTIVE_LEVEL)]
+
+
+def test_activity_table_is_migration_5_and_follows_its_segment(tmp_path):
+    try:
+        open_index(tmp_path / "index.db")
+        assert schema_version(index_db) == 5
+        Segment.insert(camera="c", stream="sub", path="c/sub/a.mp4", start_us=T0,
+                       end_us=T0 + 2_000_000, duration_us=2_000_000, bytes=1).execute()
+        assert queries.store_activity("c/sub/a.mp4", "c", T0, T0 + 2_000_000, bytes([0, 200]))
+        assert not queries.store_activity("c/sub/gone.mp4", "c", T0, T0 + 1, b"\x01")
+        assert queries.activity_tracks("c", T0, T0 + 1) == [(T0, bytes([0, 200]))]
+        assert queries.activity_tracks("c", T0 + 2_000_000, T0 + 3_000_000) == []
+        assert Activity.select().count() == 1
+    finally:
+        index_db.close()
+    with sqlite3.connect(tmp_path / "index.db") as conn:   # retention deletes this way
+        conn.execute("DELETE FROM segment WHERE path = 'c/sub/a.mp4'")
+        assert conn.execute("SELECT COUNT(*) FROM activity").fetchone()[0] == 0
+
+
+def test_config_v1_gets_the_activity_switch_on(tmp_path):
+    path = tmp_path / "config.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""
+            CREATE TABLE camera (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL,
+                display_name VARCHAR(255) NOT NULL, main_url TEXT NOT NULL, sub_url TEXT,
+                username VARCHAR(255), password VARCHAR(255), transport VARCHAR(255) NOT NULL,
+                enabled INTEGER NOT NULL, max_age_days INTEGER, max_bytes INTEGER,
+                min_days INTEGER, updated_at DATETIME);
+            INSERT INTO camera VALUES (1, 'front', '', 'rtsp://h/x', NULL, NULL, NULL, 'tcp',
+                1, NULL, NULL, NULL, NULL);
+            PRAGMA user_version = 1;""")
+    try:
+        config.open_config(path)
+        assert config.Camera.get(config.Camera.name == "front").activity is True
+    finally:
+        config.db.close()
