@@ -206,7 +206,8 @@ def keyframe_scores(frames: Frames, thumbs: list[bytes], state: StreamActivity) 
     first keyframe of a segment is compared with the last one of the segment before.
     A change past the threshold between one pair of keyframes only, with none before
     or after it, is a step (a light switched, the day/night switch), not motion: it is
-    left out. The last pair of a segment counts alone (what follows is not known yet).
+    left out. The last pair of a segment counts only with the pair before it (what
+    follows is not known yet): motion starting there shows from the next segment on.
     """
     n = frames.seconds
     scores = [0.0] * n
@@ -227,7 +228,7 @@ def keyframe_scores(frames: Frames, thumbs: list[bytes], state: StreamActivity) 
     over = [score >= 1.0 for _, _, score in pairs]
     for i, (first, end, score) in enumerate(pairs):
         before = over[i - 1] if i > 0 else state.last_over
-        after = over[i + 1] if i + 1 < len(pairs) else True
+        after = over[i + 1] if i + 1 < len(pairs) else False
         if over[i] and not (before or after):
             continue
         for second in range(first, end):
