@@ -2,12 +2,16 @@
 recording go on?  (security review M2, M3)
 
 Usage: .venv/bin/python -m benchmarks.panel_abuse [--slow 200] [--videos 100] [--seconds 60]
+       [--sides unprotected,protected,direct,direct-threads] [--direct-threads 256]
 
 One `picorder demo` (a simulated camera and the real recorder) serves two panels on the
 same data directory, side by side:
 - unprotected: gunicorn on TCP as before the fix (2 workers x 16 threads, no video caps);
 - protected: the appliance's stack, the picorder_nginx role's site (real nginx) in front
-  of gunicorn on a local socket with gunicorn.conf.py's defaults and the video caps.
+  of gunicorn on a local socket with gunicorn.conf.py's defaults and the video caps;
+- direct (with --sides): gunicorn on TCP with gunicorn.conf.py's defaults and the video
+  caps but no nginx, as a server install or `picorder demo` without the front runs it;
+- direct-threads (with --sides): the same with --direct-threads threads per worker.
 Against each in turn, one address holds --slow half-sent requests (a header line every
 5 s, reconnecting when dropped) and one viewer token holds --videos live.mp4 requests
 that it never reads (each reopened every 20 s).  Meanwhile a signed-in browser-like
@@ -50,6 +54,9 @@ VIDEO_REOPEN_S = 20.0
 # What the panel ran before the fix: gunicorn.conf.py's old thread count, no video caps.
 UNPROTECTED_ENV = {"PICORDER_PANEL_THREADS": 16, "PICORDER_PANEL_VIDEO_RESPONSES_PER_WORKER": 10**6,
                    "PICORDER_PANEL_VIDEO_RESPONSES_PER_USER": 10**6}
+
+
+SIDES = ("unprotected", "protected", "direct", "direct-threads")
 
 
 def cli(data: Path, *args: str) -> str:
@@ -194,7 +201,14 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet-seconds", type=float, default=20)
     parser.add_argument("--ramp-seconds", type=float, default=8)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--sides", default="unprotected,protected",
+                        help=f"comma-separated, run in the order given: {', '.join(SIDES)}")
+    parser.add_argument("--direct-threads", type=int, default=256,
+                        help="threads per worker of the direct-threads side")
     args = parser.parse_args(argv)
+    sides = args.sides.split(",")
+    if not sides or not set(sides) <= set(SIDES):
+        parser.error(f"--sides takes {', '.join(SIDES)}")
 
     work = Path(tempfile.mkdtemp(prefix="pab-"))
     data = work / "data"
@@ -222,16 +236,21 @@ def main(argv=None) -> int:
         wait_http(f"http://127.0.0.1:{protected_port}/auth/login", panel)
         with sqlite3.connect(data / "config.db") as db:
             db.execute("INSERT OR REPLACE INTO setting(key, value) VALUES ('setup_wizard', 'done')")
+        ports = {"unprotected": unprotected_port, "protected": protected_port}
+        direct_env = {"direct": {}, "direct-threads": {"PICORDER_PANEL_THREADS": args.direct_threads}}
+        for side in set(sides) & set(direct_env):
+            ports[side] = free_port()
+            procs.append(start_gunicorn(data, f"127.0.0.1:{ports[side]}", work / f"{side}.log",
+                                        **direct_env[side]))
+            wait_http(f"http://127.0.0.1:{ports[side]}/auth/login", procs[-1])
         cookie = sign_in(protected_port, *ADMIN)
         deadline = time.monotonic() + 60
         while frames(paths) == 0:
             if time.monotonic() > deadline:
                 raise RuntimeError("the demo camera is not recording")
             time.sleep(1)
-        results = {
-            "unprotected": run_side("unprotected", unprotected_port, cookie, paths, args, token),
-            "protected": run_side("protected", protected_port, cookie, paths, args, token),
-        }
+        results = {side: run_side(side, ports[side], cookie, paths, args, token)
+                   for side in sides}
     finally:
         if front is not None:
             front.stop()

@@ -100,22 +100,23 @@ def test_the_last_known_time_lives_in_the_recorders_own_directory(tmp_path, monk
     monkeypatch.setenv(ENV_STATE_DIR, str(tmp_path / "state"))
     paths = DataPaths(tmp_path / "data")
     paths.ensure()
-    paths.old_clock_file.write_text(f"{T_SAVED}\n")
+    old = paths.root / "last_time"
+    old.write_text(f"{T_SAVED}\n")
     keeper = Recorder(paths, storage=None, ntp_check=lambda: False).timekeeper
     assert keeper.clock_file == tmp_path / "state" / "last_time"
     keeper.start()
     assert (keeper.last_known_us, keeper.source) == (T_SAVED, "restored")
     assert int(keeper.clock_file.read_text()) == T_SAVED
-    assert not paths.old_clock_file.exists()
+    assert not old.exists()
     keeper.save()
     assert int(keeper.clock_file.read_text()) == keeper.last_known_us > T_SAVED
     assert sorted(p.name for p in paths.root.iterdir()) == []
     # Once moved, a file planted at the old name again is no longer read, only removed.
-    paths.old_clock_file.write_text(f"{T_SAVED * 2}\n")
+    old.write_text(f"{T_SAVED * 2}\n")
     Timekeeper(keeper.clock_file, old_clock_file=paths.old_clock_file,
                ntp_check=lambda: False).start()
     assert int(keeper.clock_file.read_text()) == keeper.last_known_us
-    assert not paths.old_clock_file.exists()
+    assert not old.exists()
 
 
 def _plant_link(old, victim):
