@@ -83,7 +83,10 @@ def check_directory(root: Path, *, create: bool) -> DirectoryCheck:
     probe = root / WRITE_PROBE
     try:
         (root / "picorder").mkdir(exist_ok=True)
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A file of its own (O_EXCL, no link followed): whoever else writes the directory
+        # could have planted a link at the probe's name for root to truncate through.
+        probe.unlink(missing_ok=True)       # a link itself, never its target
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         os.close(fd)
         probe.unlink()
     except OSError as exc:

@@ -13,6 +13,7 @@ from recorder.ffmpeg import StreamSpec
 from recorder.paths import ENV_STATE_DIR, DataPaths, UnsafePath, inside
 from recorder.service import Recorder
 from recorder.sim.launcher import PROJECT_ROOT
+from recorder.storage_api import WRITE_PROBE, check_directory
 from recorder.timekeeping import Clock, Timekeeper
 
 
@@ -162,6 +163,18 @@ def test_the_recorder_unit_gives_the_recorder_a_state_directory_of_its_own():
     assert not any("/var/lib/picorder-recorder".startswith(p.rstrip("/") + "/")
                    or p.startswith("/var/lib/picorder-recorder") for p in panel_writes)
     assert "User" not in recorder                                   # root's
+
+
+def test_the_write_probe_of_a_recording_directory_truncates_nothing_through_a_link(tmp_path,
+                                                                                   victim):
+    """L9: a server's or the demo's recording directory may be writable to others; a
+    link planted at the write probe's name is replaced, never written through."""
+    root = tmp_path / "recordings"
+    root.mkdir()
+    os.symlink(victim, root / WRITE_PROBE)
+    assert check_directory(root, create=False).usable
+    assert victim.read_text() == "precious\n"
+    assert not os.path.lexists(root / WRITE_PROBE)
 
 
 def _insert_raw_camera(db_path, name, url="rtsp://127.0.0.1:9/a", **extra):
