@@ -109,10 +109,20 @@ def write_source_file(runtime_dir: Path, spec: StreamSpec, run_id: int = 0,
         path.unlink()
     except FileNotFoundError:
         pass
+    return write_concat_list(path, spec, owner=owner)
+
+
+def write_concat_list(path: Path, spec: StreamSpec, *,
+                      io_timeout_s: float = limits.RTSP_IO_TIMEOUT_S,
+                      owner: FfmpegUser | None = None) -> Path:
+    """Create `path` (new, 0600, never through a link) holding spec's ffconcat list.
+
+    The recorder's runs and the panel's camera test both name their camera this way.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         give_file(fd, owner)
-        fh.write(concat_list_text(spec))
+        fh.write(concat_list_text(spec, io_timeout_s))
     return path
 
 

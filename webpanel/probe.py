@@ -17,15 +17,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from recorder import limits
-from recorder.ffmpeg import CAMERA_PROTOCOLS
+from recorder.ffmpeg import PROTOCOLS, StreamSpec, write_concat_list
 
 logger = logging.getLogger(__name__)
 
-# The list is a local file; the camera input below it may open network protocols only.
-PROTOCOLS = "file," + CAMERA_PROTOCOLS
 TOKEN_CHARS = set("0123456789abcdef")
 
 
@@ -48,37 +45,10 @@ class ProbeResult:
         return asdict(self)
 
 
-def url_with_credentials(url: str, username: str | None, password: str | None) -> str:
-    """Put user and password into the URL's userinfo (for the ffconcat file only)."""
-    if not username and not password:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    userinfo = quote(username or "", safe="")
-    if password:
-        userinfo += ":" + quote(password, safe="")
-    netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _ffconcat_quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
-
-
-def write_input_list(directory: Path, url: str, transport: str) -> Path:
-    """Write the 0600 ffconcat file naming the stream; return its path."""
-    path = directory / "input.ffconcat"
-    lines = ["ffconcat version 1.0", "file " + _ffconcat_quote(url),
-             f"option protocol_whitelist {CAMERA_PROTOCOLS}"]
-    if url.startswith("rtsp"):
-        lines.append(f"option rtsp_transport {transport}")
-        lines.append(f"option timeout {int(limits.PROBE_IO_TIMEOUT_S * 1_000_000)}")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write("\n".join(lines) + "\n")
-    return path
+def write_input_list(directory: Path, spec: StreamSpec) -> Path:
+    """Write the 0600 ffconcat file naming the stream (recorder.ffmpeg's); return its path."""
+    return write_concat_list(directory / "input.ffconcat", spec,
+                             io_timeout_s=limits.PROBE_IO_TIMEOUT_S)
 
 
 def classify_error(stderr: str) -> str:
@@ -234,7 +204,9 @@ def _probe(url: str, username: str | None, password: str | None,
            transport: str, data_dir: Path) -> ProbeResult:
     work = Path(tempfile.mkdtemp(prefix="picorder-probe-"))
     try:
-        list_file = write_input_list(work, url_with_credentials(url, username, password), transport)
+        spec = StreamSpec(camera="probe", stream="test", url=url, transport=transport,
+                          username=username, password=password)
+        list_file = write_input_list(work, spec)
         cap = work / "capture.mkv"
         error = capture(list_file, cap)
         if error:

@@ -58,7 +58,7 @@ def camera_site(tmp_path_factory):
 def _probe_capture(tmp_path: Path, url: str) -> str | None:
     work = tmp_path / url.rsplit("/", 1)[1]
     work.mkdir()
-    listing = probe.write_input_list(work, url, "tcp")
+    listing = probe.write_input_list(work, StreamSpec(camera="probe", stream="test", url=url))
     return probe.capture(listing, work / "capture.mkv")
 
 

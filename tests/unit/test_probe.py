@@ -6,6 +6,8 @@ import subprocess
 
 import pytest
 
+from recorder import limits
+from recorder.ffmpeg import StreamSpec
 from webpanel import probe
 
 
@@ -46,18 +48,15 @@ def test_no_video_is_an_error():
     assert probe.describe({"streams": [], "packets": []}).ok is False
 
 
-def test_credentials_are_quoted_into_the_url():
-    url = probe.url_with_credentials("rtsp://cam.lan:554/s1", "ad min", "p@ss:w/rd")
-    assert url == "rtsp://ad%20min:p%40ss%3Aw%2Frd@cam.lan:554/s1"
-    assert probe.url_with_credentials("rtsp://cam/s", None, None) == "rtsp://cam/s"
-
-
-def test_input_list_is_private_and_quoted(tmp_path):
-    path = probe.write_input_list(tmp_path, "rtsp://u:it's@h/x", "udp")
+def test_input_list_is_private_and_holds_the_quoted_credentials(tmp_path):
+    spec = StreamSpec(camera="probe", stream="test", url="rtsp://cam.lan:554/it's",
+                      transport="udp", username="ad min", password="p@ss:w/rd")
+    path = probe.write_input_list(tmp_path, spec)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     text = path.read_text()
-    assert "file 'rtsp://u:it'\\''s@h/x'" in text
+    assert "file 'rtsp://ad%20min:p%40ss%3Aw%2Frd@cam.lan:554/it'\\''s'" in text
     assert "option rtsp_transport udp" in text
+    assert f"option timeout {int(limits.PROBE_IO_TIMEOUT_S * 1_000_000)}" in text
 
 
 @pytest.mark.parametrize("stderr, words", [
