@@ -73,3 +73,31 @@ def files_after(picorder_dir: Path, camera: str, stream: str, after_us: int, now
         day += timedelta(days=1)
     found.sort()
     return [rel for _t, rel in found[-limit:]] if limit > 0 else []
+
+
+def current_file(picorder_dir: Path, camera: str, stream: str, now_us: int) -> str | None:
+    """Relative path of the file ffmpeg is writing for camera/stream now, or None.
+
+    ffmpeg names a segment by the box's clock when it opens it (SEGMENT_NAME), so
+    the file being written is the newest name that is not after the clock; a
+    name after it was written before the clock stepped back. One directory is
+    listed: today's (UTC), or yesterday's just after midnight.
+    """
+    base = stream_dir(picorder_dir, camera, stream)
+    today = datetime.fromtimestamp(now_us // 1_000_000, timezone.utc)
+    for day in (today, today - timedelta(days=1)):
+        sub = day.strftime(DAY_DIR)
+        try:
+            names = os.listdir(base / sub)
+        except OSError:
+            continue
+        best = None
+        for name in names:
+            if not FILE_NAME_RE.match(name):
+                continue
+            parsed = name_start_us(f"{camera}/{stream}/{sub}/{name}")
+            if parsed is not None and parsed[2] <= now_us and (best is None or name > best):
+                best = name
+        if best is not None:
+            return f"{camera}/{stream}/{sub}/{best}"
+    return None

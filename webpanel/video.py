@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, request, stream_with_context
 from werkzeug.http import quote_etag, unquote_etag
 
-from recorder import export, limits
+from recorder import export, layout, limits
 from recorder import live as live_mod
 from recorder.index import NoIndex
 from recorder.status import stream_health
@@ -24,8 +24,6 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("video", __name__, url_prefix="/api")
 
 MAX_RUNS_HEADER = 50
-# live.mp4 asks for the current segment this often (shared by a worker's viewers).
-LIVE_STATUS_AGE_S = 0.2
 
 
 # ----------------------------------------------------------------- range movies
@@ -212,8 +210,7 @@ def live(name):
     pdir = require_picorder_dir()
 
     def current_segment():
-        info = recorder_client.get_state(max_age=LIVE_STATUS_AGE_S).stream(name, stream)
-        return info.current_segment if info else None
+        return layout.current_file(pdir, name, stream, now_us())
 
     idle = current_app.config.get("LIVE_IDLE_TIMEOUT_S") or limits.LIVE_IDLE_TIMEOUT_S
     body = stream_with_context(live_mod.follow(pdir, name, stream, current_segment,
@@ -236,10 +233,7 @@ def snapshot(name):
         if errors:
             raise FieldErrors(errors)
     pdir = require_picorder_dir()
-    current = None
-    if at_us is None:
-        info = recorder_client.get_state().stream(name, stream)
-        current = info.current_segment if info else None
+    current = layout.current_file(pdir, name, stream, now_us()) if at_us is None else None
     try:
         shot = snapshots.snapshot(current_app.config, pdir, name, stream, at_us, current)
     except snapshots.NoPicture as exc:
