@@ -1,5 +1,7 @@
-"""live.mp4 follows the segment being written (real ffmpeg, -re) across segment boundaries."""
+"""live.mp4 follows the segment being written (real ffmpeg, -re, the recorder's file layout) across
+segment boundaries."""
 
+import os
 import subprocess
 import threading
 import time
@@ -8,7 +10,7 @@ import pytest
 
 from mp4_testlib import MOVFLAGS, require_ffmpeg
 from panel_support import FakeRecorder, admin_session, make_app, recorder_status, stream_status
-from recorder import mp4
+from recorder import layout, mp4
 from recorder.paths import DataPaths
 
 pytestmark = pytest.mark.integration
@@ -17,14 +19,17 @@ LATENCY_S = 0.5
 
 
 def live_ffmpeg(out_dir, seconds=8, segment_s=2):
-    out_dir.mkdir(parents=True)
+    """ffmpeg writing 2 s segments under out_dir in the recorder's layout (names in UTC)."""
+    now = time.time()
+    for t in (now, now + 86_400):                      # today's and tomorrow's day directories
+        (out_dir / time.strftime("%Y/%m/%d", time.gmtime(t))).mkdir(parents=True, exist_ok=True)
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-re", "-f", "lavfi",
             "-i", "testsrc=size=320x240:rate=15", "-t", str(seconds), "-c:v", "libx264",
             "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-bf", "0",
             "-pix_fmt", "yuv420p", "-f", "segment", "-segment_time", str(segment_s),
-            "-reset_timestamps", "1", "-segment_format", "mp4",
-            "-segment_format_options", MOVFLAGS, str(out_dir / "s%03d.mp4")]
-    return subprocess.Popen(argv)
+            "-reset_timestamps", "1", "-segment_format", "mp4", "-strftime", "1",
+            "-segment_format_options", MOVFLAGS, str(out_dir / layout.SEGMENT_NAME)]
+    return subprocess.Popen(argv, env=dict(os.environ, TZ="UTC"))
 
 
 class FileWatcher(threading.Thread):
@@ -39,15 +44,16 @@ class FileWatcher(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
-            for path in sorted(self.directory.glob("s*.mp4")):
+            for path in sorted(self.directory.glob("*/*/*/*.mp4")):
                 try:
                     scan = mp4.scan_segment(path)
                 except (OSError, mp4.Mp4Error):
                     continue
-                done = self.counts.get(path.name, 0)
+                name = str(path.relative_to(self.directory))
+                done = self.counts.get(name, 0)
                 for frag in scan.fragments[done:]:
                     self.seen.append((time.monotonic(), frag.end - frag.offset - frag.moof_size))
-                self.counts[path.name] = len(scan.fragments)
+                self.counts[name] = len(scan.fragments)
             time.sleep(0.01)
 
 
@@ -75,15 +81,15 @@ def received_fragments(chunks_with_times):
 def test_live_fragments_arrive_within_half_a_second_across_segments(tmp_path):
     require_ffmpeg()
     root = tmp_path / "root"
-    live_dir = root / "picorder" / "cam1" / "main" / "live"
+    live_dir = root / "picorder" / "cam1" / "main"
     app = make_app(tmp_path, LIVE_IDLE_TIMEOUT_S=2.0)      # end soon after ffmpeg stops
     admin = admin_session(app)
     assert admin.post("/api/cameras", json={"name": "cam1", "main_url": "rtsp://h/1"}
                       ).status_code == 201
 
     def status():
-        files = sorted(live_dir.glob("s*.mp4")) if live_dir.exists() else []
-        current = f"cam1/main/live/{files[-1].name}" if files else None
+        files = sorted(live_dir.glob("*/*/*/*.mp4"))
+        current = f"cam1/main/{files[-1].relative_to(live_dir)}" if files else None
         return recorder_status(root, [stream_status(current_segment=current)])
 
     recorder = FakeRecorder(DataPaths(tmp_path / "data").control_socket, status)
