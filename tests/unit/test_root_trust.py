@@ -182,6 +182,8 @@ def _insert_raw_camera(db_path, name, url="rtsp://127.0.0.1:9/a", **extra):
     conn = sqlite3.connect(db_path)
     fields = {"name": name, "display_name": "x", "main_url": url, "transport": "tcp",
               "enabled": 1, **extra}
+    if "activity" in {row[1] for row in conn.execute("PRAGMA table_info(camera)")}:
+        fields.setdefault("activity", 1)        # NOT NULL since config.db v2
     conn.execute(f"INSERT INTO camera({','.join(fields)}) VALUES ({','.join('?' * len(fields))})",
                  list(fields.values()))
     conn.commit()
