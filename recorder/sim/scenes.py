@@ -65,6 +65,8 @@ SCENES = {scene.name: scene for scene in (
     Scene("motion-cbr", 150, "cbr", **_MOTION),
     Scene("static-vbr", 150, "vbr", **_STATIC),
     Scene("static-cbr", 150, "cbr", **_STATIC),
+    # Short, for the e2e tests: someone walks by twice, a light is switched on between.
+    Scene("walk-by", 40, "cbr", moves=((10, 18), (28, 34)), lights=((22, 0.1),)),
 )}
 
 

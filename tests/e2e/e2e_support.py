@@ -105,11 +105,14 @@ def seed_config(paths: DataPaths, sim: SimCameras, segment_seconds: int = SEGMEN
 
 @contextmanager
 def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras: int = 1,
-                  adopt: bool = False, recorder_env: dict | None = None, stamp: bool = False):
+                  adopt: bool = False, recorder_env: dict | None = None, stamp: bool = False,
+                  scenes: tuple = ()):
     """Simulated cameras + `picorder recorder` + the panel under gunicorn, on a fresh box in base.
 
     `recorder_env`: more of the recorder's environment (for instance its PATH); `stamp`:
-    the cameras burn each frame's wall time into the picture (tests/integration/stamps.py).
+    the cameras burn each frame's wall time into the picture (tests/integration/stamps.py);
+    `scenes`: camera N plays scripted scene N (recorder/sim/scenes.py), whose start times
+    go to base/truth.jsonl.
     """
     if not shutil.which("ffmpeg"):
         pytest.fail("ffmpeg is not installed: run `make test`, which installs it")
@@ -118,7 +121,8 @@ def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras
     shots = base / "screenshots"
     shots.mkdir()
     sim = SimCameras(cameras=2, fps=15, gop=15, kbps=600, width=640, height=360,
-                     patterns="picture", stamp=stamp).start()
+                     patterns="picture", stamp=stamp, scenes=list(scenes),
+                     scene_truth=base / "truth.jsonl" if scenes else None).start()
     port = free_port()
     st = Stack(f"http://127.0.0.1:{port}", paths, sim, shots)
     env = dict(os.environ, PICORDER_DATA=str(paths.root), PICORDER_PANEL_BIND=f"127.0.0.1:{port}",

@@ -1,6 +1,7 @@
 /* picorder timeline: a scrub bar of recorded runs with zoom, hover thumbnails,
    click/drag to play and drag to select a range; two fingers pinch to zoom and drag
-   to pan (a trackpad's pinch and sideways scroll do the same). Pure DOM, no dependencies. */
+   to pan (a trackpad's pinch and sideways scroll do the same); periods of activity as a
+   band under the runs. Pure DOM, no dependencies. */
 "use strict";
 (function () {
   var HOUR = 3600e3, DAY = 24 * HOUR;
@@ -59,6 +60,8 @@
     this.render();
   };
   Timeline.prototype.setRuns = function (runs) { this.runs = runs || []; this.render(); };
+  /* Periods of activity ({start, end} in ms): a band under the recorded runs. */
+  Timeline.prototype.setActivity = function (periods) { this.activity = periods || []; this.render(); };
   Timeline.prototype.setPlayhead = function (ms) { this.playhead = ms; this._placePlayhead(); };
   /* "Now": a marker, so that the empty part after the newest video reads as "not yet". */
   Timeline.prototype.setNow = function (ms) { this.now = ms; this._placeNow(); };
@@ -127,6 +130,15 @@
       d.style.left = self.pct(a) + "%";
       d.style.width = Math.max(0, self.pct(b) - self.pct(a)) + "%";
       d.title = PC.fmtTime(run.start) + "–" + PC.fmtTime(run.end);
+    });
+    (this.activity || []).forEach(function (p) {
+      if (p.end <= self.viewStart || p.start >= end) return;
+      var d = el("div", "activity", root);
+      var a = Math.max(p.start, self.viewStart), b = Math.min(p.end, end);
+      d.style.left = self.pct(a) + "%";
+      d.style.width = Math.max(0, self.pct(b) - self.pct(a)) + "%";
+      d.title = "activity " + PC.fmtTime(p.start) + "–" + PC.fmtTime(p.end);
+      d.setAttribute("data-activity-start", String(p.start));
     });
     var step = tickPlan(this.span, root.clientWidth || 800);
     var first = new Date(this.viewStart);
