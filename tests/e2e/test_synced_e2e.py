@@ -95,6 +95,7 @@ def test_every_page_is_reachable_from_the_menu_at_390_px(stack, browser):
             link.click()
         assert page.locator(f"body[data-page={page_id}]").count() == 1, (name, page.url)
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.goto(stack.url + "/")
     page.locator("[data-menu-button]").click()
     screenshot(stack, page, "menu-phone")
     page.keyboard.press("Escape")
@@ -162,12 +163,14 @@ def test_the_dark_theme_follows_the_system_and_the_switch_is_remembered(stack, b
     light.context.close()
 
     page = sign_in(stack, browser, DESKTOP, color_scheme="dark")
-    page.goto(stack.url + "/recordings/cam1?zoom=hour")
+    start, _end = common_run(stack, page)
+    page.goto(f"{stack.url}/recordings/cam1?zoom=hour&t={start + 5:.3f}")
     assert is_dark(background(page)), background(page)
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
     card = page.evaluate("getComputedStyle(document.querySelector('.timeline')).backgroundColor")
     assert is_dark(tuple(int(v) for v in re.findall(r"\d+", card)[:3])), card
     page.locator("[data-runs-loaded]").wait_for()
+    poll(lambda: wall_ms(page) > 0, 20, what="playback")
     screenshot(stack, page, "recordings-dark-desktop")
     switch = page.locator("[data-theme-switch]")
     assert switch.get_attribute("aria-pressed") == "true"
