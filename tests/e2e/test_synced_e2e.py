@@ -26,6 +26,8 @@ SAMPLES = 3             # frames compared in the synced view, SAMPLE_GAP_S apart
 SAMPLE_GAP_S = 2
 DISTURBANCES_S = [0.8, 3.0]   # cam2's player is pushed ahead this far ...
 RECOVER_S = 4                 # ... and is back with cam1 this much later
+CLICK_AFTER_S = 15            # the timeline is clicked this long after both cameras' start
+SYNC_RATE = 4
 SETTLE_S = 3            # the synced view plays this long before the first sample
 SPEEDS = [(0.5, 0.4, 0.6, 2.0), (4, 3.0, 4.5, 2.0), (16, 10, 17, 1.0)]   # rate, min, max ratio, seconds
 PAGES = {"Cameras": "dashboard", "Live": "live", "Recordings": "recordings", "Storage": "storage",
@@ -276,5 +278,30 @@ def test_the_synced_view_plays_both_cameras_within_half_a_second(stack, browser)
     time.sleep(1)
     after = page.evaluate("Array.from(document.querySelectorAll('#synced video')).map((v) => v.paused && v.currentTime)")
     assert after == before, (before, after)
+
+    # One timeline: a click plays every camera from there, together.
+    target = start + CLICK_AFTER_S
+    box = page.locator("#synced [data-timeline]").bounding_box()
+    x = page.evaluate("(ms) => document.querySelector('#synced [data-timeline]').timeline.xOf(ms)", target * 1000)
+    page.mouse.click(x, box["y"] + box["height"] / 2)
+    clicked = time.time()
+    time.sleep(SETTLE_S)
+    stamps = decode(page.evaluate(CAPTURE_JS, list(CROP_SIZE)))
+    assert None not in stamps.values(), stamps
+    assert abs(stamps["cam1"] - stamps["cam2"]) <= SYNC_TOLERANCE_MS, stamps
+    for stamp in stamps.values():
+        assert target - 1.5 <= stamp / 1000 <= target + time.time() - clicked + 1.5, (stamp / 1000, target)
+
+    # Faster than real time, still together.
+    page.select_option("#synced [data-speed]", str(SYNC_RATE))
+    a = (wall_ms(page), time.time())
+    time.sleep(SETTLE_S)
+    stamps = decode(page.evaluate(CAPTURE_JS, list(CROP_SIZE)))
+    b = (wall_ms(page), time.time())
+    rate = (b[0] - a[0]) / 1000 / (b[1] - a[1])
+    print(f"synced view at {SYNC_RATE}x: the clock ran {rate:.2f}x, the players differ by "
+          f"{abs(stamps['cam1'] - stamps['cam2'])} ms")
+    assert SYNC_RATE * 0.75 <= rate <= SYNC_RATE * 1.1, rate
+    assert None not in stamps.values() and abs(stamps["cam1"] - stamps["cam2"]) <= SYNC_TOLERANCE_MS, stamps
     assert not page.js_errors, page.js_errors
     page.context.close()
