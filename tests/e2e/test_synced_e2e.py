@@ -305,3 +305,29 @@ def test_the_synced_view_plays_both_cameras_within_half_a_second(stack, browser)
     assert None not in stamps.values() and abs(stamps["cam1"] - stamps["cam2"]) <= SYNC_TOLERANCE_MS, stamps
     assert not page.js_errors, page.js_errors
     page.context.close()
+
+
+def test_the_synced_view_plays_the_chosen_cameras_and_says_where_one_has_nothing(stack, browser):
+    page = sign_in(stack, browser, DESKTOP)
+    start, _end = common_run(stack, page)
+    page.goto(f"{stack.url}/synced?t={start + 5:.3f}")
+    synced = page.locator("#synced")
+    poll(lambda: synced.get_attribute("data-playing") == "true", 30, what="the players to play")
+    page.uncheck("[data-sync-choose][value=cam2]")
+    assert page.locator("[data-sync-tile][data-camera=cam2]").is_hidden()
+    assert page.evaluate("document.querySelector('[data-camera=cam2] video').getAttribute('src')") is None
+    poll(lambda: "camera=cam1" in page.url and "cam2" not in page.url, 5, what="the choice in the address")
+    played = page.evaluate("document.querySelector('[data-camera=cam1] video').currentTime")
+    poll(lambda: page.evaluate("document.querySelector('[data-camera=cam1] video').currentTime") > played + 1,
+         10, what="cam1 to play on alone")
+
+    page.reload()                                          # the address keeps the choice
+    assert not page.is_checked("[data-sync-choose][value=cam2]")
+    assert page.locator("[data-sync-tile][data-camera=cam2]").is_hidden()
+    page.check("[data-sync-choose][value=cam2]")
+    page.evaluate("(ms) => document.getElementById('synced').synced.seekAll(ms, true)", (start - 120) * 1000)
+    for cam in ("cam1", "cam2"):
+        note = page.locator(f"[data-sync-tile][data-camera={cam}] [data-sync-note]")
+        poll(lambda: note.text_content() == "Not recorded at this time.", 10, what=f"{cam}'s note")
+    assert not page.js_errors, page.js_errors
+    page.context.close()
