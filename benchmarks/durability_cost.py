@@ -94,7 +94,7 @@ class Side:
         if self.sync_s is not None:
             env["PICORDER_SYNC_S"] = self.sync_s
         self.log = open(self.work / "recorder.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "recorder", "--data", str(self.data),
+        self.proc = subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(self.data),
                                       "recorder"], stdout=self.log, stderr=subprocess.STDOUT,
                                      cwd=PROJECT, env=env)
 

@@ -60,7 +60,7 @@ SIDES = ("unprotected", "protected", "direct", "direct-threads")
 
 
 def cli(data: Path, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "recorder", "--data", str(data), *args],
+    return subprocess.run([sys.executable, "-m", "picorder", "--data", str(data), *args],
                           capture_output=True, text=True, check=True, cwd=ROOT).stdout
 
 
@@ -223,7 +223,7 @@ def main(argv=None) -> int:
         env = dict(os.environ, **{k: str(v) for k, v in UNPROTECTED_ENV.items()},
                    PICORDER_PANEL_LOGLEVEL="warning")
         demo_log = open(work / "demo.log", "wb")
-        demo = subprocess.Popen([sys.executable, "-m", "recorder", "--data", str(data), "demo",
+        demo = subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(data), "demo",
                                  "--cameras", "1", "--panel-port", str(unprotected_port)],
                                 cwd=ROOT, env=env, stdout=demo_log, stderr=subprocess.STDOUT,
                                 start_new_session=True)

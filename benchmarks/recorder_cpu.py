@@ -82,7 +82,7 @@ def children_of(pid: int) -> list[int]:
 
 
 def picorder(data: Path, *args: str, input: str | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "recorder", "--data", str(data), *args],
+    subprocess.run([sys.executable, "-m", "picorder", "--data", str(data), *args],
                    input=input, text=True, check=True, capture_output=True, cwd=PROJECT)
 
 
@@ -198,7 +198,7 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         for i, url in enumerate(urls):
             picorder(data, "camera", "add", f"cam{i + 1}", url)
         log = open(workdir / f"n{n}" / "recorder.log", "w")
-        rec = subprocess.Popen([sys.executable, "-m", "recorder", "--data", str(data), "recorder"],
+        rec = subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(data), "recorder"],
                                stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
         for i, url in enumerate(bare_urls):
             procs.append(bare_ffmpeg(url, workdir / f"n{n}" / "bare" / str(i)))

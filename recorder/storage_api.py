@@ -17,7 +17,7 @@ The service only talks to a Storage (contracts.md):
 DirectoryStorage is the trivial implementation: a fixed directory, checked
 every few seconds for presence and writability. recorder.storage.DiskStorage
 (adopted disks, udev, retention) implements the same protocol; which one the
-service gets is decided by recorder.cmd_service.make_storage().
+service gets is decided by picorder.cli.service.make_storage().
 """
 
 import errno

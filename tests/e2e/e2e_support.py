@@ -131,7 +131,7 @@ def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras
         seed_config(paths, sim, segment_seconds, cameras, adopt)
         st.logs["recorder"] = base / "recorder.log"
         # Like the appliance: record only onto what is adopted (by the wizard, or above).
-        recorder = spawn([sys.executable, "-m", "recorder", "recorder", "--data", str(paths.root)],
+        recorder = spawn([sys.executable, "-m", "picorder", "recorder", "--data", str(paths.root)],
                          dict(env, PICORDER_STORAGE="disks", **(recorder_env or {})),
                          st.logs["recorder"])
         st.procs.append(recorder)

@@ -19,8 +19,8 @@ PROJECT = Path(__file__).resolve().parents[2]
 # Runs the real service in its own process; only the stall threshold is injected.
 LAUNCHER = """
 import logging, sys
-from recorder.cli import setup_logging
-from recorder.cmd_service import open_paths, run_recorder
+from picorder.cli import setup_logging
+from picorder.cli.service import open_paths, run_recorder
 import argparse
 setup_logging(True)
 logging.getLogger("peewee").setLevel(logging.INFO)
@@ -38,7 +38,7 @@ sys.exit(run_recorder(paths, **kwargs))
 
 def picorder(data: Path, *args: str, input: str | None = None, check: bool = True):
     """Run the `picorder` CLI against a data directory."""
-    argv = [sys.executable, "-m", "recorder", "--data", str(data), *args]
+    argv = [sys.executable, "-m", "picorder", "--data", str(data), *args]
     return subprocess.run(argv, input=input, capture_output=True, text=True, check=check,
                           timeout=60, cwd=PROJECT)
 

@@ -30,7 +30,7 @@ VP8_WORDS = ("the camera sends VP8, which picorder cannot store; "
 
 def picorder(data: Path, base: Path, *args) -> subprocess.CompletedProcess:
     env = dict(os.environ, PICORDER_ALLOW_LOOP="1", PICORDER_MOUNT_BASE=str(base), TZ="UTC")
-    proc = subprocess.run([sys.executable, "-m", "recorder", "--data", str(data), *args],
+    proc = subprocess.run([sys.executable, "-m", "picorder", "--data", str(data), *args],
                           capture_output=True, text=True, env=env, timeout=120, cwd=PROJECT)
     assert proc.returncode == 0, proc.stderr
     return proc
@@ -66,7 +66,7 @@ def test_an_unstorable_camera_stops_nothing_and_a_real_disk_fault_stops_all(
                TZ="UTC", PYTHONPATH=str(PROJECT))
     log_path = tmp_path / "recorder.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "recorder", "--data", str(data),
+        proc = subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(data),
                                  "recorder"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=PROJECT)
     try:

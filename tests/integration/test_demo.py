@@ -44,7 +44,7 @@ def test_demo_records_serves_the_panel_and_stops_cleanly_on_ctrl_c(tmp_path, ffm
     out = tmp_path / "demo.out"
     with open(out, "w") as sink:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "recorder", "demo", "--data", str(data), "--cameras", "1",
+            [sys.executable, "-m", "picorder", "demo", "--data", str(data), "--cameras", "1",
              "--panel-port", str(free_port())],
             stdout=sink, stderr=subprocess.STDOUT, cwd=PROJECT)
     children: list[int] = []
@@ -103,7 +103,7 @@ def test_the_demo_refuses_a_recorders_data_directory_unless_forced(tmp_path):
     out = tmp_path / "demo.out"
     with open(out, "w") as sink:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "recorder", "demo", "--data", str(data), "--force", "-v",
+            [sys.executable, "-m", "picorder", "demo", "--data", str(data), "--force", "-v",
              "--cameras", "1", "--panel-port", str(free_port())],
             stdout=sink, stderr=subprocess.STDOUT, cwd=PROJECT)
     try:

@@ -123,7 +123,7 @@ def test_range_over_recorded_segments(recording, tmp_path):
 
 
 def test_picorder_export_of_the_recording(recording, tmp_path):
-    from recorder.cli import main
+    from picorder.cli import main
     pdir, _ = recording
     rows = _reopen(pdir)
     start, end = rows[0].start_us + 500_000, rows[-1].end_us - 500_000

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_picorder_panel_serves_the_first_run_setup(tmp_path):
     port = free_port()
     data = tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, "-m", "recorder", "panel", "--data", str(data),
+    proc = subprocess.Popen([sys.executable, "-m", "picorder", "panel", "--data", str(data),
                              "--bind", f"127.0.0.1:{port}"], cwd=PROJECT_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

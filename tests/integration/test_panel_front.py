@@ -28,7 +28,7 @@ PAGE_DEADLINE_S = 2.0
 
 
 def picorder(data: Path, *args: str, stdin: str = "") -> str:
-    done = subprocess.run([sys.executable, "-m", "recorder", "--data", str(data), *args],
+    done = subprocess.run([sys.executable, "-m", "picorder", "--data", str(data), *args],
                           input=stdin, capture_output=True, text=True, cwd=PROJECT_ROOT,
                           timeout=60, check=True)
     return done.stdout

@@ -226,7 +226,7 @@ def test_the_panel_serves_the_same_bytes_as_picorder_export(admin, recorded, tmp
     served = admin.get(f"/api/cameras/cam1/recording.mp4?start={start}&end={end}")
     assert served.status_code == 200
     out = tmp_path / "export.mp4"
-    subprocess.run([sys.executable, "-m", "recorder", "--data", str(tmp_path / "data"), "export",
+    subprocess.run([sys.executable, "-m", "picorder", "--data", str(tmp_path / "data"), "export",
                     "cam1", start, end, str(out), "--root", str(root)], check=True,
                    capture_output=True, timeout=60, cwd=PROJECT_ROOT)
     assert out.read_bytes() == served.get_data()

@@ -17,7 +17,7 @@ def test_nothing_adopted_means_nothing_recorded(tmp_path, sim_cameras):
     sim = sim_cameras(cameras=1)
     data = tmp_path / "data"
     add_camera(data, "cam1", sim.url(1))
-    proc = subprocess.Popen([sys.executable, "-m", "recorder", "--data", str(data), "recorder"],
+    proc = subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(data), "recorder"],
                             cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sock = DataPaths(data).control_socket
     try:

@@ -134,7 +134,7 @@ def test_demo_killed_leaves_no_child(tmp_path, ffmpeg_available):
     out = tmp_path / "demo.out"
     with open(out, "w") as sink:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "recorder", "demo", "--data", str(data), "--cameras", "1",
+            [sys.executable, "-m", "picorder", "demo", "--data", str(data), "--cameras", "1",
              "--panel-port", str(free_port())],
             stdout=sink, stderr=subprocess.STDOUT, cwd=PROJECT, start_new_session=True)
     children: list[int] = []

@@ -80,7 +80,7 @@ def test_a_clip_server_needs_no_overlay(env_without_pango, tmp_path):
 def test_the_demo_stops_at_start_with_the_cameras_error(env_without_pango, tmp_path):
     data = tmp_path / "data"
     done = subprocess.run(
-        [sys.executable, "-m", "recorder", "demo", "--data", str(data), "--cameras", "1",
+        [sys.executable, "-m", "picorder", "demo", "--data", str(data), "--cameras", "1",
          "--panel-port", str(free_port())],
         capture_output=True, text=True, env=env_without_pango, cwd=PROJECT, timeout=START_S)
     assert done.returncode == 2

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 def picorder(data: Path, mount_base: Path, *args, check=False) -> subprocess.CompletedProcess:
     env = dict(os.environ, PICORDER_ALLOW_LOOP="1", PICORDER_MOUNT_BASE=str(mount_base))
-    proc = subprocess.run([sys.executable, "-m", "recorder", "--data", str(data), *args],
+    proc = subprocess.run([sys.executable, "-m", "picorder", "--data", str(data), *args],
                           capture_output=True, text=True, env=env, timeout=120)
     if check:
         assert proc.returncode == 0, proc.stderr

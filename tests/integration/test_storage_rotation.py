@@ -104,7 +104,7 @@ def test_kill_9_between_mark_and_delete_is_finished_at_next_start(tmp_path):
     assert left == rels[15:]
     assert not any((pdir / r).exists() for r in rels[:15])
     assert all((pdir / r).exists() for r in rels[15:])
-    check = subprocess.run([sys.executable, "-m", "recorder", "--data", str(paths.root), "check",
+    check = subprocess.run([sys.executable, "-m", "picorder", "--data", str(paths.root), "check",
                             "--root", str(root)], capture_output=True, text=True, env=env)
     assert check.returncode == 0 and "no problems found" in check.stdout, check.stdout + check.stderr
 

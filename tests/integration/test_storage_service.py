@@ -187,7 +187,7 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
 
 def picorder(data: Path, base: Path, *args, check=True) -> subprocess.CompletedProcess:
     env = dict(os.environ, PICORDER_ALLOW_LOOP="1", PICORDER_MOUNT_BASE=str(base), TZ="UTC")
-    proc = subprocess.run([sys.executable, "-m", "recorder", "--data", str(data), *args],
+    proc = subprocess.run([sys.executable, "-m", "picorder", "--data", str(data), *args],
                           capture_output=True, text=True, env=env, timeout=120)
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -219,7 +219,7 @@ def test_disk_full_retention_keeps_the_floor(loop_disks, mount_base, tmp_path, s
     env = dict(os.environ, PICORDER_ALLOW_LOOP="1", PICORDER_MOUNT_BASE=str(mount_base),
                TZ="UTC", PYTHONPATH=str(PROJECT))
     log = open(tmp_path / "recorder.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "recorder", "--data", str(data), "recorder"],
+    proc = subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(data), "recorder"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     lowest = free_bytes(root)
     try:

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from recorder import config
-from recorder.cli import main
+from picorder.cli import main
 from recorder.config import ConfigError, split_credentials, validate_camera
 
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from recorder import cmd_service, config, paths
-from recorder.cmd_service import installed_recorder_reason
+from picorder.cli import service as cmd_service
+from recorder import config, paths
+from picorder.cli.service import installed_recorder_reason
 from recorder.paths import DEMO_MARKER, DataPaths, default_demo_dir
 
 

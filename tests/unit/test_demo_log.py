@@ -6,7 +6,7 @@ import pytest
 
 from panel_support import admin_session, make_app
 from recorder import limits
-from recorder.cmd_service import DEMO_LOG_NAME, demo_log_file
+from picorder.cli.service import DEMO_LOG_NAME, demo_log_file
 from recorder.paths import DataPaths
 
 

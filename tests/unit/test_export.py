@@ -213,7 +213,7 @@ def test_format_change_stops_the_range(tmp_path, sources):
 
 
 def test_picorder_export_writes_the_same_bytes(recorded, tmp_path):
-    from recorder.cli import main
+    from picorder.cli import main
     start, end = T0 + 1_700_000, T0 + 10_300_000
     movie = export.build_range(recorded.picorder_dir, "cam1", "main", start, end)
     expected = b"".join(movie.iter_bytes())

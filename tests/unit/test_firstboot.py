@@ -5,8 +5,9 @@ import stat
 
 import pytest
 
-from recorder import config, firstboot
-from recorder.firstboot import Target, parse
+from picorder import firstboot
+from recorder import config
+from picorder.firstboot import Target, parse
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_crlf_file_is_applied_and_scrubbed_keeping_crlf(box, caplog):
 def test_unknown_keys_and_junk_lines_are_logged_and_the_rest_applied(box, caplog):
     target, firmware = box
     path = write_txt(firmware, "colour=blue\nthis line has no equals sign\nhostname=cam-box\n")
-    with caplog.at_level(logging.WARNING, logger="recorder.firstboot"):
+    with caplog.at_level(logging.WARNING, logger="picorder.firstboot"):
         problems = firstboot.run(path, target)
     messages = [str(p) for p in problems]
     assert any("line 1: unknown key 'colour'" in m for m in messages)
@@ -228,7 +229,7 @@ def test_first_boot_sets_the_admin_password_without_importing_flask(tmp_path):
     code = """if True:
         import sys
         from pathlib import Path
-        from recorder.firstboot import Target, run
+        from picorder.firstboot import Target, run
         root = Path(sys.argv[1])
         target = Target(root=root, data=root / "data", owner=None,
                         hostname_proc=root / "hostname", run_systemctl=False)

@@ -6,7 +6,7 @@ import pytest
 
 from panel_support import (ADMIN, Session, add_user, admin_session, create_admin, csrf_token,
                            issue_token, login, make_app)
-from recorder.cli import main
+from picorder.cli import main
 from recorder.paths import DataPaths
 
 PUBLIC = {"auth.login", "auth.setup", "static"}

@@ -281,8 +281,8 @@ def test_l10_a_forwarded_address_counts_only_from_the_local_socket(app):
 
 
 def test_l10_the_setup_code_of_picorder_txt_is_required(app, tmp_path):
-    from recorder import firstboot
-    from recorder.firstboot import Target
+    from picorder import firstboot
+    from picorder.firstboot import Target
     firmware = tmp_path / "firmware"
     firmware.mkdir()
     txt = firmware / "picorder.txt"

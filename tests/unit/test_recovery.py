@@ -208,7 +208,7 @@ def test_garbage_after_the_last_fragment_is_cut(pdir, sources, garbage):
 
 
 def test_picorder_check_reports_then_repairs(tmp_path, sources, capsys):
-    from recorder.cli import main
+    from picorder.cli import main
     root = tmp_path / "rec"
     pdir = root / "picorder"
     pdir.mkdir(parents=True)
@@ -230,7 +230,7 @@ def test_picorder_check_reports_then_repairs(tmp_path, sources, capsys):
 
 
 def test_picorder_check_finds_the_default_recordings(tmp_path, sources, capsys):
-    from recorder.cli import main
+    from picorder.cli import main
     from recorder.paths import DataPaths
     paths = DataPaths(tmp_path / "data")
     paths.ensure()

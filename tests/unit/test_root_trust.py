@@ -8,7 +8,8 @@ import sqlite3
 
 import pytest
 
-from recorder import config, ffmpeg, ffmpeg_user, firstboot
+from picorder import firstboot
+from recorder import config, ffmpeg, ffmpeg_user
 from recorder.ffmpeg import StreamSpec
 from recorder.paths import ENV_STATE_DIR, DataPaths, UnsafePath, inside
 from recorder.service import Recorder

@@ -140,7 +140,7 @@ def test_a_jump_in_the_camera_s_timestamps_is_noted_once_per_burst(env):  # noqa
 
 
 def test_picorder_status_prints_the_same_words():
-    from recorder.cmd_service import format_status
+    from picorder.cli.service import format_status
 
     first = T0 + 5 * S
     wire = RecorderStatus(version="1", pid=7, storage={"state": "recording", "root": "/srv"},

@@ -12,7 +12,7 @@ from pathlib import Path
 from peewee import DatabaseError
 
 from recorder import control
-from recorder.cli import UserError, add_data_option, paths_from_args
+from picorder.cli import UserError, add_data_option, paths_from_args
 from recorder.ffmpeg import files_since
 from recorder.index import close_index, open_index
 from recorder.limits import CHECK_IN_FLIGHT_S, CONTROL_TIMEOUT_S

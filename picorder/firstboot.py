@@ -6,8 +6,8 @@ entry) is logged and written back into the file as a comment, and the rest still
 applies. Secrets (passwords, the Wi-Fi passphrase, camera URLs) are removed from the
 file once applied, so the card never keeps them.
 
-Run by picorder-firstboot.service as `python -m recorder.firstboot`; the recorder
-service runs `python -m recorder.firstboot --prepare-data` before it starts.
+Run by picorder-firstboot.service as `python -m picorder.firstboot`; the recorder
+service runs `python -m picorder.firstboot --prepare-data` before it starts.
 """
 
 import argparse
@@ -432,7 +432,7 @@ def apply_setup_code(target: Target, code: str) -> None:
 
 def _cli(argv: list[str]) -> int:
     """Run one `picorder` command; its argument errors (SystemExit) are a failed exit status."""
-    from recorder import cli
+    from picorder import cli
     try:
         return cli.main(argv)
     except SystemExit as exc:
@@ -595,7 +595,7 @@ def refuse_large_file(file: Path, head: bytes) -> Problem:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recorder.firstboot",
+    parser = argparse.ArgumentParser(prog="python -m picorder.firstboot",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from peewee import DatabaseError
 
-from recorder.cli import UserError, add_data_option, paths_from_args
-from recorder.cmd_check import recording_root
+from picorder.cli import UserError, add_data_option, paths_from_args
+from picorder.cli.check import recording_root
 from recorder.export import NoRecording, build_range
 from recorder.index import NoIndex, close_index, open_index
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from recorder import config, control, limits
 from recorder.children import die_with_parent
-from recorder.cli import UserError, add_data_option, paths_from_args
-from recorder.cmd_camera import open_config_from_args
+from picorder.cli import UserError, add_data_option, paths_from_args
+from picorder.cli.camera import open_config_from_args
 from recorder.paths import DEMO_MARKER, ROOT_DATA_DIR, DataPaths, default_demo_dir
 from recorder.status import RecorderStatus, stream_health
 from recorder.storage_api import DirectoryStorage, Storage, configured_root
@@ -162,7 +162,7 @@ def demo_panel(paths: DataPaths, port: int, verbose: bool) -> ChildService | Non
     bind = f"127.0.0.1:{port}"
 
     def start():
-        argv = [sys.executable, "-m", "recorder", "panel", "--data", str(paths.root),
+        argv = [sys.executable, "-m", "picorder", "panel", "--data", str(paths.root),
                 "--bind", bind]
         env, out = None, None
         if not verbose:          # gunicorn's warnings and errors only

@@ -7,11 +7,11 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from recorder import limits
-from recorder.cli import UserError, add_data_option, paths_from_args
-from recorder.cmd_camera import open_config_from_args, read_secret_file
+from picorder.cli import UserError, add_data_option, paths_from_args
+from picorder.cli.camera import open_config_from_args, read_secret_file
 from recorder.paths import ENV_DATA
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = "gunicorn.conf.py"
 APP = "webpanel:create_app()"
 

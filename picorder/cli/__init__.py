@@ -10,12 +10,12 @@ from recorder.paths import DataPaths, resolve_data_dir
 
 # Each module exposes register(subparsers); its parsers set func=handler(args) -> int.
 COMMAND_MODULES = [
-    "recorder.cmd_camera",
-    "recorder.cmd_panel",
-    "recorder.cmd_check",
-    "recorder.cmd_disk",
-    "recorder.cmd_export",
-    "recorder.cmd_service",
+    "picorder.cli.camera",
+    "picorder.cli.panel",
+    "picorder.cli.check",
+    "picorder.cli.disk",
+    "picorder.cli.export",
+    "picorder.cli.service",
 ]
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from recorder import config
-from recorder.cli import UserError, add_data_option, paths_from_args
+from picorder.cli import UserError, add_data_option, paths_from_args
 from recorder.config import Camera, ConfigError, validate_camera
 from recorder.paths import DataPaths
 

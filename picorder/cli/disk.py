@@ -12,8 +12,8 @@ import sys
 import time
 
 from recorder import limits
-from recorder.cli import UserError, add_data_option
-from recorder.cmd_camera import open_config_from_args
+from picorder.cli import UserError, add_data_option
+from picorder.cli.camera import open_config_from_args
 from recorder.disks import DiskError
 from recorder.paths import DataPaths
 from recorder.retention import RetentionError

@@ -1,0 +1,5 @@
+"""Allow `python -m picorder`."""
+
+from picorder.cli import main
+
+raise SystemExit(main())

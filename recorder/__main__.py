@@ -1,5 +1,0 @@
-"""Allow `python -m recorder`."""
-
-from recorder.cli import main
-
-raise SystemExit(main())
