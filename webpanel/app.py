@@ -1,6 +1,5 @@
 """The panel's application factory: config, database, security, blueprints."""
 
-import importlib.util
 import logging
 import os
 import secrets
@@ -113,18 +112,9 @@ def open_config_db(app: Flask) -> None:
 
 
 def register_pages(app: Flask) -> None:
-    """Use the pages blueprint when it is installed, else a minimal home page."""
-    if importlib.util.find_spec("webpanel.pages") is not None:
-        from webpanel import pages
-        if hasattr(pages, "init_app"):
-            pages.init_app(app)
-        else:
-            app.register_blueprint(pages.bp)
-        return
-
-    @app.route("/")
-    def index():
-        return render_template("base.html")
+    """The pages' blueprints."""
+    from webpanel import pages
+    pages.init_app(app)
 
 
 def create_app(test_config=None):

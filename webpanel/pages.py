@@ -364,7 +364,7 @@ def synced():
 
 
 def export_max_s() -> int:
-    return int(getattr(limits, "EXPORT_MAX_S", 24 * 3600))
+    return limits.EXPORT_MAX_S
 
 
 @bp.route("/live")

@@ -1,7 +1,5 @@
 """The panel's view of the recorder: its status over the control socket, and the recording root."""
 
-import importlib
-import importlib.util
 import logging
 import threading
 import time
@@ -10,7 +8,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from recorder import limits
+from recorder import control, limits, storage_api
 from recorder.paths import DataPaths
 from recorder.status import RecorderStatus, StreamStatus
 
@@ -55,9 +53,6 @@ def data_paths() -> DataPaths:
 
 def call(cmd: str, *, timeout: float = limits.CONTROL_TIMEOUT_S, **args):
     """Send one command to the recorder; raise Unavailable or Refused."""
-    if importlib.util.find_spec("recorder.control") is None:
-        raise Unavailable(NOT_RUNNING)
-    control = importlib.import_module("recorder.control")
     socket_path = data_paths().control_socket
     try:
         return control.request(socket_path, cmd, timeout=timeout, **args)
@@ -117,15 +112,12 @@ def recording_root() -> Path | None:
     if state.running:
         root = state.storage().get("root")
         return Path(root) if root else None
-    if importlib.util.find_spec("recorder.storage_api") is not None:
-        storage_api = importlib.import_module("recorder.storage_api")
-        try:
-            root = storage_api.configured_root(data_paths())
-        except OSError:
-            logger.exception("cannot find the configured recording root")
-            return None
-        return Path(root) if root else None
-    return None
+    try:
+        root = storage_api.configured_root(data_paths())
+    except OSError:
+        logger.exception("cannot find the configured recording root")
+        return None
+    return Path(root) if root else None
 
 
 def picorder_dir() -> Path | None:

@@ -1,26 +1,15 @@
 """The `picorder` command: a router to the subcommands' modules."""
 
 import argparse
-import importlib
 import logging
 import sys
 
+from picorder.cli import camera, check, disk, export, panel, service
+from picorder.cli.common import UserError
 from recorder import __version__
-from recorder.paths import DataPaths, resolve_data_dir
 
 # Each module exposes register(subparsers); its parsers set func=handler(args) -> int.
-COMMAND_MODULES = [
-    "picorder.cli.camera",
-    "picorder.cli.panel",
-    "picorder.cli.check",
-    "picorder.cli.disk",
-    "picorder.cli.export",
-    "picorder.cli.service",
-]
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
+COMMANDS = [camera, panel, check, disk, export, service]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,20 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
-
-
-def add_data_option(parser: argparse.ArgumentParser) -> None:
-    """Let `--data` also follow the subcommand (`picorder recorder --data DIR`)."""
-    parser.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
-                        help="state directory holding config.db")
-
-
-def paths_from_args(args) -> DataPaths:
-    """The data directory named by --data, $PICORDER_DATA or the default."""
-    return DataPaths(resolve_data_dir(getattr(args, "data", None)))
 
 
 def setup_logging(verbose: bool = False) -> None:

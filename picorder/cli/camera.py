@@ -6,30 +6,9 @@ import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
+from picorder.cli.common import UserError, add_data_option, open_config_from_args, read_secret_file
 from recorder import config
-from picorder.cli import UserError, add_data_option, paths_from_args
 from recorder.config import Camera, ConfigError, validate_camera
-from recorder.paths import DataPaths
-
-
-def open_config_from_args(args) -> DataPaths:
-    """Open config.db in the data directory named by --data / $PICORDER_DATA."""
-    paths = paths_from_args(args)
-    try:
-        paths.ensure()
-        config.open_config(paths.config_db)
-    except OSError as exc:
-        raise UserError(f"cannot open the data directory {paths.root}: {exc.strerror}") from exc
-    return paths
-
-
-def read_secret_file(path: str) -> str:
-    """Read a password from a file ('-' for standard input), without its newline."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read the password file {path}: {exc.strerror}") from exc
-    return text.rstrip("\r\n")
 
 
 def _errors_text(exc: ConfigError) -> str:

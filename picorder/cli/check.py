@@ -1,8 +1,6 @@
 """`picorder check [--repair]`: compare the recordings index with the segment files offline."""
 
 import errno
-import importlib
-import importlib.util
 import logging
 import socket
 import time
@@ -11,8 +9,8 @@ from pathlib import Path
 
 from peewee import DatabaseError
 
+from picorder.cli.common import UserError, add_data_option, paths_from_args, recording_root
 from recorder import control
-from picorder.cli import UserError, add_data_option, paths_from_args
 from recorder.ffmpeg import files_since
 from recorder.index import close_index, open_index
 from recorder.limits import CHECK_IN_FLIGHT_S, CONTROL_TIMEOUT_S
@@ -35,36 +33,6 @@ def register(sub) -> None:
                         help="recording root holding picorder/index.db (default: the configured one)")
     add_data_option(parser)
     parser.set_defaults(func=run_check)
-
-
-def recording_root(args, paths: DataPaths) -> Path:
-    """--root, else the configured recording root, else the default recordings directory."""
-    if args.root:
-        return Path(args.root).expanduser().absolute()
-    finder = _configured_root_function()
-    if finder is None:                  # no storage part: the recorder uses the default
-        return paths.default_recordings
-    try:
-        root = finder(paths)
-    except (OSError, DatabaseError) as exc:
-        raise UserError(f"cannot read the configured recording root: {exc}; "
-                        "pass --root DIR") from exc
-    if root is None:
-        if (paths.default_recordings / "picorder" / "index.db").is_file():
-            return paths.default_recordings
-        raise UserError("no recording disk or directory is configured; pass --root DIR")
-    return Path(root)
-
-
-def _configured_root_function():
-    """configured_root(paths) of the storage part (recorder.storage_api or recorder.storage)."""
-    for name in ("recorder.storage", "recorder.storage_api"):
-        if importlib.util.find_spec(name) is None:
-            continue
-        finder = getattr(importlib.import_module(name), "configured_root", None)
-        if finder is not None:
-            return finder
-    return None
 
 
 def recorder_running(paths: DataPaths) -> bool:

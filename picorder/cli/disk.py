@@ -11,9 +11,8 @@ import logging
 import sys
 import time
 
-from recorder import limits
-from picorder.cli import UserError, add_data_option
-from picorder.cli.camera import open_config_from_args
+from picorder.cli.common import UserError, add_data_option, open_config_from_args
+from recorder import control, limits
 from recorder.disks import DiskError
 from recorder.paths import DataPaths
 from recorder.retention import RetentionError
@@ -26,10 +25,6 @@ TIMEOUTS = {"disk_format": limits.MKFS_TIMEOUT_S + 30, "disk_adopt": limits.MOUN
 
 def _remote(paths: DataPaths, cmd: str, **args):
     """Send to the running recorder; raise LookupError when none runs."""
-    try:
-        from recorder import control
-    except ImportError:
-        raise LookupError from None
     if not paths.control_socket.exists():
         raise LookupError
     try:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from peewee import DatabaseError
 
-from picorder.cli import UserError, add_data_option, paths_from_args
-from picorder.cli.check import recording_root
+from picorder.cli.common import UserError, add_data_option, paths_from_args, recording_root
 from recorder.export import NoRecording, build_range
 from recorder.index import NoIndex, close_index, open_index
 

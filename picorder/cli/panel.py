@@ -6,9 +6,9 @@ from pathlib import Path
 
 from peewee import IntegrityError
 
+from picorder.cli.common import (
+    UserError, add_data_option, open_config_from_args, paths_from_args, read_secret_file)
 from recorder import limits
-from picorder.cli import UserError, add_data_option, paths_from_args
-from picorder.cli.camera import open_config_from_args, read_secret_file
 from recorder.paths import ENV_DATA
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from picorder.cli.common import UserError, add_data_option, open_config_from_args, paths_from_args
 from recorder import config, control, limits
 from recorder.children import die_with_parent
-from picorder.cli import UserError, add_data_option, paths_from_args
-from picorder.cli.camera import open_config_from_args
 from recorder.paths import DEMO_MARKER, ROOT_DATA_DIR, DataPaths, default_demo_dir
 from recorder.status import RecorderStatus, stream_health
 from recorder.storage_api import DirectoryStorage, Storage, configured_root
@@ -153,11 +152,8 @@ def demo_cameras(paths: DataPaths, cameras: int, port: int):
     return child
 
 
-def demo_panel(paths: DataPaths, port: int, verbose: bool) -> ChildService | None:
-    """The web panel under gunicorn, once webpanel has an app (else None)."""
-    import importlib.util
-    if importlib.util.find_spec("webpanel.api") is None:
-        return None
+def demo_panel(paths: DataPaths, port: int, verbose: bool) -> ChildService:
+    """The web panel under gunicorn."""
     proc: list[subprocess.Popen] = []
     bind = f"127.0.0.1:{port}"
 
@@ -297,10 +293,7 @@ def cmd_demo(args) -> int:
     storage.adopt_demo_directory(paths)      # recordings (and retention) in the data directory
     port = args.port or free_port()
     cams = demo_cameras(paths, args.cameras, port)
-    children = [cams]
-    panel = demo_panel(paths, args.panel_port, args.verbose)
-    if panel is not None:
-        children.append(panel)
+    children = [cams, demo_panel(paths, args.panel_port, args.verbose)]
     started = []
     try:
         for child in children:

@@ -1,0 +1,61 @@
+"""What the subcommands share: the user-error type, --data, config.db and the recording root."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from peewee import DatabaseError
+
+from recorder import config, storage
+from recorder.paths import DataPaths, resolve_data_dir
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    """Let `--data` also follow the subcommand (`picorder recorder --data DIR`)."""
+    parser.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
+                        help="state directory holding config.db")
+
+
+def paths_from_args(args) -> DataPaths:
+    """The data directory named by --data, $PICORDER_DATA or the default."""
+    return DataPaths(resolve_data_dir(getattr(args, "data", None)))
+
+
+def open_config_from_args(args) -> DataPaths:
+    """Open config.db in the data directory named by --data / $PICORDER_DATA."""
+    paths = paths_from_args(args)
+    try:
+        paths.ensure()
+        config.open_config(paths.config_db)
+    except OSError as exc:
+        raise UserError(f"cannot open the data directory {paths.root}: {exc.strerror}") from exc
+    return paths
+
+
+def read_secret_file(path: str) -> str:
+    """Read a password from a file ('-' for standard input), without its newline."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read the password file {path}: {exc.strerror}") from exc
+    return text.rstrip("\r\n")
+
+
+def recording_root(args, paths: DataPaths) -> Path:
+    """--root, else the configured recording root, else the default recordings directory."""
+    if args.root:
+        return Path(args.root).expanduser().absolute()
+    try:
+        root = storage.configured_root(paths)
+    except (OSError, DatabaseError) as exc:
+        raise UserError(f"cannot read the configured recording root: {exc}; "
+                        "pass --root DIR") from exc
+    if root is None:
+        if (paths.default_recordings / "picorder" / "index.db").is_file():
+            return paths.default_recordings
+        raise UserError("no recording disk or directory is configured; pass --root DIR")
+    return Path(root)
