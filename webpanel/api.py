@@ -371,6 +371,3 @@ def token_delete(token_id):
 @login_required()
 def openapi_document():
     return jsonify(openapi.document())
-
-
-from webpanel import api_disks  # noqa: E402,F401  (registers /api/disks* on this blueprint)

@@ -2,17 +2,19 @@
 
 import logging
 
-from flask import jsonify
+from flask import Blueprint, jsonify
 from werkzeug.exceptions import HTTPException
 
 from recorder import limits
 from recorder.disks import UUID_RE
 from webpanel import recorder_client
-from webpanel.api import bp, for_role, json_body
+from webpanel.api import for_role, json_body
 from webpanel.auth import current_user, login_required
 from webpanel.inputs import FieldErrors, json_error
 
 logger = logging.getLogger(__name__)
+
+bp = Blueprint("disks", __name__, url_prefix="/api")
 
 MAX_PATH = 4096
 TIMEOUTS = {"disk_format": limits.MKFS_TIMEOUT_S + 30, "disk_adopt": limits.MOUNT_TIMEOUT_S + 10}

@@ -111,12 +111,6 @@ def open_config_db(app: Flask) -> None:
         g.pop("identity", None)
 
 
-def register_pages(app: Flask) -> None:
-    """The pages' blueprints."""
-    from webpanel import pages
-    pages.init_app(app)
-
-
 def create_app(test_config=None):
     """Build the panel: config, database, security, blueprints."""
     # Named after the package, so templates, static files and the instance folder
@@ -147,18 +141,20 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = load_secret_key(paths)
 
     open_config_db(app)
-    from webpanel import api, auth, metrics, security, streams, video
+    from webpanel import (api, api_disks, auth, metrics, pages, pages_api, pages_setup,
+                          pages_system, security, streams, video)
 
     if app.config.get("TRUST_LOCAL_PROXY", True):
         app.wsgi_app = LocalProxyFix(app.wsgi_app)
     security.init_app(app)
     auth.init_app(app)
     streams.init_app(app)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(video.bp)
+    for blueprint in (auth.bp, api.bp, api_disks.bp, video.bp):
+        app.register_blueprint(blueprint)
     metrics.init_app(app)
-    register_pages(app)
+    for blueprint in (pages.bp, pages_setup.bp, pages_system.bp, pages_api.bp):
+        app.register_blueprint(blueprint)
+    app.jinja_env.globals["utc_text"] = pages.utc_text
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected)
     return app

@@ -372,16 +372,3 @@ def export_max_s() -> int:
 def live():
     cams = [c for c in Camera.select().order_by(Camera.name) if c.enabled]
     return render_template("live.html", cameras=cams)
-
-
-# ------------------------------------------------------------------ registration
-
-def init_app(app) -> None:
-    """Register every page blueprint (and the pages' own API routes)."""
-    from webpanel import pages_api, pages_setup, pages_system
-
-    app.register_blueprint(bp)
-    app.register_blueprint(pages_setup.bp)
-    app.register_blueprint(pages_system.bp)
-    app.register_blueprint(pages_api.bp)
-    app.jinja_env.globals["utc_text"] = utc_text
