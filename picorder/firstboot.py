@@ -467,7 +467,7 @@ def prepare_data(data: Path, owner: str | None) -> None:
     The recorder runs as root; SQLite gives its WAL files the database file's owner,
     so the panel (unprivileged) can keep writing config.db. The panel's user may
     plant links in the directory, so root changes the owner of the directory and of
-    the named files only, each opened without following links (DESIGN.md decision 7).
+    the named files only, each opened without following links (docs/design.md decision 7).
     """
     paths = open_box_config(data)
     if owner is None:

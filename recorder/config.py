@@ -71,7 +71,7 @@ class Camera(BaseModel):
         """Why this row must not be used, or None.
 
         The panel's user writes config.db and the root recorder reads it back, so
-        the checks of validate_camera run again on every row it uses (DESIGN.md
+        the checks of validate_camera run again on every row it uses (docs/design.md
         decision 7).
         """
         if not isinstance(self.name, str) or not SLUG_RE.fullmatch(self.name):

@@ -63,7 +63,7 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def _open_picorder_dir(root: Path, *, create: bool) -> int:
     """Descriptor of root/picorder, refusing a link there (a disk is data, never
-    instructions: DESIGN.md decision 7). FileNotFoundError if it is missing."""
+    instructions: docs/design.md decision 7). FileNotFoundError if it is missing."""
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if create:

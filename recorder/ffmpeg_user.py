@@ -1,6 +1,6 @@
 """The unprivileged user every ffmpeg runs as, and the directories and files it may use.
 
-DESIGN.md decision 7: anything that parses network input runs unprivileged.
+docs/design.md decision 7: anything that parses network input runs unprivileged.
 The recorder runs as root (it mounts disks); each ffmpeg it starts runs as a
 dedicated system user (default `picorder-rec`, or $PICORDER_FFMPEG_USER), in
 that user's own primary group, with no supplementary groups and umask 027.

@@ -1,6 +1,6 @@
 """Timeouts, intervals and limits, kept in one place."""
 
-# Segments and fragments (DESIGN.md decision 2).
+# Segments and fragments (docs/design.md decision 2).
 SEGMENT_SECONDS = 60
 FRAGMENT_MAX_US = 1_000_000
 # The recording filesystem is synced this often (recorder.durability): a power cut

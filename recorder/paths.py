@@ -6,7 +6,7 @@ from pathlib import Path
 
 ENV_DATA = "PICORDER_DATA"
 # The recorder's own state directory: the unit points it at its StateDirectory=, which only
-# root can write (DESIGN.md decision 7).  Unset (the demo, a recorder in the foreground,
+# root can write (docs/design.md decision 7).  Unset (the demo, a recorder in the foreground,
 # where the panel runs as the same user anyway), the recorder keeps it in the data directory.
 ENV_STATE_DIR = "PICORDER_STATE_DIR"
 CLOCK_FILE_NAME = "last_time"
@@ -97,7 +97,7 @@ def inside(base: Path, *parts: str) -> Path:
 
     Root uses it for every path built from a name it did not make itself: camera
     names from config.db (the panel's user writes it), segment paths from a disk's
-    index.db (DESIGN.md decision 7).
+    index.db (docs/design.md decision 7).
     """
     path = Path(base)
     for part in parts:
@@ -115,7 +115,7 @@ def refuse_links(path: Path, *suffixes: str) -> None:
     """UnsafePath if `path` (or path + a suffix, such as SQLite's -wal) is a symbolic link.
 
     For a database on a disk: SQLite would open whatever a link names, such as the
-    box's own config.db (DESIGN.md decision 7)."""
+    box's own config.db (docs/design.md decision 7)."""
     for name in (str(path), *(str(path) + s for s in suffixes)):
         if os.path.islink(name):
             raise UnsafePath(f"{name} is a link, not a file of its own")

@@ -309,7 +309,7 @@ def _unlink_all(picorder_dir: Path, chunk: list[SegmentRef],
             segfiles.unlink(picorder_dir, seg.path)
         except UnsafePath as exc:
             # The disk's index names something that is not one of our segments:
-            # the row goes, nothing is deleted (DESIGN.md decision 7).
+            # the row goes, nothing is deleted (docs/design.md decision 7).
             logger.error("index row %d not deleted from disk: %s", seg.id, exc)
             result.refused += 1
             done.append(seg)

@@ -1,9 +1,9 @@
 """Segment files named by a disk's own index.db, reached without following any link.
 
-A disk is data, never instructions (DESIGN.md decision 7): whoever brings a disk
+A disk is data, never instructions (docs/design.md decision 7): whoever brings a disk
 (or clones one) writes its index.db and may put links on it. So a path from the
 index is used only if it matches the segment layout
-(CAM/STREAM/YYYY/MM/DD/HH-MM-SS.mp4, DESIGN.md decision 2), and it is reached by
+(CAM/STREAM/YYYY/MM/DD/HH-MM-SS.mp4, docs/design.md decision 2), and it is reached by
 opening each directory below the recording root with O_NOFOLLOW: nothing outside
 the root can be read, truncated or deleted through it.
 """

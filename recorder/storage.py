@@ -165,7 +165,7 @@ def disk_storage_wanted() -> bool:
 
 
 def adopt_demo_directory(paths: DataPaths) -> None:
-    """`picorder demo`: record into its own data directory, adopted explicitly (DESIGN.md 3)."""
+    """`picorder demo`: record into its own data directory, adopted explicitly (docs/design.md decision 3)."""
     if load_entries():
         return
     root = paths.default_recordings
@@ -234,7 +234,7 @@ class _RetentionState:
 
 
 class DiskStorage:
-    """The Storage of contracts.md: records only onto an adopted, mounted disk or directory."""
+    """The Storage (recorder/storage_api.py): records only onto an adopted, mounted disk or directory."""
 
     def __init__(self, paths: DataPaths, *, mount_base: Path | None = None,
                  allow_loop: bool = False, watcher=None, run_jobs: bool = True,

@@ -1,6 +1,6 @@
 """The Storage seam between the recorder service and where recordings go.
 
-The service only talks to a Storage (contracts.md):
+The service only talks to a Storage:
 
     start(enqueue)        begin watching; put events on the service queue
     handle(event) -> bool the main loop hands back each event the storage

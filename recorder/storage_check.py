@@ -1,6 +1,6 @@
 """Whether the recording disk failed: a reported write error is a suspicion until the disk shows it.
 
-DESIGN.md 7: a fault of one camera stays that camera's. A write error that ffmpeg
+docs/design.md decision 7: a fault of one camera stays that camera's. A write error that ffmpeg
 or the indexer reports proves nothing by itself (a camera whose stream the MP4
 muxer refused once looked like one, and stopped every camera). So a report only
 starts a check, run off the main loop while every stream keeps recording:

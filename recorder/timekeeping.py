@@ -195,7 +195,7 @@ class Timekeeper:
         """Remember the current time if it is not behind the last known time.
 
         Also while untrusted: a clock that never went backwards counts as
-        restored at the next start (DESIGN.md decision 4).
+        restored at the next start (docs/design.md decision 4).
         """
         now = self.clock.wall_us()
         if self.last_known_us is not None and now < self.last_known_us:
@@ -206,7 +206,7 @@ class Timekeeper:
     def _write(self, utc_us: int) -> bool:
         """Replace clock_file with `utc_us`; False (logged) if that failed."""
         # A fresh temporary name (O_EXCL, no links followed): outside the unit the
-        # directory may be writable by a less trusted user (DESIGN.md decision 7).
+        # directory may be writable by a less trusted user (docs/design.md decision 7).
         tmp = None
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.clock_file.name}.", suffix=".tmp",

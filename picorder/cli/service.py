@@ -44,7 +44,7 @@ def make_storage(paths: DataPaths) -> Storage:
         root = configured_root(paths)
         return DirectoryStorage(root, create=root == paths.default_recordings)
     # Nothing adopted: record nothing rather than fill whatever disk holds the
-    # data directory (DESIGN.md 3). The state says "no disk" until one is adopted.
+    # data directory (docs/design.md decision 3). The state says "no disk" until one is adopted.
     return storage.make_storage(paths)
 
 

@@ -1,4 +1,4 @@
-"""A camera's fault stays that camera's (DESIGN.md 7), on a real loop disk with real ffmpeg.
+"""A camera's fault stays that camera's (docs/design.md decision 7), on a real loop disk with real ffmpeg.
 
 Two good cameras and one that sends VP8 (which the MP4 muxer refuses: ffmpeg fails
 "writing the header", once taken for a disk error that stopped every camera) record

@@ -1,4 +1,4 @@
-"""The control socket: server and client as in contracts.md."""
+"""The control socket: server and client as recorder/control.py states the protocol."""
 
 import json
 import os

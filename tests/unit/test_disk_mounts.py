@@ -1,5 +1,5 @@
 """How the recorder mounts disks: through PID 1 when systemd runs the box, so that its
-own sandbox (a mount namespace) does not hide them (DESIGN.md decision 7)."""
+own sandbox (a mount namespace) does not hide them (docs/design.md decision 7)."""
 
 from pathlib import Path
 

@@ -1,5 +1,5 @@
 """M1 and L7: a disk is data, never instructions; viewers see nothing that identifies a
-disk (security review 2026-12, DESIGN.md decision 7)."""
+disk (security review 2026-12, docs/design.md decision 7)."""
 
 import json
 import os

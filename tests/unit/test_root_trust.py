@@ -1,5 +1,5 @@
 """H1: the root recorder trusts nothing the panel's user can plant in the data directory
-or write into config.db (security review 2026-12, DESIGN.md decision 7)."""
+or write into config.db (security review 2026-12, docs/design.md decision 7)."""
 
 import logging
 import os
