@@ -155,6 +155,11 @@ def test_two_fingers_pinch_to_zoom_and_drag_to_pan_the_timeline(stack, browser):
     assert span2 == pytest.approx(span1, rel=0.01)
     assert start2 == pytest.approx(start1 - 100 / box["width"] * span1, abs=span1 / 100)
     assert page.evaluate("document.querySelector('[data-video]').currentSrc") == "", "a pinch played"
+
+    start, _end = common_run(stack, page)
+    page.goto(f"{stack.url}/recordings/cam1?zoom=hour&t={start + 5:.3f}")
+    poll(lambda: wall_ms(page) > 0, 20, what="playback")
+    screenshot(stack, page, "recordings-playing-phone")
     assert not page.js_errors, page.js_errors
     page.context.close()
 
