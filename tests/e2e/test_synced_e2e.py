@@ -204,6 +204,7 @@ def test_playback_speed_and_a_full_size_still(stack, browser, tmp_path):
         time.sleep(seconds)
         b = page.evaluate("[document.querySelector('[data-video]').currentTime, performance.now()]")
         ratio = (b[0] - a[0]) / ((b[1] - a[1]) / 1000)
+        print(f"recordings page at {rate}x: media time ran {ratio:.2f}x")
         assert low <= ratio <= high, f"at {rate}x the media time advanced {ratio:.2f} s per second"
     page.select_option("[data-speed]", "1")
 
