@@ -132,14 +132,6 @@ def write_marker(root: Path, marker: Marker) -> None:
         os.close(dir_fd)
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def run(argv: list[str], timeout: float = limits.PROBE_CMD_TIMEOUT_S,
         check: bool = True) -> subprocess.CompletedProcess:
     """Run a system tool; a failure becomes a DiskError carrying its own message."""

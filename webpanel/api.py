@@ -15,7 +15,8 @@ from recorder.status import ClockStatus, RecorderStatus, StreamStatus, stream_he
 from webpanel import index_reader, openapi, recorder_client, video
 from webpanel.auth import current_user, login_required
 from webpanel.inputs import FieldErrors, get_camera, iso, json_error, stream_arg, time_range
-from webpanel.models import ApiToken, User, now_us, validate_token_name, validate_user
+from webpanel.models import (ROLE_ERROR, ROLES, ApiToken, User, now_us, validate_token,
+                             validate_user)
 
 logger = logging.getLogger(__name__)
 
@@ -305,8 +306,8 @@ def user_update(user_id):
         errors.update({k: v for k, v in validate_user(user.username, body["password"],
                                                       user.role).items() if k == "password"})
     role = body.get("role", user.role)
-    if role not in ("admin", "viewer"):
-        errors["role"] = "the role must be 'admin' or 'viewer'"
+    if role not in ROLES:
+        errors["role"] = ROLE_ERROR
     elif role != "admin" and _last_admin(user):
         errors["role"] = "the last admin cannot become a viewer"
     if errors:
@@ -341,12 +342,7 @@ def tokens():
 def token_create():
     body = json_body()
     name, role = body.get("name"), body.get("role", "viewer")
-    errors = {}
-    problem = validate_token_name(name)
-    if problem:
-        errors["name"] = problem
-    if role not in ("admin", "viewer"):
-        errors["role"] = "the role must be 'admin' or 'viewer'"
+    errors = validate_token(name, role)
     if errors:
         raise FieldErrors(errors)
     try:

@@ -15,6 +15,7 @@ from recorder import config
 from recorder.config import BaseModel
 
 ROLES = ("admin", "viewer")
+ROLE_ERROR = "the role must be 'admin' or 'viewer'"
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 1024
 USERNAME_MAX_LENGTH = 64
@@ -163,7 +164,7 @@ def validate_user(username, password, role) -> dict[str, str]:
     elif len(password) > PASSWORD_MAX_LENGTH:
         errors["password"] = f"the password must have at most {PASSWORD_MAX_LENGTH} characters"
     if role not in ROLES:
-        errors["role"] = "the role must be 'admin' or 'viewer'"
+        errors["role"] = ROLE_ERROR
     return errors
 
 
@@ -190,6 +191,17 @@ def validate_token_name(name) -> str | None:
     if any(ord(c) < 32 for c in name):
         return "the name must not contain control characters"
     return None
+
+
+def validate_token(name, role) -> dict[str, str]:
+    """One clear message per bad field of a new token (empty when all is well)."""
+    errors = {}
+    problem = validate_token_name(name)
+    if problem:
+        errors["name"] = problem
+    if role not in ROLES:
+        errors["role"] = ROLE_ERROR
+    return errors
 
 
 PANEL_MODELS = [User, ApiToken, LoginAttempt, SessionGeneration]

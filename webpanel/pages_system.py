@@ -18,7 +18,7 @@ from recorder import __version__, config, limits
 from recorder.config import Camera, ConfigError, Setting, validate_camera
 from webpanel import storage_forms
 from webpanel.auth import current_user, login_required
-from webpanel.models import ApiToken, User, validate_token_name, validate_user
+from webpanel.models import ApiToken, User, validate_token, validate_user
 from webpanel.pages import get_camera, recorder_call, recorder_status
 
 logger = logging.getLogger(__name__)
@@ -240,12 +240,7 @@ def user_delete(user_id):
 @login_required(role="admin")
 def token_add():
     name, role = request.form.get("name", "").strip(), request.form.get("role")
-    errors = {}
-    problem = validate_token_name(name)
-    if problem:
-        errors["name"] = problem
-    if role not in ("admin", "viewer"):
-        errors["role"] = "the role must be admin or viewer"
+    errors = validate_token(name, role)
     if not errors:
         try:
             _, token = ApiToken.issue(name, role)
