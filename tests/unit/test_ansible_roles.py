@@ -44,3 +44,18 @@ def test_every_default_is_prefixed_with_its_role_name():
         role = defaults.parent.parent.name
         for key in yaml.safe_load(defaults.read_text()):
             assert key.startswith(role + "_"), (defaults, key)
+
+
+def test_a_panel_setting_restarts_the_panel_only():
+    """Recording goes on when gunicorn's settings, the panel's environment or its unit change."""
+    role = ANSIBLE / "roles" / "picorder"
+    handlers = {h["name"]: h for h in yaml.safe_load((role / "handlers/main.yml").read_text())}
+    restarted = {name: h["ansible.builtin.systemd"]["name"] for name, h in handlers.items()
+                 if "ansible.builtin.systemd" in h}
+    assert restarted == {"Restart the recorder": "picorder-recorder.service",
+                         "Restart the panel": "picorder-panel.service"}
+    tasks = {t["name"]: t for t in yaml.safe_load((role / "tasks/services.yml").read_text())}
+    for name in ("Install the panel's gunicorn settings", "Write the panel's environment file",
+                 "Install the panel's systemd unit"):
+        assert tasks[name]["notify"] == "Restart the panel"
+    assert tasks["Install the recorder's systemd unit"]["notify"] == "Restart the recorder"
