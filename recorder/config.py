@@ -11,6 +11,7 @@ from peewee import (
     CharField,
     DateTimeField,
     IntegerField,
+    SQL,
     Model,
     SqliteDatabase,
     TextField,
@@ -57,7 +58,9 @@ class Camera(BaseModel):
     max_age_days = IntegerField(null=True)
     max_bytes = IntegerField(null=True)
     min_days = IntegerField(null=True)
-    activity = BooleanField(default=True)     # activity on the timeline (recorder.activity)
+    # Activity on the timeline (recorder.activity); DEFAULT 1 in the table too, as
+    # migration 2 adds it, so a row written without it (by hand, an old tool) has it on.
+    activity = BooleanField(default=True, constraints=[SQL("DEFAULT 1")])
     updated_at = DateTimeField(null=True)
 
     def stream_urls(self) -> dict[str, str]:

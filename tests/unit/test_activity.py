@@ -106,3 +106,15 @@ def test_config_v1_gets_the_activity_switch_on(tmp_path):
         assert config.Camera.get(config.Camera.name == "front").activity is True
     finally:
         config.db.close()
+
+
+def test_a_fresh_config_defaults_the_switch_on_for_rows_written_without_it(tmp_path):
+    path = tmp_path / "config.db"
+    try:
+        config.open_config(path)
+    finally:
+        config.db.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO camera (name, display_name, main_url, transport, enabled) "
+                     "VALUES ('side', '', 'rtsp://h/x', 'tcp', 1)")
+        assert conn.execute("SELECT activity FROM camera").fetchone()[0] == 1
