@@ -77,6 +77,9 @@ def analyse(segments: list[Path]) -> dict:
         levels = activity.analyse(path, fragments, info.timescale, key_state)
         cpu += time.process_time() + _children_cpu() - before
         frames = activity.segment_frames(fragments, info.timescale)
+        if key_state.amend is not None and key_levels:      # as the recorder does
+            key_levels[-1] = [v / 100 for v in activity.amended(
+                bytes(round(v * 100) for v in key_levels[-1]), key_state.amend)]
         key_levels.append([v / 100 for v in levels])
         size_levels.append(activity.size_scores(frames, size_state))
         origins.append(origin)

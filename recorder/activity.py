@@ -46,6 +46,8 @@ class StreamActivity:
     sizes: deque = field(default_factory=lambda: deque(maxlen=limits.ACTIVITY_BASELINE_S))
     last_thumb: list | None = None
     last_over: bool = False     # the last pair of keyframes changed past the threshold
+    held: tuple | None = None   # (first second, end, score) of a last pair held back
+    amend: tuple | None = None  # the held pair of the segment before, to be marked after all
 
 
 @dataclass
@@ -202,12 +204,12 @@ def keyframe_scores(frames: Frames, thumbs: list[bytes], state: StreamActivity) 
     """Per second: changed blocks between consecutive keyframes, divided by the threshold.
 
     The change between two keyframes counts for the seconds between them (to the
-    nearest second); the
-    first keyframe of a segment is compared with the last one of the segment before.
-    A change past the threshold between one pair of keyframes only, with none before
-    or after it, is a step (a light switched, the day/night switch), not motion: it is
-    left out. The last pair of a segment counts only with the pair before it (what
-    follows is not known yet): motion starting there shows from the next segment on.
+    nearest second); the first keyframe of a segment is compared with the last one of
+    the segment before. A change past the threshold between one pair of keyframes
+    only, with none before or after it, is a step (a light switched, the day/night
+    switch), not motion: it is left out. A segment's last pair with no change before it
+    is held: if the next segment's first pair changed too, state.amend says which
+    seconds at the end of this segment (its levels in state.previous) become active.
     """
     n = frames.seconds
     scores = [0.0] * n
@@ -226,16 +228,22 @@ def keyframe_scores(frames: Frames, thumbs: list[bytes], state: StreamActivity) 
             pairs.append((first, min(n, max(first + 1, round(t))), score))
         previous, previous_t = current, t
     over = [score >= 1.0 for _, _, score in pairs]
+    held, state.amend = None, None
+    if state.held is not None and over and over[0]:
+        state.amend = state.held         # the motion began at the end of the segment before
     for i, (first, end, score) in enumerate(pairs):
         before = over[i - 1] if i > 0 else state.last_over
+        if over[i] and not before and i + 1 == len(pairs):
+            held = (first, end, score)
+            continue
         after = over[i + 1] if i + 1 < len(pairs) else False
         if over[i] and not (before or after):
             continue
         for second in range(first, end):
             scores[second] = max(scores[second], score)
     state.last_thumb = previous
-    if over:
-        state.last_over = over[-1]
+    if pairs:
+        state.last_over, state.held = over[-1], held
     return scores
 
 
@@ -261,6 +269,16 @@ def analyse(path: Path, fragments: list[Fragment], timescale: int, state: Stream
     if not frames.times:
         return b""
     return levels(keyframe_scores(frames, thumbnails(path, fragments, ffmpeg), state))
+
+
+def amended(previous: bytes, amend: tuple) -> bytes:
+    """`previous` levels with a held pair of keyframes (StreamActivity.amend) marked."""
+    first, end, score = amend
+    out = bytearray(previous)
+    level = max(0, min(MAX_LEVEL, round(score * ACTIVE_LEVEL)))
+    for second in range(first, min(end, len(out))):
+        out[second] = max(out[second], level)
+    return bytes(out)
 
 
 @dataclass

@@ -245,6 +245,7 @@ class Recorder:
         self.activity = IndexWriter("activity")
         self._activity_streams: set[str] = set()        # keys of streams analysed
         self._activity_state: dict[str, activity.StreamActivity] = {}  # activity thread only
+        self._activity_last: dict[str, tuple] = {}      # key -> (rel, seg, levels) analysed last
         self.flusher = Flusher(self.enqueue)     # syncs the recording disk (power cuts)
         self.control = None
         self.probe: ReachabilityProbe | None = None
@@ -680,9 +681,16 @@ class Recorder:
             logger.exception("%s: no activity for %s", key, rel)
             return
         levels = activity.analyse(path, fragments, info.timescale, state)
+        jobs = [(rel, seg, levels)]
+        previous = self._activity_last.get(key)
+        if state.amend is not None and previous is not None:    # motion began in it
+            jobs.append((previous[0], previous[1], activity.amended(previous[2], state.amend)))
+        self._activity_last[key] = jobs[0]
 
-        self.writer.submit(lambda: queries.store_activity(rel, seg.camera, seg.start_us,
-                                                          seg.end_us, levels))
+        def store():
+            for path_, seg_, levels_ in jobs:
+                queries.store_activity(path_, seg_.camera, seg_.start_us, seg_.end_us, levels_)
+        self.writer.submit(store)
 
     def _on_ingested(self, event: Ingested) -> None:
         proc = self.procs.get(event.key)

@@ -27,10 +27,11 @@ def stack(tmp_path_factory):
         yield st
 
 
-def scripted(stack) -> list[tuple[float, float]]:
-    """Wall-clock intervals (epoch s) of the motion in the first loop of camera 1's sub stream."""
+def scripted(stack, loops: int = 1) -> list[tuple[float, float]]:
+    """Wall-clock intervals (epoch s) of the motion in the first loops of camera 1's sub stream."""
     scene, start = read_truth(stack.truth_file)["cam1/sub"]
-    return [(start + a, start + b) for a, b in scene.moves]
+    return [(start + k * scene.seconds + a, start + k * scene.seconds + b)
+            for k in range(loops) for a, b in scene.moves]
 
 
 def periods(stack, page, start: float, end: float) -> list[tuple[float, float]]:
@@ -85,10 +86,12 @@ def test_band_is_drawn_under_the_runs_where_the_motion_was(stack, browser, found
         x = page.evaluate("t => document.querySelector('[data-timeline]').timeline.xOf(t)",
                           (ta + tb) / 2 * 1000)
         assert any(b["x"] - 1 <= x <= b["x"] + b["width"] + 1 for b in boxes), (x, boxes)
+    every_loop = scripted(stack, loops=20)     # the scene repeats while the test runs
     for box in boxes:
-        outside = [page.evaluate("x => document.querySelector('[data-timeline]').timeline"
-                                 ".timeAt(x)", x) / 1000 for x in (box["x"], box["x"] + box["width"])]
-        assert any(outside[0] < tb + EDGE_S and outside[1] > ta - EDGE_S for ta, tb in truth)
+        ends = [page.evaluate("x => document.querySelector('[data-timeline]').timeline"
+                              ".timeAt(x)", x) / 1000 for x in (box["x"], box["x"] + box["width"])]
+        assert any(ends[0] < tb + EDGE_S and ends[1] > ta - EDGE_S for ta, tb in every_loop), (
+            ends, every_loop)
         assert box["y"] >= run_box["y"] + run_box["height"] - 1      # under the recorded run
     assert int(page.locator("[data-activity-summary]").get_attribute("data-day-count")) >= 2
     assert "periods of activity on" in page.locator("[data-activity-summary]").inner_text()
@@ -96,6 +99,9 @@ def test_band_is_drawn_under_the_runs_where_the_motion_was(stack, browser, found
     assert thumbs.count() >= len(truth)
     poll(lambda: page.evaluate("document.querySelector('[data-activity-thumb] img')"
                                ".naturalWidth") > 0, 20, 0.2, "the first thumbnail")
+    # For the picture: three minutes around the motion (the page's views are an hour or more).
+    page.evaluate("t => document.querySelector('[data-timeline]').timeline.setView(t, 180e3)",
+                  truth[0][0] * 1000 - 60e3)
     screenshot(stack, page, "recordings-activity")
     assert not page.js_errors
     page.context.close()
@@ -117,15 +123,28 @@ def test_next_and_previous_land_on_the_scripted_starts(stack, browser, found):
                                not in (None, before))
                       and page.locator("#recordings").get_attribute("data-activity-target"),
                       15, 0.1, f"a jump on {key}")
-        assert abs(float(target) / 1000 - expect) <= EDGE_S, (key, float(target) / 1000, expect)
-        poll(lambda: abs(float(clock.get_attribute("data-wall-ms")) / 1000 - expect) <= EDGE_S,
-             20, 0.2, f"the player at the activity after {key}")
+        assert abs(float(target) / 1000 - expect) <= EDGE_S, (
+            key, float(target) / 1000, expect, before,
+            page.locator("#recordings").get_attribute("data-activity-from"),
+            periods(stack, page, truth[0][0] - 30, truth[-1][1] + 30))
+        landed(float(target), f"the player at the activity after {key}")
+
+    def landed(target_ms: float, what: str) -> None:
+        """The player plays from target_ms (not merely passing by it)."""
+        poll(lambda: page.evaluate("document.getElementById('recordings').recordings.state.cur"
+                                   "?.start") == target_ms
+             and abs(float(clock.get_attribute("data-wall-ms")) - target_ms) <= EDGE_S * 1000,
+             20, 0.2, what)
 
     press("n", truth[0][0])
     press("n", truth[1][0])
     press("p", truth[0][0])
+    first_target = page.locator("#recordings").get_attribute("data-activity-target")
     page.locator("[data-activity-nav='1']").click()            # the button does the same
-    poll(lambda: abs(float(clock.get_attribute("data-wall-ms")) / 1000 - truth[1][0]) <= EDGE_S,
-         20, 0.2, "the player at the second activity")
+    target = poll(lambda: page.locator("#recordings").get_attribute("data-activity-target")
+                  != first_target and page.locator("#recordings").get_attribute(
+                      "data-activity-target"), 15, 0.1, "a jump on the button")
+    assert abs(float(target) / 1000 - truth[1][0]) <= EDGE_S
+    landed(float(target), "the player at the second activity")
     assert not page.js_errors
     page.context.close()

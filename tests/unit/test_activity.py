@@ -118,3 +118,35 @@ def test_a_fresh_config_defaults_the_switch_on_for_rows_written_without_it(tmp_p
         conn.execute("INSERT INTO camera (name, display_name, main_url, transport, enabled) "
                      "VALUES ('side', '', 'rtsp://h/x', 'tcp', 1)")
         assert conn.execute("SELECT activity FROM camera").fetchone()[0] == 1
+
+
+def _grid(box_at: int | None = None) -> bytes:
+    """A 16 x 9 grid of block means: a gradient, with a bright 2 x 2 box."""
+    cells = [40 + (i % 16) * 8 + (i // 16) * 4 for i in range(144)]
+    if box_at is not None:
+        for i in (box_at, box_at + 1, box_at + 16, box_at + 17):
+            cells[i] = 255
+    return bytes(cells)
+
+
+def _keyframes(count: int) -> activity.Frames:
+    times = [float(i) for i in range(count)]
+    return activity.Frames(times, [1000] * count, [True] * count)
+
+
+def test_motion_starting_in_a_segments_last_pair_is_marked_there_by_the_next_segment():
+    state = StreamActivity()
+    first = activity.keyframe_scores(_keyframes(6), [_grid()] * 5 + [_grid(40)], state)
+    assert max(first) < 1.0 and state.held is not None        # held: maybe a light step
+    second = activity.keyframe_scores(_keyframes(4), [_grid(44), _grid(48), _grid(), _grid()],
+                                      state)
+    assert state.amend is not None and second[0] >= 1.0
+    fixed = activity.amended(activity.levels(first), state.amend)
+    assert fixed[4] >= ACTIVE_LEVEL and max(fixed[:4]) == 0
+
+
+def test_a_step_in_a_segments_last_pair_stays_out():
+    state = StreamActivity()                  # something appeared, then nothing changes
+    activity.keyframe_scores(_keyframes(6), [_grid()] * 5 + [_grid(40)], state)
+    after = activity.keyframe_scores(_keyframes(3), [_grid(40)] * 3, state)
+    assert state.amend is None and max(after) < 1.0

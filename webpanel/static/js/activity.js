@@ -95,12 +95,16 @@
   }
 
   function jump(dir) {
-    var at = rec.state.cur && tl.playhead != null ? tl.playhead : rec.state.focus;
+    // From where the player is, or is about to be (a jump waiting for fresh runs).
+    var at = rec.state.pending != null ? rec.state.pending
+      : rec.state.cur && tl.playhead != null ? tl.playhead : rec.state.focus;
     var a = dir > 0 ? at + EDGE_MS : at - SEARCH_MS, b = dir > 0 ? at + SEARCH_MS : at - EDGE_MS;
+    sec.setAttribute("data-activity-from", String(at));
     fetchPeriods(a, b).then(function (periods) {
-      // The answer is clipped to [a, b): a period starting at a began before it.
+      // The answer is clipped to [a, b): a period starting at a (in the ms the query
+      // was rounded to) began before it.
       var starts = periods.map(function (p) { return p.start; })
-        .filter(function (s) { return s > a; });
+        .filter(function (s) { return s > a + 1; });
       var target = dir > 0 ? starts[0] : starts[starts.length - 1];
       if (target == null) {
         summary.textContent = dir > 0 ? "No later activity within 7 days."
