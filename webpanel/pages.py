@@ -176,6 +176,7 @@ def camera_fields_from_form(form, existing: Camera | None) -> tuple[dict, dict]:
     elif password:
         fields["password"] = password
     fields["enabled"] = bool(form.get("enabled"))
+    fields["activity"] = bool(form.get("activity"))
     for key in RETENTION_FIELDS:
         if key in form:
             fields[key] = form.get(key, "").strip() or None
@@ -245,11 +246,12 @@ def camera_form_values(cam: Camera | None, form=None) -> dict:
     if form is not None:
         values = {k: v for k, v in form.items() if k != "password"}
         values["enabled"] = bool(form.get("enabled"))
+        values["activity"] = bool(form.get("activity"))
     elif cam is not None:
         values = cam.to_public()
         values["max_gb"] = f"{cam.max_bytes / GIB:g}" if cam.max_bytes else ""
     else:
-        values = {"enabled": True, "transport": "tcp"}
+        values = {"enabled": True, "activity": True, "transport": "tcp"}
     values["has_password"] = bool(cam and cam.password)
     return values
 

@@ -396,3 +396,16 @@ def test_live_of_a_failing_camera_says_what_is_wrong(app, admin, tmp_path):
         fake.close()
     assert response.status_code == 503
     assert response.get_json()["error"] == "gate/main is not recording now (no stream at this path)"
+
+
+def test_the_camera_form_switches_activity_on_by_default_and_off(app, admin):
+    page = admin.get("/cameras/new", headers=HTML).get_data(as_text=True)
+    assert 'name="activity" value="1" checked' in page
+    post(admin, "/cameras/new", {"name": "cam1", "main_url": "rtsp://10.0.0.2/s", "enabled": "1",
+                                 "activity": "1", "transport": "tcp"})
+    assert cameras(app)[0]["activity"] is True
+    post(admin, "/cameras/cam1/edit", {"main_url": "rtsp://10.0.0.2/s", "enabled": "1",
+                                       "transport": "tcp"})
+    assert cameras(app)[0]["activity"] is False
+    page = admin.get("/cameras/cam1/edit", headers=HTML).get_data(as_text=True)
+    assert 'name="activity" value="1">' in page
