@@ -150,3 +150,16 @@ def test_a_step_in_a_segments_last_pair_stays_out():
     activity.keyframe_scores(_keyframes(6), [_grid()] * 5 + [_grid(40)], state)
     after = activity.keyframe_scores(_keyframes(3), [_grid(40)] * 3, state)
     assert state.amend is None and max(after) < 1.0
+
+
+def test_each_camera_analyses_its_sub_stream_else_its_main_and_none_when_off(tmp_path):
+    from recorder.service import Recorder
+    try:
+        config.open_config(tmp_path / "config.db")
+        config.Camera.create(name="front", main_url="rtsp://h/1", sub_url="rtsp://h/1s")
+        config.Camera.create(name="yard", main_url="rtsp://h/2")
+        config.Camera.create(name="gate", main_url="rtsp://h/3", activity=False)
+        config.Camera.create(name="shed", main_url="rtsp://h/4", enabled=False)
+        assert Recorder.activity_streams(None) == {"front/sub", "yard/main"}
+    finally:
+        config.db.close()
