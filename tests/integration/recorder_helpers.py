@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers.waiting import wait_for
 from recorder import control
 from recorder.paths import DataPaths
 
@@ -125,18 +126,6 @@ class RecorderProcess:
 
     def children(self) -> list[int]:
         return descendants(self.proc.pid)
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def descendants(pid: int) -> list[int]:

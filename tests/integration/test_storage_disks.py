@@ -30,16 +30,6 @@ def picorder(data: Path, mount_base: Path, *args, check=False) -> subprocess.Com
     return proc
 
 
-def wait_for(predicate, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
 def next_event(events: queue.Queue, match, timeout: float):
     """The first queued udev event whose properties match, or None after timeout."""
     deadline = time.monotonic() + timeout

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.waiting import poll
 from recorder import config, disks
 from recorder.drives import DriveEvent
 from recorder.paths import DataPaths
@@ -41,16 +42,6 @@ class FakeWatcher:
 
     def stop(self):
         self.callback = None
-
-
-def wait_for(predicate, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def files_outside(top: Path, root: Path) -> set[str]:
@@ -128,7 +119,7 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
             st = status()
             return (st["storage"]["state"] == STATE_RECORDING and len(st["streams"]) == 2
                     and all(s["last_segment_utc_us"] for s in st["streams"]))
-        assert wait_for(recording, 40), status()
+        assert poll(recording, 40), status()
         assert any(p.endswith("index.db") for p in open_under(root))
         before = files_outside(tmp_path, root)
 
@@ -141,8 +132,8 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
             return (st["storage"]["state"] == STATE_MISSING and st["storage"]["root"] is None
                     and all(s["state"] == "STOPPED" and s["pid"] is None
                             and s["problem"] == "disk missing" for s in st["streams"]))
-        assert wait_for(stopped, 5), status()
-        assert wait_for(lambda: not open_under(root), 5), open_under(root)
+        assert poll(stopped, 5), status()
+        assert poll(lambda: not open_under(root), 5), open_under(root)
         assert time.monotonic() - t0 < 2.0, "streams stopped and index closed within 2 s"
         settled = newest_mtime(root)
         time.sleep(2.5)
@@ -153,16 +144,16 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
         # Re-plug: recording resumes onto the same disk, old recordings still there.
         t0 = time.monotonic()
         watcher.callback(DriveEvent("add", fake_disk.properties, None, fake_disk.size_bytes))
-        assert wait_for(lambda: all(s["state"] == "RUNNING" for s in status()["streams"])
+        assert poll(lambda: all(s["state"] == "RUNNING" for s in status()["streams"])
                         and status()["storage"]["state"] == STATE_RECORDING, 10)
         assert time.monotonic() - t0 < 10
-        assert wait_for(lambda: len(list((root / "picorder").rglob("*.mp4"))) > rows_before + 2, 15)
+        assert poll(lambda: len(list((root / "picorder").rglob("*.mp4"))) > rows_before + 2, 15)
 
         # An I/O error one stream reports, which the disk does not show (its write probe
         # passes): the disk stays, and no stream stops.
         pids = {s["camera"]: s["pid"] for s in status()["streams"]}
         rec.enqueue(DiskFailure("cam1/main", errno.EIO, "av_interleaved_write_frame(): I/O error"))
-        assert wait_for(lambda: status()["storage"]["disk_check"]["finding"], 5)
+        assert poll(lambda: status()["storage"]["disk_check"]["finding"], 5)
         st = status()
         assert st["storage"]["state"] == STATE_RECORDING, st["storage"]
         assert {s["camera"]: s["pid"] for s in st["streams"]} == pids
@@ -172,8 +163,8 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
         kernel["problem"] = "the kernel made the disk's filesystem read-only (it found errors on it)"
         t0 = time.monotonic()
         rec.enqueue(DiskFailure("cam1/main", errno.EROFS, "Read-only file system"))
-        assert wait_for(stopped, 5), status()
-        assert wait_for(lambda: not open_under(root), 5), open_under(root)
+        assert poll(stopped, 5), status()
+        assert poll(lambda: not open_under(root), 5), open_under(root)
         assert time.monotonic() - t0 < 2.0
         assert "I/O error, and the disk shows it" in status()["storage"]["detail"]
         assert files_outside(tmp_path, root) == before

@@ -2,59 +2,26 @@
 
 import pytest
 
+import fakes
 from recorder import limits
 from recorder.ffmpeg import StreamSpec
 from recorder.process import (
     CurrentSegmentHint, DiskFailure, SegmentClosed, State, StreamProcess, backoff_delay,
     day_dirs, host_wall_us,
 )
-from recorder.timekeeping import Clock, Timekeeper
+from recorder.timekeeping import Timekeeper
 
 T0_WALL = 1_790_000_000_000_000
 
 
-class FakeClock(Clock):
+class FakeClock(fakes.FakeClock):
     def __init__(self):
-        self.mono = 1_000_000_000
-        self.wall_offset = T0_WALL - self.mono
-
-    def wall_us(self):
-        return self.mono + self.wall_offset
-
-    def mono_us(self):
-        return self.mono
-
-    def advance(self, seconds):
-        self.mono += int(seconds * 1e6)
+        super().__init__(T0_WALL)
 
 
-class FakeChild:
-    def __init__(self, pid, argv):
-        self.pid = pid
-        self.argv = argv
-        self.rc = None
-        self.stop_requests = 0
-        self.killed = False
-
-    def poll(self):
-        return self.rc
-
-    def request_stop(self):
-        self.stop_requests += 1
-
-    def kill(self):
-        self.killed = True
-        self.rc = -9
-
-
-class FakeSpawn:
+class FakeSpawn(fakes.FakeSpawn):
     def __init__(self):
-        self.children = []
-
-    def __call__(self, argv_fn, sink):
-        child = FakeChild(1000 + len(self.children), argv_fn(progress_fd=3, segments_fd=4))
-        self.children.append(child)
-        return child
+        super().__init__(record_argv=True)
 
 
 @pytest.fixture

@@ -3,37 +3,16 @@
 import time
 from pathlib import Path
 
+import fakes
 from recorder import config
 from recorder.paths import DataPaths
-from recorder.process import SEGMENTS, State
+from recorder.process import State
 from recorder.service import Recorder
 
 
-class FakeChild:
-    def __init__(self, pid, sink):
-        self.pid = pid
-        self.sink = sink
-        self.rc = None
-
-    def poll(self):
-        return self.rc
-
-    def request_stop(self):
-        self.rc = 255
-        self.sink(SEGMENTS, None)          # ffmpeg closes its segment list at exit
-
-    def kill(self):
-        self.request_stop()
-
-
-class FakeSpawn:
+class FakeSpawn(fakes.FakeSpawn):
     def __init__(self):
-        self.children = []
-
-    def __call__(self, argv_fn, sink):
-        child = FakeChild(50_000 + len(self.children), sink)
-        self.children.append(child)
-        return child
+        super().__init__(first_pid=50_000, exits_on_stop=True)
 
 
 class Flip:

@@ -11,6 +11,7 @@ from pathlib import Path
 import peewee
 import pytest
 
+import fakes
 from mp4_testlib import ffmpeg_segments, require_ffmpeg
 from recorder import config
 from recorder.index import Segment
@@ -19,31 +20,9 @@ from recorder.process import SEGMENTS, State
 from recorder.service import Recorder
 
 
-class FakeChild:
-    def __init__(self, pid, sink):
-        self.pid = pid
-        self.sink = sink
-        self.rc = None
-
-    def poll(self):
-        return self.rc
-
-    def request_stop(self):
-        if self.rc is None:
-            self.rc = 255
-            self.sink(SEGMENTS, None)
-
-    def kill(self):
-        self.request_stop()
-
-
-class FakeSpawn:
+class FakeSpawn(fakes.FakeSpawn):
     def __init__(self):
-        self.children = []
-
-    def __call__(self, argv_fn, sink):
-        self.children.append(FakeChild(60_000 + len(self.children), sink))
-        return self.children[-1]
+        super().__init__(first_pid=60_000, exits_on_stop=True)
 
 
 class FixedStorage:

@@ -2,36 +2,19 @@
 
 import pytest
 
+import fakes
 from recorder import limits
 from recorder.ffmpeg import StreamSpec
 from recorder.process import CurrentSegmentHint, SegmentClosed, State, StreamProcess
-from recorder.timekeeping import Clock, RunAnchor, Timekeeper
+from recorder.timekeeping import RunAnchor, Timekeeper
 
 T0 = 1_790_000_000_000_000
 HOUR = 3600 * 1_000_000
 
 
-class FakeClock(Clock):
+class FakeClock(fakes.FakeClock):
     def __init__(self, wall=T0):
-        self.mono = 5_000_000
-        self.wall_offset = wall - self.mono
-        self.set_calls = []
-
-    def wall_us(self):
-        return self.mono + self.wall_offset
-
-    def mono_us(self):
-        return self.mono
-
-    def advance(self, seconds):
-        self.mono += int(seconds * 1e6)
-
-    def step(self, us):                     # the host clock jumps (NTP sync, RTC-less Pi)
-        self.wall_offset += us
-
-    def set_wall_us(self, utc_us):
-        self.set_calls.append(utc_us)
-        self.wall_offset = utc_us - self.mono
+        super().__init__(wall, mono_us=5_000_000)
 
 
 def test_trust_sources(tmp_path):
