@@ -35,6 +35,9 @@ DRIFT_MAX_RATE = 0.01
 # lists an end as the last frame's time plus its nominal duration).
 CONTIGUOUS_SLACK_US = 100_000
 STOP_GRACE_S = 5.0              # SIGINT/'q' -> wait this long -> SIGKILL
+# A new run after a discontinuity starts this long after the wall-clock second turns, when
+# it must not open its first file in the second the cut run opened its newest one.
+NEW_SECOND_MARGIN_S = 0.05
 KILL_WAIT_S = 2.0               # after SIGKILL, wait this long for the reap
 
 

@@ -198,6 +198,11 @@ class _Run:
     exit_seen: float | None = None          # when its exit was first seen, still unjudged
     # Segments listed before the anchor settled: (entry, wall us, loop time when listed).
     unplaced: list = field(default_factory=list)
+    stop_asked: float | None = None         # a run cut at a discontinuity: asked to stop then
+    killed: bool = False
+    # Wall time by which ffmpeg had opened its newest file (None: not known yet). A new run
+    # must not open a file in that second: it would have the same name (HH-MM-SS.mp4).
+    opened_wall_us: int | None = None
 
 
 class StreamProcess:
@@ -240,6 +245,8 @@ class StreamProcess:
         self.metrics = StreamMetrics()
         self.run: _Run | None = None
         self.runs: dict[int, _Run] = {}          # runs whose segment list is still open
+        self.cut_runs: list[_Run] = []           # cut at a discontinuity, still finishing
+        self.respawn_at: float | None = None     # the run after a cut starts then
         self.untrusted: list[RunAnchor] = []     # runs placed on an untrusted clock
         self._after_stop = "stop"
         self._stop_started = 0.0
@@ -293,6 +300,7 @@ class StreamProcess:
         """Stop recording: ask ffmpeg to finish its segment, kill it after the grace time."""
         if self.probe is not None:
             self.probe.unwatch(self.key)
+        self.respawn_at = None
         if self.state in (State.STARTING, State.RUNNING):
             self._begin_stop("stop", problem)
         elif self.state == State.STOPPING:
@@ -429,9 +437,15 @@ class StreamProcess:
 
     def tick(self, now: float) -> None:
         """Reap, watch and retry: called by the main loop a few times a second."""
-        for held in self.runs.values():
+        for held in list(self.runs.values()):
             if held.unplaced and now - held.unplaced[0][2] > limits.ANCHOR_SETTLE_MAX_S:
                 self._place_segments(held)
+        for cut in list(self.cut_runs):
+            self._reap_cut_run(cut, now)
+        if self.respawn_at is not None and now >= self.respawn_at:
+            self.respawn_at = None
+            if self.state == State.STARTING and self.run is None:
+                self._spawn(now)
         run = self.run
         if run and run.child and not run.exited:
             rc = run.child.poll()
@@ -443,6 +457,25 @@ class StreamProcess:
             self._watchdog(now)
         elif self.state == State.STOPPING:
             self._escalate(now)
+
+    def _reap_cut_run(self, run: _Run, now: float) -> None:
+        """A run cut at a discontinuity, still finishing beside its successor: reap it,
+        or kill it after STOP_GRACE_S."""
+        rc = run.child.poll()
+        if rc is not None:
+            self.cut_runs.remove(run)
+            run.exited = True
+            ffmpeg.remove_source_file(run.source_file)
+            run.source_file = None
+            logger.info("%s: ffmpeg pid %d (cut run) exited with %d", self.key, run.child.pid, rc)
+        elif not run.killed and now - run.stop_asked > limits.STOP_GRACE_S:
+            logger.warning("%s: ffmpeg pid %d did not stop in %.0f s: killing it",
+                           self.key, run.child.pid, limits.STOP_GRACE_S)
+            run.killed = True
+            try:
+                run.child.kill()
+            except ProcessLookupError:
+                pass
 
     def _last_words_read(self, run: _Run, rc: int, now: float) -> bool:
         """A failed ffmpeg is judged by what it said, which the pipe reader may not have passed
@@ -490,6 +523,8 @@ class StreamProcess:
 
     def _watchdog(self, now: float) -> None:
         run = self.run
+        if run is None:                         # a new run starts at respawn_at
+            return
         if self.state == State.STARTING:
             if now - run.spawned > max(self.stall_s, limits.STARTING_TIMEOUT_S):
                 self._restart(ffmpeg.NO_ANSWER, "no video arrived")
@@ -521,13 +556,14 @@ class StreamProcess:
                 pass
 
     def kill_now(self) -> None:
-        """Immediate exit (second signal): SIGKILL without waiting."""
-        run = self.run
-        if run and run.child and not run.exited:
-            try:
-                run.child.kill()
-            except ProcessLookupError:
-                pass
+        """Immediate exit (second signal): SIGKILL without waiting (a cut run still
+        finishing too)."""
+        for run in [r for r in (self.run, *self.cut_runs) if r is not None]:
+            if run.child and not run.exited:
+                try:
+                    run.child.kill()
+                except ProcessLookupError:
+                    pass
 
     # ------------------------------------------------------------------ lines
 
@@ -540,6 +576,10 @@ class StreamProcess:
             if line is None:
                 self._place_segments(run)
                 self.runs.pop(run_id, None)
+                waiting = self.run
+                if run.stop_asked is not None and waiting and waiting.unplaced \
+                        and waiting.anchor.settled:
+                    self._place_segments(waiting)     # it waited for this list to close
                 if run is self.run and self.state == State.STOPPING and not run.exited:
                     # ffmpeg closes its list as it exits: reap it now, not at the next
                     # tick, so that a run cut at a discontinuity restarts sooner.
@@ -581,6 +621,7 @@ class StreamProcess:
         if self.state == State.STARTING and block.frame > 0:
             self.running_since = now
             run.last_segment = now
+            run.opened_wall_us = run.opened_wall_us or host_wall_us()
             self.set_state(State.RUNNING, None)
             self.emit(CurrentSegmentHint(self.key, run.run_id, host_wall_us()))
 
@@ -593,7 +634,46 @@ class StreamProcess:
         self.note_discontinuity()
         self.last_error = f"timestamps jumped: {why}"
         logger.warning("%s: %s: a new run starts", self.key, self.last_error)
-        self._begin_stop("restart", None)
+        self._hand_over(run)
+
+    def _hand_over(self, run: _Run) -> None:
+        """Ask the cut run's ffmpeg to finish and start its successor at once, without
+        waiting for the exit: every moment of the restart is video lost (docs/time.md).
+        The old run is reaped, and its last segment placed, while the new one connects."""
+        now = self.now()
+        run.stop_asked = now
+        try:
+            run.child.request_stop()
+        except ProcessLookupError:
+            pass
+        self.cut_runs.append(run)
+        self.metrics.end_run()
+        self.running_since = None
+        self.current_segment = None
+        self.run = None
+        wait_s = self._same_second_wait(run)
+        if wait_s <= 0:
+            self._spawn(now)
+            return
+        logger.info("%s: the new run starts in %.2f s (not in the second of the cut run's "
+                    "newest file, whose name it would take)", self.key, wait_s)
+        self.respawn_at = now + wait_s
+        self.set_state(State.STARTING, None)
+
+    def _same_second_wait(self, run: _Run) -> float:
+        """Seconds until a new ffmpeg may start beside `run`: its first file is named by
+        the second it opens it in, so not in the second `run` opened its newest file.
+        That second is known from the segment list, and taken to be now when the run
+        has not listed or reported one yet, or a wall-clock cut passed under a second ago
+        (its list line may still be on its way)."""
+        wall = host_wall_us()
+        opened = run.opened_wall_us
+        since_cut_us = wall % (int(self.spec.segment_seconds) * 1_000_000)
+        if opened is None or since_cut_us < 1_000_000:
+            opened = wall
+        if opened // 1_000_000 < wall // 1_000_000:
+            return 0.0
+        return (1_000_000 - wall % 1_000_000) / 1e6 + limits.NEW_SECOND_MARGIN_S
 
     def _on_segment_line(self, run: _Run, line: str, now: float) -> None:
         entry = parse_segment_line(line)
@@ -606,6 +686,7 @@ class StreamProcess:
             self._discontinuity(run, why)
         run.last_segment = now
         wall = host_wall_us()
+        run.opened_wall_us = wall           # the muxer opened the next file just before
         run.unplaced.append((entry, wall, now))
         if run.anchor.settled:
             self._place_segments(run)
@@ -614,7 +695,13 @@ class StreamProcess:
             self.emit(CurrentSegmentHint(self.key, run.run_id, wall))
 
     def _place_segments(self, run: _Run) -> None:
-        """Emit the run's listed segments with their wall-clock times (freezes the anchor)."""
+        """Emit the run's listed segments with their wall-clock times (freezes the anchor).
+
+        A new run's first segments wait while the list of the run cut before it is open:
+        that one may still list a segment, whose end is the new run's "not before"."""
+        if not run.anchor.frozen and any(r.stop_asked is not None and r.run_id < run.run_id
+                                         for r in self.runs.values()):
+            return
         unplaced, run.unplaced = run.unplaced, []
         mono_us = self.timekeeper.clock.mono_us()
         if not run.anchor.frozen and self.last_end_us is not None:

@@ -126,15 +126,17 @@ def test_a_jump_in_the_camera_s_timestamps_is_noted_once_per_burst(env):  # noqa
               "0:0; previous: 0, current: 0; changing to 1.", now(clock))
     assert proc.status(now(clock)).discontinuity_utc_us is None      # every run's first packet
     jump = clock.wall_us()
-    proc.feed(proc.run.run_id, "stderr", line, now(clock))
-    for _ in range(5):                                                 # the rest of the burst
+    rid = proc.run.run_id
+    proc.feed(rid, "stderr", line, now(clock))
+    for _ in range(5):                                 # the rest of the burst, from the cut run
         clock.advance(1)
-        proc.feed(proc.run.run_id, "stderr", line, now(clock))
+        proc.feed(rid, "stderr", line, now(clock))
     status = proc.status(now(clock))
     assert status.discontinuity_utc_us == jump
     health = stream_health(status, clock.wall_us())
     assert (health.level, health.words, health.at_utc_us) == (WARN, "timestamps jumped", jump)
     clock.advance(limits.DISCONTINUITY_BURST_S + 1)
+    proc.tick(now(clock))                              # the new run has started by now
     proc.feed(proc.run.run_id, "stderr", line, now(clock))
     assert proc.status(now(clock)).discontinuity_utc_us == clock.wall_us()   # a second jump
 

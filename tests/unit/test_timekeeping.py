@@ -159,12 +159,13 @@ def make_proc(tmp_path, clock, tk, events):
     class Child:
         pid = 42
         rc = None
+        stop_requests = 0
 
         def poll(self):
             return self.rc
 
         def request_stop(self):
-            pass
+            self.stop_requests += 1
 
     def spawn(argv_fn, sink):
         spawned.append(1)
@@ -307,38 +308,84 @@ def on_time(proc, clock, seconds):
     return t0
 
 
-def test_a_jump_forward_cuts_the_run_and_starts_a_new_one(tmp_path):
+@pytest.fixture
+def file_clock(monkeypatch):
+    """The host's real clock, which ffmpeg names its files by (T0 + 1.5 s unless moved;
+    T0 is 20 s past a minute, so 1.5 s past a 4 s segment's start)."""
+    wall = [T0 + 1_500_000]
+    monkeypatch.setattr("recorder.process.host_wall_us", lambda: wall[0])
+    return wall
+
+
+def test_a_jump_forward_cuts_the_run_and_starts_a_new_one_beside_it(tmp_path, file_clock):
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    old = proc.run.child
+    t0 = on_time(proc, clock, 5)
+    proc.feed(rid, "segments", "a.mp4,0,4", clock.mono / 1e6)     # its next file: T0 + 1
+    file_clock[0] += 1_000_000
+    clock.advance(1)
+    report(proc, clock, 90, (clock.mono - t0) + 3600_000_000)   # an hour ahead at once
+    assert proc.discontinuity_utc_us == clock.wall_us()
+    # The cut run is asked to finish, and its successor started at once, not after its exit.
+    assert old.stop_requests == 1 and proc.spawns == 2 and proc.state == State.STARTING
+    assert proc.runs[rid].anchor.cut_us == 6_000_000               # extrapolated from 5 s
+    new = proc.run.run_id
+    clock.advance(1)
+    report(proc, clock, 1, 0)
+    clock.advance(2)
+    report(proc, clock, 31, 2_000_000)
+    proc.feed(new, "segments", "n.mp4,0,2", clock.mono / 1e6)      # the new run's first
+    assert len(segments(events)) == 1        # waits: the cut run's list is still open
+    proc.feed(rid, "segments", "b.mp4,4,3605", clock.mono / 1e6)       # clipped at the cut
+    proc.feed(rid, "segments", "c.mp4,3605,3606", clock.mono / 1e6)    # after it: not placed
+    old.rc = 255
+    proc.feed(rid, "segments", None, clock.mono / 1e6)
+    a, b, n = segments(events)
+    assert b.start_us == a.end_us and b.end_us - b.start_us == 2_000_000 and b.cut
+    assert n.run_id == new and n.start_us >= b.end_us                # no overlap
+    assert n.start_us - b.end_us == 1_000_000    # its first frame came 1 s after the cut
+    proc.tick(clock.mono / 1e6)
+    assert proc.cut_runs == [] and proc.state == State.RUNNING
+    assert not list((tmp_path / "run").glob(f"*.{rid}.ffconcat"))   # its list file is gone
+
+
+def test_a_new_run_does_not_open_a_file_in_the_second_of_the_cut_run_s_newest(tmp_path,
+                                                                              file_clock):
     clock, tk, events, proc = started(tmp_path)
     rid = proc.run.run_id
     t0 = on_time(proc, clock, 5)
-    proc.feed(rid, "segments", "a.mp4,0,4", clock.mono / 1e6)
-    clock.advance(1)
-    report(proc, clock, 90, (clock.mono - t0) + 3600_000_000)   # an hour ahead at once
-    assert proc.state == State.STOPPING and proc.discontinuity_utc_us == clock.wall_us()
-    cut = proc.run.anchor.cut_us
-    assert cut == 6_000_000                                      # extrapolated from 5 s
-    proc.feed(rid, "segments", "b.mp4,4,3605", clock.mono / 1e6)       # clipped at the cut
-    proc.feed(rid, "segments", "c.mp4,3605,3606", clock.mono / 1e6)    # after it: not placed
-    a, b = segments(events)
-    assert b.start_us == a.end_us and b.end_us - b.start_us == 2_000_000
-    proc.run.child.rc = 0
+    proc.feed(rid, "segments", "a.mp4,0,4", clock.mono / 1e6)     # it opened T0 + 1 ...
+    file_clock[0] += 300_000                                       # ... and jumps at 1.8
+    clock.advance(0.3)
+    report(proc, clock, 90, (clock.mono - t0) + 3600_000_000)
+    assert proc.spawns == 1 and proc.state == State.STARTING and proc.run is None
+    clock.advance(0.1)
+    proc.tick(clock.mono / 1e6)
+    assert proc.spawns == 1                                        # still in second T0 + 1
+    clock.advance(0.2)
+    proc.tick(clock.mono / 1e6)
+    assert proc.spawns == 2 and proc.run is not None               # T0 + 2 has begun
+    proc.runs[rid].child.rc = 0
+    proc.stop()
     proc.feed(rid, "segments", None, clock.mono / 1e6)
     proc.tick(clock.mono / 1e6)
-    assert proc.state == State.STARTING and proc.spawns == 2      # restarted at once
+    assert proc.cut_runs == []
 
 
-def test_timestamps_going_back_cut_the_run(tmp_path):
+def test_timestamps_going_back_cut_the_run(tmp_path, file_clock):
     clock, tk, events, proc = started(tmp_path)
     rid = proc.run.run_id
     on_time(proc, clock, 3)
     clock.advance(0.5)
+    file_clock[0] += 1_000_000
     proc.feed(rid, "stderr", "[mp4 @ 0x1] Non-monotonous DTS in output stream 0:0; previous: "
                              "42, current: 7; changing to 43.", clock.mono / 1e6)
-    assert proc.state == State.STOPPING and proc.run.anchor.cut_us == 3_500_000
+    assert proc.runs[rid].anchor.cut_us == 3_500_000 and proc.spawns == 2
     assert "Non-monotonous" in proc.last_error
 
 
-def test_late_reports_are_load_until_they_persist(tmp_path):
+def test_late_reports_are_load_until_they_persist(tmp_path, file_clock):
     clock, tk, events, proc = started(tmp_path)
     on_time(proc, clock, 3)
     for late in range(limits.DISCONTINUITY_LATE_SAMPLES - 1):
@@ -348,8 +395,9 @@ def test_late_reports_are_load_until_they_persist(tmp_path):
     clock.advance(1)
     report(proc, clock, 75, clock.mono - 5_000_000 - 1)     # on time again
     assert proc.state == State.RUNNING
+    file_clock[0] += 1_000_000
     stuck = clock.mono - 5_000_000
     for late in range(limits.DISCONTINUITY_LATE_SAMPLES):  # the camera's clock stood still
         clock.advance(2)
         report(proc, clock, 90 + late, stuck + late)
-    assert proc.state == State.STOPPING                     # behind, again and again
+    assert proc.spawns == 2                                 # behind, again and again: cut
