@@ -571,7 +571,7 @@ class Recorder:
             picorder_dir.mkdir(parents=True, exist_ok=True)
             open_index(picorder_dir / "index.db")
             recover = self._recover or _default_recover
-            recover(picorder_dir, trusted)
+            report = recover(picorder_dir, trusted)
             last_ends = queries.last_ends()
             dev = os.stat(picorder_dir).st_dev
         except Exception as exc:  # noqa: BLE001 - reported to storage, retried on the next change
@@ -581,6 +581,30 @@ class Recorder:
             self.enqueue(RootReady(root, {}, error=str(exc)))
             return
         self.enqueue(RootReady(root, last_ends, dev=dev))
+        self._analyse_recovered(picorder_dir, getattr(report, "indexed", None) or [])
+
+    def _analyse_recovered(self, picorder_dir: Path, rels: list[str]) -> None:
+        """Writer thread: hand the segments recovery indexed to the activity analysis."""
+        rows = []
+        for i in range(0, len(rels), limits.RETENTION_BATCH):    # bound the IN (...) list
+            rows += [row for row in Segment.select().where(
+                         Segment.path.in_(rels[i:i + limits.RETENTION_BATCH]))
+                     if f"{row.camera}/{row.stream}" in self._activity_streams]
+        for row in sorted(rows, key=lambda r: (r.camera, r.stream, r.start_us)):
+            path = picorder_dir / row.path
+            seg = SegmentClosed(row.camera, row.stream, path.name, row.start_us, row.end_us,
+                                row.run_id, row.clock_trusted, 0)
+            self.activity.submit(lambda path=path, rel=row.path, seg=seg:
+                                 self._recovered_activity_job(path, rel, seg))
+
+    def _recovered_activity_job(self, path: Path, rel: str, seg: SegmentClosed) -> None:
+        from recorder.mp4 import Mp4Error, probe_segment
+        try:
+            info = probe_segment(path)
+        except (OSError, Mp4Error):
+            logger.exception("%s/%s: no activity for %s", seg.camera, seg.stream, rel)
+            return
+        self._activity_job(path, rel, seg, info)
 
     def _on_root_ready(self, event: RootReady) -> None:
         opening, self._opening = self._opening, None
@@ -847,9 +871,9 @@ def _reanchor_job(jobs: list[tuple[str, str, int, int]]) -> None:
                         camera, stream, run_id, count, delta / 1e6)
 
 
-def _default_recover(picorder_dir: Path, trusted: bool) -> None:
+def _default_recover(picorder_dir: Path, trusted: bool):
     from recorder.recovery import recover
-    recover(picorder_dir, clock_trusted=trusted)
+    return recover(picorder_dir, clock_trusted=trusted)
 
 
 def _close_index() -> None:

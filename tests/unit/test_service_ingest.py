@@ -121,8 +121,15 @@ def test_unindexable_segment_is_an_error_and_recovered_at_next_start(
     rec = start_recorder(paths, storage, FakeSpawn())   # the next start
     try:
         assert indexed_paths(pdir) == [rel]
+        # ... and its activity is found too (cam1 has no sub stream: its main is analysed).
+        run_until(rec, lambda: activity_paths(pdir) == [rel])
     finally:
         stop_recorder(rec)
+
+
+def activity_paths(picorder_dir: Path) -> list[str]:
+    with sqlite3.connect(f"file:{picorder_dir / 'index.db'}?mode=ro", uri=True) as db:
+        return [r[0] for r in db.execute("SELECT path FROM activity")]
 
 
 def test_segment_lines_no_stream_owns_are_an_error(tmp_path, caplog):
