@@ -364,53 +364,56 @@ class Recorder:
     # ------------------------------------------------------------ dispatch
 
     def dispatch(self, event: object) -> None:
-        if isinstance(event, ProgressReport):
-            proc = self._proc_for_run(event.key, event.run_id)
-            if proc is not None:
-                proc.progress(event.run_id, event.block, event.mono_us, self.mono())
-        elif isinstance(event, StreamLines):
-            proc = self._proc_for_run(event.key, event.run_id)
-            if proc is not None:
-                now = self.mono()
-                for line in event.lines if event.lines is not None else (None,):
-                    proc.feed(event.run_id, event.kind, line, now)
-            elif event.kind == SEGMENTS and event.lines:
-                logger.error("%s: segments listed by an ffmpeg run (%d) no stream owns: "
-                             "not indexed now, left to recovery at the next start: %s",
-                             event.key, event.run_id, "; ".join(event.lines)[:300])
-        elif isinstance(event, SegmentClosed):
-            self._submit_ingest(event)
-        elif isinstance(event, CurrentSegmentHint):
-            self._submit_current(event)
-        elif isinstance(event, CurrentSegmentFound):
-            proc = self.procs.get(event.key)
-            if proc is not None and proc.run and proc.run.run_id == event.run_id:
-                proc.current_segment = event.path
-        elif isinstance(event, Reachable):
-            proc = self.procs.get(event.key)
-            if proc is not None and self._shutdown_deadline is None:
-                proc.retry_soon(self.mono())
-        elif isinstance(event, Ingested):
-            self._on_ingested(event)
-        elif isinstance(event, DiskFailure):
-            self.storage.report_io_error(event.errno_, f"{event.key}: {event.detail}",
-                                         source=event.key)
-        elif isinstance(event, SyncFailed):
-            self.storage.report_io_error(event.errno_, event.detail, source=SYNC_SOURCE)
-        elif isinstance(event, SignalEvent):
-            self._on_signal_event(event)
-        elif isinstance(event, ReloadRequest):
-            logger.info("reloading cameras (%s)", event.reason)
-            self._apply_config()
-        elif isinstance(event, ClockTrusted):
-            self._reanchor()
-        elif isinstance(event, RootReady):
-            self._on_root_ready(event)
-        elif isinstance(event, PowerRequest):
-            self.power.accept(event)
-            self.begin_shutdown(f"{event.action} requested")
+        """Hand one queue message to its handler (HANDLERS); the rest are the storage's events."""
+        name = HANDLERS.get(type(event))
+        if name is not None:
+            getattr(self, name)(event)
         elif self.storage.handle(event):
             self._root_changed()
+
+    def _on_disk_failure(self, event: DiskFailure) -> None:
+        self.storage.report_io_error(event.errno_, f"{event.key}: {event.detail}",
+                                     source=event.key)
+
+    def _on_sync_failed(self, event: SyncFailed) -> None:
+        self.storage.report_io_error(event.errno_, event.detail, source=SYNC_SOURCE)
+
+    def _on_clock_trusted(self, _event: ClockTrusted) -> None:
+        self._reanchor()
+
+    def _on_progress(self, event: ProgressReport) -> None:
+        proc = self._proc_for_run(event.key, event.run_id)
+        if proc is not None:
+            proc.progress(event.run_id, event.block, event.mono_us, self.mono())
+
+    def _on_lines(self, event: StreamLines) -> None:
+        proc = self._proc_for_run(event.key, event.run_id)
+        if proc is not None:
+            now = self.mono()
+            for line in event.lines if event.lines is not None else (None,):
+                proc.feed(event.run_id, event.kind, line, now)
+        elif event.kind == SEGMENTS and event.lines:
+            logger.error("%s: segments listed by an ffmpeg run (%d) no stream owns: "
+                         "not indexed now, left to recovery at the next start: %s",
+                         event.key, event.run_id, "; ".join(event.lines)[:300])
+
+    def _on_current_found(self, event: CurrentSegmentFound) -> None:
+        proc = self.procs.get(event.key)
+        if proc is not None and proc.run and proc.run.run_id == event.run_id:
+            proc.current_segment = event.path
+
+    def _on_reachable(self, event: Reachable) -> None:
+        proc = self.procs.get(event.key)
+        if proc is not None and self._shutdown_deadline is None:
+            proc.retry_soon(self.mono())
+
+    def _on_reload_request(self, event: ReloadRequest) -> None:
+        logger.info("reloading cameras (%s)", event.reason)
+        self._apply_config()
+
+    def _on_power_request(self, event: PowerRequest) -> None:
+        self.power.accept(event)
+        self.begin_shutdown(f"{event.action} requested")
 
     def _proc_for_run(self, key: str, run_id: int) -> StreamProcess | None:
         proc = self.procs.get(key)
@@ -852,6 +855,26 @@ class Recorder:
             if not alive:
                 return
             time.sleep(0.05)
+
+
+# The main loop's handler (a Recorder method) of each message its threads enqueue. Messages
+# not listed are the storage's own (DiskStorage.handle).
+HANDLERS: dict[type, str] = {
+    ProgressReport: "_on_progress",
+    StreamLines: "_on_lines",
+    SegmentClosed: "_submit_ingest",
+    CurrentSegmentHint: "_submit_current",
+    CurrentSegmentFound: "_on_current_found",
+    Reachable: "_on_reachable",
+    Ingested: "_on_ingested",
+    DiskFailure: "_on_disk_failure",
+    SyncFailed: "_on_sync_failed",
+    SignalEvent: "_on_signal_event",
+    ReloadRequest: "_on_reload_request",
+    ClockTrusted: "_on_clock_trusted",
+    RootReady: "_on_root_ready",
+    PowerRequest: "_on_power_request",
+}
 
 
 def _run_all(stops: list[Callable[[], None]]) -> None:

@@ -96,3 +96,9 @@ def test_root_lost_and_back(tmp_path):
         run_until(rec, lambda: rec._done)
         rec._finish()
     assert not paths.control_socket.exists()
+
+
+def test_every_message_type_has_a_handler_method():
+    from recorder.service import HANDLERS
+    missing = [name for name in HANDLERS.values() if not callable(getattr(Recorder, name, None))]
+    assert missing == [] and len(set(HANDLERS.values())) == len(HANDLERS)
