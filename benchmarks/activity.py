@@ -146,7 +146,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=150.0,
                         help="how long to record each scene (one period is 150 s)")
     parser.add_argument("--dir", help="keep the recordings and detections here")
+    parser.add_argument("--decoder", choices=("pyav", "ffmpeg"), default="pyav",
+                        help="ffmpeg: measure the fallback without PyAV (one ffmpeg per segment)")
     args = parser.parse_args(argv)
+    if args.decoder == "ffmpeg":
+        activity.av = None
     if args.dir:
         Path(args.dir).mkdir(parents=True, exist_ok=False)
     with tempfile.TemporaryDirectory(prefix="picorder-activity-") as tmp:
