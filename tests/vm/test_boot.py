@@ -231,6 +231,19 @@ def test_5_a_host_camera_records_onto_that_disk(box):
     # The file above may still be the first segment being written: wait for it to close.
     wait_for(lambda: cam1_main()["last_segment_utc_us"], 3 * SEGMENT_SECONDS + 30,
              "cam1/main's first closed segment")
+    # The activity analysis decodes its keyframes in the recorder's venv with PyAV
+    # (python3-av), not with one ffmpeg per segment: no ffmpeg to fall back on here.
+    out = box.vm.ssh("/opt/picorder/bin/python - <<'EOF'\n"
+                     "from pathlib import Path\n"
+                     "from recorder import activity, mp4\n"
+                     f"path = Path('{segments[0]}')\n"
+                     "thumbs = activity.thumbnails(path, mp4.scan_segment(path).fragments,\n"
+                     "                             ffmpeg='/nonexistent/ffmpeg')\n"
+                     "print(activity.av.__version__, len(thumbs))\n"
+                     "EOF")
+    version, keyframes = out.split()
+    assert int(keyframes) >= 1, out
+    print(f"PyAV {version} in the image: {keyframes} keyframes of {segments[0]}")
 
 
 def root_written_sectors(box) -> int:
