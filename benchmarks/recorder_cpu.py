@@ -1,6 +1,7 @@
 """Recorder CPU and memory against bare `ffmpeg -c copy`, side by side on the same streams.
 
     python -m benchmarks.recorder_cpu [--streams 16 [64]] [--seconds 120] [--kbps 4000]
+                                      [--no-activity]
 
 The default is 16 streams; `--streams 16 64` measures both. If the simulated
 cameras cannot deliver every stream at full frame rate, the run says so instead of
@@ -16,9 +17,12 @@ side. With `--source encode` each server encodes one live test pattern for at mo
 --clients-per-server clients (gst-rtsp-server falls over with ~128 clients on one
 mount). `picorder recorder` records N streams while N bare ffmpeg processes (`-c
 copy` into the same fragmented-MP4 segment muxer, no supervision) record the same
-kind of stream. After a
+kind of stream. The recorder analyses each camera's segments for activity, as it does
+for a user (recorder.activity: a decode of the keyframes per segment); --no-activity
+switches that off, to measure the recording alone. After a
 warm-up, CPU seconds (utime+stime from /proc) are measured over the window for
-the recorder's whole process tree and for the bare processes, and peak RSS
+the recorder's whole process tree (with the children it reaped in the window:
+cutime+cstime) and for the bare processes, and peak RSS
 (VmHWM) is summed over each set. Prints one JSON object per N.
 """
 
@@ -26,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -56,6 +61,16 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def reaped_children_cpu_seconds(pid: int) -> float:
+    """CPU time of the children `pid` waited for (cutime+cstime): the short-lived ones,
+    such as an ffmpeg per segment for the activity analysis without PyAV."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / CLK_TCK
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -171,7 +186,7 @@ def camera_servers(n: int, seconds: float, kbps: int, per_server: int, size: tup
 
 
 def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int],
-        workdir: Path, source: str = "clip") -> dict:
+        workdir: Path, source: str = "clip", activity: bool = True) -> dict:
     data = workdir / f"n{n}" / "data"
     data.mkdir(parents=True)
     sims, rec_mounts, bare_mounts = camera_servers(n, seconds, kbps, per_server, size, source,
@@ -197,6 +212,9 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
                                f"needed (use --dir on a bigger disk)")
         for i, url in enumerate(urls):
             picorder(data, "camera", "add", f"cam{i + 1}", url)
+        if not activity:                # the CLI has no switch for it; the panel's API has
+            with sqlite3.connect(data / "config.db") as db:
+                db.execute("UPDATE camera SET activity = 0")
         log = open(workdir / f"n{n}" / "recorder.log", "w")
         rec = subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(data), "recorder"],
                                stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
@@ -207,9 +225,11 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         tree = [rec.pid] + children_of(rec.pid)
         bare = [p.pid for p in procs]
         t0 = time.monotonic()
+        reaped = reaped_children_cpu_seconds(rec.pid)
         cpu = measure(tree + bare, seconds)
         window = time.monotonic() - t0
-        rec_tree = sum(cpu.get(pid, 0) for pid in tree)
+        reaped = reaped_children_cpu_seconds(rec.pid) - reaped
+        rec_tree = sum(cpu.get(pid, 0) for pid in tree) + reaped
         rec_py = cpu.get(rec.pid, 0)
         bare_cpu = sum(cpu.get(pid, 0) for pid in bare)
         fps = stream_fps(data)
@@ -238,11 +258,13 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         errors="replace").count("retention deleted")
     return {
         "streams": n, "kbps": kbps, "size": f"{size[0]}x{size[1]}", "source": source,
+        "activity": activity,
         "servers": len(sims),
         "window_s": round(window, 1),
         "recorder_tree_cpu_s": round(rec_tree, 2), "bare_ffmpeg_cpu_s": round(bare_cpu, 2),
         "cpu_ratio": round(rec_tree / bare_cpu, 3) if bare_cpu else None,
         "python_cpu_s": round(rec_py, 2),
+        "reaped_children_cpu_s": round(reaped, 2),
         "python_pct_core_per_stream": round(100 * rec_py / window / n, 4),
         "recorder_tree_peak_rss_mb": round(rss_tree / 1024, 1),
         "bare_ffmpeg_peak_rss_mb": round(rss_bare / 1024, 1),
@@ -268,6 +290,8 @@ def main(argv=None) -> int:
     parser.add_argument("--source", choices=("clip", "encode"), default="clip",
                         help="cameras replay a pre-encoded clip (default) or encode live")
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
+    parser.add_argument("--no-activity", action="store_true",
+                        help="the recorder does not analyse the segments for activity")
     args = parser.parse_args(argv)
     if not shutil.which("ffmpeg"):
         print("ffmpeg is missing: run `make bench`, which installs it", file=sys.stderr)
@@ -279,7 +303,7 @@ def main(argv=None) -> int:
             size = tuple(int(v) for v in args.size.split("x"))
             try:
                 result = run(n, args.seconds, args.kbps, args.clients_per_server, size, workdir,
-                             args.source)
+                             args.source, activity=not args.no_activity)
             except NotSustained as exc:
                 print(starved_message(n, str(exc)),
                       file=sys.stderr, flush=True)
