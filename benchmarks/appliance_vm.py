@@ -68,7 +68,8 @@ for line in open("/sys/kernel/tracing/trace", errors="replace"):
         logged += int(re.search(r"blocks_logged (\d+)", rest).group(1))
     else:
         ino = re.search(r"ino (\d+)", rest).group(1)
-        {"ext4_mark_inode_dirty": inodes, "ext4_sync_file_enter": fsyncs}.get(event, data)[(task, ino)] += 1
+        counter = {"ext4_mark_inode_dirty": inodes, "ext4_sync_file_enter": fsyncs}.get(event, data)
+        counter[(task, ino)] += 1
 numbers = sorted({i for c in (inodes, data, fsyncs) for _, i in c})
 names = {}
 if numbers:
@@ -79,7 +80,8 @@ if numbers:
         if len(cols) >= 2:
             names.setdefault(cols[0].strip(), cols[1].strip())
 def top(counter):
-    return [[n, task, names.get(i, f"inode {i} (removed since)")] for (task, i), n in counter.most_common(15)]
+    return [[n, task, names.get(i, f"inode {i} (removed since)")]
+            for (task, i), n in counter.most_common(15)]
 print(json.dumps({"bytes_by_issuing_task": dict(task_bytes), "jbd2_commits": commits,
                   "jbd2_blocks_logged": logged, "inode_updates": top(inodes),
                   "data_writes": top(data), "fsyncs": top(fsyncs)}))
