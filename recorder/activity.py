@@ -292,20 +292,24 @@ class ActivityPeriod:
 
 def periods(tracks, start_us: int, end_us: int,
             gap_us: int = limits.ACTIVITY_MERGE_GAP_S * 1_000_000) -> list[ActivityPeriod]:
-    """Active stretches of (start_us, levels) tracks inside [start_us, end_us), merged over
-    gaps shorter than gap_us; tracks ordered by start."""
+    """Active stretches of (start_us, levels) tracks overlapping [start_us, end_us), merged
+    over gaps shorter than gap_us, then clipped to it; tracks ordered by start.
+
+    Merging comes first, over every second the tracks hold (also those before start_us):
+    a period in progress at start_us then starts at start_us, not at its first active
+    second after a quiet one inside it (which made "next activity" land mid-period).
+    """
     out: list[ActivityPeriod] = []
     for track_start, track_levels in tracks:
         for i, level in enumerate(track_levels):
-            if level < ACTIVE_LEVEL:
+            a = track_start + i * 1_000_000
+            if level < ACTIVE_LEVEL or a >= end_us:
                 continue
-            a = max(start_us, track_start + i * 1_000_000)
-            b = min(end_us, track_start + (i + 1) * 1_000_000)
-            if a >= b:
-                continue
+            b = a + 1_000_000
             if out and a - out[-1].end_us <= gap_us:
                 out[-1].end_us = max(out[-1].end_us, b)
                 out[-1].peak = max(out[-1].peak, level)
             else:
                 out.append(ActivityPeriod(a, b, level))
-    return out
+    return [ActivityPeriod(max(p.start_us, start_us), min(p.end_us, end_us), p.peak)
+            for p in out if p.end_us > start_us]

@@ -71,6 +71,17 @@ def test_periods_merge_close_seconds_and_clip_to_the_range():
         (1_000_000, 6_000_000, ACTIVE_LEVEL + 50), (14_000_000, 14_500_000, ACTIVE_LEVEL)]
 
 
+def test_a_range_starting_in_a_quiet_second_of_a_period_starts_with_that_period():
+    # Active 1-3 and 4-6 s: one period over the quiet second 3-4. Asked from 3.2 s (what
+    # "next activity" asks, just after the playhead at the period's start), the period
+    # in progress starts at 3.2 s, not at 4 s: a later start would look like the next one.
+    level = bytes([0, ACTIVE_LEVEL, ACTIVE_LEVEL, 0, ACTIVE_LEVEL, ACTIVE_LEVEL, 0, 0, 0, 0,
+                   0, 0, 0, 0, ACTIVE_LEVEL])
+    got = activity.periods([(T0, level)], T0 + 3_200_000, T0 + 15_000_000)
+    assert [(p.start_us - T0, p.end_us - T0) for p in got] == [
+        (3_200_000, 6_000_000), (14_000_000, 15_000_000)]
+
+
 def test_activity_table_is_migration_5_and_follows_its_segment(tmp_path):
     try:
         open_index(tmp_path / "index.db")
