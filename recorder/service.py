@@ -715,6 +715,9 @@ class Recorder:
         self._activity_last[key] = jobs[0]
 
         def store():
+            if index_db.is_closed():    # the disk went while this was analysed: never reopen
+                logger.info("%s: activity of %s not stored: its disk is gone", key, rel)
+                return
             for path_, seg_, levels_ in jobs:
                 queries.store_activity(path_, seg_.camera, seg_.start_us, seg_.end_us, levels_)
         self.writer.submit(store)
