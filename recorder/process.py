@@ -469,13 +469,8 @@ class StreamProcess:
             run.source_file = None
             logger.info("%s: ffmpeg pid %d (cut run) exited with %d", self.key, run.child.pid, rc)
         elif not run.killed and now - run.stop_asked > limits.STOP_GRACE_S:
-            logger.warning("%s: ffmpeg pid %d did not stop in %.0f s: killing it",
-                           self.key, run.child.pid, limits.STOP_GRACE_S)
             run.killed = True
-            try:
-                run.child.kill()
-            except ProcessLookupError:
-                pass
+            self._kill_late(run)
 
     def _last_words_read(self, run: _Run, rc: int, now: float) -> bool:
         """A failed ffmpeg is judged by what it said, which the pipe reader may not have passed
@@ -547,13 +542,17 @@ class StreamProcess:
             self.set_state(State.STOPPED, self.problem)
             return
         if not self._killed and now - self._stop_started > limits.STOP_GRACE_S:
-            logger.warning("%s: ffmpeg pid %d did not stop in %.0f s: killing it",
-                           self.key, run.child.pid, limits.STOP_GRACE_S)
             self._killed = True
-            try:
-                run.child.kill()
-            except ProcessLookupError:
-                pass
+            self._kill_late(run)
+
+    def _kill_late(self, run: _Run) -> None:
+        """SIGKILL an ffmpeg that did not stop within STOP_GRACE_S of being asked."""
+        logger.warning("%s: ffmpeg pid %d did not stop in %.0f s: killing it",
+                       self.key, run.child.pid, limits.STOP_GRACE_S)
+        try:
+            run.child.kill()
+        except ProcessLookupError:
+            pass
 
     def kill_now(self) -> None:
         """Immediate exit (second signal): SIGKILL without waiting (a cut run still

@@ -219,6 +219,14 @@ def test_activity_lists_periods_merged_over_short_gaps(root, admin):
                      f"&end={(T0 + 3 * MIN) / 1e6}").get_json()["periods"] == []
 
 
+def test_timeline_and_activity_say_why_a_disk_without_an_index_has_nothing(admin):
+    query = f"?start={T0 / 1e6}&end={(T0 + MIN) / 1e6}"
+    for path, key in (("timeline", "runs"), ("activity", "periods")):
+        result = admin.get(f"/api/cameras/cam1/{path}{query}")
+        assert result.status_code == 200
+        assert result.get_json()[key] == [] and result.get_json()["message"], path
+
+
 @pytest.mark.parametrize("query,field", [
     ("end=1795000100", "start"), ("start=1795000000&end=1794999999", "end"),
     ("start=nan&end=1795000100", "start"), ("start=1000000000&end=1795000000", "end")])
