@@ -12,11 +12,11 @@ when the clock becomes trusted. Only runs of this recorder process can be
 re-anchored: an earlier process's untrusted rows stay flagged.
 """
 
-import ctypes
-import errno
 import logging
 import os
+import shutil
 import stat
+import subprocess
 import tempfile
 import threading
 import time
@@ -33,7 +33,6 @@ NTP = "ntp"
 PANEL = "panel"
 RESTORED = "restored"
 UNTRUSTED = "untrusted"
-ENV_NTP = "PICORDER_NTP"
 
 
 class Clock:
@@ -50,42 +49,20 @@ class Clock:
         time.clock_settime_ns(time.CLOCK_REALTIME, utc_us * 1000)
 
 
-class Timex(ctypes.Structure):
-    """The head of the kernel's struct timex (adjtimex(2)); the rest is room it fills."""
-
-    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
-                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long),
-                ("status", ctypes.c_int), ("_rest", ctypes.c_byte * 256)]
-
-
-def read_timex() -> Timex:
-    """The kernel's clock discipline state (adjtimex with no modes: reads, changes nothing)."""
-    timex = Timex()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.adjtimex(ctypes.byref(timex)) < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return timex
-
-
-def ntp_synchronized(read=read_timex, environ: dict | None = None) -> bool | None:
-    """systemd's NTPSynchronized: the kernel's maximum clock error below 16 s, which an NTP
-    client (timesyncd, chrony, ntpd) keeps small; None if the kernel cannot say, or if
-    $PICORDER_NTP is "off" (the recorder then trusts only a restored or panel-set clock).
-
-    Asked of the kernel, not of timedatectl: that asks systemd-timedated, which D-Bus starts
-    for the question and stops after 30 s idle. Asked every CLOCK_POLL_S on a box without
-    NTP, it was started again every minute or two, each time making and removing its
-    private /var/tmp directories on the SD card (docs/benchmarks.md, root writes).
-    """
-    if (os.environ if environ is None else environ).get(ENV_NTP) == "off":
+def ntp_synchronized() -> bool | None:
+    """systemd's NTPSynchronized; None when timedatectl is missing or cannot answer."""
+    exe = shutil.which("timedatectl")
+    if exe is None:
         return None
     try:
-        timex = read()
-    except (OSError, AttributeError):        # AttributeError: a libc without adjtimex
-        logger.debug("adjtimex did not answer", exc_info=True)
+        out = subprocess.run([exe, "show", "-p", "NTPSynchronized", "--value"],
+                             capture_output=True, text=True, timeout=limits.CLOCK_CMD_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        logger.debug("timedatectl did not answer", exc_info=True)
         return None
-    return timex.maxerror < limits.NTP_MAX_ERROR_US
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() == "yes"
 
 
 @dataclass(frozen=True)
@@ -227,58 +204,22 @@ class Timekeeper:
             self.last_known_us = now
 
     def _write(self, utc_us: int) -> bool:
-        """Store `utc_us` in clock_file; False (logged) if that failed."""
-        data = f"{utc_us}\n".encode()
-        try:
-            if not self._overwrite(data):
-                self._replace(data)
-        except OSError:
-            logger.exception("cannot save the last known time to %s", self.clock_file)
-            return False
-        return True
-
-    def _overwrite(self, data: bytes) -> bool:
-        """Write `data` over clock_file's own bytes; False if it is not a plain file of ours.
-
-        In place, because this runs every CLOCK_SAVE_S on the SD card: the same few bytes
-        over the same block cost the root filesystem a data block and an inode update,
-        where a new file renamed over the old one each time also journals and writes back
-        a directory block, bitmaps and group descriptors (docs/benchmarks.md, root writes).
-        """
-        try:
-            fd = os.open(self.clock_file,
-                         os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:        # a link at the name: _replace replaces it
-                return False
-            raise
-        try:
-            st = os.fstat(fd)
-            # A hard link or a file someone else owns is replaced, never written through.
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
-                return False
-            os.pwrite(fd, data, 0)
-            if st.st_size > len(data):
-                os.ftruncate(fd, len(data))
-        finally:
-            os.close(fd)
-        return True
-
-    def _replace(self, data: bytes) -> None:
-        """Put a new clock_file holding `data` in place of whatever has the name."""
+        """Replace clock_file with `utc_us`; False (logged) if that failed."""
         # A fresh temporary name (O_EXCL, no links followed): outside the unit the
         # directory may be writable by a less trusted user (docs/design.md decision 7).
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.clock_file.name}.", suffix=".tmp",
-                                   dir=self.clock_file.parent)
+        tmp = None
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.clock_file.name}.", suffix=".tmp",
+                                       dir=self.clock_file.parent)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{utc_us}\n")
             os.replace(tmp, self.clock_file)
         except OSError:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            logger.exception("cannot save the last known time to %s", self.clock_file)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            return False
+        return True
 
 
 def read_untrusted_time(path: Path) -> int | None:

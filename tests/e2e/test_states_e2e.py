@@ -3,12 +3,13 @@
 The stack of this module: simulated cameras, the real recorder recording into a
 directory, the panel under gunicorn. Three cameras: one good, one with a wrong
 RTSP path (the server answers 404), one at an address that takes the connection
-and never answers. The recorder takes no NTP's word for its clock (PICORDER_NTP=off),
-so it starts untrusted, as a Pi without NTP does.
+and never answers. Nothing synchronises the recorder's clock (timedatectl is
+kept off its PATH), so it starts untrusted, as a Pi without NTP does.
 """
 
 import socket
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,18 @@ RETRIES_WAIT_S = 60
 PROBE_WAIT_S = 40
 
 
+def path_without_timedatectl(base: Path) -> str:
+    """A PATH like the system's, minus timedatectl: the recorder cannot learn that NTP syncs."""
+    bin_dir = base / "bin"
+    bin_dir.mkdir()
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for entry in Path(directory).iterdir() if Path(directory).is_dir() else []:
+            target = bin_dir / entry.name
+            if entry.name != "timedatectl" and not target.exists():
+                target.symlink_to(entry)
+    return f"{bin_dir}:/usr/local/sbin:/usr/sbin:/sbin"
+
+
 @pytest.fixture(scope="module")
 def silent_address():
     """A port that takes TCP connections (the kernel's backlog) and never says a word."""
@@ -37,7 +50,7 @@ def silent_address():
 @pytest.fixture(scope="module")
 def states_stack(tmp_path_factory, silent_address):
     base = tmp_path_factory.mktemp("states")
-    with running_stack(base, adopt=True, recorder_env={"PICORDER_NTP": "off"}) as st:
+    with running_stack(base, adopt=True, recorder_env={"PATH": path_without_timedatectl(base)}) as st:
         host, silent_port = silent_address
         config.open_config(st.paths.config_db)
         try:                                    # the recorder reloads its cameras within 2 s

@@ -1,14 +1,12 @@
 """Clock trust and segment anchoring with an injected clock (clock steps, re-anchoring)."""
 
-import os
-
 import pytest
 
 import fakes
 from recorder import limits
 from recorder.ffmpeg import StreamSpec
 from recorder.process import CurrentSegmentHint, SegmentClosed, State, StreamProcess
-from recorder.timekeeping import RunAnchor, Timekeeper, Timex, ntp_synchronized, read_timex
+from recorder.timekeeping import RunAnchor, Timekeeper
 
 T0 = 1_790_000_000_000_000
 HOUR = 3600 * 1_000_000
@@ -65,54 +63,6 @@ def test_poll_ntp_and_set_from_panel(tmp_path):
     assert tk.set_from_panel(T0 + HOUR)
     assert clock.set_calls == [T0 + HOUR] and tk.source == "panel"
     assert abs(clock.wall_us() - (T0 + HOUR)) < 1000
-
-
-def test_ntp_state_is_the_kernels_maximum_error_as_systemd_reads_it():
-    """The NTP question goes to the kernel (adjtimex), not to timedatectl, which starts
-    systemd-timedated (and its /var/tmp directories on the SD card) to answer it."""
-    def timex(maxerror):
-        value = Timex()
-        value.maxerror = maxerror
-        return lambda: value
-
-    assert ntp_synchronized(timex(15_999_999)) is True
-    assert ntp_synchronized(timex(limits.NTP_MAX_ERROR_US)) is False      # STA_UNSYNC's 16 s
-
-    def refused():
-        raise OSError(1, "Operation not permitted")
-    assert ntp_synchronized(refused) is None
-    assert ntp_synchronized(timex(0), environ={"PICORDER_NTP": "off"}) is None
-    # The real kernel answers, with what it holds.
-    assert ntp_synchronized() is (read_timex().maxerror < limits.NTP_MAX_ERROR_US)
-
-
-def test_saving_the_last_known_time_rewrites_the_same_file_in_place(tmp_path):
-    """Every save of a minute on the SD card rewrites the file's own bytes (same inode, no
-    new file each time: the root partition's write budget); a longer leftover is cut, and
-    a hard link at the name is replaced, never written through."""
-    clock = FakeClock()
-    f = tmp_path / "last_time"
-    tk = Timekeeper(f, clock=clock, ntp_check=lambda: None)
-    tk.save()
-    first = f.stat().st_ino
-    for _ in range(3):
-        clock.advance(limits.CLOCK_SAVE_S)
-        tk.save()
-        assert f.stat().st_ino == first
-        assert int(f.read_text()) == clock.wall_us()
-    f.write_text("%d\n" % clock.wall_us() + " " * 20)
-    clock.advance(1)
-    tk.save()
-    assert f.stat().st_ino == first and f.read_text() == f"{clock.wall_us()}\n"
-    other = tmp_path / "other"
-    other.write_text("precious\n")
-    f.unlink()
-    os.link(other, f)
-    clock.advance(1)
-    tk.save()
-    assert other.read_text() == "precious\n"
-    assert f.stat().st_ino != other.stat().st_ino and int(f.read_text()) == clock.wall_us()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_time", "other"]
 
 
 def test_anchor_uses_earliest_arrival():
