@@ -13,22 +13,15 @@ from recorder.config import Camera, ConfigError, validate_camera
 from recorder.index import NoIndex
 from recorder.status import ClockStatus, RecorderStatus, StreamStatus, stream_health
 from webpanel import index_reader, openapi, recorder_client, video
-from webpanel.auth import current_user, login_required
-from webpanel.inputs import FieldErrors, get_camera, iso, json_error, stream_arg, time_range
+from webpanel.auth import current_user, for_role, login_required
+from webpanel.inputs import (FieldErrors, get_camera, iso, json_body, json_error, stream_arg,
+                             time_range)
 from webpanel.models import (ROLE_ERROR, ROLES, ApiToken, User, now_us, validate_token,
                              validate_user)
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def json_body() -> dict:
-    """The request's JSON object, or 400."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise FieldErrors({"body": "send a JSON object with Content-Type: application/json"})
-    return body
 
 
 # ---------------------------------------------------------------------- status
@@ -60,23 +53,6 @@ def status_json() -> dict:
 def stream_json(stream: StreamStatus, now_utc_us: int) -> dict:
     """A stream's status as the API shows it, with its state in words ("health")."""
     return {**stream.to_json(), "health": stream_health(stream, now_utc_us).to_json()}
-
-
-# What identifies a disk or the box, and the cameras' log-in names: enough to clone
-# a recording disk or to guess a camera's password (security review L7). Admins only.
-ADMIN_ONLY_FIELDS = frozenset({"fs_uuid", "uuid", "disk_id", "box_id", "marker_disk_id",
-                               "marker_box_id", "serial", "root", "mount_points", "username"})
-
-
-def for_role(data, role: str | None = None):
-    """data as the signed-in identity may see it: viewers get no ADMIN_ONLY_FIELDS."""
-    if (role or current_user.role) == "admin":
-        return data
-    if isinstance(data, dict):
-        return {k: for_role(v, "viewer") for k, v in data.items() if k not in ADMIN_ONLY_FIELDS}
-    if isinstance(data, list):
-        return [for_role(v, "viewer") for v in data]
-    return data
 
 
 @bp.get("/status")

@@ -8,9 +8,8 @@ from werkzeug.exceptions import HTTPException
 from recorder import limits
 from recorder.disks import UUID_RE
 from webpanel import recorder_client
-from webpanel.api import for_role, json_body
-from webpanel.auth import current_user, login_required
-from webpanel.inputs import FieldErrors, json_error
+from webpanel.auth import current_user, for_role, login_required
+from webpanel.inputs import FieldErrors, json_body, json_error
 
 logger = logging.getLogger(__name__)
 

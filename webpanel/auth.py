@@ -109,6 +109,23 @@ def guard():
     return None
 
 
+# What identifies a disk or the box, and the cameras' log-in names: enough to clone
+# a recording disk or to guess a camera's password (security review L7). Admins only.
+ADMIN_ONLY_FIELDS = frozenset({"fs_uuid", "uuid", "disk_id", "box_id", "marker_disk_id",
+                               "marker_box_id", "serial", "root", "mount_points", "username"})
+
+
+def for_role(data, role: str | None = None):
+    """data as the signed-in identity may see it: viewers get no ADMIN_ONLY_FIELDS."""
+    if (role or current_user.role) == "admin":
+        return data
+    if isinstance(data, dict):
+        return {k: for_role(v, "viewer") for k, v in data.items() if k not in ADMIN_ONLY_FIELDS}
+    if isinstance(data, list):
+        return [for_role(v, "viewer") for v in data]
+    return data
+
+
 def login_required(role: str = "viewer"):
     """Decorator: require a signed-in user or token; role="admin" for admins only."""
     def decorate(view):

@@ -35,6 +35,22 @@ def json_error(code: int, message: str, headers: dict | None = None) -> HTTPExce
     return exc
 
 
+def json_body() -> dict:
+    """The request's JSON object, or 400."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise FieldErrors({"body": "send a JSON object with Content-Type: application/json"})
+    return body
+
+
+def url_or_host(text: str) -> str:
+    """Accept a bare address ("192.168.1.20", "cam.lan:8554/live") as an RTSP URL."""
+    text = text.strip()
+    if text and "://" not in text:
+        return "rtsp://" + text
+    return text
+
+
 def parse_time(value: str | None, field: str, errors: dict) -> int | None:
     """Parse ISO 8601 (UTC when no offset is given) or epoch seconds into epoch µs."""
     if value is None or value == "":

@@ -5,15 +5,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from recorder import config, limits
 from recorder.config import Camera, ConfigError, Setting, validate_camera
 from recorder.status import (BAD, OFF, OK, WARN, RecorderStatus, StreamHealth, StreamStatus,
                              Summary, stream_health, summarize)
-from webpanel import recorder_client
 from webpanel.auth import current_user, login_required
+from webpanel.inputs import get_camera, url_or_host
+from webpanel.recorder_client import recorder_call, recorder_status
 
 logger = logging.getLogger(__name__)
 
@@ -23,34 +23,7 @@ SETUP_DONE_KEY = "setup_wizard"          # Setting: "done" once the wizard was f
 GIB = 1024 ** 3
 
 
-# ------------------------------------------------------------------ recorder
-
-def recorder_call(cmd: str, **args):
-    """Ask the recorder over its control socket; return (result, error text)."""
-    try:
-        return recorder_client.call(cmd, **args), None
-    except (recorder_client.Unavailable, recorder_client.Refused) as exc:
-        return None, str(exc)
-
-
-def recorder_status(max_age: float = limits.STATUS_CACHE_S
-                    ) -> tuple[RecorderStatus | None, str | None]:
-    """The recorder's status (briefly cached), or (None, why not)."""
-    state = recorder_client.get_state(max_age)
-    if state.running:
-        return state.status, None
-    return None, state.message or "the recorder is not running"
-
-
 # ------------------------------------------------------------------ helpers
-
-def get_camera(name: str) -> Camera:
-    """The camera, or 404."""
-    cam = Camera.get_or_none(Camera.name == name)
-    if cam is None:
-        abort(404, f"no camera named {name}")
-    return cam
-
 
 def utc_text(us: int | None) -> str:
     """A UTC fallback text; the page's script rewrites it in the browser's time zone."""
@@ -133,14 +106,6 @@ def wizard_pending() -> bool:
 PROBE_NOTE_MAX = 300                    # longest test outcome the form may send for the flash
 CAMERA_TEXT_FIELDS = ("name", "display_name", "main_url", "sub_url", "username", "transport")
 RETENTION_FIELDS = ("max_age_days", "min_days")
-
-
-def url_or_host(text: str) -> str:
-    """Accept a bare address ("192.168.1.20", "cam.lan:8554/live") as an RTSP URL."""
-    text = text.strip()
-    if text and "://" not in text:
-        return "rtsp://" + text
-    return text
 
 
 def gib_to_bytes(text: str, errors: dict, key: str = "max_gb") -> int | None:

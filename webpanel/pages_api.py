@@ -10,8 +10,8 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 from recorder.config import TRANSPORTS, Camera, check_url, split_credentials
 from webpanel import probe
 from webpanel.auth import login_required
-from webpanel.inputs import FieldErrors, json_error
-from webpanel.pages import recorder_status, url_or_host
+from webpanel.inputs import FieldErrors, json_error, url_or_host
+from webpanel.recorder_client import recorder_status
 
 logger = logging.getLogger(__name__)
 

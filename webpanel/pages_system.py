@@ -19,7 +19,8 @@ from recorder.config import Camera, ConfigError, Setting, validate_camera
 from webpanel import storage_forms
 from webpanel.auth import current_user, login_required
 from webpanel.models import ApiToken, User, validate_token, validate_user
-from webpanel.pages import get_camera, recorder_call, recorder_status
+from webpanel.inputs import get_camera
+from webpanel.recorder_client import recorder_call, recorder_status
 
 logger = logging.getLogger(__name__)
 

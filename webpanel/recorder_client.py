@@ -103,6 +103,23 @@ def reload_best_effort() -> bool:
     return True
 
 
+def recorder_call(cmd: str, **args):
+    """Ask the recorder over its control socket; return (result, error text)."""
+    try:
+        return call(cmd, **args), None
+    except (Unavailable, Refused) as exc:
+        return None, str(exc)
+
+
+def recorder_status(max_age: float = limits.STATUS_CACHE_S
+                    ) -> tuple[RecorderStatus | None, str | None]:
+    """The recorder's status (briefly cached), or (None, why not)."""
+    state = get_state(max_age)
+    if state.running:
+        return state.status, None
+    return None, state.message or NOT_RUNNING
+
+
 def recording_root() -> Path | None:
     """Where recordings are: the running recorder's root, else the configured one."""
     override = current_app.config.get("RECORDING_ROOT")

@@ -10,7 +10,9 @@ from recorder import config
 from recorder.config import Camera, Setting
 from recorder.paths import DataPaths
 from recorder.storage import SETTING_FLOOR
-from webpanel.pages import GIB, gib_to_bytes, recorder_call, recorder_status
+from webpanel.auth import for_role
+from webpanel.pages import GIB, gib_to_bytes
+from webpanel.recorder_client import recorder_call, recorder_status
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,6 @@ def list_disks() -> tuple[dict, str | None]:
 
 
 def disk_context() -> dict:
-    from webpanel.api import for_role
     listing, disk_error = list_disks()
     status, status_error = recorder_status()
     listing = for_role(listing or {})
