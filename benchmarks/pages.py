@@ -50,9 +50,9 @@ def prepare(work: Path) -> tuple[Path, Path, int]:
     from mp4_testlib import ffmpeg_segments, install_segments
 
     from recorder import config
+    from recorder.accounts import User
     from recorder.config import Camera, Setting
     from webpanel import create_app
-    from webpanel.models import User
 
     data, root = work / "data", work / "root"
     create_app({"DATA_DIR": str(data)})

@@ -86,7 +86,7 @@ def row(camera: str, rel: str, start_us: int, info) -> dict:
 def prepare_panel(data: Path) -> str:
     """config.db with cameras and an API token; returns the token."""
     from webpanel import create_app
-    from webpanel.models import ApiToken
+    from recorder.accounts import ApiToken
     from recorder import config
 
     app = create_app({"DATA_DIR": str(data)})

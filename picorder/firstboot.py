@@ -390,9 +390,8 @@ def apply_authorized_key(target: Target, key: str) -> None:
 
 
 def open_box_config(data: Path):
-    """Open config.db with every model (the panel's users included)."""
+    """Open config.db (every table of it, the panel's users included)."""
     from recorder import config
-    import webpanel.models  # noqa: F401  (registers the user models in CONFIG_MODELS)
     from recorder.paths import DataPaths
     paths = DataPaths(data)
     paths.ensure()
@@ -402,7 +401,7 @@ def open_box_config(data: Path):
 
 def apply_admin(target: Target, cfg: BootConfig) -> Problem | None:
     """Create or update the panel's admin account; a problem if the password is refused."""
-    from webpanel.models import User, validate_user
+    from recorder.accounts import User, validate_user
     open_box_config(target.data)
     if cfg.admin_password is not None:
         errors = validate_user(cfg.admin_user, cfg.admin_password, "admin")
@@ -424,7 +423,7 @@ def apply_admin(target: Target, cfg: BootConfig) -> Problem | None:
 
 def apply_setup_code(target: Target, code: str) -> None:
     """Keep the setup code's hash: the panel asks the first visitor for it."""
-    from webpanel.models import set_setup_code
+    from recorder.accounts import set_setup_code
     open_box_config(target.data)
     set_setup_code(code)
     logger.info("panel setup code set")

@@ -1,4 +1,4 @@
-"""The box's configuration database (config.db): cameras and settings."""
+"""The box's configuration database (config.db): cameras, every table's list, and opening it."""
 
 import logging
 import os
@@ -12,17 +12,17 @@ from peewee import (
     DateTimeField,
     IntegerField,
     SQL,
-    Model,
     SqliteDatabase,
     TextField,
 )
 
-from recorder import limits
+from recorder import accounts, limits
+# db, BaseModel and Setting are config.db's own, kept below the account tables; other
+# modules reach them here (config.db, config.Setting).
+from recorder.configdb import BaseModel, Setting, db
 from recorder.db import migrate, open_sqlite
 
 logger = logging.getLogger(__name__)
-
-db = SqliteDatabase(None)
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62})$")
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -36,11 +36,6 @@ class ConfigError(ValueError):
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-
-
-class BaseModel(Model):
-    class Meta:
-        database = db
 
 
 class Camera(BaseModel):
@@ -118,25 +113,10 @@ class Camera(BaseModel):
         return cam
 
 
-class Setting(BaseModel):
-    """Key/value settings of the box."""
-
-    key = CharField(primary_key=True)
-    value = TextField()
-
-    @classmethod
-    def read(cls, key: str, default: str | None = None) -> str | None:
-        row = cls.get_or_none(cls.key == key)
-        return row.value if row else default
-
-    @classmethod
-    def write(cls, key: str, value: str) -> None:
-        cls.insert(key=key, value=value).on_conflict_replace().execute()
-
-
-# Other modules (the panel's users and tokens) append their models here before
-# open_config() so that migration 1 creates every table of config.db.
-CONFIG_MODELS: list = [Camera, Setting]
+# Every table of config.db, in one place.
+ACCOUNT_MODELS = (accounts.User, accounts.ApiToken, accounts.LoginAttempt,
+                  accounts.SessionGeneration)
+CONFIG_MODELS = (Camera, Setting, *ACCOUNT_MODELS)
 
 
 def _m1_initial(database):
@@ -149,7 +129,13 @@ def _m2_camera_activity(database):
         database.execute_sql("ALTER TABLE camera ADD COLUMN activity INTEGER NOT NULL DEFAULT 1")
 
 
-MIGRATIONS = [_m1_initial, _m2_camera_activity]
+def _m3_account_tables(database):
+    # A config.db that only the CLI or the recorder opened before had no account tables:
+    # the panel added them when it first opened the file.
+    database.create_tables(ACCOUNT_MODELS, safe=True)
+
+
+MIGRATIONS = [_m1_initial, _m2_camera_activity, _m3_account_tables]
 
 
 def open_config(path: Path) -> SqliteDatabase:
@@ -164,8 +150,6 @@ def open_config(path: Path) -> SqliteDatabase:
     if fresh:
         os.chmod(path, 0o600)
     migrate(db, path, MIGRATIONS)
-    # Tables added by modules registered after the first migration.
-    db.create_tables(CONFIG_MODELS, safe=True)
     return db
 
 

@@ -75,20 +75,20 @@ def admin_session(app) -> Session:
 
 
 def add_user(app, username, password, role):
-    from webpanel.models import User
+    from recorder.accounts import User
 
     with app.app_context():
         from recorder import config
         config.db.connect(reuse_if_open=True)
         user = User(username=username, role=role)
-        user.set_password(password)
+        user.set_password(password, app.config.get("PASSWORD_HASH_METHOD"))
         user.save()
         config.db.close()
 
 
 def issue_token(app, name, role) -> str:
     from recorder import config
-    from webpanel.models import ApiToken
+    from recorder.accounts import ApiToken
 
     with app.app_context():
         config.db.connect(reuse_if_open=True)

@@ -1,8 +1,6 @@
 """picorder's web panel: a Flask application factory served by gunicorn.
 
-The factory lives in webpanel.app; this package imports nothing else, so that
-other programs can use the panel's models (the first-boot step does) without
-paying for Flask's import at boot.
+The factory lives in webpanel.app, imported only when the panel is built.
 """
 
 

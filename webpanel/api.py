@@ -9,15 +9,15 @@ from flask import Blueprint, jsonify, request, url_for
 from peewee import IntegrityError
 
 from recorder import config, limits
+from recorder.accounts import (ROLE_ERROR, ROLES, ApiToken, User, now_us, validate_token,
+                               validate_user)
 from recorder.config import Camera, ConfigError, validate_camera
 from recorder.index import NoIndex
 from recorder.status import ClockStatus, RecorderStatus, StreamStatus, stream_health
 from webpanel import index_reader, openapi, recorder_client, video
-from webpanel.auth import current_user, for_role, login_required
+from webpanel.auth import current_user, for_role, hash_method, login_required
 from webpanel.inputs import (FieldErrors, get_camera, iso, json_body, json_error, stream_arg,
                              time_range)
-from webpanel.models import (ROLE_ERROR, ROLES, ApiToken, User, now_us, validate_token,
-                             validate_user)
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def user_create():
     if errors:
         raise FieldErrors(errors)
     user = User(username=username, role=role)
-    user.set_password(password)
+    user.set_password(password, hash_method())
     try:
         user.save()
     except IntegrityError as exc:
@@ -286,7 +286,7 @@ def user_update(user_id):
     if errors:
         raise FieldErrors(errors)
     if "password" in body:
-        user.set_password(body["password"])
+        user.set_password(body["password"], hash_method())
     user.role = role
     user.save()
     logger.info("%s changed user %s", current_user.name, user.username)

@@ -92,9 +92,7 @@ def handle_unexpected(exc: Exception):
 
 
 def open_config_db(app: Flask) -> None:
-    """Open config.db once (creating the panel's tables); requests reconnect per thread."""
-    from webpanel import models  # noqa: F401  (registers the panel's tables)
-
+    """Open config.db once (migrating it); requests reconnect per thread."""
     config.open_config(DataPaths(Path(app.config["DATA_DIR"])).config_db)
     config.db.close()
 

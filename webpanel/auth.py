@@ -15,10 +15,11 @@ from peewee import IntegrityError, fn
 from werkzeug.local import LocalProxy
 
 from recorder import config, limits
+from recorder.accounts import (ApiToken, LoginAttempt, SessionGeneration, User,
+                               check_setup_code, now_us, password_method, setup_code_required,
+                               validate_user)
 from webpanel import security
 from webpanel.inputs import json_error, wants_json
-from webpanel.models import (ApiToken, LoginAttempt, SessionGeneration, User,
-                             check_setup_code, now_us, setup_code_required, validate_user)
 
 logger = logging.getLogger(__name__)
 
@@ -190,10 +191,16 @@ def forgive_attempt(keys: list[str], at_us: int) -> None:
         | ((LoginAttempt.key == addr_key) & (LoginAttempt.at_us == at_us))).execute()
 
 
+def hash_method() -> str:
+    """The hash of new passwords: the box's, unless the app's PASSWORD_HASH_METHOD names one
+    (tests choose a cheaper one; the box never does)."""
+    return current_app.config.get("PASSWORD_HASH_METHOD") or password_method()
+
+
 @functools.cache
-def _dummy_hash(method: str | None) -> str:
+def _dummy_hash(method: str) -> str:
     user = User(username="")
-    user.set_password("not the password of anyone")
+    user.set_password("not the password of anyone", method)
     return user.password_hash
 
 
@@ -202,7 +209,7 @@ def check_login(username: str, password: str) -> User | None:
     user = User.get_or_none(User.username == username)
     if user is None:
         # Hash anyway, with the same method, so the time does not tell which names exist.
-        User(password_hash=_dummy_hash(current_app.config.get("PASSWORD_HASH_METHOD"))
+        User(password_hash=_dummy_hash(hash_method())
              ).check_password(password)
         return None
     return user if user.check_password(password) else None
@@ -364,7 +371,7 @@ def setup():
             if User.admin_exists():
                 raise json_error(403, "setup is closed: an admin account exists")
             user = User(username=username, role="admin")
-            user.set_password(password)
+            user.set_password(password, hash_method())
             user.save()
     except IntegrityError:
         return _setup_page(form, {"username": "this name is taken"}, 400)

@@ -15,10 +15,10 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
 from peewee import IntegrityError
 
 from recorder import __version__, config, limits
+from recorder.accounts import ApiToken, User, validate_token, validate_user
 from recorder.config import Camera, ConfigError, Setting, validate_camera
 from webpanel import storage_forms
-from webpanel.auth import current_user, login_required
-from webpanel.models import ApiToken, User, validate_token, validate_user
+from webpanel.auth import current_user, hash_method, login_required
 from webpanel.inputs import get_camera
 from webpanel.recorder_client import recorder_call, recorder_status
 
@@ -213,7 +213,7 @@ def user_add():
     if not errors:
         try:
             user = User(username=username, role=role)
-            user.set_password(password)
+            user.set_password(password, hash_method())
             user.save()
         except IntegrityError:
             errors["username"] = "this name is taken"

@@ -11,13 +11,13 @@ from werkzeug.http import quote_etag, unquote_etag
 
 from recorder import export, layout, limits
 from recorder import live as live_mod
+from recorder.accounts import now_us
 from recorder.index import NoIndex
 from recorder.status import stream_health
 from webpanel import index_reader, recorder_client, snapshots
 from webpanel.auth import login_required
 from webpanel.inputs import (FieldErrors, get_camera, iso, json_error, parse_time, stream_arg,
                              time_range)
-from webpanel.models import now_us
 
 logger = logging.getLogger(__name__)
 

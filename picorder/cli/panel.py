@@ -8,7 +8,7 @@ from peewee import IntegrityError
 
 from picorder.cli.common import (
     UserError, add_data_option, open_config_from_args, paths_from_args, read_secret_file)
-from recorder import limits
+from recorder import accounts, limits
 from recorder.paths import ENV_DATA
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -52,19 +52,13 @@ def cmd_panel(args) -> int:
 
 # ----------------------------------------------------------------------- users
 
-def _models():
-    from webpanel import models   # registers the panel's tables in config.db
-    return models
-
-
 def cmd_user_add(args) -> int:
-    models = _models()
     open_config_from_args(args)
     password = read_secret_file(args.password_file)
-    errors = models.validate_user(args.name, password, args.role)
+    errors = accounts.validate_user(args.name, password, args.role)
     if errors:
         raise UserError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-    user = models.User(username=args.name, role=args.role)
+    user = accounts.User(username=args.name, role=args.role)
     user.set_password(password)
     try:
         user.save()
@@ -75,9 +69,8 @@ def cmd_user_add(args) -> int:
 
 
 def cmd_user_list(args) -> int:
-    models = _models()
     open_config_from_args(args)
-    users = list(models.User.select().order_by(models.User.username))
+    users = list(accounts.User.select().order_by(accounts.User.username))
     if not users:
         print("no users yet: the first visit to the panel creates the admin")
     for user in users:
@@ -86,12 +79,11 @@ def cmd_user_list(args) -> int:
 
 
 def cmd_user_remove(args) -> int:
-    models = _models()
     open_config_from_args(args)
-    user = models.User.get_or_none(models.User.username == args.name)
+    user = accounts.User.get_or_none(accounts.User.username == args.name)
     if user is None:
         raise UserError(f"no user named {args.name!r}")
-    admins = models.User.select().where(models.User.role == "admin").count()
+    admins = accounts.User.select().where(accounts.User.role == "admin").count()
     if user.is_admin and admins <= 1 and not args.force:
         raise UserError("this is the last admin; add another admin first (or use --force)")
     user.delete_instance()
@@ -102,13 +94,12 @@ def cmd_user_remove(args) -> int:
 # ---------------------------------------------------------------------- tokens
 
 def cmd_token_create(args) -> int:
-    models = _models()
     open_config_from_args(args)
-    problem = models.validate_token_name(args.name)
+    problem = accounts.validate_token_name(args.name)
     if problem:
         raise UserError(problem)
     try:
-        _row, token = models.ApiToken.issue(args.name, args.role)
+        _row, token = accounts.ApiToken.issue(args.name, args.role)
     except IntegrityError as exc:
         raise UserError(f"a token named {args.name!r} already exists") from exc
     print(token)
@@ -118,18 +109,16 @@ def cmd_token_create(args) -> int:
 
 
 def cmd_token_list(args) -> int:
-    models = _models()
     open_config_from_args(args)
-    for row in models.ApiToken.select().order_by(models.ApiToken.name):
+    for row in accounts.ApiToken.select().order_by(accounts.ApiToken.name):
         used = "never used" if row.last_used_us is None else "used"
         print(f"{row.name:<24} {row.role:<7} {used}")
     return 0
 
 
 def cmd_token_revoke(args) -> int:
-    models = _models()
     open_config_from_args(args)
-    if not models.ApiToken.delete().where(models.ApiToken.name == args.name).execute():
+    if not accounts.ApiToken.delete().where(accounts.ApiToken.name == args.name).execute():
         raise UserError(f"no token named {args.name!r}")
     print(f"revoked token {args.name}")
     return 0

@@ -12,8 +12,8 @@ import pytest
 
 from e2e_support import (ADMIN, DESKTOP, PHONE, api_json, ffprobe_json, poll,
                           screenshot, sign_in)
+from recorder.accounts import ApiToken, User
 from recorder.config import Camera, Setting
-from webpanel.models import ApiToken, User
 
 pytestmark = pytest.mark.integration
 

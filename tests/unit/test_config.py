@@ -1,12 +1,13 @@
 """Camera validation and the camera CLI on a real config.db."""
 
 import json
+import sqlite3
 import stat
 
 import pytest
 
-from recorder import config
 from picorder.cli import main
+from recorder import accounts, config
 from recorder.config import ConfigError, split_credentials, validate_camera
 
 
@@ -76,3 +77,49 @@ def test_import_inherits_defaults_and_rejects_bad_toml(tmp_path, capsys):
     assert run(tmp_path, "import", str(half)) == 2
     assert config.Camera.get_or_none(config.Camera.name == "ok") is None
     assert "nothing imported" in capsys.readouterr().err
+
+
+def test_a_config_db_without_account_tables_gets_them_and_keeps_its_cameras(tmp_path):
+    """A v2 config.db as the CLI or the recorder alone left it (the panel never opened it)."""
+    path = tmp_path / "config.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""
+            CREATE TABLE camera (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL,
+                display_name VARCHAR(255) NOT NULL, main_url TEXT NOT NULL, sub_url TEXT,
+                username VARCHAR(255), password VARCHAR(255), transport VARCHAR(255) NOT NULL,
+                enabled INTEGER NOT NULL, max_age_days INTEGER, max_bytes INTEGER,
+                min_days INTEGER, activity INTEGER NOT NULL DEFAULT 1, updated_at DATETIME);
+            CREATE UNIQUE INDEX camera_name ON camera (name);
+            CREATE TABLE setting (key VARCHAR(255) NOT NULL PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO camera (name, display_name, main_url, transport, enabled)
+                VALUES ('front', '', 'rtsp://h/x', 'tcp', 1);
+            PRAGMA user_version = 2;""")
+    conn.close()
+    try:
+        config.open_config(path)
+        assert config.db.execute_sql("PRAGMA user_version").fetchone()[0] == len(config.MIGRATIONS)
+        assert config.Camera.get_by_name("front").main_url == "rtsp://h/x"
+        user = accounts.User(username="admin", role="admin")
+        user.set_password("longenough1", "pbkdf2:sha256:1000")
+        user.save()
+        _row, token = accounts.ApiToken.issue("prometheus", "viewer")
+        assert accounts.ApiToken.lookup(token).name == "prometheus"
+        assert set(config.db.get_tables()) >= {m._meta.table_name for m in config.CONFIG_MODELS}
+    finally:
+        config.db.close()
+    with sqlite3.connect(tmp_path / "config.db.bak-v2") as backup:
+        assert backup.execute("SELECT name FROM camera").fetchall() == [("front",)]
+    backup.close()
+
+
+def test_a_fresh_config_db_has_every_table_without_importing_the_panel(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; from pathlib import Path; from recorder import config; "
+            "config.open_config(Path(sys.argv[1])); "
+            "print(sorted(config.db.get_tables()), "
+            "sorted(m for m in sys.modules if m.split('.')[0] in ('webpanel', 'flask')))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "config.db")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ("['apitoken', 'camera', 'loginattempt', 'sessiongeneration', "
+                           "'setting', 'user'] []")

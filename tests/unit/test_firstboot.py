@@ -33,7 +33,7 @@ def write_txt(firmware, text: str, crlf: bool = False):
 
 
 def users():
-    from webpanel.models import User
+    from recorder.accounts import User
     return {u.username: u for u in User.select()}
 
 
@@ -234,7 +234,7 @@ def test_first_boot_sets_the_admin_password_without_importing_flask(tmp_path):
         target = Target(root=root, data=root / "data", owner=None,
                         hostname_proc=root / "hostname", run_systemctl=False)
         assert run(root / "fw" / "picorder.txt", target) == []
-        from webpanel.models import User
+        from recorder.accounts import User
         assert User.get(User.username == "admin").check_password("first-boot-pw")
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("flask", "jinja2")))
     """

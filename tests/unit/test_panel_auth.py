@@ -53,7 +53,7 @@ def test_first_visit_creates_the_admin_then_setup_closes(box_app, tmp_path):
 
     key = DataPaths(tmp_path / "data").secret_key
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_text().strip()) == 64
-    from webpanel.models import User
+    from recorder.accounts import User
     stored = User.get(User.username == "boss").password_hash
     assert stored.startswith(("scrypt:", "pbkdf2:")) and "longenough1" not in stored
 

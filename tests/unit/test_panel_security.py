@@ -232,7 +232,7 @@ def setup_admin(client, **extra):
 
 def admins(app) -> list[str]:
     from recorder import config
-    from webpanel.models import User
+    from recorder.accounts import User
     with app.app_context():
         config.db.connect(reuse_if_open=True)
         names = [u.username for u in User.select().where(User.role == "admin")]

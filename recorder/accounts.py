@@ -1,18 +1,21 @@
-"""The panel's tables in config.db: users, API tokens and login attempts."""
+"""config.db's account tables: the panel's users, API tokens, login attempts and sessions.
 
+They live in the recorder package because everything that opens config.db (the CLI,
+first boot, the recorder, the panel) creates every table of it: recorder/config.py
+lists them all in CONFIG_MODELS. Werkzeug's hashing is imported only when a password is
+set or checked, so the recorder, which never does, does not load it.
+"""
+
+import functools
 import hashlib
 import importlib.metadata
 import secrets
-import sys
 import time
 import unicodedata
-from importlib.metadata import version as _werkzeug_version
 
 from peewee import BigIntegerField, CharField, IntegerField
-from werkzeug.security import check_password_hash, generate_password_hash
 
-from recorder import config
-from recorder.config import BaseModel
+from recorder.configdb import BaseModel, Setting
 
 ROLES = ("admin", "viewer")
 ROLE_ERROR = "the role must be 'admin' or 'viewer'"
@@ -20,24 +23,35 @@ PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 1024
 USERNAME_MAX_LENGTH = 64
 TOKEN_PREFIX = "pct_"
+SCRYPT = "scrypt"
+PBKDF2 = "pbkdf2:sha256:600000"
 
 
-def _password_method() -> str:
-    """scrypt where Werkzeug (2.3+) and hashlib support it, else PBKDF2 (bookworm's 2.2)."""
+@functools.cache
+def password_method() -> str:
+    """The box's hash for new passwords: scrypt where Werkzeug (2.3+) and hashlib have it.
+
+    Werkzeug before 2.3 (Debian bookworm's 2.2.2, used by the appliance) has no scrypt
+    method and fails with "unsupported" on it: PBKDF2 there.
+    """
     try:
         major, minor = (int(p) for p in importlib.metadata.version("werkzeug").split(".")[:2])
     except (importlib.metadata.PackageNotFoundError, ValueError):
         major, minor = 0, 0
     if (major, minor) >= (2, 3) and hasattr(hashlib, "scrypt"):
-        return "scrypt"
-    return "pbkdf2:sha256:600000"
+        return SCRYPT
+    return PBKDF2
 
 
-PASSWORD_METHOD = _password_method()
-# Werkzeug before 2.3 (Debian bookworm's 2.2.2, used by the appliance) has no scrypt
-# method and fails with "unsupported" on it.
-if tuple(int(x) for x in _werkzeug_version("werkzeug").split(".")[:2]) < (2, 3):
-    PASSWORD_METHOD = "pbkdf2:sha256:600000"
+def hash_secret(secret: str, method: str | None = None) -> str:
+    """Werkzeug's salted hash of a password or setup code (`method`: the box's by default)."""
+    from werkzeug.security import generate_password_hash
+    return generate_password_hash(secret, method=method or password_method())
+
+
+def check_secret(stored: str, secret: str) -> bool:
+    from werkzeug.security import check_password_hash
+    return check_password_hash(stored, secret)
 
 
 def now_us() -> int:
@@ -52,16 +66,13 @@ class User(BaseModel):
     role = CharField(default="viewer")
     created_us = BigIntegerField(default=now_us)
 
-    def set_password(self, password: str) -> None:
-        # Tests may choose a cheaper method (config PASSWORD_HASH_METHOD); the box never does.
-        # Flask only if it is loaded: the first-boot step sets passwords without it.
-        flask = sys.modules.get("flask")
-        method = (flask.current_app.config.get("PASSWORD_HASH_METHOD")
-                  if flask is not None and flask.has_app_context() else None)
-        self.password_hash = generate_password_hash(password, method=method or PASSWORD_METHOD)
+    def set_password(self, password: str, method: str | None = None) -> None:
+        """Keep the password's hash; `method` is the box's unless the caller names one
+        (the panel's tests name a cheaper one, PASSWORD_HASH_METHOD)."""
+        self.password_hash = hash_secret(password, method)
 
     def check_password(self, password: str) -> bool:
-        return check_password_hash(self.password_hash, password)
+        return check_secret(self.password_hash, password)
 
     @property
     def is_admin(self) -> bool:
@@ -173,16 +184,16 @@ SETUP_CODE_SETTING = "setup_code_hash"
 
 def set_setup_code(code: str) -> None:
     """Require `code` (picorder.txt's setup_code) to create the first admin; only its hash is kept."""
-    config.Setting.write(SETUP_CODE_SETTING, generate_password_hash(code, method=PASSWORD_METHOD))
+    Setting.write(SETUP_CODE_SETTING, hash_secret(code))
 
 
 def setup_code_required() -> bool:
-    return config.Setting.read(SETUP_CODE_SETTING) is not None
+    return Setting.read(SETUP_CODE_SETTING) is not None
 
 
 def check_setup_code(code) -> bool:
-    stored = config.Setting.read(SETUP_CODE_SETTING)
-    return stored is None or (isinstance(code, str) and check_password_hash(stored, code.strip()))
+    stored = Setting.read(SETUP_CODE_SETTING)
+    return stored is None or (isinstance(code, str) and check_secret(stored, code.strip()))
 
 
 def validate_token_name(name) -> str | None:
@@ -202,9 +213,3 @@ def validate_token(name, role) -> dict[str, str]:
     if role not in ROLES:
         errors["role"] = ROLE_ERROR
     return errors
-
-
-PANEL_MODELS = [User, ApiToken, LoginAttempt, SessionGeneration]
-for _model in PANEL_MODELS:
-    if _model not in config.CONFIG_MODELS:
-        config.CONFIG_MODELS.append(_model)
