@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", help="work directory (default: a temporary one)")
     parser.add_argument("--rounds", type=int, default=30, help="at most 30: the file is then whole")
     args = parser.parse_args(argv)
-    from webpanel import create_app, video
+    from webpanel import create_app
+    from webpanel.api import video
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="picorder-tail-bench-"))
     work.mkdir(parents=True, exist_ok=True)

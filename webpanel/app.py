@@ -139,18 +139,17 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = load_secret_key(paths)
 
     open_config_db(app)
-    from webpanel import (api, api_disks, auth, metrics, pages, pages_api, pages_setup,
-                          pages_system, security, streams, video)
+    from webpanel import auth, security, streams
+    from webpanel.api import disks, metrics, resources, tools, video
+    from webpanel.views import pages, setup, system
 
     if app.config.get("TRUST_LOCAL_PROXY", True):
         app.wsgi_app = LocalProxyFix(app.wsgi_app)
     security.init_app(app)
     auth.init_app(app)
     streams.init_app(app)
-    for blueprint in (auth.bp, api.bp, api_disks.bp, video.bp):
-        app.register_blueprint(blueprint)
-    metrics.init_app(app)
-    for blueprint in (pages.bp, pages_setup.bp, pages_system.bp, pages_api.bp):
+    for blueprint in (auth.bp, resources.bp, disks.bp, video.bp, metrics.bp,
+                      pages.bp, setup.bp, system.bp, tools.bp):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["utc_text"] = pages.utc_text
     app.register_error_handler(HTTPException, handle_http_error)

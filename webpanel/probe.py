@@ -38,7 +38,7 @@ class ProbeResult:
     fps: float | None = None
     bitrate_kbps: float | None = None
     keyframe_interval_s: float | None = None
-    snapshot: str | None = None          # token of the JPEG, served by pages_api
+    snapshot: str | None = None          # token of the JPEG, served by api/tools.py
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:

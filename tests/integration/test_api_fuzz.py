@@ -14,7 +14,8 @@ from recorder.config import check_url
 from recorder.disks import UUID_RE
 from recorder.index import index_db
 from recorder.paths import DataPaths
-from webpanel import openapi, probe, recorder_client
+from webpanel import probe, recorder_client
+from webpanel.api import openapi
 
 pytestmark = pytest.mark.integration
 

@@ -312,7 +312,7 @@ def test_probe_snapshots_and_clock_api(app, admin):
 
 def test_power_is_admin_only_needs_confirmation_and_shows_the_recorders_answer(
         app, admin, monkeypatch):
-    import webpanel.pages_system as pages_system
+    import webpanel.views.system as pages_system
     calls = []
     answer = {"error": "this machine is not managed by systemd; reboot it yourself"}
 

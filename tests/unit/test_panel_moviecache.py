@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from webpanel.video import MovieCache
+from webpanel.api.video import MovieCache
 
 
 @dataclass

@@ -283,7 +283,7 @@ def test_adopted_directory_that_vanishes_and_returns(tmp_path, fake_mounts):
 
 
 def test_disk_missing_shows_in_the_metrics(storage, usb_event):
-    from webpanel.metrics import RecorderCollector
+    from webpanel.api.metrics import RecorderCollector
     storage.adopt(usb_event.properties["ID_FS_UUID"])
     drain(storage)
     state = storage.state()

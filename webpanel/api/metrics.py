@@ -12,7 +12,8 @@ from prometheus_client.process_collector import ProcessCollector
 from recorder.config import Camera
 from recorder.index import NoIndex, queries
 from recorder.status import StreamStatus
-from webpanel import api, index_reader, recorder_client
+from webpanel import index_reader, recorder_client
+from webpanel.api import resources
 from webpanel.auth import login_required
 from webpanel.inputs import get_camera, json_error
 
@@ -151,7 +152,7 @@ def activity_counts() -> dict:
 
 def build_registry() -> CollectorRegistry:
     state = recorder_client.get_state()
-    status = api.status_json()
+    status = resources.status_json()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RecorderCollector(state, status["storage"], oldest_recording_us(),
                                         activity_counts()))
@@ -202,7 +203,3 @@ def zabbix_item(name, metric):
     key, fmt = ZABBIX_METRICS[metric]
     value = getattr(_main_stream(name), key, 0) or 0
     return Response(fmt % value, mimetype="text/plain")
-
-
-def init_app(app) -> None:
-    app.register_blueprint(bp)

@@ -11,7 +11,7 @@ from recorder.config import Camera, Setting
 from recorder.paths import DataPaths
 from recorder.storage import SETTING_FLOOR
 from webpanel.auth import for_role
-from webpanel.pages import GIB, gib_to_bytes
+from webpanel.views.pages import GIB, gib_to_bytes
 from webpanel.recorder_client import recorder_call, recorder_status
 
 logger = logging.getLogger(__name__)

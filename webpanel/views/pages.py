@@ -1,4 +1,4 @@
-"""The panel's pages: dashboard and cameras, recordings, live; registers the other page groups."""
+"""The panel's main pages: dashboard and cameras, recordings, the synced view, live."""
 
 import logging
 import time

@@ -17,10 +17,10 @@ from peewee import IntegrityError
 from recorder import __version__, config, limits
 from recorder.accounts import ApiToken, User, validate_token, validate_user
 from recorder.config import Camera, ConfigError, Setting, validate_camera
-from webpanel import storage_forms
 from webpanel.auth import current_user, hash_method, login_required
 from webpanel.inputs import get_camera
 from webpanel.recorder_client import recorder_call, recorder_status
+from webpanel.views import storage_forms
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from recorder.accounts import (ROLE_ERROR, ROLES, ApiToken, User, now_us, valida
 from recorder.config import Camera, ConfigError, validate_camera
 from recorder.index import NoIndex
 from recorder.status import ClockStatus, RecorderStatus, StreamStatus, stream_health
-from webpanel import index_reader, openapi, recorder_client, video
+from webpanel import index_reader, recorder_client
+from webpanel.api import openapi, video
 from webpanel.auth import current_user, for_role, hash_method, login_required
 from webpanel.inputs import (FieldErrors, get_camera, iso, json_body, json_error, stream_arg,
                              time_range)
