@@ -40,8 +40,7 @@ from recorder.process import (
     host_wall_us, stop_orphans,
 )
 from recorder.status import ClockStatus, RecorderStatus
-from recorder.storage_api import Storage
-from recorder.storage_check import SYNC_SOURCE
+from recorder.storage import SYNC_SOURCE, Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from flask import current_app
 
-from recorder import control, limits, storage_api
+from recorder import control, limits
+from recorder.storage import directory
 from recorder.paths import DataPaths
 from recorder.status import RecorderStatus, StreamStatus
 
@@ -130,7 +131,7 @@ def recording_root() -> Path | None:
         root = state.storage().get("root")
         return Path(root) if root else None
     try:
-        root = storage_api.configured_root(data_paths())
+        root = directory.configured_root(data_paths())
     except OSError:
         logger.exception("cannot find the configured recording root")
         return None

@@ -13,7 +13,7 @@ import time
 
 from picorder.cli.common import UserError, add_data_option, open_config_from_args
 from recorder import control, limits
-from recorder.disks import DiskError
+from recorder.storage.disk_ops import DiskError
 from recorder.paths import DataPaths
 from recorder.retention import RetentionError
 

@@ -20,7 +20,7 @@ from recorder import config, control, limits
 from recorder.children import die_with_parent
 from recorder.paths import DEMO_MARKER, ROOT_DATA_DIR, DataPaths, default_demo_dir
 from recorder.status import RecorderStatus, stream_health
-from recorder.storage_api import DirectoryStorage, Storage, configured_root
+from recorder.storage.directory import DirectoryStorage, Storage, configured_root
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def open_paths(args) -> DataPaths:
 def make_storage(paths: DataPaths) -> Storage:
     """The Storage the recorder records into (the seam where DiskStorage plugs in)."""
     from recorder import storage
-    from recorder.storage_api import SETTING_RECORDINGS_DIR
+    from recorder.storage.directory import SETTING_RECORDINGS_DIR
     if storage.disk_storage_wanted():
         return storage.make_storage(paths)
     if config.Setting.read(SETTING_RECORDINGS_DIR):

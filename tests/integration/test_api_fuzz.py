@@ -11,7 +11,7 @@ from schemathesis.config import SchemathesisConfig
 from mp4_testlib import ffmpeg_segments, install_segments, require_ffmpeg
 from panel_support import FakeRecorder, admin_session, issue_token, make_app, recorder_status
 from recorder.config import check_url
-from recorder.disks import UUID_RE
+from recorder.storage.disk_ops import UUID_RE
 from recorder.index import index_db
 from recorder.paths import DataPaths
 from webpanel import probe, recorder_client

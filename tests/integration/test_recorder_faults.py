@@ -18,7 +18,7 @@ import pytest
 from recorder import limits
 from recorder.paths import DataPaths
 from recorder.service import Recorder
-from recorder.storage_api import DirectoryStorage
+from recorder.storage.directory import DirectoryStorage
 from recorder_helpers import add_camera, recorder_thread, rows, set_setting
 from stamps import QrReader, stamped_frames
 

@@ -10,7 +10,7 @@ from recorder import control
 from recorder.paths import DataPaths
 from recorder.service import Recorder
 from recorder.sim.launcher import SimCameras
-from recorder.storage_api import DirectoryStorage
+from recorder.storage.directory import DirectoryStorage
 from recorder.timekeeping import Clock
 from recorder_helpers import add_camera, recorder_thread, rows, set_setting, wait_for
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from recorder import config, disks
-from recorder.drives import PyudevWatcher, list_drives
+from recorder import config
+from recorder.storage import disk_ops
+from recorder.storage.udev import PyudevWatcher, list_drives
 from recorder.paths import DataPaths
 from recorder.storage import (
     STATE_MISSING, STATE_NO_DISK, STATE_RECORDING, DiskStorage, box_id, load_entries,
@@ -137,15 +138,15 @@ def test_bad_input_is_refused_and_nothing_is_touched(loop_disks, mount_base, tmp
 
     # The disk holding / is never adopted or formatted. This machine's root disk shows no
     # filesystem UUID, so let the loop disk stand in for it: the same rule, a real device.
-    import recorder.storage as storage_mod
+    from recorder.storage import disk_storage as storage_mod
     real_rule = storage_mod.system_disks
     loop_devpath = "/devices/virtual/block/" + os.path.basename(dev)
     try:
         storage_mod.system_disks = lambda mounts: real_rule(mounts) | {loop_devpath}
         st = _storage(data, mount_base)
-        with pytest.raises(disks.DiskError, match="holds the system"):
+        with pytest.raises(disk_ops.DiskError, match="holds the system"):
             st.adopt(uuid)
-        with pytest.raises(disks.DiskError, match="holds the system"):
+        with pytest.raises(disk_ops.DiskError, match="holds the system"):
             st.format(dev, confirm=dev, force=True)
     finally:
         storage_mod.system_disks = real_rule

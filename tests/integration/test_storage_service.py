@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from helpers.waiting import poll
-from recorder import config, disks
-from recorder.drives import DriveEvent
+from recorder import config
+from recorder.storage import disk_ops
+from recorder.storage.udev import DriveEvent
 from recorder.paths import DataPaths
 from recorder.process import DiskFailure
 from recorder.service import Recorder, SignalEvent
@@ -83,11 +84,11 @@ def fake_disk(tmp_path, monkeypatch):
         Path(target).mkdir(parents=True, exist_ok=True)
         table[str(target)] = uuid
 
-    monkeypatch.setattr(disks, "mount", mount)
-    monkeypatch.setattr(disks, "unmount", lambda target, lazy=False: table.pop(str(target), None))
-    monkeypatch.setattr(disks, "remount", lambda target, read_only: None)
-    monkeypatch.setattr(disks, "mount_source_uuid", lambda target: table.get(str(target)))
-    monkeypatch.setattr(disks, "peek_marker", lambda device: None)
+    monkeypatch.setattr(disk_ops, "mount", mount)
+    monkeypatch.setattr(disk_ops, "unmount", lambda target, lazy=False: table.pop(str(target), None))
+    monkeypatch.setattr(disk_ops, "remount", lambda target, read_only: None)
+    monkeypatch.setattr(disk_ops, "mount_source_uuid", lambda target: table.get(str(target)))
+    monkeypatch.setattr(disk_ops, "peek_marker", lambda device: None)
     return event
 
 

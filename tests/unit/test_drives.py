@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.drives import (
+from recorder.storage.udev import (
     DriveEvent, MountEntry, drive_from_event, mounts_by_devnum, parse_drive, parse_mountinfo,
     system_disks,
 )

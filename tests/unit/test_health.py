@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from recorder import health
+from recorder.storage import health
 
 # The shape of `smartctl --json -H -A` for a SATA disk behind a USB bridge (trimmed).
 ATA = {

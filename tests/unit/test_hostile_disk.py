@@ -8,7 +8,8 @@ import sqlite3
 import pytest
 
 from panel_support import FakeRecorder, add_user, login, make_app, recorder_status
-from recorder import disks, index, retention
+from recorder import index, retention
+from recorder.storage import disk_ops
 from recorder.index import queries
 from recorder.paths import DataPaths
 from recorder.recovery import recover
@@ -95,10 +96,10 @@ def test_marker_write_follows_no_link_on_the_disk(tmp_path, victim):
     root = tmp_path / "disk"
     (root / "picorder").mkdir(parents=True)
     os.symlink(victim, root / "picorder" / "marker.json.tmp")
-    marker = disks.Marker.new("box", None)
-    disks.write_marker(root, marker)
+    marker = disk_ops.Marker.new("box", None)
+    disk_ops.write_marker(root, marker)
     assert victim.read_text() == "precious\n"
-    assert disks.read_marker(root) == marker
+    assert disk_ops.read_marker(root) == marker
     assert not (root / "picorder" / "marker.json.tmp").exists()
 
 
@@ -108,10 +109,10 @@ def test_a_linked_picorder_directory_is_refused(tmp_path):
     root = tmp_path / "disk"
     root.mkdir()
     os.symlink(elsewhere, root / "picorder")
-    with pytest.raises(disks.DiskError):
-        disks.write_marker(root, disks.Marker.new("box", None))
-    with pytest.raises(disks.DiskError):
-        disks.read_marker(root)
+    with pytest.raises(disk_ops.DiskError):
+        disk_ops.write_marker(root, disk_ops.Marker.new("box", None))
+    with pytest.raises(disk_ops.DiskError):
+        disk_ops.read_marker(root)
     assert list(elsewhere.iterdir()) == []
 
 
@@ -120,12 +121,12 @@ def test_a_linked_marker_is_not_read(tmp_path, victim):
     (root / "picorder").mkdir(parents=True)
     victim.write_text(json.dumps({"disk_id": "d", "box_id": "b"}))
     os.symlink(victim, root / "picorder" / "marker.json")
-    with pytest.raises(disks.DiskError):
-        disks.read_marker(root)
+    with pytest.raises(disk_ops.DiskError):
+        disk_ops.read_marker(root)
 
 
 def test_disks_are_mounted_nodev_nosuid_noexec():
-    assert set(disks.MOUNT_OPTIONS.split(",")) >= {"nodev", "nosuid", "noexec"}
+    assert set(disk_ops.MOUNT_OPTIONS.split(",")) >= {"nodev", "nosuid", "noexec"}
 
 
 # ------------------------------------------------------------------ L7

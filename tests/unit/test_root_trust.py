@@ -14,7 +14,7 @@ from recorder.ffmpeg import StreamSpec
 from recorder.paths import ENV_STATE_DIR, DataPaths, UnsafePath, inside
 from recorder.service import Recorder
 from recorder.sim.launcher import PROJECT_ROOT
-from recorder.storage_api import WRITE_PROBE, check_directory
+from recorder.storage.directory import WRITE_PROBE, check_directory
 from recorder.timekeeping import Clock, Timekeeper
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from recorder import config, disks, limits
-from recorder.drives import DriveEvent
+from recorder import config, limits
+from recorder.storage import disk_ops
+from recorder.storage.udev import DriveEvent
 from recorder.paths import DataPaths
 from recorder.storage import STATE_MISSING, STATE_NO_DISK, STATE_RECORDING, DiskStorage
 
@@ -55,11 +56,11 @@ def fake_mounts(monkeypatch):
         table.pop(str(target), None)
         calls.append(("umount", str(target), lazy))
 
-    monkeypatch.setattr(disks, "mount", mount)
-    monkeypatch.setattr(disks, "unmount", unmount)
-    monkeypatch.setattr(disks, "remount", lambda target, read_only: calls.append(("remount", read_only)))
-    monkeypatch.setattr(disks, "mount_source_uuid", lambda target: table.get(str(target)))
-    monkeypatch.setattr(disks, "peek_marker", lambda device: None)
+    monkeypatch.setattr(disk_ops, "mount", mount)
+    monkeypatch.setattr(disk_ops, "unmount", unmount)
+    monkeypatch.setattr(disk_ops, "remount", lambda target, read_only: calls.append(("remount", read_only)))
+    monkeypatch.setattr(disk_ops, "mount_source_uuid", lambda target: table.get(str(target)))
+    monkeypatch.setattr(disk_ops, "peek_marker", lambda device: None)
     return calls
 
 
@@ -264,7 +265,7 @@ def test_adopted_directory_that_vanishes_and_returns(tmp_path, fake_mounts):
     rec.mkdir()
     st.start(st.events.put)
     try:
-        with pytest.raises(disks.DiskError, match="system disk"):
+        with pytest.raises(disk_ops.DiskError, match="system disk"):
             st.adopt_dir(str(rec))
         st.adopt_dir(str(rec), allow_root_device=True)
         assert drain(st) and st.recording_root() == rec

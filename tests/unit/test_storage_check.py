@@ -5,7 +5,7 @@ import queue
 import threading
 
 from recorder import limits
-from recorder.storage_check import (
+from recorder.storage.disk_check import (
     DiskCheck, DiskCheckDone, DiskEvidence, judge, kernel_view, probe_write,
 )
 

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from recorder import config, limits, retention, storage as storage_mod
+from recorder import config, limits, retention
+from recorder.storage import disk_storage as storage_mod
 from recorder.paths import DataPaths
 from recorder.storage import DiskStorage
 

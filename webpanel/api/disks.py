@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from werkzeug.exceptions import HTTPException
 
 from recorder import limits
-from recorder.disks import UUID_RE
+from recorder.storage.disk_ops import UUID_RE
 from webpanel import recorder_client
 from webpanel.auth import current_user, for_role, login_required
 from webpanel.inputs import FieldErrors, json_body, json_error

@@ -1,7 +1,7 @@
 """The OpenAPI 3 document of the panel's JSON and video API (served at /api/openapi.json)."""
 
 from recorder import __version__, limits
-from recorder.disks import UUID_RE
+from recorder.storage.disk_ops import UUID_RE
 
 TIME_DOC = ("ISO 8601 (e.g. 2026-11-21T12:00:00Z; UTC when no offset is given) "
             "or epoch seconds (e.g. 1795348800.5)")

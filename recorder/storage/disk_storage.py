@@ -12,15 +12,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from recorder import config, disks, limits, retention
-from recorder.disks import DiskError, Marker
+from recorder import config, limits, retention
+from recorder.storage import disk_ops
+from recorder.storage.disk_ops import DiskError, Marker
 from recorder.index import queries
-from recorder.drives import (
+from recorder.storage.udev import (
     Drive, DriveEvent, PyudevWatcher, drive_from_event, mounts_by_devnum, read_mounts,
     disk_devpath_of, system_disks,
 )
 from recorder.paths import DataPaths
-from recorder.storage_check import DiskCheck, DiskCheckDone, judge, kernel_view, probe_write
+from recorder.storage.disk_check import DiskCheck, DiskCheckDone, judge, kernel_view, probe_write
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def configured_root(paths: DataPaths) -> Path | None:
         return Path(entry.root)
     if disk_storage_wanted():
         return None
-    from recorder.storage_api import configured_root as directory_root
+    from recorder.storage.directory import configured_root as directory_root
     return directory_root(paths)
 
 
@@ -455,7 +456,7 @@ class DiskStorage:
             return
         self._cancel.set()
         try:
-            disks.unmount(m.target, lazy=lazy)
+            disk_ops.unmount(m.target, lazy=lazy)
         except DiskError as exc:
             logger.error("cannot unmount %s: %s", m.target, exc)
             if not lazy:
@@ -472,7 +473,7 @@ class DiskStorage:
             return
         entry = self._entry_for_uuid(uuid)
         if entry is None:
-            marker = disks.peek_marker(drive.device) if drive.fs_type in EXT_FS else None
+            marker = disk_ops.peek_marker(drive.device) if drive.fs_type in EXT_FS else None
             if marker is None or marker.box_id != self._box_id:
                 return
             logger.info("disk %s carries this box's marker: adopting it again", uuid)
@@ -484,10 +485,10 @@ class DiskStorage:
         read_only = not (active and active.disk_id == entry.disk_id)
         target = Path(entry.root)
         try:
-            if disks.mount_source_uuid(target) != entry.uuid:
-                disks.mount(entry.uuid, target, read_only=read_only)
+            if disk_ops.mount_source_uuid(target) != entry.uuid:
+                disk_ops.mount(entry.uuid, target, read_only=read_only)
             else:
-                disks.remount(target, read_only=read_only)
+                disk_ops.remount(target, read_only=read_only)
         except DiskError as exc:
             logger.error("cannot mount disk %s: %s", entry.uuid, exc)
             self._detail = f"cannot mount disk {entry.uuid}: {exc}"
@@ -503,7 +504,7 @@ class DiskStorage:
     @staticmethod
     def _read_marker_logged(root: Path) -> Marker | None:
         try:
-            return disks.read_marker(root)
+            return disk_ops.read_marker(root)
         except (DiskError, OSError) as exc:
             logger.error("cannot read the marker under %s: %s", root, exc)
             return None
@@ -623,9 +624,9 @@ class DiskStorage:
                 drive = by_uuid.get(e.uuid)
                 if e.kind != "disk" or drive is None or e.uuid in self._mounted:
                     continue
-                if disks.mount_source_uuid(Path(e.root)) == e.uuid:
-                    options = disks.run(["findmnt", "-n", "-o", "OPTIONS", "--mountpoint",
-                                         e.root], check=False).stdout
+                if disk_ops.mount_source_uuid(Path(e.root)) == e.uuid:
+                    options = disk_ops.run(["findmnt", "-n", "-o", "OPTIONS", "--mountpoint",
+                                            e.root], check=False).stdout
                     self._mounted[e.uuid] = _Mounted(e.uuid, Path(e.root), drive.devpath,
                                                      "ro" in options.strip().split(","))
             self._refresh_root()
@@ -635,11 +636,11 @@ class DiskStorage:
         for point in drive.mount_points:
             marker = self._read_marker_logged(Path(point)) or marker
         if marker is None and drive.fs_type in EXT_FS and drive.candidate:
-            marker = disks.peek_marker(drive.device)
+            marker = disk_ops.peek_marker(drive.device)
         return drive.with_marker(marker.disk_id, marker.box_id) if marker else drive
 
     def _find_drive(self, fs_uuid: str) -> Drive:
-        disks.check_uuid(fs_uuid)
+        disk_ops.check_uuid(fs_uuid)
         self.refresh_drives()
         matches = [d for d in self._drives.values() if d.fs_uuid == fs_uuid]
         if not matches:
@@ -658,16 +659,16 @@ class DiskStorage:
         """Adopt the disk with this filesystem UUID and record onto it."""
         with self._lock:
             drive = self._find_drive(uuid)
-            if drive.fs_type not in disks.RECORDING_FILESYSTEMS:
+            if drive.fs_type not in disk_ops.RECORDING_FILESYSTEMS:
                 raise DiskError(f"{drive.device} holds {drive.fs_type or 'no filesystem'}, which "
                                 "cannot hold recordings; format it first with "
                                 f"`picorder disk format {drive.device} --confirm {drive.device}`")
             self._box_id = self._box_id or box_id()
             target = self.mount_base / uuid
-            if disks.mount_source_uuid(target) != uuid:
-                disks.mount(uuid, target)
+            if disk_ops.mount_source_uuid(target) != uuid:
+                disk_ops.mount(uuid, target)
             else:
-                disks.remount(target, read_only=False)
+                disk_ops.remount(target, read_only=False)
             self._ejected.discard(uuid)
             self._failed.pop(uuid, None)
             marker = self._read_marker_logged(target)
@@ -676,7 +677,7 @@ class DiskStorage:
             if marker is None or marker.box_id != self._box_id:
                 marker = Marker(marker.disk_id if marker else Marker.new("", None).disk_id,
                                 self._box_id, uuid, _now_us())
-                disks.write_marker(target, marker)
+                disk_ops.write_marker(target, marker)
             entry = self._register_disk(drive, marker, make_active=True)
             self._mounted[uuid] = _Mounted(uuid, target, drive.devpath, False)
             logger.info("adopted disk %s (%s) as the recording disk", uuid, drive.device)
@@ -701,7 +702,7 @@ class DiskStorage:
             if marker is None or marker.box_id != self._box_id:
                 marker = Marker(marker.disk_id if marker else Marker.new("", None).disk_id,
                                 self._box_id, None, _now_us())
-                disks.write_marker(root, marker)
+                disk_ops.write_marker(root, marker)
             entries = [e for e in load_entries() if not (e.kind == "dir" and e.root == str(root))]
             entry = AdoptedEntry("dir", marker.disk_id, str(root), None, root.name, _now_us())
             entries.append(entry)
@@ -731,15 +732,15 @@ class DiskStorage:
             self._formatting.add(real)
         try:
             # Without the lock: mkfs may take a while, and the main loop must not wait.
-            disks.make_ext4(real, wipe=force)
-            disks.udev_settle()
-            uuid = disks.fs_uuid_of(real)
+            disk_ops.make_ext4(real, wipe=force)
+            disk_ops.udev_settle()
+            uuid = disk_ops.fs_uuid_of(real)
         finally:
             with self._lock:
                 self._formatting.discard(real)
         if drive.fs_uuid:
             self._forget_adoption(drive.fs_uuid)
-        return {"device": real, "uuid": uuid, "label": disks.FORMAT_LABEL}
+        return {"device": real, "uuid": uuid, "label": disk_ops.FORMAT_LABEL}
 
     def _forget_adoption(self, fs_uuid: str) -> None:
         """The filesystem was formatted away: drop its adoption (it no longer exists)."""
@@ -767,7 +768,7 @@ class DiskStorage:
         if busy:
             raise DiskError(f"{drive.device} is mounted at {', '.join(busy)}: eject or unmount "
                             "it first")
-        found = disks.signatures(drive.device)
+        found = disk_ops.signatures(drive.device)
         if drive.has_partitions:
             found.append("partitions")
         if found and not force:
@@ -776,7 +777,7 @@ class DiskStorage:
 
     def eject(self, uuid: str) -> dict:
         """Stop recording onto the disk and unmount it so it can be unplugged."""
-        disks.check_uuid(uuid)
+        disk_ops.check_uuid(uuid)
         with self._lock:
             entry = self._entry_for_uuid(uuid)
             if entry is None and uuid not in self._mounted:
@@ -793,7 +794,7 @@ class DiskStorage:
         if uuid not in self._mounted:
             target = self.mount_base / uuid
             if os.path.ismount(target):
-                disks.unmount(target)
+                disk_ops.unmount(target)
             return True
         try:
             self._forget_mount(uuid, lazy=False)
@@ -900,7 +901,7 @@ class DiskStorage:
 
     def _remount_read_only(self, m: _Mounted) -> None:
         try:
-            disks.remount(m.target, read_only=True)
+            disk_ops.remount(m.target, read_only=True)
         except DiskError as exc:
             logger.info("disk %s still busy, read-only later: %s", m.uuid, exc)
             return
@@ -939,14 +940,14 @@ class DiskStorage:
                 and self._conn_generation == self._generation):
             return self._conn
         self._close_conn()
-        path = root / disks.PICORDER_DIR / "index.db"
+        path = root / disk_ops.PICORDER_DIR / "index.db"
         if not path.exists():
             return None
         conn = queries.connect_for_retention(path)
         if not queries.has_segment_table(conn):
             conn.close()
             return None
-        retention.finish_interrupted(conn, root / disks.PICORDER_DIR)
+        retention.finish_interrupted(conn, root / disk_ops.PICORDER_DIR)
         self._conn, self._conn_root = conn, root
         self._conn_generation = self._generation
         self._tracker.reset()
@@ -959,7 +960,7 @@ class DiskStorage:
 
     def _rotate(self, conn, root: Path) -> retention.ApplyResult:
         now = _now_us()
-        pdir = root / disks.PICORDER_DIR
+        pdir = root / disk_ops.PICORDER_DIR
         space = _space(root)
         if not space:
             return retention.ApplyResult()
@@ -1003,7 +1004,7 @@ class DiskStorage:
         st.last_error = "; ".join(result.failed[:3]) or None
 
     def check_health(self) -> None:
-        from recorder import health
+        from recorder.storage import health
         with self._lock:
             active = active_entry()
             drive = None
