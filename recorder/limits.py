@@ -35,6 +35,10 @@ DRIFT_MAX_RATE = 0.01
 # lists an end as the last frame's time plus its nominal duration).
 CONTIGUOUS_SLACK_US = 100_000
 STOP_GRACE_S = 5.0              # SIGINT/'q' -> wait this long -> SIGKILL
+# A run's first file starts at the camera's first keyframe, after what ffmpeg read of the
+# GOP it joined: up to this much (a camera's keyframe interval) is taken for that lead;
+# a bigger shortfall is a reused name (recorder.service).
+FIRST_KEYFRAME_MAX_US = 10_000_000
 # A new run after a discontinuity starts this long after the wall-clock second turns, when
 # it must not open its first file in the second the cut run opened its newest one.
 NEW_SECOND_MARGIN_S = 0.05

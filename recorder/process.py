@@ -104,6 +104,10 @@ class SegmentClosed:
     # The run was cut at a discontinuity (docs/time.md): `end_us` is only a bound, and
     # the row ends where the file's frames stop following on.
     cut: bool = False
+    # The run's first segment: ffmpeg lists it from the first packet it read, but the
+    # file starts at the first keyframe (a camera joined mid-GOP), so `start_us` is only
+    # a bound and the row starts where the file's frames do (docs/time.md).
+    first: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,7 @@ class _Run:
     # Wall time by which ffmpeg had opened its newest file (None: not known yet). A new run
     # must not open a file in that second: it would have the same name (HH-MM-SS.mp4).
     opened_wall_us: int | None = None
+    first_name: str | None = None           # the name of the run's first listed segment
 
 
 class StreamProcess:
@@ -684,6 +689,7 @@ class StreamProcess:
         if why is not None:
             self._discontinuity(run, why)
         run.last_segment = now
+        run.first_name = run.first_name or entry.name
         wall = host_wall_us()
         run.opened_wall_us = wall           # the muxer opened the next file just before
         run.unplaced.append((entry, wall, now))
@@ -719,7 +725,8 @@ class StreamProcess:
             self.failing_since_utc_us = self.failure = None
             self.emit(SegmentClosed(self.spec.camera, self.spec.stream, entry.name, start_us,
                                     end_us, run.run_id, run.anchor.trusted, wall,
-                                    cut=run.anchor.cut_us is not None))
+                                    cut=run.anchor.cut_us is not None,
+                                    first=entry.name == run.first_name))
 
     def note_discontinuity(self, wall_us: int | None = None) -> None:
         """The stream's timestamps jumped at `wall_us` (default: now); one burst is one jump."""

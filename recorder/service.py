@@ -662,6 +662,11 @@ class Recorder:
             if isinstance(exc, OSError):
                 self.enqueue(DiskFailure(key, exc.errno or errno.EIO, f"indexing {rel}: {exc}"))
             return
+        lead_us = seg.end_us - seg.start_us - info.duration_us
+        if seg.first and info.frames and 0 < lead_us <= limits.FIRST_KEYFRAME_MAX_US:
+            # The run's first file starts at the camera's first keyframe: ffmpeg lists it
+            # from the packet it read first, but keeps none before that keyframe.
+            seg = replace(seg, start_us=seg.start_us + lead_us)
         if seg.cut:
             seg = replace(seg, end_us=seg.start_us + min(seg.end_us - seg.start_us,
                                                          continuous_media_us(info)))

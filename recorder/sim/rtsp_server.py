@@ -312,8 +312,20 @@ def _not_seekable(pad, info):
     return Gst.PadProbeReturn.OK
 
 
-def configure_media(faults: Faults, injector, factory, media) -> None:
+def _keep_prepared(media, *_):
+    """A camera's encoder runs whether anyone watches or not: one extra hold on the
+    media keeps its pipeline up after the last client leaves, so a client that connects
+    then joins the running stream at its next keyframe, as with a camera, instead of
+    waiting for a pipeline built afresh (which no camera does)."""
+    if not getattr(media, "_held", False):
+        media._held = True
+        GLib.idle_add(lambda: media.prepare(None) and False)
+
+
+def configure_media(faults: Faults, injector, keep_encoding: bool, factory, media) -> None:
     """media-configure: keep the stream running for everyone; inject the faults."""
+    if keep_encoding:
+        media.connect("prepared", _keep_prepared)
     element = media.get_element()
     element.get_by_name("pay0").get_static_pad("sink").add_probe(
         Gst.PadProbeType.QUERY_UPSTREAM, _not_seekable)
@@ -371,7 +383,9 @@ def build_server(args) -> GstRtspServer.RTSPServer:
                 or faults.resizes else None
             if scene is not None:
                 injector = SceneDriver(scene, f"cam{n}{suffix}", width, args.scene_truth)
-            factory.connect("media-configure", partial(configure_media, faults, injector))
+            keep = not args.clip and not args.rebuild_per_client
+            factory.connect("media-configure",
+                            partial(configure_media, faults, injector, keep))
             if auth is not None:
                 permissions = GstRtspServer.RTSPPermissions()
                 permissions.add_permission_for_role("user", "media.factory.access", True)
@@ -420,6 +434,10 @@ def main(argv=None) -> int:
                         help="camera N plays the Nth scripted scene given (repeatable)")
     parser.add_argument("--scene-truth", metavar="FILE",
                         help="append when each scene's stream began (JSON lines)")
+    parser.add_argument("--rebuild-per-client", action="store_true",
+                        help="stop encoding when the last client leaves and start afresh "
+                             "for the next one (by default a camera keeps encoding, as "
+                             "cameras do; --clip mounts always start afresh)")
     parser.add_argument("--user")
     parser.add_argument("--password-file", help="file with the password ('-': stdin)")
     parser.add_argument("--check-elements", action="store_true",

@@ -167,8 +167,11 @@ def test_a_file_holding_less_than_listed_is_not_indexed_nor_deleted(
         (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(segment_file, pdir / rel)          # 4 s of video ...
         with caplog.at_level(logging.ERROR, logger="recorder.service"):
-            listed = f"{Path(rel).name},0.000000,10.000000"        # ... 10 s listed
-            spawn.children[0].sink(SEGMENTS, [listed])
+            # Not the run's first segment (whose file may start later than listed: the
+            # camera's first keyframe), listed after one whose file is gone.
+            first = "00-00-00.mp4,0.000000,10.000000"
+            listed = f"{Path(rel).name},10.000000,20.000000"       # ... 10 s listed
+            spawn.children[0].sink(SEGMENTS, [first, listed])
             run_until(rec, lambda: any(rel in r.getMessage() for r in caplog.records))
             run_until(rec, lambda: not rec.writer.busy)
         assert "reused" in [r for r in caplog.records if rel in r.getMessage()][0].getMessage()
@@ -197,3 +200,33 @@ def test_a_cut_segment_is_indexed_up_to_where_its_frames_stop_following_on(tmp_p
     info = probe_segment(jumped)
     assert info.duration_us > 4_000_000                   # the jump is in the file ...
     assert abs(continuous_media_us(info) - 29 * 66_667) < 1_000  # ... the row stops before it
+
+
+def test_the_run_s_first_segment_starts_at_its_first_keyframe(tmp_path, segment_file):
+    """ffmpeg lists a run's first segment from the first packet it read (a camera joined in
+    the middle of a GOP), but its file starts at the first keyframe: the row starts there,
+    its length that of its frames."""
+    from recorder.mp4 import probe_segment
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
+    storage = FixedStorage(tmp_path / "disk")
+    pdir = storage.root / "picorder"
+    spawn = FakeSpawn()
+    rec = start_recorder(paths, storage, spawn)
+    media_us = probe_segment(segment_file).duration_us                # 4 s of video ...
+    try:
+        when = datetime.fromtimestamp(time.time() - 10, timezone.utc)
+        rel = when.strftime("cam1/main/%Y/%m/%d/%H-%M-%S.mp4")
+        (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(segment_file, pdir / rel)
+        listed = f"{Path(rel).name},0.000000,{media_us / 1e6 + 0.6:.6f}"   # ... 4.6 s listed
+        spawn.children[0].sink(SEGMENTS, [listed])
+        run_until(rec, lambda: indexed_paths(pdir) == [rel], timeout=15)
+    finally:
+        stop_recorder(rec)
+    with sqlite3.connect(f"file:{pdir / 'index.db'}?mode=ro", uri=True) as db:
+        start_us, end_us, duration_us = db.execute(
+            "SELECT start_us, end_us, duration_us FROM segment").fetchone()
+    assert end_us - start_us == duration_us == media_us
