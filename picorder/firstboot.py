@@ -429,28 +429,27 @@ def apply_setup_code(target: Target, code: str) -> None:
     logger.info("panel setup code set")
 
 
-def _cli(argv: list[str]) -> int:
-    """Run one `picorder` command; its argument errors (SystemExit) are a failed exit status."""
-    from picorder import cli
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:
-        logger.error("picorder.txt: `picorder %s` refused its arguments", argv[2])
-        return exc.code if isinstance(exc.code, int) and exc.code else 2
-
-
 def apply_cameras(target: Target, cfg: BootConfig, firmware_dir: Path) -> list[Problem]:
-    """Add the cameras through the `picorder camera add` and `picorder import` commands."""
+    """Add the cameras with save_camera, as `picorder camera add` and `picorder import` do."""
+    from picorder.cli.camera import check_import_file, store_cameras
+    from picorder.cli.common import UserError
+    from recorder.config import ConfigError, save_camera
+    open_box_config(target.data)
     problems = []
-    base = ["--data", str(target.data)]
     for cam in cfg.cameras:
-        if _cli(base + ["camera", "add", "--", cam.name, cam.url]) != 0:
-            problems.append(Problem(cam.line, f"camera {cam.name} not added (see the log)"))
+        try:
+            save_camera({"name": cam.name, "main_url": cam.url})
+        except ConfigError as exc:
+            problems.append(Problem(cam.line, f"camera {cam.name} not added: {exc}"))
     if cfg.cameras_file:
         path = firmware_dir / cfg.cameras_file
         if not path.is_file():
             problems.append(Problem(0, f"cameras_file {cfg.cameras_file} not found"))
-        elif _cli(base + ["import", "--", str(path)]) != 0:
+            return problems
+        try:
+            store_cameras(check_import_file(path))
+        except UserError as exc:        # one line per bad camera: the log, not the file
+            logger.error("picorder.txt: cameras_file %s: %s", cfg.cameras_file, exc)
             problems.append(Problem(0, f"cameras from {cfg.cameras_file} not imported "
                                        "(see the log)"))
     return problems

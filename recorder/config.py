@@ -3,6 +3,7 @@
 import logging
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit, unquote
 
@@ -11,6 +12,7 @@ from peewee import (
     CharField,
     DateTimeField,
     IntegerField,
+    IntegrityError,
     SQL,
     SqliteDatabase,
     TextField,
@@ -36,6 +38,13 @@ class ConfigError(ValueError):
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+class CameraNameTaken(ConfigError):
+    """A camera of this name exists already (the API answers 409 Conflict)."""
+
+    def __init__(self, name: str):
+        super().__init__({"name": f"a camera named {name!r} already exists"})
 
 
 class Camera(BaseModel):
@@ -297,3 +306,43 @@ def validate_camera(data: dict, *, partial: bool = False) -> dict:
     if errors:
         raise ConfigError(errors)
     return clean
+
+
+# ---------------------------------------------------------------- saving
+
+NAME_IS_FIXED = ("a camera's name cannot change: its recordings are filed under it "
+                 "(change its display name instead)")
+
+
+def save_camera(fields: dict, existing: Camera | None = None) -> Camera:
+    """Validate and store a new camera, or a change of `existing`; raise ConfigError.
+
+    The one way every front end (CLI, API, pages, restore, first boot) writes a camera.
+    Its name never changes: segment paths and index.db rows on every disk, attached or
+    not, are filed under it, so a renamed camera would lose its recordings. The display
+    name is the label to change. A change that repeats the current name is accepted.
+    """
+    errors: dict[str, str] = {}
+    try:
+        clean = validate_camera(fields, partial=existing is not None)
+    except ConfigError as exc:
+        clean, errors = {}, dict(exc.errors)
+    if existing is not None and "name" in fields and fields["name"] != existing.name:
+        errors["name"] = NAME_IS_FIXED
+    if errors:
+        raise ConfigError(errors)
+    clean["updated_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    if existing is not None:
+        clean.pop("name", None)
+        with db.atomic():
+            for key, value in clean.items():
+                setattr(existing, key, value)
+            existing.save()
+        return existing
+    try:
+        with db.atomic():
+            if Camera.get_or_none(Camera.name == clean["name"]) is not None:
+                raise CameraNameTaken(clean["name"])
+            return Camera.create(**clean)
+    except IntegrityError as exc:       # another process added the name meanwhile
+        raise CameraNameTaken(clean["name"]) from exc

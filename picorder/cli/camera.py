@@ -3,7 +3,6 @@
 import json
 import sys
 import tomllib
-from datetime import datetime, timezone
 from pathlib import Path
 
 from picorder.cli.common import UserError, add_data_option, open_config_from_args, read_secret_file
@@ -15,25 +14,12 @@ def _errors_text(exc: ConfigError) -> str:
     return "; ".join(f"{field}: {msg}" for field, msg in exc.errors.items())
 
 
-def save_camera(fields: dict, *, existing: Camera | None = None) -> Camera:
-    """Validate and store a camera; raise UserError with every field problem."""
+def save_camera(fields: dict, existing: Camera | None = None) -> Camera:
+    """config.save_camera, with every field problem as a UserError."""
     try:
-        clean = validate_camera(fields, partial=existing is not None)
+        return config.save_camera(fields, existing)
     except ConfigError as exc:
         raise UserError(_errors_text(exc)) from exc
-    clean["updated_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
-    with config.db.atomic():
-        if existing is None:
-            if Camera.get_or_none(Camera.name == clean["name"]):
-                raise UserError(f"a camera named {clean['name']!r} already exists")
-            return Camera.create(**clean)
-        if "name" in clean and clean["name"] != existing.name:
-            if Camera.get_or_none(Camera.name == clean["name"]):
-                raise UserError(f"a camera named {clean['name']!r} already exists")
-        for key, value in clean.items():
-            setattr(existing, key, value)
-        existing.save()
-        return existing
 
 
 def _fields_from_args(args) -> dict:
@@ -75,7 +61,7 @@ def cmd_set(args) -> int:
         fields["name"] = args.new_name
     if not fields:
         raise UserError("nothing to change: give at least one option")
-    save_camera(fields, existing=cam)
+    save_camera(fields, cam)
     print(f"updated camera {cam.name}")
     return 0
 
@@ -131,30 +117,35 @@ def load_import_file(path: Path) -> list[dict]:
     return result
 
 
-def cmd_import(args) -> int:
-    entries = load_import_file(Path(args.file))
+def check_import_file(path: Path) -> list[dict]:
+    """The file's cameras, each checked; a UserError naming every bad one."""
+    entries = load_import_file(path)
     problems = []
-    cleaned = []
     for entry in entries:
         try:
-            cleaned.append(validate_camera(entry))
+            validate_camera(entry)
         except ConfigError as exc:
             problems.append(f"cameras.{entry['name']}: {_errors_text(exc)}")
     if problems:
         raise UserError("nothing imported:\n  " + "\n  ".join(problems))
-    open_config_from_args(args)
-    added = updated = 0
+    return entries
+
+
+def store_cameras(entries: list[dict]) -> tuple[int, int]:
+    """Add or update each camera, all or none; return (added, updated)."""
+    added = 0
     with config.db.atomic():
         for entry in entries:
             cam = Camera.get_or_none(Camera.name == entry["name"])
-            if cam is None:
-                save_camera(entry)
-                added += 1
-            else:
-                fields = dict(entry)
-                fields.pop("name")
-                save_camera(fields, existing=cam)
-                updated += 1
+            save_camera(entry, cam)
+            added += cam is None
+    return added, len(entries) - added
+
+
+def cmd_import(args) -> int:
+    entries = check_import_file(Path(args.file))
+    open_config_from_args(args)
+    added, updated = store_cameras(entries)
     print(f"imported {added} new and {updated} updated cameras")
     return 0
 
@@ -189,7 +180,8 @@ def register(sub) -> None:
     p = cam_sub.add_parser("set", help="change a camera")
     p.add_argument("name")
     p.add_argument("--url", metavar="URL", help="new main stream URL")
-    p.add_argument("--rename", dest="new_name", metavar="NAME")
+    p.add_argument("--rename", dest="new_name", metavar="NAME",
+                   help="refused: recordings are filed under the name (use --display-name)")
     _add_camera_options(p, for_set=True)
     p.set_defaults(func=cmd_set)
 

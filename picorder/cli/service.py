@@ -140,13 +140,12 @@ def demo_cameras(paths: DataPaths, cameras: int, port: int):
         with config.db.atomic():
             for n in range(1, cameras + 1):
                 name = f"cam{n}"
-                fields = {"main_url": sim.url(n), "sub_url": sim.url(n, sub=True),
+                fields = {"name": name, "main_url": sim.url(n), "sub_url": sim.url(n, sub=True),
                           "display_name": f"Demo camera {n}", "enabled": True}
                 cam = config.Camera.get_or_none(config.Camera.name == name)
-                if cam is None:
-                    config.Camera.create(name=name, **fields)
-                elif (cam.main_url, cam.sub_url) != (fields["main_url"], fields["sub_url"]):
-                    config.Camera.update(**fields).where(config.Camera.id == cam.id).execute()
+                if cam is None or (cam.main_url, cam.sub_url) != (fields["main_url"],
+                                                                  fields["sub_url"]):
+                    config.save_camera(fields, cam)
     child = ChildService("simulated cameras", start, sim.stop)
     child.sim = sim
     return child

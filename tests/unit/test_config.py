@@ -62,6 +62,35 @@ def test_duplicate_and_unknown(tmp_path, capsys):
     assert "already exists" in err and "no camera named 'nope'" in err
 
 
+def test_a_camera_keeps_its_name_and_the_display_name_changes_instead(tmp_path, capsys):
+    assert run(tmp_path, "camera", "add", "front", "rtsp://h/x") == 0
+    assert run(tmp_path, "camera", "set", "front", "--rename", "garage", "--transport", "udp") == 2
+    assert "name: a camera's name cannot change: its recordings are filed under it" in (
+        capsys.readouterr().err)
+    cam = config.Camera.get_by_name("front")
+    assert cam.transport == "tcp" and config.Camera.select().count() == 1
+    assert run(tmp_path, "camera", "set", "front", "--display-name", "Garage") == 0
+    assert config.Camera.get_by_name("front").display_name == "Garage"
+
+
+def test_save_camera_is_one_rule_for_every_caller(tmp_path):
+    config.open_config(tmp_path / "config.db")
+    try:
+        cam = config.save_camera({"name": "door", "main_url": "rtsp://u:pw@h/1"})
+        assert (cam.username, cam.password, cam.updated_at is not None) == ("u", "pw", True)
+        with pytest.raises(config.CameraNameTaken) as taken:
+            config.save_camera({"name": "door", "main_url": "rtsp://h/2"})
+        assert taken.value.errors == {"name": "a camera named 'door' already exists"}
+        with pytest.raises(ConfigError) as renamed:
+            config.save_camera({"name": "gate", "transport": "carrier pigeon"}, cam)
+        assert renamed.value.errors == {"name": config.NAME_IS_FIXED,
+                                        "transport": "must be 'tcp' or 'udp'"}
+        assert config.save_camera({"name": "door", "enabled": False}, cam).enabled is False
+        assert [(c.name, c.enabled) for c in config.Camera.select()] == [("door", False)]
+    finally:
+        config.db.close()
+
+
 def test_import_inherits_defaults_and_rejects_bad_toml(tmp_path, capsys):
     good = tmp_path / "cams.toml"
     good.write_text('[defaults]\ntransport = "udp"\n\n[cameras.door]\nurl = "rtsp://h/1"\n'

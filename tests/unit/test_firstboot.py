@@ -258,13 +258,21 @@ def test_a_camera_value_like_an_option_drops_no_other_camera(box):
     assert "pw3" not in text and len(problems) == 2
 
 
-def test_a_command_that_refuses_its_arguments_is_a_problem_not_an_exit(box):
-    target, _firmware = box
+def test_a_refused_camera_is_a_problem_with_its_reason_and_the_others_are_added(box):
+    target, firmware = box
+    (firmware / "cams.toml").write_text('[cameras.cam2]\nurl = "rtsp://10.0.0.9/other"\n')
     cfg = firstboot.BootConfig(cameras=[firstboot.CameraEntry("cam1", "--help", 1),
-                                        firstboot.CameraEntry("cam2", "rtsp://10.0.0.2/s", 2)])
-    problems = firstboot.apply_cameras(target, cfg, target.root)
-    assert [str(p) for p in problems] == ["line 1: camera cam1 not added (see the log)"]
-    assert [c.name for c in config.Camera.select()] == ["cam2"]
+                                        firstboot.CameraEntry("cam2", "rtsp://10.0.0.2/s", 2),
+                                        firstboot.CameraEntry("cam2", "rtsp://10.0.0.3/s", 3)],
+                               cameras_file="cams.toml")
+    problems = firstboot.apply_cameras(target, cfg, firmware)
+    assert [str(p) for p in problems] == [
+        "line 1: camera cam1 not added: main_url: the URL must start with one of rtsp://, "
+        "rtsps://, http://, https://",
+        "line 3: camera cam2 not added: name: a camera named 'cam2' already exists"]
+    # The file's camera of the same name updates it (as `picorder import` does).
+    assert [(c.name, c.main_url) for c in config.Camera.select()] == [
+        ("cam2", "rtsp://10.0.0.9/other")]
 
 
 def test_an_oversized_file_is_not_read_whole_applied_or_cut(box):

@@ -148,6 +148,22 @@ def test_camera_password_is_kept_never_shown_and_can_be_removed(app, admin):
     assert cameras(app)[0]["password"] is None
 
 
+def test_a_camera_keeps_its_name_and_a_rename_is_a_field_error(app, admin):
+    post(admin, "/cameras/new", {"name": "cam1", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})
+    response = post(admin, "/cameras/cam1/edit", {"name": "garage", "main_url": "rtsp://10.0.0.9/s",
+                                                  "display_name": "Garage", "enabled": "1"})
+    assert response.status_code == 400
+    errors = field_errors(response)
+    assert list(errors) == ["name"] and "recordings are filed under it" in errors["name"]
+    [cam] = cameras(app)
+    assert (cam["name"], cam["main_url"], cam["display_name"]) == ("cam1", "rtsp://10.0.0.2/s", "cam1")
+    post(admin, "/cameras/cam1/edit", {"main_url": "rtsp://10.0.0.2/s", "display_name": "Garage",
+                                       "enabled": "1"})
+    assert [(c["name"], c["display_name"]) for c in cameras(app)] == [("cam1", "Garage")]
+    taken = post(admin, "/cameras/new", {"name": "cam1", "main_url": "rtsp://10.0.0.3/s"})
+    assert taken.status_code == 400 and "already exists" in field_errors(taken)["name"]
+
+
 def test_a_bare_address_becomes_an_rtsp_url(app, admin):
     post(admin, "/cameras/new", {"name": "gate", "main_url": "192.168.1.20:8554/live",
                                  "enabled": "1", "transport": "tcp"})
@@ -246,7 +262,8 @@ def test_backup_and_restore(app, admin):
 
     for raw in (b"not json", json.dumps({"format": "x"}).encode(),
                 json.dumps(dict(doc, users=[])).encode(),
-                json.dumps(dict(doc, cameras=[{"name": "BAD", "main_url": "x"}])).encode()):
+                json.dumps(dict(doc, cameras=[{"name": "BAD", "main_url": "x"}])).encode(),
+                json.dumps(dict(doc, cameras=doc["cameras"] * 2)).encode()):
         response = restore(raw)
         assert response.status_code == 400 and "backup" in field_errors(response)
         assert cameras(app) == []

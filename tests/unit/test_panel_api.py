@@ -3,6 +3,7 @@
 import pytest
 
 from panel_support import admin_session, make_app
+from recorder.config import NAME_IS_FIXED
 from recorder.index import Activity, Segment, index_db, open_index
 
 T0 = 1_795_000_000_000_000          # 2026-11-18T11:06:40Z
@@ -55,18 +56,21 @@ def test_camera_crud_with_field_errors_and_no_password_echo(admin):
     body = made.get_data(as_text=True)
     assert "s3cret" not in body and made.get_json()["has_password"]
     assert made.get_json()["main_url"] == "rtsp://10.0.0.9/stream"
-    changed = admin.patch("/api/cameras/yard", json={"transport": "udp", "name": "garden"})
-    assert changed.status_code == 200 and changed.get_json()["name"] == "garden"
-    assert admin.patch("/api/cameras/garden", json={"name": "cam1"}).status_code == 409
-    assert admin.patch("/api/cameras/garden", json={}).status_code == 400
-    assert admin.patch("/api/cameras/garden", json={"enabled": "yes"}).get_json()["errors"] == {
+    renamed = admin.patch("/api/cameras/yard", json={"transport": "udp", "name": "garden"})
+    assert renamed.status_code == 400 and renamed.get_json()["errors"] == {"name": NAME_IS_FIXED}
+    assert admin.patch("/api/cameras/yard", json={"name": "cam1"}).status_code == 400
+    changed = admin.patch("/api/cameras/yard", json={"name": "yard", "display_name": "Garden"})
+    assert changed.status_code == 200 and changed.get_json()["display_name"] == "Garden"
+    assert changed.get_json()["transport"] == "tcp"         # the refused change stored nothing
+    assert admin.patch("/api/cameras/yard", json={}).status_code == 400
+    assert admin.patch("/api/cameras/yard", json={"enabled": "yes"}).get_json()["errors"] == {
         "enabled": "must be true or false"}
-    assert admin.get("/api/cameras/yard").status_code == 404
+    assert admin.get("/api/cameras/garden").status_code == 404
     names = [c["name"] for c in admin.get("/api/cameras").get_json()]
-    assert names == ["cam1", "garden"]
+    assert names == ["cam1", "yard"]
     assert "s3cret" not in admin.get("/api/cameras").get_data(as_text=True)
-    assert admin.delete("/api/cameras/garden").status_code == 200
-    assert admin.delete("/api/cameras/garden").status_code == 404
+    assert admin.delete("/api/cameras/yard").status_code == 200
+    assert admin.delete("/api/cameras/yard").status_code == 404
 
 
 def test_timeline_merges_small_gaps_and_marks_untrusted_runs(root, admin):

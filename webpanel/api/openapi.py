@@ -210,9 +210,10 @@ def _paths() -> dict:
                         body="#/components/schemas/CameraInput", admin=True)},
         "/api/cameras/{name}": {
             "get": _op("one camera", {"200": _json("#/components/schemas/Camera")}, params=cam),
-            "patch": _op("change a camera; only that camera restarts",
-                         {"200": _json("#/components/schemas/Camera"),
-                          "409": _error("the new name is taken")},
+            "patch": _op("change a camera; only that camera restarts. Its name cannot "
+                         "change (its recordings are filed under it): a different name is a "
+                         "field error; change display_name instead",
+                         {"200": _json("#/components/schemas/Camera")},
                          params=cam, body="#/components/schemas/CameraPatch", admin=True),
             "delete": _op("remove a camera (its recordings stay until retention)",
                           {"200": _json("#/components/schemas/Object")}, params=cam,

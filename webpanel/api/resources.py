@@ -3,7 +3,6 @@
 import logging
 import shutil
 from dataclasses import asdict
-from datetime import datetime, timezone
 
 from flask import Blueprint, jsonify, request, url_for
 from peewee import IntegrityError
@@ -11,7 +10,7 @@ from peewee import IntegrityError
 from recorder import config, limits
 from recorder.accounts import (ROLE_ERROR, ROLES, ApiToken, User, now_us, validate_token,
                                validate_user)
-from recorder.config import Camera, ConfigError, validate_camera
+from recorder.config import Camera, CameraNameTaken, ConfigError
 from recorder.index import NoIndex
 from recorder.status import ClockStatus, RecorderStatus, StreamStatus, stream_health
 from webpanel import index_reader, recorder_client
@@ -95,37 +94,22 @@ def camera(name):
     return jsonify(camera_json(get_camera(name)))
 
 
-def _name_taken(name: str, current: Camera | None = None) -> bool:
-    other = Camera.get_or_none(Camera.name == name)
-    return other is not None and (current is None or other.id != current.id)
-
-
-def _clean_camera(body: dict, *, partial: bool) -> dict:
+def save_camera(body: dict, existing: Camera | None = None) -> Camera:
+    """config.save_camera, its errors as the API answers them (a taken name: 409)."""
     try:
-        clean = validate_camera(body, partial=partial)
+        return config.save_camera(body, existing)
+    except CameraNameTaken as exc:
+        error = json_error(409, exc.errors["name"])
+        error.json_body = {"errors": exc.errors}
+        raise error from exc
     except ConfigError as exc:
         raise FieldErrors(exc.errors) from exc
-    clean["updated_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
-    return clean
-
-
-def _conflict(name: str):
-    exc = json_error(409, f"a camera named {name!r} already exists")
-    exc.json_body = {"errors": {"name": f"a camera named {name!r} already exists"}}
-    return exc
 
 
 @bp.post("/cameras")
 @login_required(role="admin")
 def camera_create():
-    clean = _clean_camera(json_body(), partial=False)
-    try:
-        with config.db.atomic():
-            if _name_taken(clean["name"]):
-                raise _conflict(clean["name"])
-            cam = Camera.create(**clean)
-    except IntegrityError as exc:
-        raise _conflict(clean["name"]) from exc
+    cam = save_camera(json_body())
     logger.info("%s added camera %s", current_user.name, cam.name)
     recorder_client.reload_best_effort()
     response = jsonify(camera_json(cam))
@@ -141,18 +125,8 @@ def camera_update(name):
     body = json_body()
     if not body:
         raise FieldErrors({"body": "nothing to change"})
-    clean = _clean_camera(body, partial=True)
-    try:
-        with config.db.atomic():
-            if "name" in clean and _name_taken(clean["name"], cam):
-                raise _conflict(clean["name"])
-            for key, value in clean.items():
-                setattr(cam, key, value)
-            cam.save()
-    except IntegrityError as exc:
-        raise _conflict(clean.get("name", name)) from exc
-    logger.info("%s changed camera %s (%s)", current_user.name, name,
-                ", ".join(k for k in clean if k != "updated_at"))
+    save_camera(body, cam)
+    logger.info("%s changed camera %s (%s)", current_user.name, name, ", ".join(body))
     recorder_client.reload_best_effort()
     return jsonify(camera_json(cam))
 

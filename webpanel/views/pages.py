@@ -127,8 +127,6 @@ def camera_fields_from_form(form, existing: Camera | None) -> tuple[dict, dict]:
     """Turn the camera form into validate_camera input; return (fields, errors)."""
     errors: dict[str, str] = {}
     fields = {k: form.get(k, "").strip() for k in CAMERA_TEXT_FIELDS if k in form}
-    if existing is not None:
-        fields.pop("name", None)        # recordings are filed under the name: no renames
     for key in ("main_url", "sub_url"):
         if key in fields:
             fields[key] = url_or_host(fields[key])
@@ -154,25 +152,16 @@ def save_camera_form(form, existing: Camera | None) -> tuple[Camera | None, dict
     """Validate and store the camera form; nothing is stored when any field is bad."""
     fields, errors = camera_fields_from_form(form, existing)
     try:
-        clean = validate_camera(fields, partial=existing is not None)
+        if errors:                      # the form's own: say what else is wrong, store nothing
+            validate_camera(fields, partial=existing is not None)
+        else:
+            cam = config.save_camera(fields, existing)
     except ConfigError as exc:
-        clean = {}
         errors = {**exc.errors, **errors}
     if "max_bytes" in errors:
         errors["max_gb"] = errors.pop("max_bytes")
     if errors:
         return None, errors
-    clean["updated_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
-    with config.db.atomic():
-        if existing is None:
-            if Camera.get_or_none(Camera.name == clean["name"]):
-                return None, {"name": "a camera with this name exists already"}
-            cam = Camera.create(**clean)
-        else:
-            for key, value in clean.items():
-                setattr(existing, key, value)
-            existing.save()
-            cam = existing
     recorder_call("reload")             # the recorder also notices on its own within 2 s
     return cam, {}
 

@@ -282,6 +282,11 @@ def backup():
         "Cache-Control": "no-store"})
 
 
+def backup_camera_fields(cam: dict) -> dict:
+    """A camera of the backup as save_camera takes it (an empty display name: the name)."""
+    return {k: v for k, v in cam.items() if k != "display_name" or v}
+
+
 def parse_backup(raw: bytes) -> tuple[dict | None, str | None]:
     """Read and check a backup file; return (document, error)."""
     try:
@@ -298,9 +303,8 @@ def parse_backup(raw: bytes) -> tuple[dict | None, str | None]:
     for cam in cams:
         if not isinstance(cam, dict):
             return None, "a camera entry is malformed"
-        fields = {k: v for k, v in cam.items() if k != "display_name" or v}
         try:
-            validate_camera(fields)
+            validate_camera(backup_camera_fields(cam))
         except ConfigError as exc:
             return None, f"camera {cam.get('name')!r}: {exc}"
     for user in users:
@@ -327,18 +331,20 @@ def restore():
     doc, error = parse_backup(upload.read())
     if error:
         return render_system({"restore": {"backup": error}}, 400)
-    with config.db.atomic():
-        Camera.delete().execute()
-        for cam in doc["cameras"]:
-            clean = validate_camera({k: v for k, v in cam.items() if k != "display_name" or v})
-            Camera.create(**clean, updated_at=datetime.now(timezone.utc).replace(tzinfo=None))
-        User.delete().execute()
-        for user in doc["users"]:
-            User.create(username=user["username"], role=user["role"],
-                        password_hash=user["password_hash"])
-        Setting.delete().execute()
-        for key, value in doc["settings"].items():
-            Setting.write(key, value)
+    try:
+        with config.db.atomic():
+            Camera.delete().execute()
+            for cam in doc["cameras"]:
+                config.save_camera(backup_camera_fields(cam))
+            User.delete().execute()
+            for user in doc["users"]:
+                User.create(username=user["username"], role=user["role"],
+                            password_hash=user["password_hash"])
+            Setting.delete().execute()
+            for key, value in doc["settings"].items():
+                Setting.write(key, value)
+    except ConfigError as exc:          # two cameras of one name: the transaction is undone
+        return render_system({"restore": {"backup": f"nothing restored: {exc}"}}, 400)
     recorder_call("reload")
     flash(f"Restored {len(doc['cameras'])} cameras, {len(doc['users'])} users and "
           f"{len(doc['settings'])} settings.", "success")
