@@ -19,6 +19,7 @@ import re
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -178,57 +179,47 @@ def check_wifi(values: dict[str, tuple[int, str]], problems: list[Problem]) -> W
                       country=country.upper() or None)
 
 
+@dataclass(frozen=True)
+class SimpleKey:
+    """How one single-valued key of picorder.txt is checked and kept."""
+
+    valid: Callable[[str], bool]
+    problem: str                            # said when refused; {value!r} may name the value
+    kept: Callable[[str], str] = str        # the value as it is kept
+
+
+SIMPLE_KEYS = {
+    "hostname": SimpleKey(lambda v: bool(HOSTNAME_RE.match(v.lower())),
+                          "hostname must be 1-63 letters, digits or '-', not starting or ending "
+                          "with '-' (ignored)", str.lower),
+    "timezone": SimpleKey(lambda v: bool(TIMEZONE_RE.match(v)) and ".." not in v,
+                          "timezone {value!r} is not a zone name such as Europe/London (ignored)"),
+    "admin_user": SimpleKey(lambda v: bool(USERNAME_RE.match(v)),
+                            "admin_user must be 1-64 letters, digits, '.', '_' or '-' "
+                            "(using 'admin')"),
+    "admin_password": SimpleKey(bool, "admin_password is empty (ignored)"),
+    "admin_password_hash": SimpleKey(lambda v: v.startswith(HASH_PREFIXES) and "$" in v,
+                                     "admin_password_hash must be a scrypt: or pbkdf2: hash as "
+                                     "the panel writes them (ignored)"),
+    "setup_code": SimpleKey(lambda v: len(v) >= SETUP_CODE_MIN_LENGTH,
+                            f"setup_code must have at least {SETUP_CODE_MIN_LENGTH} characters "
+                            "(ignored)"),
+    "cameras_file": SimpleKey(lambda v: bool(v) and "/" not in v and not v.startswith("."),
+                              "cameras_file must be a file name on the boot partition, such as "
+                              "cameras.toml (ignored)"),
+    "root_authorized_key": SimpleKey(lambda v: bool(SSH_KEY_RE.match(v)),
+                                     "root_authorized_key is not an OpenSSH public key line "
+                                     "(ignored)"),
+}
+
+
 def _check_simple(cfg: BootConfig, key: str, line: int, value: str) -> None:
     """Validate one single-valued key into cfg, or record a problem."""
-    problems = cfg.problems
-    if key == "hostname":
-        name = value.lower()
-        if HOSTNAME_RE.match(name):
-            cfg.hostname = name
-        else:
-            problems.append(Problem(line, "hostname must be 1-63 letters, digits or '-', "
-                                          "not starting or ending with '-' (ignored)"))
-    elif key == "timezone":
-        if TIMEZONE_RE.match(value) and ".." not in value:
-            cfg.timezone = value
-        else:
-            problems.append(Problem(line, f"timezone {value!r} is not a zone name such as "
-                                          "Europe/London (ignored)"))
-    elif key == "admin_user":
-        if USERNAME_RE.match(value):
-            cfg.admin_user = value
-        else:
-            problems.append(Problem(line, "admin_user must be 1-64 letters, digits, '.', '_' "
-                                          "or '-' (using 'admin')"))
-    elif key == "admin_password":
-        if value:
-            cfg.admin_password = value
-        else:
-            problems.append(Problem(line, "admin_password is empty (ignored)"))
-    elif key == "admin_password_hash":
-        if value.startswith(HASH_PREFIXES) and "$" in value:
-            cfg.admin_password_hash = value
-        else:
-            problems.append(Problem(line, "admin_password_hash must be a scrypt: or pbkdf2: "
-                                          "hash as the panel writes them (ignored)"))
-    elif key == "setup_code":
-        if len(value) >= SETUP_CODE_MIN_LENGTH:
-            cfg.setup_code = value
-        else:
-            problems.append(Problem(line, f"setup_code must have at least {SETUP_CODE_MIN_LENGTH} "
-                                          "characters (ignored)"))
-    elif key == "cameras_file":
-        if value and "/" not in value and not value.startswith("."):
-            cfg.cameras_file = value
-        else:
-            problems.append(Problem(line, "cameras_file must be a file name on the boot "
-                                          "partition, such as cameras.toml (ignored)"))
-    elif key == "root_authorized_key":
-        if SSH_KEY_RE.match(value):
-            cfg.root_authorized_key = value
-        else:
-            problems.append(Problem(line, "root_authorized_key is not an OpenSSH public key "
-                                          "line (ignored)"))
+    rule = SIMPLE_KEYS[key]
+    if rule.valid(value):
+        setattr(cfg, key, rule.kept(value))
+    else:
+        cfg.problems.append(Problem(line, rule.problem.format(value=value)))
 
 
 def _check_camera(cfg: BootConfig, line: int, value: str) -> None:

@@ -1,11 +1,13 @@
 """`picorder camera ...` and `picorder import`: manage cameras in config.db."""
 
+import argparse
 import json
 import sys
 import tomllib
 from pathlib import Path
 
-from picorder.cli.common import UserError, add_data_option, open_config_from_args, read_secret_file
+from picorder.cli.common import (UserError, add_command, add_group, open_config_from_args,
+                                 read_secret_file)
 from recorder import config
 from recorder.config import Camera, ConfigError, validate_camera
 
@@ -150,52 +152,30 @@ def cmd_import(args) -> int:
     return 0
 
 
-def _add_camera_options(p, *, for_set: bool = False) -> None:
-    p.add_argument("--sub", metavar="URL", help="sub stream URL ('' to remove it)")
-    p.add_argument("--transport", choices=config.TRANSPORTS)
-    p.add_argument("--user", metavar="U", help="user name for the camera")
-    p.add_argument("--password-file", metavar="F",
-                   help="file holding the camera password ('-' for standard input)")
-    p.add_argument("--display-name", dest="display_name", metavar="TEXT")
-    p.add_argument("--max-age-days", dest="max_age_days", type=int, metavar="N")
-    p.add_argument("--max-bytes", dest="max_bytes", type=int, metavar="N")
-    p.add_argument("--min-days", dest="min_days", type=int, metavar="N")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--enable", dest="enable", action="store_const", const=True)
-    group.add_argument("--disable", dest="enable", action="store_const", const=False)
-    add_data_option(p)
+# The options of `camera add` and `camera set`.
+CAMERA_OPTIONS = argparse.ArgumentParser(add_help=False)
+CAMERA_OPTIONS.add_argument("--sub", metavar="URL", help="sub stream URL ('' to remove it)")
+CAMERA_OPTIONS.add_argument("--transport", choices=config.TRANSPORTS)
+CAMERA_OPTIONS.add_argument("--user", metavar="U", help="user name for the camera")
+CAMERA_OPTIONS.add_argument("--password-file", metavar="F",
+                            help="file holding the camera password ('-' for standard input)")
+CAMERA_OPTIONS.add_argument("--display-name", dest="display_name", metavar="TEXT")
+CAMERA_OPTIONS.add_argument("--max-age-days", dest="max_age_days", type=int, metavar="N")
+CAMERA_OPTIONS.add_argument("--max-bytes", dest="max_bytes", type=int, metavar="N")
+CAMERA_OPTIONS.add_argument("--min-days", dest="min_days", type=int, metavar="N")
+_ENABLE = CAMERA_OPTIONS.add_mutually_exclusive_group()
+_ENABLE.add_argument("--enable", dest="enable", action="store_const", const=True)
+_ENABLE.add_argument("--disable", dest="enable", action="store_const", const=False)
 
 
 def register(sub) -> None:
-    cam = sub.add_parser("camera", help="add, list, change and remove cameras")
-    cam_sub = cam.add_subparsers(dest="camera_command", metavar="ACTION")
-    cam_sub.required = True
-
-    p = cam_sub.add_parser("add", help="add a camera")
-    p.add_argument("name")
+    cam_sub = add_group(sub, "camera", "add, list, change and remove cameras")
+    p = add_command(cam_sub, "add", cmd_add, "add a camera", "name", parents=(CAMERA_OPTIONS,))
     p.add_argument("url", help="main stream URL, e.g. rtsp://192.168.1.20:554/stream1")
-    _add_camera_options(p)
-    p.set_defaults(func=cmd_add)
-
-    p = cam_sub.add_parser("set", help="change a camera")
-    p.add_argument("name")
+    p = add_command(cam_sub, "set", cmd_set, "change a camera", "name", parents=(CAMERA_OPTIONS,))
     p.add_argument("--url", metavar="URL", help="new main stream URL")
     p.add_argument("--rename", dest="new_name", metavar="NAME",
                    help="refused: recordings are filed under the name (use --display-name)")
-    _add_camera_options(p, for_set=True)
-    p.set_defaults(func=cmd_set)
-
-    p = cam_sub.add_parser("remove", help="remove a camera")
-    p.add_argument("name")
-    add_data_option(p)
-    p.set_defaults(func=cmd_remove)
-
-    p = cam_sub.add_parser("list", help="list cameras")
-    p.add_argument("--json", action="store_true")
-    add_data_option(p)
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("import", help="import cameras from a cameraleech-style TOML file")
-    p.add_argument("file")
-    add_data_option(p)
-    p.set_defaults(func=cmd_import)
+    add_command(cam_sub, "remove", cmd_remove, "remove a camera", "name")
+    add_command(cam_sub, "list", cmd_list, "list cameras").add_argument("--json", action="store_true")
+    add_command(sub, "import", cmd_import, "import cameras from a cameraleech-style TOML file", "file")

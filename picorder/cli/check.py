@@ -9,7 +9,8 @@ from pathlib import Path
 
 from peewee import DatabaseError
 
-from picorder.cli.common import UserError, add_data_option, paths_from_args, recording_root
+from picorder.cli.common import (UserError, add_command, add_root_option, paths_from_args,
+                                 reason, recordings_dir)
 from recorder import control
 from recorder.ffmpeg import files_since
 from recorder.index import close_index, open_index
@@ -21,18 +22,15 @@ logger = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    parser = sub.add_parser(
-        "check", help="check the recordings index against the segment files",
+    parser = add_command(
+        sub, "check", run_check, "check the recordings index against the segment files",
         description="Find segment files without an index row (torn by a crash), rows whose "
                     "file is gone and interrupted deletions. Without --repair only report "
                     "(exit status 1 if anything is wrong); with --repair truncate torn files "
                     "to their last complete fragment and index them, move unreadable files "
                     "to picorder/lost+found, and drop rows of missing files.")
     parser.add_argument("--repair", action="store_true", help="fix what is found")
-    parser.add_argument("--root", metavar="DIR",
-                        help="recording root holding picorder/index.db (default: the configured one)")
-    add_data_option(parser)
-    parser.set_defaults(func=run_check)
+    add_root_option(parser)
 
 
 def recorder_running(paths: DataPaths) -> bool:
@@ -92,10 +90,7 @@ def files_in_flight(picorder_dir: Path, status: dict | None,
 
 def run_check(args) -> int:
     paths = paths_from_args(args)
-    picorder_dir = recording_root(args, paths) / "picorder"
-    index_path = picorder_dir / "index.db"
-    if not index_path.is_file():
-        raise UserError(f"no recordings index at {index_path}")
+    picorder_dir = recordings_dir(args, paths)
     status = recorder_status(paths)
     if args.repair and (status is not None or recorder_running(paths)):
         raise UserError("the recorder is running (it repairs the index itself when it starts); "
@@ -105,10 +100,10 @@ def run_check(args) -> int:
         # The findings are printed below; the same lines in the log would only repeat them.
         logging.getLogger("recorder.recovery").setLevel(logging.ERROR)
     try:
-        open_index(index_path, readonly=not args.repair)
+        open_index(picorder_dir / "index.db", readonly=not args.repair)
         report = recover(picorder_dir, in_flight, dry_run=not args.repair)
     except (OSError, DatabaseError) as exc:
-        raise UserError(f"cannot check {picorder_dir}: {getattr(exc, 'strerror', None) or exc}") from exc
+        raise UserError(f"cannot check {picorder_dir}: {reason(exc)}") from exc
     finally:
         close_index()
     for line in report.lines():

@@ -14,10 +14,33 @@ class UserError(Exception):
     """An error caused by the user's input; printed without a traceback."""
 
 
-def add_data_option(parser: argparse.ArgumentParser) -> None:
-    """Let `--data` also follow the subcommand (`picorder recorder --data DIR`)."""
-    parser.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
-                        help="state directory holding config.db")
+# Every subcommand takes `--data` after its name too (`picorder recorder --data DIR`).
+DATA_OPTION = argparse.ArgumentParser(add_help=False)
+DATA_OPTION.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
+                         help="state directory holding config.db")
+
+
+def add_group(sub, name: str, help: str):
+    """A command with actions of its own (`picorder disk ACTION`); return the actions' parsers."""
+    actions = sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command",
+                                                             metavar="ACTION")
+    actions.required = True
+    return actions
+
+
+def add_command(sub, name: str, func, help: str, *positionals: str,
+                parents: tuple = (), **kwargs) -> argparse.ArgumentParser:
+    """A (sub)command that runs func(args), with its positional arguments and --data."""
+    parser = sub.add_parser(name, help=help, parents=[*parents, DATA_OPTION], **kwargs)
+    for positional in positionals:
+        parser.add_argument(positional)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_root_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", metavar="DIR",
+                        help="recording root holding picorder/index.db (default: the configured one)")
 
 
 def paths_from_args(args) -> DataPaths:
@@ -59,3 +82,16 @@ def recording_root(args, paths: DataPaths) -> Path:
             return paths.default_recordings
         raise UserError("no recording disk or directory is configured; pass --root DIR")
     return Path(root)
+
+
+def recordings_dir(args, paths: DataPaths) -> Path:
+    """The recording root's picorder/ directory (--root, else the configured one), with its index."""
+    picorder_dir = recording_root(args, paths) / "picorder"
+    if not (picorder_dir / "index.db").is_file():
+        raise UserError(f"no recordings index at {picorder_dir / 'index.db'}")
+    return picorder_dir
+
+
+def reason(exc: Exception) -> str:
+    """An OSError's text without its errno, anything else's message."""
+    return getattr(exc, "strerror", None) or str(exc)

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from picorder.cli.common import UserError, add_data_option, open_config_from_args
+from picorder.cli.common import UserError, add_command, add_group, open_config_from_args
 from recorder import control, limits
 from recorder.storage.disk_ops import DiskError
 from recorder.paths import DataPaths
@@ -146,43 +146,21 @@ def cmd_floor(args) -> int:
 
 
 def register(sub) -> None:
-    disk = sub.add_parser("disk", help="list, adopt, format and eject recording disks")
-    disk_sub = disk.add_subparsers(dest="disk_command", metavar="ACTION")
-    disk_sub.required = True
-
-    p = disk_sub.add_parser("list", help="list disks and the adopted recording disks")
-    p.add_argument("--json", action="store_true")
-    add_data_option(p)
-    p.set_defaults(func=cmd_list)
-
-    p = disk_sub.add_parser("adopt", help="record onto the disk with this filesystem UUID")
-    p.add_argument("uuid")
-    add_data_option(p)
-    p.set_defaults(func=cmd_adopt)
-
-    p = disk_sub.add_parser("adopt-dir", help="record into a directory (servers, demo)")
-    p.add_argument("path")
-    p.add_argument("--allow-root-device", action="store_true",
-                   help="accept a directory on the system disk")
-    add_data_option(p)
-    p.set_defaults(func=cmd_adopt_dir)
-
-    p = disk_sub.add_parser("format", help="create an ext4 filesystem labelled PICORDER")
-    p.add_argument("device")
+    disk_sub = add_group(sub, "disk", "list, adopt, format and eject recording disks")
+    add_command(disk_sub, "list", cmd_list, "list disks and the adopted recording disks"
+                ).add_argument("--json", action="store_true")
+    add_command(disk_sub, "adopt", cmd_adopt, "record onto the disk with this filesystem UUID",
+                "uuid")
+    add_command(disk_sub, "adopt-dir", cmd_adopt_dir, "record into a directory (servers, demo)",
+                "path").add_argument("--allow-root-device", action="store_true",
+                                     help="accept a directory on the system disk")
+    p = add_command(disk_sub, "format", cmd_format, "create an ext4 filesystem labelled PICORDER",
+                    "device")
     p.add_argument("--confirm", metavar="DEVICE", help="the device again, to confirm")
     p.add_argument("--force", action="store_true", help="erase a disk that holds data")
     p.add_argument("--adopt", action="store_true", help="adopt it afterwards")
-    add_data_option(p)
-    p.set_defaults(func=cmd_format)
-
-    p = disk_sub.add_parser("eject", help="stop recording onto a disk and unmount it")
-    p.add_argument("uuid")
-    add_data_option(p)
-    p.set_defaults(func=cmd_eject)
-
-    p = disk_sub.add_parser("floor", help="set the free-space floor retention keeps")
+    add_command(disk_sub, "eject", cmd_eject, "stop recording onto a disk and unmount it", "uuid")
+    p = add_command(disk_sub, "floor", cmd_floor, "set the free-space floor retention keeps")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--bytes", type=int, metavar="N")
     group.add_argument("--clear", action="store_true", help="back to the default")
-    add_data_option(p)
-    p.set_defaults(func=cmd_floor)

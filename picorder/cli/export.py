@@ -8,7 +8,8 @@ from pathlib import Path
 
 from peewee import DatabaseError
 
-from picorder.cli.common import UserError, add_data_option, paths_from_args, recording_root
+from picorder.cli.common import (UserError, add_command, add_root_option, paths_from_args,
+                                 reason, recordings_dir)
 from recorder.export import NoRecording, build_range
 from recorder.index import NoIndex, close_index, open_index
 
@@ -18,22 +19,17 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def register(sub) -> None:
-    parser = sub.add_parser(
-        "export", help="write a time range of a camera as an MP4 file",
+    parser = add_command(
+        sub, "export", run_export, "write a time range of a camera as an MP4 file",
+        "camera", "start", "end",
         description="Write the recording of CAMERA between START and END as one MP4 file "
                     "(no re-encoding; the same bytes the panel serves as recording.mp4). "
                     "Times are ISO 8601 (a time without a zone is UTC) or epoch seconds. "
                     "Gaps in the recording are left out; the runs of continuous recording "
                     "are printed.")
-    parser.add_argument("camera")
-    parser.add_argument("start")
-    parser.add_argument("end")
     parser.add_argument("out", metavar="OUT.mp4")
     parser.add_argument("--stream", choices=("main", "sub"), default="main")
-    parser.add_argument("--root", metavar="DIR",
-                        help="recording root holding picorder/index.db (default: the configured one)")
-    add_data_option(parser)
-    parser.set_defaults(func=run_export)
+    add_root_option(parser)
 
 
 def parse_time_us(text: str, name: str) -> int:
@@ -63,19 +59,15 @@ def iso(us: int) -> str:
 def run_export(args) -> int:
     start_us = parse_time_us(args.start, "START")
     end_us = parse_time_us(args.end, "END")
-    paths = paths_from_args(args)
-    picorder_dir = recording_root(args, paths) / "picorder"
-    index_path = picorder_dir / "index.db"
-    if not index_path.is_file():
-        raise UserError(f"no recordings index at {index_path}")
+    picorder_dir = recordings_dir(args, paths_from_args(args))
     try:
-        open_index(index_path, readonly=True)
+        open_index(picorder_dir / "index.db", readonly=True)
         movie = build_range(picorder_dir, args.camera, args.stream, start_us, end_us)
         write_atomically(Path(args.out), movie)
     except (ValueError, NoRecording) as exc:
         raise UserError(str(exc)) from exc
     except (OSError, DatabaseError, NoIndex) as exc:
-        raise UserError(f"export failed: {getattr(exc, 'strerror', None) or exc}") from exc
+        raise UserError(f"export failed: {reason(exc)}") from exc
     finally:
         close_index()
     print(f"wrote {args.out}: {movie.size} bytes, {movie.frames} frames, "

@@ -7,7 +7,7 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from picorder.cli.common import (
-    UserError, add_data_option, open_config_from_args, paths_from_args, read_secret_file)
+    UserError, add_command, add_group, open_config_from_args, paths_from_args, read_secret_file)
 from recorder import accounts, limits
 from recorder.paths import ENV_DATA
 
@@ -125,43 +125,21 @@ def cmd_token_revoke(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("panel", help="run the web panel (gunicorn)")
-    p.add_argument("--bind", metavar="ADDR:PORT", default=None,
-                   help="listen address (default from gunicorn.conf.py: 0.0.0.0:8080)")
-    add_data_option(p)
-    p.set_defaults(func=cmd_panel)
+    add_command(sub, "panel", cmd_panel, "run the web panel (gunicorn)").add_argument(
+        "--bind", metavar="ADDR:PORT", default=None,
+        help="listen address (default from gunicorn.conf.py: 0.0.0.0:8080)")
 
-    user = sub.add_parser("user", help="manage the panel's users")
-    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION")
-    user_sub.required = True
-    p = user_sub.add_parser("add", help="add a user")
-    p.add_argument("name")
-    p.add_argument("--role", choices=("admin", "viewer"), required=True)
+    user_sub = add_group(sub, "user", "manage the panel's users")
+    p = add_command(user_sub, "add", cmd_user_add, "add a user", "name")
+    p.add_argument("--role", choices=accounts.ROLES, required=True)
     p.add_argument("--password-file", required=True, metavar="F",
                    help="file holding the password ('-' for standard input)")
-    add_data_option(p)
-    p.set_defaults(func=cmd_user_add)
-    p = user_sub.add_parser("list", help="list users")
-    add_data_option(p)
-    p.set_defaults(func=cmd_user_list)
-    p = user_sub.add_parser("remove", help="remove a user")
-    p.add_argument("name")
-    p.add_argument("--force", action="store_true", help="even the last admin")
-    add_data_option(p)
-    p.set_defaults(func=cmd_user_remove)
+    add_command(user_sub, "list", cmd_user_list, "list users")
+    add_command(user_sub, "remove", cmd_user_remove, "remove a user", "name").add_argument(
+        "--force", action="store_true", help="even the last admin")
 
-    token = sub.add_parser("token", help="manage API tokens (scripts, Prometheus)")
-    token_sub = token.add_subparsers(dest="token_command", metavar="ACTION")
-    token_sub.required = True
-    p = token_sub.add_parser("create", help="create a token and print it once")
-    p.add_argument("name")
-    p.add_argument("--role", choices=("admin", "viewer"), default="viewer")
-    add_data_option(p)
-    p.set_defaults(func=cmd_token_create)
-    p = token_sub.add_parser("list", help="list tokens")
-    add_data_option(p)
-    p.set_defaults(func=cmd_token_list)
-    p = token_sub.add_parser("revoke", help="revoke a token")
-    p.add_argument("name")
-    add_data_option(p)
-    p.set_defaults(func=cmd_token_revoke)
+    token_sub = add_group(sub, "token", "manage API tokens (scripts, Prometheus)")
+    add_command(token_sub, "create", cmd_token_create, "create a token and print it once",
+                "name").add_argument("--role", choices=accounts.ROLES, default="viewer")
+    add_command(token_sub, "list", cmd_token_list, "list tokens")
+    add_command(token_sub, "revoke", cmd_token_revoke, "revoke a token", "name")

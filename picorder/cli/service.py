@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from picorder.cli.common import UserError, add_data_option, open_config_from_args, paths_from_args
+from picorder.cli.common import UserError, add_command, open_config_from_args, paths_from_args
 from recorder import config, control, limits
 from recorder.children import die_with_parent
 from recorder.paths import DEMO_MARKER, ROOT_DATA_DIR, DataPaths, default_demo_dir
@@ -308,14 +308,9 @@ def cmd_demo(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("recorder", help="run the recorder service in the foreground")
-    add_data_option(p)
-    p.set_defaults(func=cmd_recorder)
-
-    p = sub.add_parser("status", help="show what the running recorder is doing")
-    p.add_argument("--json", action="store_true", help="the control socket's status as JSON")
-    add_data_option(p)
-    p.set_defaults(func=cmd_status)
+    add_command(sub, "recorder", cmd_recorder, "run the recorder service in the foreground")
+    add_command(sub, "status", cmd_status, "show what the running recorder is doing").add_argument(
+        "--json", action="store_true", help="the control socket's status as JSON")
 
     p = sub.add_parser("demo", help="record simulated cameras (no real camera or disk needed)")
     p.add_argument("--cameras", type=int, default=2, metavar="N", help="simulated cameras (2)")
