@@ -1,5 +1,6 @@
 /* Pieces shared by the recordings page and the synced view: the wall time of a movie's
-   media time and back, the timeline's views, playback speed and saving a still. */
+   media time and back, the timeline's runs, views and their controls, playback speed and
+   saving a still. */
 "use strict";
 window.Playback = (function () {
   var HOUR = 3600e3, DAY = 24 * HOUR;
@@ -33,6 +34,20 @@ window.Playback = (function () {
     return null;
   }
 
+  /* A movie's HEAD: how its media time maps to wall time, and where it ends (ms, or null). */
+  function readMovie(url) {
+    return fetch(url, { method: "HEAD", credentials: "same-origin" }).then(function (r) {
+      var endUs = Number(r.headers.get("X-Picorder-End-Us"));
+      return { mapping: parseMapping(r.headers.get("X-Picorder-Runs")), movieEnd: endUs ? endUs / 1000 : null };
+    });
+  }
+  /* The runs of a /timeline answer, in ms. */
+  function parseRuns(data) {
+    return (data.runs || []).map(function (r) {
+      return { start: r.start_us / 1000, end: r.end_us / 1000, trusted: r.clock_trusted !== false };
+    });
+  }
+
   function midnight(ms) { var d = new Date(ms); d.setHours(0, 0, 0, 0); return d.getTime(); }
   /* [start, span] of the timeline for a zoom ("hour", "day", "week") around focus. */
   function viewFor(zoom, focus) {
@@ -40,6 +55,43 @@ window.Playback = (function () {
     if (zoom === "week") { var end = midnight(focus) + DAY; var s = new Date(end); s.setDate(s.getDate() - 7); return [s.getTime(), end - s.getTime()]; }
     var m = midnight(focus), n = new Date(m); n.setDate(n.getDate() + 1);
     return [m, n.getTime() - m];
+  }
+
+  /* Show state.zoom around state.focus: the timeline's view, the day and the pressed zoom button. */
+  function showView(sec, tl, state) {
+    var v = viewFor(state.zoom, state.focus);
+    tl.setView(v[0], v[1]);
+    sec.querySelector("[data-date]").value = PC.fmtDate(state.focus);
+    sec.querySelectorAll("[data-zoom]").forEach(function (b) {
+      b.setAttribute("aria-pressed", String(b.getAttribute("data-zoom") === state.zoom));
+    });
+  }
+  /* The view's controls (zoom, earlier and later, a day, now) change state.zoom and
+     state.focus, then call applyView(). A zoom centres on zoomFocus() when it gives a time. */
+  function bindViewNav(sec, state, applyView, zoomFocus) {
+    sec.querySelectorAll("[data-zoom]").forEach(function (b) {
+      b.addEventListener("click", function () {
+        state.zoom = b.getAttribute("data-zoom");
+        var at = zoomFocus();
+        if (at) state.focus = at;
+        applyView();
+      });
+    });
+    sec.querySelectorAll("[data-nav]").forEach(function (b) {
+      b.addEventListener("click", function () {
+        state.focus += Number(b.getAttribute("data-nav")) * Timeline.SPANS[state.zoom];
+        applyView();
+      });
+    });
+    var dateInput = sec.querySelector("[data-date]");
+    dateInput.addEventListener("change", function () {
+      var m = /^(\d{4})-(\d\d)-(\d\d)$/.exec(dateInput.value);
+      if (!m) return;
+      var f = new Date(state.focus);
+      state.focus = new Date(+m[1], +m[2] - 1, +m[3], f.getHours(), f.getMinutes()).getTime();
+      applyView();
+    });
+    sec.querySelector("[data-now]").addEventListener("click", function () { state.focus = Date.now(); applyView(); });
   }
 
   /* The speed select: every video gets the rate, and keeps it when its source changes. */
@@ -87,6 +139,7 @@ window.Playback = (function () {
     });
   }
 
-  return { parseMapping: parseMapping, wallOf: wallOf, mediaOf: mediaOf, viewFor: viewFor,
+  return { parseMapping: parseMapping, wallOf: wallOf, mediaOf: mediaOf, readMovie: readMovie,
+           parseRuns: parseRuns, viewFor: viewFor, showView: showView, bindViewNav: bindViewNav,
            bindSpeed: bindSpeed, setRate: setRate, fileStem: fileStem, saveStill: saveStill };
 })();

@@ -17,7 +17,7 @@
   var exportMaxS = Number(sec.getAttribute("data-export-max-s")) || 86400;
   var $ = function (s) { return sec.querySelector(s); };
   var video = $("[data-video]"), clock = $("[data-wallclock]"), clockDate = $("[data-wallclock-date]");
-  var note = $("[data-player-note]"), dateInput = $("[data-date]"), tlStatus = $("[data-tl-status]");
+  var note = $("[data-player-note]"), tlStatus = $("[data-tl-status]");
   var startInput = $("[data-range-start]"), endInput = $("[data-range-end]");
   var download = $("[data-download]"), rangeError = $("[data-range-error]"), rangeLen = $("[data-range-length]");
   var selectBtn = $("[data-select-mode]"), rangeNote = $("[data-range-note]");
@@ -35,18 +35,8 @@
 
   // ------------------------------------------------------------ view and runs
   function applyView() {
-    var v = Playback.viewFor(state.zoom, state.focus);
-    tl.setView(v[0], v[1]);
-    dateInput.value = PC.fmtDate(state.focus);
-    sec.querySelectorAll("[data-zoom]").forEach(function (b) {
-      b.setAttribute("aria-pressed", String(b.getAttribute("data-zoom") === state.zoom));
-    });
+    Playback.showView(sec, tl, state);
     return loadRuns();
-  }
-  function parseRuns(data) {
-    return (data.runs || []).map(function (r) {
-      return { start: r.start_us / 1000, end: r.end_us / 1000, trusted: r.clock_trusted !== false };
-    });
   }
   function loadRuns() {
     var a = tl.viewStart - HOUR, b = tl.viewStart + tl.span + HOUR;
@@ -58,7 +48,7 @@
       .then(function (res) {
         if (state.loadedFor !== key) return;
         if (!res.ok) { tlStatus.textContent = res.d.error || "cannot load the timeline"; return; }
-        state.runs = parseRuns(res.d);
+        state.runs = Playback.parseRuns(res.d);
         state.loadedAt = Date.now();
         tl.setNow(Date.now());
         tl.setRuns(state.runs);
@@ -111,11 +101,10 @@
     showWall(start);
     var p = video.play();
     if (p && p.catch) p.catch(function () { note.textContent = "Press play to start."; });
-    fetch(url, { method: "HEAD", credentials: "same-origin" }).then(function (r) {
+    Playback.readMovie(url).then(function (movie) {
       if (state.cur !== cur) return;
-      state.mapping = Playback.parseMapping(r.headers.get("X-Picorder-Runs"));
-      var movieEnd = Number(r.headers.get("X-Picorder-End-Us"));
-      if (movieEnd) cur.movieEnd = movieEnd / 1000;
+      state.mapping = movie.mapping;
+      cur.movieEnd = movie.movieEnd;
     }).catch(function () {});
   }
   function showWall(ms) {
@@ -206,7 +195,7 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (d) {
         if (seq !== state.rangeSeq || !d) return;
-        var runs = parseRuns(d);
+        var runs = Playback.parseRuns(d);
         var recorded = runs.reduce(function (s, r) { return s + (r.end - r.start); }, 0);
         sec.setAttribute("data-range-checked", "1");
         if (!runs.length) { disableDownload("Nothing is recorded in this range."); return; }
@@ -243,27 +232,8 @@
   });
 
   // ------------------------------------------------------------ controls
-  sec.querySelectorAll("[data-zoom]").forEach(function (b) {
-    b.addEventListener("click", function () {
-      state.zoom = b.getAttribute("data-zoom");
-      if (state.cur && tl.playhead) state.focus = tl.playhead;
-      applyView();
-    });
-  });
-  sec.querySelectorAll("[data-nav]").forEach(function (b) {
-    b.addEventListener("click", function () {
-      state.focus += Number(b.getAttribute("data-nav")) * Timeline.SPANS[state.zoom];
-      applyView();
-    });
-  });
-  dateInput.addEventListener("change", function () {
-    var m = /^(\d{4})-(\d\d)-(\d\d)$/.exec(dateInput.value);
-    if (!m) return;
-    var f = new Date(state.focus);
-    state.focus = new Date(+m[1], +m[2] - 1, +m[3], f.getHours(), f.getMinutes()).getTime();
-    applyView();
-  });
-  $("[data-now]").addEventListener("click", function () { state.focus = Date.now(); applyView(); });
+  /* A zoom centres on the playhead once something plays. */
+  Playback.bindViewNav(sec, state, applyView, function () { return state.cur && tl.playhead; });
   Playback.bindSpeed($("[data-speed]"), function (rate) { Playback.setRate(video, rate); });
   var stillBtn = $("[data-save-still]");
   stillBtn.addEventListener("click", function () {

@@ -23,7 +23,7 @@
   if (!sec) return;
   var $ = function (s) { return sec.querySelector(s); };
   var clock = $("[data-wallclock]"), clockDate = $("[data-wallclock-date]"), playBtn = $("[data-sync-play]");
-  var spreadEl = $("[data-sync-spread]"), tlStatus = $("[data-tl-status]"), dateInput = $("[data-date]");
+  var spreadEl = $("[data-sync-spread]"), tlStatus = $("[data-tl-status]");
 
   var master = { wall: 0, perf: 0, rate: 1, playing: false, held: false };
   var state = { zoom: "hour", focus: Date.now(), loadSeq: 0, runsLoadedAt: 0 };
@@ -80,11 +80,10 @@
     this.say("");
     this.video.src = url;
     Playback.setRate(this.video, master.rate);
-    fetch(url, { method: "HEAD", credentials: "same-origin" }).then(function (r) {
+    Playback.readMovie(url).then(function (movie) {
       if (self.cur !== cur) return;
-      cur.mapping = Playback.parseMapping(r.headers.get("X-Picorder-Runs"));
-      var movieEnd = Number(r.headers.get("X-Picorder-End-Us"));
-      if (movieEnd) cur.movieEnd = movieEnd / 1000;
+      cur.mapping = movie.mapping;
+      cur.movieEnd = movie.movieEnd;
     }).catch(function () {}).then(function () { cur.mapped = true; });
   };
   Player.prototype.stop = function () {
@@ -147,11 +146,6 @@
     onSeek: function (ms) { seekAll(ms, true); },
     onView: function (start, span) { state.focus = start + span / 2; loadRuns(); }
   });
-  function parseRuns(data) {
-    return (data.runs || []).map(function (r) {
-      return { start: r.start_us / 1000, end: r.end_us / 1000, trusted: r.clock_trusted !== false };
-    });
-  }
   /* Runs of every chosen camera, merged: where at least one of them recorded. */
   function union(lists) {
     var all = [].concat.apply([], lists).sort(function (a, b) { return a.start - b.start; }), out = [];
@@ -171,7 +165,7 @@
     return Promise.all(active().map(function (p) {
       return fetch(p.api + "/timeline?start=" + a / 1000 + "&end=" + b / 1000, { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : { runs: [] }; })
-        .then(function (d) { p.runs = parseRuns(d); return p.runs; })
+        .then(function (d) { p.runs = Playback.parseRuns(d); return p.runs; })
         .catch(function () { return p.runs; });
     })).then(function (lists) {
       if (seq !== state.loadSeq) return;
@@ -183,12 +177,7 @@
     });
   }
   function applyView() {
-    var v = Playback.viewFor(state.zoom, state.focus);
-    tl.setView(v[0], v[1]);
-    dateInput.value = PC.fmtDate(state.focus);
-    sec.querySelectorAll("[data-zoom]").forEach(function (b) {
-      b.setAttribute("aria-pressed", String(b.getAttribute("data-zoom") === state.zoom));
-    });
+    Playback.showView(sec, tl, state);
     return loadRuns();
   }
 
@@ -265,23 +254,7 @@
       link.href = link.getAttribute("data-href") + "?zoom=hour&t=" + (masterWall() / 1000).toFixed(3);
     });
   });
-  sec.querySelectorAll("[data-zoom]").forEach(function (b) {
-    b.addEventListener("click", function () { state.zoom = b.getAttribute("data-zoom"); state.focus = masterWall(); applyView(); });
-  });
-  sec.querySelectorAll("[data-nav]").forEach(function (b) {
-    b.addEventListener("click", function () {
-      state.focus += Number(b.getAttribute("data-nav")) * Timeline.SPANS[state.zoom];
-      applyView();
-    });
-  });
-  dateInput.addEventListener("change", function () {
-    var m = /^(\d{4})-(\d\d)-(\d\d)$/.exec(dateInput.value);
-    if (!m) return;
-    var f = new Date(state.focus);
-    state.focus = new Date(+m[1], +m[2] - 1, +m[3], f.getHours(), f.getMinutes()).getTime();
-    applyView();
-  });
-  $("[data-now]").addEventListener("click", function () { state.focus = Date.now(); applyView(); });
+  Playback.bindViewNav(sec, state, applyView, masterWall);     // a zoom centres on the clock
   document.addEventListener("keydown", function (ev) {
     if (ev.key !== " " || /^(INPUT|SELECT|TEXTAREA|BUTTON|A)$/.test(ev.target.tagName)) return;
     ev.preventDefault();
