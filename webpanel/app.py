@@ -141,14 +141,14 @@ def create_app(test_config=None):
     open_config_db(app)
     from webpanel import auth, security, streams
     from webpanel.api import disks, metrics, resources, tools, video
-    from webpanel.views import pages, setup, system
+    from webpanel.views import auth as auth_views, pages, setup, system
 
     if app.config.get("TRUST_LOCAL_PROXY", True):
         app.wsgi_app = LocalProxyFix(app.wsgi_app)
     security.init_app(app)
     auth.init_app(app)
     streams.init_app(app)
-    for blueprint in (auth.bp, resources.bp, disks.bp, video.bp, metrics.bp,
+    for blueprint in (auth_views.bp, resources.bp, disks.bp, video.bp, metrics.bp,
                       pages.bp, setup.bp, system.bp, tools.bp):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["utc_text"] = pages.utc_text

@@ -1,4 +1,4 @@
-"""Sign-in: first-run admin creation, login/logout, roles, bearer tokens, rate limits."""
+"""Who is asking: sessions and tokens, roles, the sign-in rate limit, who may create the admin."""
 
 import functools
 import hashlib
@@ -9,21 +9,17 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, current_app, g, jsonify, redirect, render_template, request,
-                   session, url_for)
-from peewee import IntegrityError, fn
+from flask import current_app, g, jsonify, render_template, request, session
+from peewee import fn
 from werkzeug.local import LocalProxy
 
 from recorder import config, limits
-from recorder.accounts import (ApiToken, LoginAttempt, SessionGeneration, User,
-                               check_setup_code, now_us, password_method, setup_code_required,
-                               validate_user)
+from recorder.accounts import (ApiToken, LoginAttempt, SessionGeneration, User, now_us,
+                               password_method, setup_code_required)
 from webpanel import security
 from webpanel.inputs import json_error, wants_json
 
 logger = logging.getLogger(__name__)
-
-bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 # Reachable without signing in. "static" serves the login page's stylesheet.
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.setup", "static"})
@@ -51,7 +47,7 @@ class Identity:
 current_user = LocalProxy(lambda: g.get("identity"))
 
 
-def _password_version(user: User) -> str:
+def password_version(user: User) -> str:
     """Changes with the password, so a password change ends other sessions."""
     return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
 
@@ -73,7 +69,7 @@ def _identity_from_session() -> Identity | None:
     if not isinstance(uid, int):
         return None
     user = User.get_or_none(User.id == uid)
-    if (user is None or session.get("pwv") != _password_version(user)
+    if (user is None or session.get("pwv") != password_version(user)
             or session.get("gen") != SessionGeneration.current(user.id)):
         session.clear()
         return None
@@ -95,7 +91,7 @@ def refuse_anonymous():
                          {"WWW-Authenticate": 'Bearer realm="picorder"'})
     nxt = request.full_path.rstrip("?") if request.method == "GET" else "/"
     if not User.admin_exists():
-        return _setup_page({}, {}, 401, nxt)
+        return setup_page({}, {}, 401, nxt)
     return render_template("auth/login.html", next=nxt, errors={}, form={}), 401
 
 
@@ -144,7 +140,7 @@ def login_required(role: str = "viewer"):
 
 # ------------------------------------------------------------------ rate limit
 
-def _attempt_keys(username: str) -> list[str]:
+def attempt_keys(username: str) -> list[str]:
     """Per address, and per user name from that address: never per user name alone,
     so a stranger's wrong guesses cannot lock the real user out from elsewhere."""
     addr = request.remote_addr or "-"
@@ -215,9 +211,9 @@ def check_login(username: str, password: str) -> User | None:
     return user if user.check_password(password) else None
 
 
-# ---------------------------------------------------------------------- views
+# ------------------------------------------------------- what the sign-in pages share
 
-def _safe_next(default: str = "/") -> str:
+def safe_next(default: str = "/") -> str:
     """Only local paths, so ?next= cannot send the user to another site."""
     nxt = request.values.get("next") or ""
     # Browsers drop tabs and newlines from URLs and read a backslash as a slash,
@@ -229,59 +225,6 @@ def _safe_next(default: str = "/") -> str:
     if parts.scheme or parts.netloc:
         return default
     return nxt
-
-
-def _form() -> dict:
-    if request.is_json:
-        body = request.get_json(silent=True)
-        return body if isinstance(body, dict) else {}
-    return request.form.to_dict()
-
-
-def _sign_in(user: User) -> None:
-    session.clear()
-    session.permanent = True
-    session["uid"] = user.id
-    session["pwv"] = _password_version(user)
-    session["gen"] = SessionGeneration.current(user.id)
-
-
-def _form_response(template: str, form: dict, errors: dict, status: int):
-    if request.is_json:
-        return jsonify({"errors": errors}), status
-    shown = {k: v for k, v in form.items() if "password" not in k}
-    return render_template(template, form=shown, errors=errors, next=_safe_next()), status
-
-
-@bp.route("/login", methods=["GET", "POST"])
-def login():
-    if request.method == "GET":
-        if not User.admin_exists():
-            return redirect(url_for("auth.setup", next=_safe_next()))
-        return render_template("auth/login.html", form={}, errors={}, next=_safe_next())
-    form = _form()
-    username = form.get("username") if isinstance(form.get("username"), str) else ""
-    password = form.get("password") if isinstance(form.get("password"), str) else ""
-    keys = _attempt_keys(username)
-    wait, attempt_us = claim_attempt(keys)
-    if wait:
-        logger.warning("login throttled for %r from %s", username[:64], request.remote_addr)
-        errors = {"password": f"too many failed attempts; wait {wait} s"}
-        response, status = _form_response("auth/login.html", form, errors, 429)
-        response = current_app.make_response((response, status))
-        response.headers["Retry-After"] = str(wait)
-        return response
-    user = check_login(username, password)
-    if user is None:
-        logger.info("failed login for %r from %s", username[:64], request.remote_addr)
-        return _form_response("auth/login.html", form,
-                              {"password": "wrong user name or password"}, 401)
-    forgive_attempt(keys, attempt_us)
-    _sign_in(user)
-    logger.info("user %s signed in from %s", user.username, request.remote_addr)
-    if request.is_json:
-        return jsonify({"user": user.to_public()})
-    return redirect(_safe_next())
 
 
 # Where the box's owner sits: private (RFC 1918, IPv6 unique local), link-local and
@@ -319,79 +262,14 @@ def setup_refusal() -> str | None:
     return None
 
 
-def _setup_page(form: dict, errors: dict, status: int, nxt: str | None = None):
+def setup_page(form: dict, errors: dict, status: int, nxt: str | None = None):
+    """The first-run form (or its errors in JSON), for the setup view and anonymous visitors."""
     if request.is_json and request.method == "POST":
         return jsonify({"errors": errors}), status
     shown = {k: v for k, v in form.items() if "password" not in k and k != "setup_code"}
     return render_template("auth/setup.html", form=shown, errors=errors,
-                           next=nxt if nxt is not None else _safe_next(),
+                           next=nxt if nxt is not None else safe_next(),
                            closed=setup_refusal(), needs_code=setup_code_required()), status
-
-
-def _check_setup_code(form: dict) -> dict:
-    """{} when no code is needed or the right one came; wrong codes count like logins."""
-    if not setup_code_required():
-        return {}
-    keys = [f"addr:{request.remote_addr or '-'}", f"pair:(setup)|{request.remote_addr or '-'}"]
-    wait, attempt_us = claim_attempt(keys)
-    if wait:
-        return {"setup_code": f"too many wrong codes; wait {wait} s"}
-    if not check_setup_code(form.get("setup_code")):
-        logger.warning("wrong setup code from %s", request.remote_addr)
-        return {"setup_code": "this is not the setup_code of picorder.txt"}
-    forgive_attempt(keys, attempt_us)
-    return {}
-
-
-@bp.route("/setup", methods=["GET", "POST"])
-def setup():
-    """First visit: create the admin account; closed once an admin exists."""
-    if User.admin_exists():
-        if request.is_json:
-            raise json_error(403, "setup is closed: an admin account exists")
-        return redirect(url_for("auth.login"))
-    if request.method == "GET":
-        return _setup_page({}, {}, 403 if setup_refusal() else 200)
-    form = _form()
-    refusal = setup_refusal()
-    if refusal:
-        logger.warning("refused to create the admin for %s: %s", request.remote_addr, refusal)
-        return _setup_page(form, {"setup": refusal}, 403)
-    username, password = form.get("username"), form.get("password")
-    errors = validate_user(username, password, "admin")
-    if not errors and "confirm" in form and form.get("confirm") != password:
-        errors["confirm"] = "the two passwords differ"
-    if errors:
-        return _setup_page(form, errors, 400)
-    errors = _check_setup_code(form)
-    if errors:
-        return _setup_page(form, errors, 403)
-    try:
-        with config.db.atomic("IMMEDIATE"):
-            if User.admin_exists():
-                raise json_error(403, "setup is closed: an admin account exists")
-            user = User(username=username, role="admin")
-            user.set_password(password, hash_method())
-            user.save()
-    except IntegrityError:
-        return _setup_page(form, {"username": "this name is taken"}, 400)
-    logger.info("created the admin account %s from %s", user.username, request.remote_addr)
-    _sign_in(user)
-    if request.is_json:
-        return jsonify({"user": user.to_public()}), 201
-    return redirect(_safe_next())
-
-
-@bp.route("/logout", methods=["POST"])
-def logout():
-    identity = g.get("identity")
-    if identity is not None and identity.via == "session":
-        # Ends this user's every session, server-side: a copied cookie stops working too.
-        SessionGeneration.bump(identity.user_id)
-    session.clear()
-    if request.is_json:
-        return jsonify({"ok": True})
-    return redirect(url_for("auth.login"))
 
 
 def init_app(app) -> None:
