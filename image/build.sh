@@ -291,7 +291,7 @@ step_assemble() {
         cp -r "$ROOT/boot/firmware/." "$fatdir/"
         find "$ROOT/boot/firmware" -mindepth 1 -delete
     fi
-    cp "$REPO/appliance/picorder.txt" "$fatdir/picorder.txt"
+    cp "$HERE/picorder.txt" "$fatdir/picorder.txt"
     # Root size: contents plus 25 % and 256 MiB of room; first boot grows it to the card.
     rootmib=$(( $(du -sm --apparent-size "$ROOT" | cut -f1) * 5 / 4 + 256 ))
     rm -f "$img"

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.units import render_units
+
 ANSIBLE = Path(__file__).resolve().parents[2] / "ansible"
+UNITS = Path(__file__).resolve().parents[1] / "fixtures" / "units"
 
 
 def run(argv: list[str]) -> subprocess.CompletedProcess:
@@ -59,3 +62,20 @@ def test_a_panel_setting_restarts_the_panel_only():
                  "Install the panel's systemd unit"):
         assert tasks[name]["notify"] == "Restart the panel"
     assert tasks["Install the recorder's systemd unit"]["notify"] == "Restart the recorder"
+
+
+def test_the_roles_reach_nothing_outside_themselves_but_the_checkout_they_are_given():
+    for path in ANSIBLE.glob("roles/**/*"):
+        if path.is_file():
+            assert "playbook_dir" not in path.read_text(errors="replace"), path
+
+
+def test_the_units_render_to_what_the_image_had(tmp_path):
+    """The unit templates, with the role's defaults and vars, are the units the image had as
+    plain files (tests/fixtures/units), below Ansible's managed header."""
+    names = sorted(p.name for p in UNITS.glob("*.service"))
+    assert names == ["picorder-panel.service", "picorder-recorder.service"]
+    for name, text in render_units(names, tmp_path).items():
+        header = "#\n# Ansible managed\n#\n"
+        assert text.startswith(header), text[:200]
+        assert text[len(header):] == (UNITS / name).read_text(), name

@@ -8,12 +8,12 @@ import sqlite3
 
 import pytest
 
+from helpers.units import render_units
 from picorder import firstboot
 from recorder import config, ffmpeg, ffmpeg_user
 from recorder.ffmpeg import StreamSpec
 from recorder.paths import ENV_STATE_DIR, DataPaths, UnsafePath, inside
 from recorder.service import Recorder
-from recorder.sim.launcher import PROJECT_ROOT
 from recorder.storage.directory import WRITE_PROBE, check_directory
 from recorder.timekeeping import Clock, Timekeeper
 
@@ -148,11 +148,13 @@ def test_the_old_last_known_time_is_read_once_without_trusting_it(tmp_path, vict
     assert not os.path.lexists(old) or old.is_dir()          # rmdir is not root's to do here
 
 
-def test_the_recorder_unit_gives_the_recorder_a_state_directory_of_its_own():
+def test_the_recorder_unit_gives_the_recorder_a_state_directory_of_its_own(tmp_path):
     """The unit's PICORDER_STATE_DIR is its StateDirectory= (root's, 0700, writable in the
     sandbox), not the panel's data directory nor anything the panel unit may write."""
+    units = render_units(["picorder-recorder.service", "picorder-panel.service"], tmp_path)
+
     def settings(unit):
-        text = (PROJECT_ROOT / "appliance" / "systemd" / unit).read_text()
+        text = units[unit]
         pairs = [line.split("=", 1) for line in text.splitlines()
                  if "=" in line and not line.startswith("#")]
         return {k: [v for kk, v in pairs if kk == k] for k, _ in pairs}

@@ -16,7 +16,7 @@ from qemu_rig import ImageFiles
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILD_CACHE = Path(os.environ.get("PICORDER_BUILD_CACHE", "/var/cache/picorder-build"))
 # Everything that ends up in the image; a change to any of it rebuilds the image.
-IMAGE_SOURCES = ["picorder", "recorder", "webpanel", "ansible", "appliance", "image",
+IMAGE_SOURCES = ["picorder", "recorder", "webpanel", "ansible", "image",
                  "pyproject.toml", "gunicorn.conf.py"]
 BUILD_TIMEOUT_S = 45 * 60
 
