@@ -110,7 +110,7 @@ class ClockStatus:
 
 @dataclass
 class RecorderStatus:
-    """The whole answer. `storage` stays a mapping: recorder.storage_api documents its keys."""
+    """The whole answer. `storage` stays a mapping: the Storage's state() (recorder.storage)."""
 
     version: str = ""
     pid: int | None = None

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
+from peewee import DatabaseError
 
-from recorder import control, limits
-from recorder.storage import directory
+from recorder import control, limits, storage
 from recorder.paths import DataPaths
 from recorder.status import RecorderStatus, StreamStatus
 
@@ -131,8 +131,8 @@ def recording_root() -> Path | None:
         root = state.storage().get("root")
         return Path(root) if root else None
     try:
-        root = directory.configured_root(data_paths())
-    except OSError:
+        root = storage.recording_root_from_config()
+    except (OSError, DatabaseError):
         logger.exception("cannot find the configured recording root")
         return None
     return Path(root) if root else None

@@ -73,7 +73,8 @@ def recording_root(args, paths: DataPaths) -> Path:
     if args.root:
         return Path(args.root).expanduser().absolute()
     try:
-        root = storage.configured_root(paths)
+        config.open_config(paths.config_db)
+        root = storage.recording_root_from_config()
     except (OSError, DatabaseError) as exc:
         raise UserError(f"cannot read the configured recording root: {exc}; "
                         "pass --root DIR") from exc

@@ -42,8 +42,8 @@ def _remote(paths: DataPaths, cmd: str, **args):
 
 
 def _direct(paths: DataPaths, method: str, **args):
-    from recorder.storage import make_storage
-    storage = make_storage(paths, run_jobs=False)
+    from recorder.storage import make_disk_storage
+    storage = make_disk_storage(paths, run_jobs=False)
     try:
         return getattr(storage, method)(**args)
     except (DiskError, RetentionError) as exc:

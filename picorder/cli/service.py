@@ -20,7 +20,7 @@ from recorder import config, control, limits
 from recorder.children import die_with_parent
 from recorder.paths import DEMO_MARKER, ROOT_DATA_DIR, DataPaths, default_demo_dir
 from recorder.status import RecorderStatus, stream_health
-from recorder.storage.directory import DirectoryStorage, Storage, configured_root
+from recorder.storage import make_storage, recording_root_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +31,6 @@ DEMO_LOG_NAME = "recorder.log"      # the System page shows its last lines
 def open_paths(args) -> DataPaths:
     """The data directory with config.db open (as every camera command does)."""
     return open_config_from_args(args)
-
-
-def make_storage(paths: DataPaths) -> Storage:
-    """The Storage the recorder records into (the seam where DiskStorage plugs in)."""
-    from recorder import storage
-    from recorder.storage.directory import SETTING_RECORDINGS_DIR
-    if storage.disk_storage_wanted():
-        return storage.make_storage(paths)
-    if config.Setting.read(SETTING_RECORDINGS_DIR):
-        # A recording directory named explicitly in config.db (servers, tests).
-        root = configured_root(paths)
-        return DirectoryStorage(root, create=root == paths.default_recordings)
-    # Nothing adopted: record nothing rather than fill whatever disk holds the
-    # data directory (docs/design.md decision 3). The state says "no disk" until one is adopted.
-    return storage.make_storage(paths)
 
 
 def run_recorder(paths: DataPaths, **kwargs) -> int:
@@ -269,7 +254,7 @@ def print_summary(paths: DataPaths, cams, started: list[ChildService], cameras: 
     lines = ["picorder demo is running:"]
     for child in started[1:]:
         lines += [f"  {line}" for line in child.where]
-    lines += [f"  recordings:       {configured_root(paths) / 'picorder'}",
+    lines += [f"  recordings:       {recording_root_from_config() / 'picorder'}",
               f"  cameras:          rtsp://127.0.0.1:{cams.sim.port}/cam1 ... "
               f"/cam{cameras} (and /camN/sub)",
               f"  data directory:   {paths.root} (full log: {paths.root / DEMO_LOG_NAME})",

@@ -1,23 +1,7 @@
-"""The Storage seam between the recorder service and where recordings go.
+"""DirectoryStorage: record into one fixed directory, checked every few seconds.
 
-The service only talks to a Storage:
-
-    start(enqueue)        begin watching; put events on the service queue
-    handle(event) -> bool the main loop hands back each event the storage
-                          enqueued; True when recording_root() changed
-    recording_root()      where to record now (R; segments go below R/picorder),
-                          None -> every stream stops with problem "disk missing"
-    state() -> dict       merged into status["storage"]
-    report_io_error(errno_, detail, source)   ffmpeg or the indexer (source: the stream's
-                          key, or "index") hit ENOSPC/EIO/EROFS: proof of nothing until
-                          the disk itself shows a fault (recorder.storage_check)
-    control_commands()    extra control-socket commands (disk_list, disk_adopt ...)
-    stop()
-
-DirectoryStorage is the trivial implementation: a fixed directory, checked
-every few seconds for presence and writability. recorder.storage.DiskStorage
-(adopted disks, udev, retention) implements the same protocol; which one the
-service gets is decided by picorder.cli.service.make_storage().
+The trivial Storage (protocol.py): the directory config.db names (servers, tests), there
+and writable, or not.
 """
 
 import errno
@@ -27,37 +11,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from recorder import config, limits
-from recorder.paths import DataPaths
+from recorder import limits
+from recorder.storage.protocol import STATE_ERROR, STATE_MISSING, STATE_NO_DISK, STATE_RECORDING
 
 logger = logging.getLogger(__name__)
 
-SETTING_RECORDINGS_DIR = "recordings_dir"
-STATE_RECORDING = "recording"
-STATE_MISSING = "disk missing"
-STATE_NO_DISK = "no disk"
-STATE_ERROR = "disk error"
 WRITE_PROBE = ".picorder-write-check"
-
-
-class Storage(Protocol):
-    def start(self, enqueue: Callable[[object], None]) -> None: ...
-    def handle(self, event: object) -> bool: ...
-    def recording_root(self) -> Path | None: ...
-    def state(self) -> dict: ...
-    def report_io_error(self, errno_: int, detail: str, source: str = "") -> None: ...
-    def control_commands(self) -> dict[str, Callable]: ...
-    def stop(self) -> None: ...
-
-
-def configured_root(paths: DataPaths) -> Path:
-    """The recording directory from config.db (Setting "recordings_dir"), else the default."""
-    if config.db.database is None:
-        config.open_config(paths.config_db)
-    value = config.Setting.read(SETTING_RECORDINGS_DIR)
-    return Path(value).expanduser() if value else paths.default_recordings
 
 
 @dataclass(frozen=True)

@@ -1,59 +1,38 @@
 """DiskStorage: the recording root on an adopted disk (or directory), watched and rotated."""
 
 import errno
-import json
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from recorder import config, limits, retention
-from recorder.storage import disk_ops
-from recorder.storage.disk_ops import DiskError, Marker
+from recorder import limits, retention
 from recorder.index import queries
-from recorder.storage.udev import (
-    Drive, DriveEvent, PyudevWatcher, drive_from_event, mounts_by_devnum, read_mounts,
-    disk_devpath_of, system_disks,
-)
 from recorder.paths import DataPaths
+from recorder.storage import disk_ops
+from recorder.storage.directory import DirectoryStorage
 from recorder.storage.disk_check import DiskCheck, DiskCheckDone, judge, kernel_view, probe_write
+from recorder.storage.disk_ops import DiskError, Marker
+from recorder.storage.protocol import STATE_MISSING, STATE_NO_DISK, STATE_RECORDING, Storage
+from recorder.storage.settings import (
+    ENV_MOUNT_BASE, AdoptedEntry, active_disk_id, active_entry, box_id, camera_limits,
+    configured_floor, disk_storage_wanted, load_entries, loop_devices_allowed, recordings_dir,
+    save_entries, set_active,
+)
+from recorder.storage.udev import (
+    Drive, DriveEvent, PyudevWatcher, disk_devpath_of, drive_from_event, mounts_by_devnum,
+    read_mounts, system_disks,
+)
 
 logger = logging.getLogger(__name__)
 
-SETTING_BOX_ID = "box_id"
-SETTING_DISKS = "storage_disks"
-SETTING_ACTIVE = "storage_active"
-SETTING_FLOOR = "storage_floor_bytes"
-SETTING_DEFAULT_AGE = "default_max_age_days"  # written by the panel's retention form
-SETTING_ALLOW_LOOP = "storage_allow_loop"     # "1": loop devices count as disks (tests, demo)
-ENV_ALLOW_LOOP = "PICORDER_ALLOW_LOOP"
-ENV_STORAGE = "PICORDER_STORAGE"              # "disks": never record outside adopted disks
-SETTING_STORAGE_MODE = "storage_mode"         # same, as a config.db setting
-ENV_MOUNT_BASE = "PICORDER_MOUNT_BASE"        # tests mount below a temporary directory
-
-STATE_RECORDING = "recording"
-STATE_MISSING = "disk missing"
-STATE_NO_DISK = "no disk"
-
 NOSPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 EXT_FS = ("ext2", "ext3", "ext4")         # debugfs can read their marker unmounted
-
-
-@dataclass
-class AdoptedEntry:
-    """One adopted recording disk or directory, as kept in config.db."""
-
-    kind: str                       # "disk" or "dir"
-    disk_id: str                    # the marker's id
-    root: str                       # mount point (disk) or the directory
-    uuid: str | None = None         # filesystem UUID (disk)
-    label: str | None = None
-    adopted_utc_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,96 +52,26 @@ class IoErrorRecord:
     detail: str
 
 
-# ------------------------------------------------------------- config.db settings
-
-def box_id() -> str:
-    """This box's id, generated once and kept in config.db."""
-    value = config.Setting.read(SETTING_BOX_ID)
-    if not value:
-        value = Marker.new("", None).disk_id
-        config.Setting.write(SETTING_BOX_ID, value)
-    return value
-
-
-def load_entries() -> list[AdoptedEntry]:
-    text = config.Setting.read(SETTING_DISKS, "[]")
-    try:
-        return [AdoptedEntry(**e) for e in json.loads(text)]
-    except (ValueError, TypeError):
-        logger.exception("the adopted disks setting is damaged; ignoring it")
-        return []
-
-
-def save_entries(entries: list[AdoptedEntry]) -> None:
-    config.Setting.write(SETTING_DISKS, json.dumps([asdict(e) for e in entries]))
-
-
-def active_entry() -> AdoptedEntry | None:
-    active = config.Setting.read(SETTING_ACTIVE)
-    return next((e for e in load_entries() if e.disk_id == active), None)
-
-
-def configured_floor() -> int | None:
-    value = config.Setting.read(SETTING_FLOOR)
-    if value in (None, ""):
-        return None
-    try:
-        return retention.check_floor(int(value))
-    except (ValueError, retention.RetentionError):
-        logger.error("ignoring the bad free-space floor setting %r", value)
-        return None
-
-
-def set_floor(floor_bytes: int | None) -> None:
-    """Set (or with None clear) the free-space floor; refuses zero or negative."""
-    if floor_bytes is None:
-        config.Setting.delete().where(config.Setting.key == SETTING_FLOOR).execute()
-        return
-    config.Setting.write(SETTING_FLOOR, str(retention.check_floor(floor_bytes)))
-
-
-def configured_root(paths: DataPaths) -> Path | None:
-    """The recording root from config.db (for offline tools like `picorder check`).
-
-    The active adopted disk or directory; None when disks are wanted but none is
-    adopted; else the fixed directory the recorder uses without adopted disks.
-    """
-    if config.db.database is None:
-        config.open_config(paths.config_db)
-    entry = active_entry()
-    if entry is not None:
-        return Path(entry.root)
-    if disk_storage_wanted():
-        return None
-    from recorder.storage.directory import configured_root as directory_root
-    return directory_root(paths)
-
-
-def make_storage(paths: DataPaths, **kwargs) -> "DiskStorage":
+def make_disk_storage(paths: DataPaths, **kwargs) -> "DiskStorage":
     """A DiskStorage configured from config.db and the environment (config.db must be open)."""
-    allow_loop = (os.environ.get(ENV_ALLOW_LOOP) == "1"
-                  or config.Setting.read(SETTING_ALLOW_LOOP) == "1")
-    kwargs.setdefault("allow_loop", allow_loop)
+    kwargs.setdefault("allow_loop", loop_devices_allowed())
     kwargs.setdefault("mount_base", Path(os.environ.get(ENV_MOUNT_BASE) or limits.DISK_MOUNT_BASE))
     return DiskStorage(paths, **kwargs)
 
 
-def default_max_age_days() -> int | None:
-    """The panel's default maximum age for cameras without their own."""
-    value = config.Setting.read(SETTING_DEFAULT_AGE)
-    try:
-        days = int(value) if value not in (None, "") else None
-        retention.CameraLimits(max_age_days=days)
-    except (ValueError, retention.RetentionError):
-        logger.error("ignoring the bad %s setting %r", SETTING_DEFAULT_AGE, value)
-        return None
-    return days
+def make_storage(paths: DataPaths, **disk_kwargs) -> Storage:
+    """The Storage the recorder records into, as config.db says (config.db must be open).
 
-
-def disk_storage_wanted() -> bool:
-    """Use DiskStorage: something is adopted, or the box says so (the appliance always does)."""
-    return (bool(load_entries()) or os.environ.get(ENV_STORAGE) == "disks"
-            or config.Setting.read(SETTING_STORAGE_MODE) == "disks")
+    It records where recording_root_from_config() says: adopted disks and directories, or
+    the fixed directory config.db names. With neither it records nothing rather than fill
+    whatever disk holds the data directory (docs/design.md decision 3): "no disk" until one
+    is adopted. `disk_kwargs` go to the DiskStorage (tests: a fake watcher).
+    """
+    if not disk_storage_wanted():
+        directory = recordings_dir()
+        if directory is not None:
+            return DirectoryStorage(directory, create=directory == paths.default_recordings)
+    return make_disk_storage(paths, **disk_kwargs)
 
 
 def adopt_demo_directory(paths: DataPaths) -> None:
@@ -172,22 +81,6 @@ def adopt_demo_directory(paths: DataPaths) -> None:
     root = paths.default_recordings
     root.mkdir(parents=True, exist_ok=True)
     DiskStorage(paths, run_jobs=False).adopt_dir(str(root), allow_root_device=True)
-
-
-def camera_limits(recorded: Iterable[str] = ()) -> dict[str, retention.CameraLimits]:
-    """Limits per camera; cameras no longer configured get the default maximum age."""
-    default_age = default_max_age_days()
-    result = {}
-    for cam in config.Camera.select():
-        try:
-            result[cam.name] = retention.CameraLimits(cam.max_age_days or default_age,
-                                                      cam.max_bytes, cam.min_days)
-        except retention.RetentionError as exc:
-            logger.error("camera %s: ignoring its retention limits: %s", cam.name, exc)
-    for name in recorded:
-        if name not in result and default_age:
-            result[name] = retention.CameraLimits(max_age_days=default_age)
-    return result
 
 
 def _now_us() -> int:
@@ -235,7 +128,7 @@ class _RetentionState:
 
 
 class DiskStorage:
-    """The Storage (recorder/storage_api.py): records only onto an adopted, mounted disk or directory."""
+    """The Storage (protocol.py): records only onto an adopted, mounted disk or directory."""
 
     def __init__(self, paths: DataPaths, *, mount_base: Path | None = None,
                  allow_loop: bool = False, watcher=None, run_jobs: bool = True,
@@ -278,7 +171,7 @@ class DiskStorage:
         self._floor_setting: int | None = None  # the configured floor, as the watch saw it
         self._floor_read_at = float("-inf")
         self._said: dict[str, float] = {}     # rate-limited log lines: when last logged
-        # A reported write error is checked on the disk before it counts (storage_check).
+        # A reported write error is checked on the disk before it counts (disk_check.py).
         self._check = DiskCheck(lambda event: self._enqueue(event), probe=probe, kernel=kernel)
         self._check_finding: str | None = None
         self._recheck: threading.Timer | None = None
@@ -322,7 +215,7 @@ class DiskStorage:
     def report_io_error(self, errno_: int, detail: str, source: str = "") -> None:
         """ffmpeg (or the indexer: `source`) hit an error writing to the disk.
 
-        Not proof that the disk failed: it is checked first (storage_check), while
+        Not proof that the disk failed: it is checked first (disk_check.py), while
         every stream keeps recording.
         """
         name = errno.errorcode.get(errno_, str(errno_))
@@ -516,7 +409,7 @@ class DiskStorage:
         entries.append(entry)
         save_entries(entries)
         if make_active:
-            config.Setting.write(SETTING_ACTIVE, entry.disk_id)
+            set_active(entry.disk_id)
         return entry
 
     # ---- the recording root
@@ -576,7 +469,7 @@ class DiskStorage:
 
     def _adopted_view(self) -> list[dict]:
         result = []
-        active = config.Setting.read(SETTING_ACTIVE)
+        active = active_disk_id()
         for e in load_entries():
             m = self._mounted.get(e.uuid) if e.uuid else None
             item = dict(asdict(e), active=e.disk_id == active,
@@ -707,7 +600,7 @@ class DiskStorage:
             entry = AdoptedEntry("dir", marker.disk_id, str(root), None, root.name, _now_us())
             entries.append(entry)
             save_entries(entries)
-            config.Setting.write(SETTING_ACTIVE, entry.disk_id)
+            set_active(entry.disk_id)
             self._failed.pop(entry.disk_id, None)
             logger.info("adopted directory %s as the recording root", root)
         self._enqueue(StorageNudge("adopted"))
@@ -750,8 +643,8 @@ class DiskStorage:
             if not gone:
                 return
             save_entries([e for e in entries if e not in gone])
-            if config.Setting.read(SETTING_ACTIVE) in {e.disk_id for e in gone}:
-                config.Setting.delete().where(config.Setting.key == SETTING_ACTIVE).execute()
+            if active_disk_id() in {e.disk_id for e in gone}:
+                set_active(None)
             logger.info("disk %s was formatted: no longer adopted", fs_uuid)
         self._enqueue(StorageNudge("formatted"))
 

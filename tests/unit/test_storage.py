@@ -342,7 +342,7 @@ def test_demo_adopts_its_own_directory_once(tmp_path):
     entries = storage_mod.load_entries()
     assert [(e.kind, e.root) for e in entries] == [("dir", str(paths.default_recordings))]
     assert storage_mod.disk_storage_wanted()
-    assert storage_mod.configured_root(paths) == paths.default_recordings
+    assert storage_mod.recording_root_from_config() == paths.default_recordings
     assert (paths.default_recordings / "picorder" / "marker.json").exists()
 
 
@@ -355,3 +355,42 @@ def test_the_watch_leaves_a_disk_just_adopted_writable(storage, usb_event, fake_
     assert ("remount", True) not in fake_mounts
     assert drain(storage)
     assert storage.state()["state"] == STATE_RECORDING
+
+
+def test_the_configured_root_is_where_the_recorder_records(tmp_path, monkeypatch):
+    """recording_root_from_config() (the CLI, the panel without a recorder) names the root
+    that make_storage() records into, however config.db says it, and opens no config.db."""
+    import peewee
+    from recorder import storage as storage_mod
+    from recorder.storage.settings import SETTING_RECORDINGS_DIR, SETTING_STORAGE_MODE
+    monkeypatch.delenv("PICORDER_STORAGE", raising=False)
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    fixed, adopted = tmp_path / "fixed", tmp_path / "adopted"
+    fixed.mkdir()
+    adopted.mkdir()
+
+    def both():
+        st = storage_mod.make_storage(paths, watcher=FakeWatcher([]), run_jobs=False)
+        st.start(queue.Queue().put)
+        try:
+            return storage_mod.recording_root_from_config(), st.recording_root()
+        finally:
+            st.stop()
+
+    assert both() == (None, None)                       # nothing: record nowhere
+    config.Setting.write(SETTING_RECORDINGS_DIR, str(fixed))
+    assert both() == (fixed, fixed)                     # a server's fixed directory
+    config.Setting.write(SETTING_STORAGE_MODE, "disks")
+    assert both() == (None, None)                       # disks only, none adopted
+    DiskStorage(paths, watcher=FakeWatcher([]), run_jobs=False).adopt_dir(
+        str(adopted), allow_root_device=True)
+    assert both() == (adopted, adopted)
+    config.db.close()
+    config.db.init(None)
+    try:
+        with pytest.raises(peewee.InterfaceError):
+            storage_mod.recording_root_from_config()    # no config.db opened behind the back
+    finally:
+        config.open_config(paths.config_db)
