@@ -259,6 +259,15 @@ def unmount(target: Path, *, lazy: bool = False) -> None:
     logger.info("unmounted %s%s", target, " (lazy)" if lazy else "")
 
 
+def free_space(root: Path) -> dict:
+    """{"total_bytes", "free_bytes"} of the filesystem holding root; {} when it is gone."""
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return {}
+    return {"total_bytes": st.f_blocks * st.f_frsize, "free_bytes": st.f_bavail * st.f_frsize}
+
+
 def mount_source_uuid(target: Path) -> str | None:
     """UUID of the filesystem mounted at target (findmnt), or None."""
     proc = run(["findmnt", "-n", "-o", "UUID", "--mountpoint", str(target)], check=False)

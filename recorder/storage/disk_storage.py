@@ -1,4 +1,8 @@
-"""DiskStorage: the recording root on an adopted disk (or directory), watched and rotated."""
+"""DiskStorage: the recording root on an adopted disk (or directory), watched and rotated.
+
+It mounts the adopted disks (udev.py, disk_ops.py), picks the root to record on, checks
+reported write errors (disk_check.py) and hands retention to its RotationJob (rotation.py).
+"""
 
 import errno
 import logging
@@ -7,22 +11,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from recorder import limits, retention
-from recorder.index import queries
 from recorder.paths import DataPaths
 from recorder.storage import disk_ops
 from recorder.storage.directory import DirectoryStorage
 from recorder.storage.disk_check import DiskCheck, DiskCheckDone, judge, kernel_view, probe_write
 from recorder.storage.disk_ops import DiskError, Marker
 from recorder.storage.protocol import STATE_MISSING, STATE_NO_DISK, STATE_RECORDING, Storage
+from recorder.storage.rotation import RotationJob
 from recorder.storage.settings import (
-    ENV_MOUNT_BASE, AdoptedEntry, active_disk_id, active_entry, box_id, camera_limits,
-    configured_floor, disk_storage_wanted, load_entries, loop_devices_allowed, recordings_dir,
-    save_entries, set_active,
+    ENV_MOUNT_BASE, AdoptedEntry, active_disk_id, active_entry, box_id, disk_storage_wanted,
+    load_entries, loop_devices_allowed, recordings_dir, save_entries, set_active,
 )
 from recorder.storage.udev import (
     Drive, DriveEvent, PyudevWatcher, disk_devpath_of, drive_from_event, mounts_by_devnum,
@@ -113,20 +115,6 @@ class _Mounted:
     read_only: bool
 
 
-@dataclass
-class _RetentionState:
-    last_run_utc_us: int | None = None
-    last_deleted: int = 0
-    last_deleted_bytes: int = 0
-    total_deleted: int = 0
-    floor_bytes: int | None = None
-    floor_met: bool = True
-    free_bytes: int | None = None
-    total_bytes: int | None = None
-    forecast: dict = field(default_factory=dict)
-    last_error: str | None = None
-
-
 class DiskStorage:
     """The Storage (protocol.py): records only onto an adopted, mounted disk or directory."""
 
@@ -138,10 +126,9 @@ class DiskStorage:
         self.allow_loop = allow_loop
         self.watcher = watcher if watcher is not None else PyudevWatcher()
         self.run_jobs = run_jobs
-        self.floor_override = retention.check_floor(floor_bytes) if floor_bytes else None
+        self.rotation = RotationJob(self.recording_root, floor_override=(
+            retention.check_floor(floor_bytes) if floor_bytes else None))
         self._lock = threading.RLock()
-        self._retention_lock = threading.Lock()
-        self._cancel = threading.Event()
         self._enqueue: Callable[[object], None] = lambda event: None
         self._drives: dict[str, Drive] = {}
         self._mounted: dict[str, _Mounted] = {}
@@ -153,24 +140,8 @@ class DiskStorage:
         self._state = STATE_NO_DISK
         self._detail: str | None = None
         self._io_errors: deque[IoErrorRecord] = deque(maxlen=limits.IO_ERRORS_KEPT)
-        self._retention = _RetentionState()
-        self._tracker = retention.UsageTracker()
-        self._conn = None
-        self._conn_root: Path | None = None
-        self._scheduler = None
         self._health: dict = {}
         self._box_id: str | None = None
-        self._headroom = 0
-        self._generation = 0
-        self._conn_generation = -1
-        # bytes/s this recorder records (sum of its streams, from the index). The floor and
-        # headroom use it, never how fast the disk's free space shrinks: other writers on
-        # a shared disk must not make retention delete the recordings.
-        self._rate = 0.0
-        self._rate_at = float("-inf")         # monotonic time _rate was last computed
-        self._floor_setting: int | None = None  # the configured floor, as the watch saw it
-        self._floor_read_at = float("-inf")
-        self._said: dict[str, float] = {}     # rate-limited log lines: when last logged
         # A reported write error is checked on the disk before it counts (disk_check.py).
         self._check = DiskCheck(lambda event: self._enqueue(event), probe=probe, kernel=kernel)
         self._check_finding: str | None = None
@@ -190,10 +161,9 @@ class DiskStorage:
             self._refresh_root()
         root = self.recording_root()
         if root is not None:
-            with self._retention_lock:
-                self._connection(root)      # finishes deletions a crash interrupted
+            self.rotation.finish_interrupted(root)
         if self.run_jobs:
-            self._start_scheduler()
+            self.rotation.start(watch=self.watch, check_health=self.check_health)
 
     def handle(self, event: object) -> bool:
         """Apply one event from the queue; True if the recording root changed."""
@@ -221,7 +191,7 @@ class DiskStorage:
         name = errno.errorcode.get(errno_, str(errno_))
         self._io_errors.append(IoErrorRecord(_now_us(), errno_, name, detail[:300]))
         if errno_ in NOSPACE_ERRNOS:
-            if self._say("enospc"):
+            if self.rotation.say("enospc"):
                 logger.warning("no space left on the recording disk: running retention now")
             self.run_retention_soon()
             return
@@ -270,15 +240,10 @@ class DiskStorage:
         }
 
     def stop(self) -> None:
-        self._cancel.set()
         if self._recheck is not None:
             self._recheck.cancel()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        self.rotation.stop()
         self.watcher.stop()
-        with self._retention_lock:
-            self._close_conn()
 
     def state(self) -> dict:
         with self._lock:
@@ -289,7 +254,7 @@ class DiskStorage:
                 "detail": self._detail,
                 "active": asdict(active) if active else None,
                 "disks": self._adopted_view(),
-                "retention": asdict(self._retention),
+                "retention": asdict(self.rotation.state),
                 "io_errors": [asdict(e) for e in self._io_errors],
                 "disk_check": {"checking": self._check.running,
                                "reported_by": list(self._check.sources()),
@@ -297,7 +262,7 @@ class DiskStorage:
                 "health": self._health,
             }
             if self._root is not None:
-                result.update(_space(self._root))      # total_bytes, free_bytes
+                result.update(disk_ops.free_space(self._root))   # total_bytes, free_bytes
         return result
 
     # ---- drives and mounts
@@ -347,7 +312,7 @@ class DiskStorage:
         m = self._mounted.pop(uuid, None)
         if m is None:
             return
-        self._cancel.set()
+        self.rotation.cancel.set()
         try:
             disk_ops.unmount(m.target, lazy=lazy)
         except DiskError as exc:
@@ -440,8 +405,7 @@ class DiskStorage:
             logger.info("storage: %s%s%s", state, f" at {root}" if root else "",
                         f" ({detail})" if detail else "")
         if changed:
-            self._cancel.set()
-            self._generation += 1           # retention reopens its index connection
+            self.rotation.root_changed()
             self._check_finding = None
         self._root, self._state, self._detail = root, state, detail
         return changed
@@ -477,7 +441,7 @@ class DiskStorage:
                         read_only=m.read_only if m else False,
                         ejected=e.uuid in self._ejected if e.uuid else False,
                         problem=self._failed.get(e.uuid or e.disk_id))
-            item.update(_space(Path(e.root)) if item["mounted"] else {})
+            item.update(disk_ops.free_space(Path(e.root)) if item["mounted"] else {})
             result.append(item)
         return result
 
@@ -696,33 +660,17 @@ class DiskStorage:
         return True
 
     def cmd_retention(self) -> dict:
-        return asdict(self._retention)
+        return asdict(self.rotation.state)
 
     # ---- jobs
 
-    def _start_scheduler(self) -> None:
-        from apscheduler.events import EVENT_JOB_ERROR
-        from apscheduler.schedulers.background import BackgroundScheduler
-        sched = BackgroundScheduler(timezone=timezone.utc, job_defaults={
-            "coalesce": True, "max_instances": 1,
-            "misfire_grace_time": limits.RETENTION_MISFIRE_GRACE_S})
-        sched.add_listener(_log_job_error, EVENT_JOB_ERROR)
-        # APScheduler logs every run at INFO: once a second is noise in the journal.
-        logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
-        now = datetime.now(timezone.utc)
-        sched.add_job(self.run_retention, "interval", seconds=limits.RETENTION_INTERVAL_S,
-                      id="retention", name="retention", next_run_time=now)
-        sched.add_job(self.watch, "interval", seconds=limits.FREE_SPACE_CHECK_S,
-                      id="storage-watch", name="storage watch")
-        sched.add_job(self.check_health, "interval", seconds=limits.HEALTH_INTERVAL_S,
-                      id="disk-health", name="disk health", next_run_time=now)
-        sched.start()
-        self._scheduler = sched
+    def run_retention(self) -> retention.ApplyResult | None:
+        """One retention pass now, on the current root (rotation.py)."""
+        return self.rotation.run()
 
     def run_retention_soon(self) -> None:
         """Run the retention job at once (free space below the floor, ENOSPC)."""
-        if self._scheduler is not None:
-            self._scheduler.modify_job("retention", next_run_time=datetime.now(timezone.utc))
+        self.rotation.run_soon()
 
     def watch(self) -> None:
         """Every second: free space against the floor, pending read-only remounts and ejects."""
@@ -739,11 +687,8 @@ class DiskStorage:
                 pending_ro = [m for m in pending_ro if m.uuid != wanted]
             ejects = [u for u in self._ejected if u in self._mounted and
                       self._mounted[u].target != root]
-        if root is None and self._conn is not None and self._retention_lock.acquire(timeout=0):
-            try:
-                self._close_conn()             # nothing of a missing disk stays open
-            finally:
-                self._retention_lock.release()
+        if root is None:
+            self.rotation.close_idle()
         for m in pending_ro:
             self._remount_read_only(m)
         for uuid in ejects:
@@ -751,46 +696,8 @@ class DiskStorage:
                 if self._try_unmount(uuid):
                     self._enqueue(StorageNudge("ejected"))
         if root is not None:
-            self._watch_free_space(root)
+            self.rotation.watch_free_space(root)
         self._check_dir_still_there()
-
-    def _watch_free_space(self, root: Path) -> None:
-        """Run retention at once when free space comes within reach of the floor."""
-        space = _space(root)
-        if not space:
-            return
-        now = time.monotonic()
-        # The setting is reread once in a while, not every second: the query is most of
-        # the watch's cost (retention rereads it at every run).
-        if now - self._floor_read_at > limits.FLOOR_SETTING_REFRESH_S:
-            self._read_floor_setting(now)
-        floor = self._floor(space["total_bytes"], self._rate)
-        free = space["free_bytes"]
-        # Within twice the floor, refresh the recorded bitrate (and so the headroom) now
-        # and then: a headroom of zero, before the first run, lets writes overshoot the floor.
-        stale = now - self._rate_at > limits.RATE_REFRESH_S
-        if free < floor + self._headroom or (free < 2 * floor and stale):
-            if self._say("close_to_floor"):
-                logger.info("free space %d close to the floor %d: running retention now",
-                            free, floor)
-            self.run_retention_soon()
-
-    def _say(self, what: str) -> bool:
-        """True at most once per limits.STORAGE_LOG_EVERY_S for `what` (repeated warnings)."""
-        now = time.monotonic()
-        last = self._said.get(what)
-        if last is not None and now - last < limits.STORAGE_LOG_EVERY_S:
-            return False
-        self._said[what] = now
-        return True
-
-    def _read_floor_setting(self, now: float) -> None:
-        self._floor_setting, self._floor_read_at = configured_floor(), now
-
-    def _floor(self, total_bytes: int, rate_bps: float) -> int:
-        """The floor in force: the override, else the setting as last read, else the default."""
-        return (self.floor_override or self._floor_setting
-                or retention.default_floor(total_bytes, rate_bps))
 
     def _remount_read_only(self, m: _Mounted) -> None:
         try:
@@ -815,87 +722,6 @@ class DiskStorage:
                 logger.error("the marker under %s vanished: stopping recording there", root)
                 self._enqueue(StorageNudge("marker_gone", errno.ENOENT, f"{root}: marker vanished"))
 
-    def run_retention(self) -> retention.ApplyResult | None:
-        """One retention pass on the current root: plan, then delete."""
-        with self._retention_lock:
-            self._cancel.clear()
-            root = self.recording_root()
-            if root is None:
-                self._close_conn()
-                return None
-            conn = self._connection(root)
-            if conn is None:
-                return None
-            return self._rotate(conn, root)
-
-    def _connection(self, root: Path):
-        if (self._conn is not None and self._conn_root == root
-                and self._conn_generation == self._generation):
-            return self._conn
-        self._close_conn()
-        path = root / disk_ops.PICORDER_DIR / "index.db"
-        if not path.exists():
-            return None
-        conn = queries.connect_for_retention(path)
-        if not queries.has_segment_table(conn):
-            conn.close()
-            return None
-        retention.finish_interrupted(conn, root / disk_ops.PICORDER_DIR)
-        self._conn, self._conn_root = conn, root
-        self._conn_generation = self._generation
-        self._tracker.reset()
-        return conn
-
-    def _close_conn(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = self._conn_root = None
-
-    def _rotate(self, conn, root: Path) -> retention.ApplyResult:
-        now = _now_us()
-        pdir = root / disk_ops.PICORDER_DIR
-        space = _space(root)
-        if not space:
-            return retention.ApplyResult()
-        rates = queries.stream_rates(conn, now)
-        self._rate = sum(rates.values())
-        self._rate_at = time.monotonic()
-        self._read_floor_setting(self._rate_at)
-        floor = self._floor(space["total_bytes"], self._rate)
-        totals = self._tracker.totals(conn)
-        lims = camera_limits(totals)
-        # Free a little more than the floor, so that what is written until the next
-        # free-space check cannot take the disk below the floor.
-        self._headroom = int(self._rate * limits.FLOOR_HEADROOM_S)
-        plan = retention.plan_rotation(
-            queries.iter_oldest(conn), camera_bytes=totals, limits_by_camera=lims,
-            free_bytes=space["free_bytes"], floor_bytes=floor + 2 * self._headroom, now_us=now)
-        result = retention.apply_rotation(conn, pdir, plan.segments, cancel=self._cancel)
-        self._tracker.forget(result.deleted)
-        retention.prune_empty_dirs(pdir, result.deleted,
-                                   datetime.now(timezone.utc).strftime("%Y/%m/%d"))
-        if result.deleted:
-            logger.info("retention deleted %d segments (%d bytes) from %s",
-                        len(result.deleted), result.bytes, root)
-        if not plan.floor_met and self._say("floor_not_met"):
-            logger.warning("cannot reach the free-space floor of %d bytes on %s", floor, root)
-        self._record(result, plan, floor, root, rates, lims, totals)
-        return result
-
-    def _record(self, result, plan, floor, root, rates, lims, totals) -> None:
-        space = _space(root) or {"free_bytes": 0, "total_bytes": 0}   # gone meanwhile
-        used = sum(totals.values()) - result.bytes
-        fc = retention.predict_retention(rates, lims, used_bytes=used,
-                                         free_bytes=space["free_bytes"], floor_bytes=floor)
-        st = self._retention
-        st.last_run_utc_us = _now_us()
-        st.last_deleted, st.last_deleted_bytes = len(result.deleted), result.bytes
-        st.total_deleted += len(result.deleted)
-        st.floor_bytes, st.floor_met = floor, plan.floor_met
-        st.free_bytes, st.total_bytes = space["free_bytes"], space["total_bytes"]
-        st.forecast = fc.to_json()
-        st.last_error = "; ".join(result.failed[:3]) or None
-
     def check_health(self) -> None:
         from recorder.storage import health
         with self._lock:
@@ -907,15 +733,3 @@ class DiskStorage:
         report = health.check(drive.device if drive else None, list(self._io_errors))
         self._health = report.to_json()
 
-
-def _space(root: Path) -> dict:
-    try:
-        st = os.statvfs(root)
-    except OSError:
-        return {}
-    return {"total_bytes": st.f_blocks * st.f_frsize, "free_bytes": st.f_bavail * st.f_frsize}
-
-
-def _log_job_error(event) -> None:
-    logger.error("storage job %s failed: %r\nTraceback (most recent call last):\n%s",
-                 event.job_id, event.exception, (event.traceback or "").rstrip())

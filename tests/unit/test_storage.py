@@ -313,12 +313,12 @@ def test_jobs_are_scheduled_and_failures_logged_with_traceback(tmp_path, fake_mo
     def broken():
         raise RuntimeError("retention exploded")
 
-    monkeypatch.setattr(st, "run_retention", broken)
+    monkeypatch.setattr(st.rotation, "run", broken)
     monkeypatch.setattr(st, "check_health", lambda: None)
     caplog.set_level(logging.ERROR, logger="recorder.storage")
     st.start(queue.Queue().put)
     try:
-        jobs = {j.id: j for j in st._scheduler.get_jobs()}
+        jobs = {j.id: j for j in st.rotation.scheduler.get_jobs()}
         assert set(jobs) == {"retention", "storage-watch", "disk-health"}
         for job in jobs.values():
             assert job.coalesce and job.max_instances == 1 and job.misfire_grace_time

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from recorder import config, limits, retention
-from recorder.storage import disk_storage as storage_mod
+from recorder.storage import disk_ops
 from recorder.paths import DataPaths
 from recorder.storage import DiskStorage
 
@@ -46,49 +46,51 @@ def st(tmp_path, monkeypatch):
     config.open_config(paths.config_db)
     s = DiskStorage(paths, watcher=NoWatcher(), run_jobs=False)
     s.soon = []
-    monkeypatch.setattr(s, "run_retention_soon", lambda: s.soon.append(1))
+    monkeypatch.setattr(s.rotation, "run_soon", lambda: s.soon.append(1))
     return s
 
 
 def test_other_writers_do_not_raise_the_floor(st, tmp_path, monkeypatch):
     own_rate = 250_000                         # 2 Mbit/s recorded by this recorder
-    st._rate, st._rate_at = own_rate, time.monotonic()      # as a retention run leaves them
+    job = st.rotation
+    job._rate, job._rate_at = own_rate, time.monotonic()    # as a retention run leaves them
     floor = retention.default_floor(TOTAL, own_rate)
     assert floor == int(TOTAL * limits.FLOOR_FRACTION)
     # 1 GiB above the floor; someone else writes 200 MB/s to the same disk.
-    monkeypatch.setattr(storage_mod, "_space", FakeDisk(floor + GIB, 200_000_000))
+    monkeypatch.setattr(disk_ops, "free_space", FakeDisk(floor + GIB, 200_000_000))
     for _ in range(4):
-        st._watch_free_space(tmp_path)
+        st.rotation.watch_free_space(tmp_path)
     assert st.soon == []                       # nothing of ours is deleted for their writes
     # Below the floor the recorder does rotate (the floor itself still holds).
-    monkeypatch.setattr(storage_mod, "_space", FakeDisk(floor - GIB, 0))
-    st._watch_free_space(tmp_path)
+    monkeypatch.setattr(disk_ops, "free_space", FakeDisk(floor - GIB, 0))
+    st.rotation.watch_free_space(tmp_path)
     assert st.soon == [1]
 
 
 def test_unknown_rate_near_the_floor_asks_for_a_run_now_and_then(st, tmp_path, monkeypatch):
     floor = retention.default_floor(TOTAL, 0)
-    monkeypatch.setattr(storage_mod, "_space", FakeDisk(floor + floor // 2, 0))
-    st._watch_free_space(tmp_path)             # no rate yet: a run computes it (and the headroom)
+    monkeypatch.setattr(disk_ops, "free_space", FakeDisk(floor + floor // 2, 0))
+    st.rotation.watch_free_space(tmp_path)      # no rate yet: a run computes it (and the headroom)
     assert st.soon == [1]
-    st._rate_at = time.monotonic()             # what that run leaves behind
-    st._watch_free_space(tmp_path)
+    st.rotation._rate_at = time.monotonic()     # what that run leaves behind
+    st.rotation.watch_free_space(tmp_path)
     assert st.soon == [1]                      # not again until the rate is stale
-    st._rate_at -= limits.RATE_REFRESH_S + 1
-    st._watch_free_space(tmp_path)
+    st.rotation._rate_at -= limits.RATE_REFRESH_S + 1
+    st.rotation.watch_free_space(tmp_path)
     assert st.soon == [1, 1]
 
 
 def test_retention_warnings_are_rate_limited(st, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(storage_mod, "_space", FakeDisk(GIB, 0))      # below any floor
+    monkeypatch.setattr(disk_ops, "free_space", FakeDisk(GIB, 0))      # below any floor
     with caplog.at_level(logging.INFO, logger="recorder.storage"):
         for _ in range(30):                    # 30 watch ticks, 30 ENOSPC reports
-            st._watch_free_space(tmp_path)
+            st.rotation.watch_free_space(tmp_path)
             st.report_io_error(errno.ENOSPC, "No space left on device")
         assert len(st.soon) == 60              # retention is still asked for every time ...
         said = [r.getMessage() for r in caplog.records]
         assert sum("close to the floor" in m for m in said) == 1      # ... but said once
         assert sum("no space left" in m for m in said) == 1
-        st._said = {k: v - limits.STORAGE_LOG_EVERY_S for k, v in st._said.items()}
-        st._watch_free_space(tmp_path)         # a minute later it is said again
+        st.rotation.say.last = {k: v - limits.STORAGE_LOG_EVERY_S
+                                for k, v in st.rotation.say.last.items()}
+        st.rotation.watch_free_space(tmp_path)  # a minute later it is said again
         assert sum("close to the floor" in r.getMessage() for r in caplog.records) == 2
