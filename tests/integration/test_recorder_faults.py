@@ -5,7 +5,7 @@ time is checked against the capture time the camera burnt into it (a QR code).
 
 The promises: each frame within 1 s of when it arrived, each row's duration matching
 its frames (+/- 5 %, plus one frame: N frames span N - 1 intervals to ffmpeg), no two
-rows of the stream overlapping, about 2 s lost per discontinuity (see
+rows of the stream overlapping, at most 2 s lost per discontinuity (see
 LOST_PER_DISCONTINUITY_US).
 """
 
@@ -28,11 +28,10 @@ FPS = 15
 FRAME_US = 1_000_000 // FPS
 SEGMENT_S = 5
 ARRIVAL_TOLERANCE_US = 1_000_000
-# The issue's bound is 2 s. A discontinuity loses the new ffmpeg's start (started beside
-# the cut one, not after its exit): its own start-up, a new connection, then the first
-# frame it can keep. That measures 0.35-1.84 s here with the machine's load at 14-21
-# (docs/time.md), so a box shared with other test runs gets half a second more.
-LOST_PER_DISCONTINUITY_US = 2_500_000
+# The issue's bound. A discontinuity loses the new run's start: finding the jump, a new
+# ffmpeg and connection, then the camera's next keyframe (every second here): 0.67-0.93 s
+# measured (docs/time.md).
+LOST_PER_DISCONTINUITY_US = 2_000_000
 
 
 @dataclass
