@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import front_support  # noqa: E402
+from helpers import front  # noqa: E402
 
 PAGES = ["/", "/live", "/recordings/cam1", "/storage", "/system", "/cameras/new",
          "/cameras/cam1/edit", "/setup/clock", "/setup/disk", "/setup/camera"]
@@ -47,7 +47,7 @@ TARGET_WEIGHT_KB = 300
 
 def prepare(work: Path) -> tuple[Path, Path, int]:
     """Data directory with users and cameras, and a recording root with an hour of cam1."""
-    from mp4_testlib import ffmpeg_segments, install_segments
+    from helpers.mp4 import ffmpeg_segments, install_segments
 
     from recorder import config
     from recorder.accounts import User
@@ -96,7 +96,7 @@ def start_gunicorn(data: Path, root: Path, port: int, access_log: Path) -> subpr
 
 def sign_in(port: int) -> str:
     """Return the session cookie of a signed-in admin."""
-    return front_support.sign_in(port, *ADMIN)
+    return front.sign_in(port, *ADMIN)
 
 
 def client_loop(port: int, cookie: str, paths: list[str], rounds: int, out: dict, lock) -> None:

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from front_support import FrontServer, sign_in, start_gunicorn, stop, wait_http  # noqa: E402
+from helpers.front import FrontServer, sign_in, start_gunicorn, stop, wait_http  # noqa: E402
 from recorder import control  # noqa: E402
 from recorder.paths import DataPaths  # noqa: E402
 from recorder.sim.launcher import free_port  # noqa: E402

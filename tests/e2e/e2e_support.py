@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from front_support import stop as stop_process
+from helpers.front import stop as stop_process
 from recorder import config, storage
 from recorder.config import Camera, Setting
 from recorder.paths import DataPaths

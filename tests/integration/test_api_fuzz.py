@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
-from mp4_testlib import ffmpeg_segments, install_segments, require_ffmpeg
-from panel_support import FakeRecorder, admin_session, issue_token, make_app, recorder_status
+from helpers.mp4 import ffmpeg_segments, install_segments, require_ffmpeg
+from helpers.panel import FakeRecorder, admin_session, issue_token, make_app, recorder_status
 from recorder.config import check_url
 from recorder.storage.disk_ops import UUID_RE
 from recorder.index import index_db

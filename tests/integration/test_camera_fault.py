@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import PROJECT
+from helpers.recorder import rows, set_setting, wait_for
+from helpers.storage import sh, stop_gently
 from recorder import control
 from recorder.paths import DataPaths
-from recorder_helpers import rows, set_setting, wait_for
-from storage_fixtures import loop_disks, mount_base, sh, stop_gently, udevd  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
-PROJECT = Path(__file__).resolve().parents[2]
 WATCH_S = 60            # long enough for the odd camera's third try (backoff 10 s, 20 s, ...)
 VP8_WORDS = ("the camera sends VP8, which picorder cannot store; "
              "choose H.264 or H.265 in the camera's settings")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from recorder.sim.launcher import SimCameras
-from recorder_helpers import RecorderProcess, add_camera, picorder, rows, set_setting, wait_for
+from helpers.recorder import RecorderProcess, add_camera, picorder, rows, set_setting, wait_for
 
 pytestmark = pytest.mark.integration
 

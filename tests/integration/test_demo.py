@@ -16,7 +16,7 @@ from recorder import config
 from recorder.paths import DataPaths
 from recorder.process import pid_alive
 from recorder.sim.launcher import free_port
-from recorder_helpers import (PROJECT, add_camera, descendants, ffmpeg_pids_for, picorder,
+from helpers.recorder import (PROJECT, add_camera, descendants, ffmpeg_pids_for, picorder,
                               rows, wait_for)
 
 pytestmark = pytest.mark.integration

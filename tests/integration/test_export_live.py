@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mp4_testlib import MOVFLAGS, decode_errors, ffprobe_packets, require_ffmpeg
+from helpers.mp4 import MOVFLAGS, decode_errors, ffprobe_packets, require_ffmpeg
 from recorder import live, mp4
 
 pytestmark = pytest.mark.integration
@@ -141,7 +141,7 @@ def test_live_stream_plays_in_chromium_mse(tmp_path):
     require_ffmpeg()
     import base64
     from playwright.sync_api import sync_playwright
-    from mp4_testlib import ffmpeg_segments
+    from helpers.mp4 import ffmpeg_segments
     files = ffmpeg_segments(tmp_path / "src", seconds=4, segment_s=2)
     pdir = tmp_path / "picorder"
     rels = []

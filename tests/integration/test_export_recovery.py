@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from mp4_testlib import MOVFLAGS, decode_errors, require_ffmpeg
+from helpers.mp4 import MOVFLAGS, decode_errors, require_ffmpeg
 from recorder import mp4
 from recorder.index import Segment, open_index
 from recorder.recovery import recover

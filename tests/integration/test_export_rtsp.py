@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mp4_testlib import MOVFLAGS, decode_errors, ffprobe_packets, ffprobe_stream, require_ffmpeg
+from helpers.mp4 import MOVFLAGS, decode_errors, ffprobe_packets, ffprobe_stream, require_ffmpeg
 from recorder import export, mp4
 from recorder.index import Segment, open_index
 from recorder.recovery import recover

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from front_support import FrontServer, sign_in, start_gunicorn, stop, wait_http
-from mp4_testlib import ffmpeg_segments, install_segments, require_ffmpeg
+from helpers.front import FrontServer, sign_in, start_gunicorn, stop, wait_http
+from helpers.mp4 import ffmpeg_segments, install_segments, require_ffmpeg
 from recorder import limits
 from recorder.index import index_db
 from recorder.sim.launcher import PROJECT_ROOT, free_port

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from mp4_testlib import MOVFLAGS, require_ffmpeg
-from panel_support import FakeRecorder, admin_session, make_app, recorder_status, stream_status
+from helpers.mp4 import MOVFLAGS, require_ffmpeg
+from helpers.panel import FakeRecorder, admin_session, make_app, recorder_status, stream_status
 from recorder import layout, mp4
 from recorder.paths import DataPaths
 

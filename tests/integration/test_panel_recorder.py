@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from panel_support import admin_session, make_app, probe, top_level_boxes
-from recorder_helpers import RecorderProcess, add_camera, decode_errors, rows, set_setting, wait_for
+from helpers.panel import admin_session, make_app, probe, top_level_boxes
+from helpers.recorder import RecorderProcess, add_camera, decode_errors, rows, set_setting, wait_for
 
 pytestmark = pytest.mark.integration
 

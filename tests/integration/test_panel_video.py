@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mp4_testlib import decode_errors, ffmpeg_segments, install_segments, require_ffmpeg
-from panel_support import admin_session, issue_token, make_app, probe, top_level_boxes
+from helpers.mp4 import decode_errors, ffmpeg_segments, install_segments, require_ffmpeg
+from helpers.panel import admin_session, issue_token, make_app, probe, top_level_boxes
 from recorder import limits
 from recorder.index import index_db
 from recorder.sim.launcher import PROJECT_ROOT, free_port

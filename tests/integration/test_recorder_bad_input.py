@@ -9,7 +9,7 @@ import pytest
 
 from recorder import control
 from recorder.sim.launcher import SimCameras, free_port
-from recorder_helpers import RecorderProcess, add_camera, picorder, set_setting, wait_for
+from helpers.recorder import RecorderProcess, add_camera, picorder, set_setting, wait_for
 
 pytestmark = pytest.mark.integration
 

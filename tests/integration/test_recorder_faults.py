@@ -19,7 +19,7 @@ from recorder import limits
 from recorder.paths import DataPaths
 from recorder.service import Recorder
 from recorder.storage.directory import DirectoryStorage
-from recorder_helpers import add_camera, recorder_thread, rows, set_setting
+from helpers.recorder import add_camera, recorder_thread, rows, set_setting
 from stamps import QrReader, stamped_frames
 
 pytestmark = pytest.mark.integration

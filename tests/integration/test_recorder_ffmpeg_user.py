@@ -15,7 +15,7 @@ import pytest
 
 from recorder.ffmpeg_user import ENV_FFMPEG_USER
 from recorder.service import ENV_RUNTIME_DIR
-from recorder_helpers import RecorderProcess, picorder, rows, set_setting, wait_for
+from helpers.recorder import RecorderProcess, picorder, rows, set_setting, wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from recorder.sim.launcher import SimCameras
-from recorder_helpers import (
+from helpers.recorder import (
     RecorderProcess, add_camera, decode_errors, ffmpeg_pids_for, is_zombie, picorder, rows,
     set_setting, wait_for,
 )

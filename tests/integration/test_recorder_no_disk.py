@@ -8,7 +8,7 @@ import pytest
 
 from recorder import control
 from recorder.paths import DataPaths
-from tests.integration.recorder_helpers import PROJECT, add_camera, wait_for
+from helpers.recorder import PROJECT, add_camera, wait_for
 
 pytestmark = pytest.mark.integration
 

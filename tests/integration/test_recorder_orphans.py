@@ -14,7 +14,7 @@ from recorder.ffmpeg_user import ENV_FFMPEG_USER
 from recorder.process import pid_alive, wait_gone
 from recorder.service import ENV_RUNTIME_DIR
 from recorder.sim.launcher import SimCameras, free_port
-from recorder_helpers import (
+from helpers.recorder import (
     PROJECT, RecorderProcess, add_camera, decode_errors, descendants, ffmpeg_pids_for, rows,
     set_setting, wait_for,
 )

@@ -11,7 +11,7 @@ import pytest
 from recorder import control
 from recorder.power import NOT_SYSTEMD, systemd_is_pid1
 from recorder.sim.launcher import SimCameras
-from recorder_helpers import RecorderProcess, add_camera, set_setting, wait_for
+from helpers.recorder import RecorderProcess, add_camera, set_setting, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from recorder.paths import DataPaths
 from recorder.service import Recorder, SignalEvent
 from recorder.sim.launcher import SimCameras
 from recorder.storage.directory import DirectoryStorage
-from recorder_helpers import add_camera, ffmpeg_pids_for, set_setting, wait_for
+from helpers.recorder import add_camera, ffmpeg_pids_for, set_setting, wait_for
 
 pytestmark = pytest.mark.integration
 

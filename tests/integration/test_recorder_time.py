@@ -12,7 +12,7 @@ from recorder.service import Recorder
 from recorder.sim.launcher import SimCameras
 from recorder.storage.directory import DirectoryStorage
 from recorder.timekeeping import Clock
-from recorder_helpers import add_camera, recorder_thread, rows, set_setting, wait_for
+from helpers.recorder import add_camera, recorder_thread, rows, set_setting, wait_for
 
 pytestmark = pytest.mark.integration
 

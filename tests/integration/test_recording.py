@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from recorder.sim.launcher import SimCameras
-from recorder_helpers import (
+from helpers.recorder import (
     RecorderProcess, add_camera, decode_errors, descendants, is_zombie, rows, set_setting,
     wait_for,
 )

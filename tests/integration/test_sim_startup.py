@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from recorder.sim.launcher import SYSTEM_PYTHON, free_port
-from recorder_helpers import PROJECT
+from helpers.recorder import PROJECT
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from recorder.paths import DataPaths
 from recorder.storage import (
     STATE_MISSING, STATE_NO_DISK, STATE_RECORDING, DiskStorage, box_id, load_entries,
 )
-from storage_fixtures import capture_fixture, loop_disks, mount_base, sh, udevd  # noqa: F401
+from helpers.storage import capture_fixture, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 

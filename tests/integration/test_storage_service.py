@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import PROJECT
+from helpers.storage import FIXTURES, sh, stop_gently
 from helpers.waiting import poll
 from recorder import config
 from recorder.storage import disk_ops
@@ -22,12 +24,8 @@ from recorder.paths import DataPaths
 from recorder.process import DiskFailure
 from recorder.service import Recorder, SignalEvent
 from recorder.storage import STATE_MISSING, STATE_RECORDING, DiskStorage
-from storage_fixtures import loop_disks, mount_base, sh, stop_gently, udevd  # noqa: F401
 
 pytestmark = pytest.mark.integration
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "udev"
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 class FakeWatcher:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mp4_testlib import MOVFLAGS, require_ffmpeg
+from helpers.mp4 import MOVFLAGS, require_ffmpeg
 from recorder import activity, config
 from recorder.activity import ACTIVE_LEVEL, StreamActivity
 from recorder.db import schema_version

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from panel_support import admin_session, make_app
+from helpers.panel import admin_session, make_app
 from recorder import limits
 from picorder.cli.service import DEMO_LOG_NAME, demo_log_file
 from recorder.paths import DataPaths

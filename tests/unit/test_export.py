@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from mp4_testlib import (decode_errors, ffmpeg_segments, ffprobe_packets, ffprobe_stream,
+from helpers.mp4 import (decode_errors, ffmpeg_segments, ffprobe_packets, ffprobe_stream,
                          install_segments, require_ffmpeg)
 from recorder import export, mp4
 from recorder.index import Segment, open_index

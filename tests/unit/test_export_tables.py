@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from mp4_testlib import ffmpeg_segments, install_segments, require_ffmpeg, utc_name
+from helpers.mp4 import ffmpeg_segments, install_segments, require_ffmpeg, utc_name
 from recorder import export, mp4
 from recorder.db import schema_version
 from recorder.index import MIGRATIONS, Segment, SegmentTables, index_db, open_index

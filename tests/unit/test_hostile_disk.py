@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from panel_support import FakeRecorder, add_user, login, make_app, recorder_status
+from helpers.panel import FakeRecorder, add_user, login, make_app, recorder_status
 from recorder import index, retention
 from recorder.storage import disk_ops
 from recorder.index import queries

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from mp4_testlib import (decode_errors, ffmpeg_segments, ffprobe_stream, install_segments,
+from helpers.mp4 import (decode_errors, ffmpeg_segments, ffprobe_stream, install_segments,
                          require_ffmpeg, utc_name)
 from recorder import export, layout, mp4
 from recorder.index import index_db

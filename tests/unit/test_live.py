@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from mp4_testlib import decode_errors, ffmpeg_segments, ffprobe_packets, require_ffmpeg
+from helpers.mp4 import decode_errors, ffmpeg_segments, ffprobe_packets, require_ffmpeg
 from recorder import live, mp4
 
 

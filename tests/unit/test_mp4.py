@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from mp4_testlib import (decode_errors, ffmpeg_segments, ffprobe_packets, ffprobe_stream,
+from helpers.mp4 import (decode_errors, ffmpeg_segments, ffprobe_packets, ffprobe_stream,
                          require_ffmpeg)
 from recorder import mp4
 

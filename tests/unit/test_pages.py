@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from panel_support import add_user, create_admin, login, make_app
+from helpers.panel import add_user, create_admin, login, make_app
 from recorder import config
 from recorder.config import Camera, Setting
 
@@ -272,7 +272,7 @@ def test_backup_and_restore(app, admin):
 
 
 def test_dashboard_shows_state_figures_and_problems_in_words(app, admin, tmp_path):
-    from panel_support import FakeRecorder, recorder_status, stream_status
+    from helpers.panel import FakeRecorder, recorder_status, stream_status
     from recorder.paths import DataPaths
 
     post(admin, "/cameras/new", {"name": "gate", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})
@@ -373,7 +373,7 @@ def test_saving_a_camera_says_what_its_test_found(admin, form, words, category):
 
 
 def test_trust_this_time_asks_the_recorder_to_trust_its_clock(app, admin, tmp_path):
-    from panel_support import FakeRecorder, recorder_status
+    from helpers.panel import FakeRecorder, recorder_status
     from recorder.paths import DataPaths
 
     asked = []
@@ -400,7 +400,7 @@ def test_trust_this_time_asks_the_recorder_to_trust_its_clock(app, admin, tmp_pa
 
 
 def test_live_of_a_failing_camera_says_what_is_wrong(app, admin, tmp_path):
-    from panel_support import FakeRecorder, recorder_status, stream_status
+    from helpers.panel import FakeRecorder, recorder_status, stream_status
     from recorder.paths import DataPaths
 
     post(admin, "/cameras/new", {"name": "gate", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from panel_support import admin_session, make_app
+from helpers.panel import admin_session, make_app
 from recorder.config import NAME_IS_FIXED
 from recorder.index import Activity, Segment, index_db, open_index
 
@@ -195,7 +195,7 @@ def test_user_patch_changes_password_and_role(admin, app):
     assert admin.patch(url, json={"role": "god", "age": 3}).get_json()["errors"].keys() == {
         "role", "age"}
     assert admin.patch(url, json={"role": "admin", "password": "newpassword"}).status_code == 200
-    from panel_support import login
+    from helpers.panel import login
     client = app.test_client()
     assert login(client, "ann", "annpassword").status_code == 401
     assert login(client, "ann", "newpassword").get_json()["user"]["role"] == "admin"

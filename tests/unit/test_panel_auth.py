@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from panel_support import (ADMIN, Session, add_user, admin_session, create_admin, csrf_token,
+from helpers.panel import (ADMIN, Session, add_user, admin_session, create_admin, csrf_token,
                            issue_token, login, make_app)
 from picorder.cli import main
 from recorder.paths import DataPaths

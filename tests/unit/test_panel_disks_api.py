@@ -2,7 +2,7 @@
 
 import pytest
 
-from panel_support import (FakeRecorder, add_user, admin_session, issue_token, login, make_app,
+from helpers.panel import (FakeRecorder, add_user, admin_session, issue_token, login, make_app,
                            recorder_status)
 from recorder.paths import DataPaths
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from panel_support import (FakeRecorder, admin_session, issue_token, make_app, recorder_status,
+from helpers.panel import (FakeRecorder, admin_session, issue_token, make_app, recorder_status,
                            stream_status)
 from recorder.index import Activity, Segment, index_db, open_index
 from recorder.paths import DataPaths

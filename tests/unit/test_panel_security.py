@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from panel_support import (ADMIN, Session, add_user, admin_session, create_admin, csrf_token,
+from helpers.panel import (ADMIN, Session, add_user, admin_session, create_admin, csrf_token,
                            login, make_app)
 from recorder import limits
 

@@ -5,7 +5,7 @@ import shutil
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from mp4_testlib import decode_errors, ffmpeg_segments, install_segments, require_ffmpeg, utc_name
+from helpers.mp4 import decode_errors, ffmpeg_segments, install_segments, require_ffmpeg, utc_name
 from recorder import mp4
 from recorder.index import Segment, open_index
 from recorder.recovery import LOST_AND_FOUND, name_start_us, recover

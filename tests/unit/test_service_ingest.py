@@ -12,7 +12,7 @@ import peewee
 import pytest
 
 import fakes
-from mp4_testlib import ffmpeg_segments, require_ffmpeg
+from helpers.mp4 import ffmpeg_segments, require_ffmpeg
 from recorder import config
 from recorder.index import Segment
 from recorder.paths import DataPaths
@@ -184,7 +184,7 @@ def test_a_file_holding_less_than_listed_is_not_indexed_nor_deleted(
 def test_a_cut_segment_is_indexed_up_to_where_its_frames_stop_following_on(tmp_path):
     """A run cut at a jump forward: the file's frames after the jump are not covered."""
     import subprocess
-    from mp4_testlib import MOVFLAGS
+    from helpers.mp4 import MOVFLAGS
     from recorder.mp4 import probe_segment
     from recorder.service import continuous_media_us
     require_ffmpeg()

@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers import PROJECT
 from helpers.waiting import wait_for
 from recorder import control
 from recorder.paths import DataPaths
 
-PROJECT = Path(__file__).resolve().parents[2]
 
 # Runs the real service in its own process; only the stall threshold is injected.
 LAUNCHER = """

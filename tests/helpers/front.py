@@ -15,8 +15,9 @@ from pathlib import Path
 import jinja2
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-NGINX_ROLE = PROJECT_ROOT / "ansible" / "roles" / "picorder_nginx"
+from helpers import PROJECT
+
+NGINX_ROLE = PROJECT / "ansible" / "roles" / "picorder_nginx"
 NGINX = "/usr/sbin/nginx"
 
 
@@ -25,7 +26,7 @@ def render_site(listen: list[str], socket: Path, **overrides) -> str:
     values = {k: v for k, v in yaml.safe_load((NGINX_ROLE / "defaults/main.yml").read_text()).items()
               if not (isinstance(v, str) and "{{" in v)}
     values.update(picorder_nginx_listen=listen, picorder_nginx_panel_socket=str(socket),
-                  ansible_managed="rendered by tests/front_support.py", **overrides)
+                  ansible_managed="rendered by tests/helpers/front.py", **overrides)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["comment"] = lambda text: "".join(f"# {line}\n" for line in text.splitlines())
     return env.from_string((NGINX_ROLE / "templates/picorder-site.conf.j2").read_text()).render(values)
@@ -74,8 +75,8 @@ def start_gunicorn(data: Path, bind: str, log: Path, **env_extra) -> subprocess.
                **{k: str(v) for k, v in env_extra.items()})
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c",
-                                 str(PROJECT_ROOT / "gunicorn.conf.py"), "webpanel:create_app()"],
-                                cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                 str(PROJECT / "gunicorn.conf.py"), "webpanel:create_app()"],
+                                cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
