@@ -1,5 +1,10 @@
-"""The unit tests' doubles for the recorder's seams: the clock, and ffmpeg children and their spawner."""
+"""The tests' doubles for the recorder's seams: the clock, ffmpeg children and their spawner,
+the storage, and udev's watcher."""
 
+from pathlib import Path
+
+from recorder import config
+from recorder.paths import DataPaths
 from recorder.process import SEGMENTS
 from recorder.timekeeping import Clock
 
@@ -77,3 +82,71 @@ class FakeSpawn:
         child = FakeChild(self.first_pid + len(self.children), sink, argv, self.exits_on_stop)
         self.children.append(child)
         return child
+
+
+class Flip:
+    """FakeStorage's own event: the recording root went away (None) or came back."""
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+
+class FakeStorage:
+    """The Recorder's Storage seam: a root that only a Flip event changes."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.enqueue = None
+        self.io_errors = []
+
+    def start(self, enqueue):
+        self.enqueue = enqueue
+
+    def handle(self, event):
+        if isinstance(event, Flip):
+            changed = event.root != self.root
+            self.root = event.root
+            return changed
+        return False
+
+    def recording_root(self):
+        return self.root
+
+    def state(self):
+        return {"state": "recording" if self.root else "disk missing",
+                "root": str(self.root) if self.root else None}
+
+    def report_io_error(self, errno_, detail, source=""):
+        self.io_errors.append((errno_, detail))
+
+    def control_commands(self):
+        return {}
+
+    def stop(self):
+        pass
+
+
+def data_with_cam1(tmp_path: Path) -> DataPaths:
+    """A fresh data directory whose config.db (left open) holds camera cam1."""
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
+    return paths
+
+
+class FakeWatcher:
+    """Stands in for pyudev: a fixed enumeration, and a callback the test fires."""
+
+    def __init__(self, events=()):
+        self.events = events
+        self.callback = None
+
+    def enumerate(self):
+        return list(self.events)
+
+    def start(self, callback):
+        self.callback = callback
+
+    def stop(self):
+        self.callback = None

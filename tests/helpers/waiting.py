@@ -20,3 +20,11 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
     if not value:
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
     return value
+
+
+def run_until(rec, predicate, timeout: float = 10.0):
+    """Step a Recorder's main loop until predicate() holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        rec.step(0.02)

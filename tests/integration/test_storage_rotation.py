@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import fakes
 from recorder import config, storage as storage_mod
 from recorder.index import Segment, index_db, open_index
 from recorder.paths import DataPaths
@@ -34,17 +35,6 @@ retention.apply_rotation(conn, pdir, victims, after_mark=hang)
 """
 
 
-class NoDrives:
-    def enumerate(self):
-        return []
-
-    def start(self, callback):
-        pass
-
-    def stop(self):
-        pass
-
-
 def make_recordings(pdir: Path, n: int) -> list[str]:
     open_index(pdir / "index.db")
     rels = []
@@ -66,7 +56,7 @@ def test_kill_9_between_mark_and_delete_is_finished_at_next_start(tmp_path):
     config.open_config(paths.config_db)
     root = tmp_path / "recordings"
     root.mkdir()
-    st = DiskStorage(paths, watcher=NoDrives(), run_jobs=False)
+    st = DiskStorage(paths, watcher=fakes.FakeWatcher(), run_jobs=False)
     st.adopt_dir(str(root), allow_root_device=True)
     pdir = root / "picorder"
     rels = make_recordings(pdir, 40)
@@ -92,7 +82,7 @@ def test_kill_9_between_mark_and_delete_is_finished_at_next_start(tmp_path):
     assert all((pdir / r).exists() for r in marked), "killed before unlinking"
 
     # The next start completes the interrupted deletion before anything else.
-    st2 = DiskStorage(paths, watcher=NoDrives(), run_jobs=False)
+    st2 = DiskStorage(paths, watcher=fakes.FakeWatcher(), run_jobs=False)
     st2.start(queue.Queue().put)
     try:
         assert st2.recording_root() == root
@@ -116,7 +106,7 @@ def test_retention_keeps_the_floor_and_the_limits_on_a_real_index(tmp_path, monk
     config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1/x", max_bytes=30_000)
     root = tmp_path / "recordings"
     root.mkdir()
-    st = DiskStorage(paths, watcher=NoDrives(), run_jobs=False)
+    st = DiskStorage(paths, watcher=fakes.FakeWatcher(), run_jobs=False)
     st.adopt_dir(str(root), allow_root_device=True)
     st.start(queue.Queue().put)
     rels = make_recordings(root / "picorder", 50)

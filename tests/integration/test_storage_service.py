@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import fakes
 from helpers import PROJECT
 from helpers.storage import FIXTURES, sh, stop_gently
 from helpers.waiting import poll
@@ -26,21 +27,6 @@ from recorder.service import Recorder, SignalEvent
 from recorder.storage import STATE_MISSING, STATE_RECORDING, DiskStorage
 
 pytestmark = pytest.mark.integration
-
-
-class FakeWatcher:
-    def __init__(self, events):
-        self.events = events
-        self.callback = None
-
-    def enumerate(self):
-        return list(self.events)
-
-    def start(self, callback):
-        self.callback = callback
-
-    def stop(self):
-        self.callback = None
 
 
 def files_outside(top: Path, root: Path) -> set[str]:
@@ -100,7 +86,7 @@ def test_unplug_and_io_error_stop_recording_within_2_s(tmp_path, fake_disk, sim_
     config.Setting.write("segment_seconds", "2")
     for n in (1, 2):
         config.Camera.create(name=f"cam{n}", main_url=sim.url(n))
-    watcher = FakeWatcher([fake_disk])
+    watcher = fakes.FakeWatcher([fake_disk])
     kernel = {"problem": None}
     storage = DiskStorage(paths, mount_base=tmp_path / "disks", watcher=watcher, run_jobs=False,
                           kernel=lambda root, devpath: kernel["problem"])

@@ -4,12 +4,12 @@ import errno
 import os
 import time
 
-from recorder import config, limits
+import fakes
+from helpers.waiting import run_until
+from recorder import limits
 from recorder.durability import Flusher, SyncFailed, _libc_syncfs, sync_period_s
-from recorder.paths import DataPaths
 from recorder.process import State
 from recorder.service import Recorder
-from test_service import FakeSpawn, FakeStorage, Flip, run_until
 
 
 class FakeSyncfs:
@@ -96,13 +96,10 @@ def test_the_real_syncfs(tmp_path):
 
 
 def test_the_recorder_syncs_its_recording_root_while_it_has_one(tmp_path):
-    paths = DataPaths(tmp_path / "data")
-    paths.ensure()
-    config.open_config(paths.config_db)
-    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
-    storage = FakeStorage(tmp_path / "disk")
+    paths = fakes.data_with_cam1(tmp_path)
+    storage = fakes.FakeStorage(tmp_path / "disk")
     storage.root.mkdir()
-    rec = Recorder(paths, storage, spawn=FakeSpawn(), ntp_check=lambda: None,
+    rec = Recorder(paths, storage, spawn=fakes.FakeSpawn(first_pid=50_000, exits_on_stop=True), ntp_check=lambda: None,
                    recover=lambda pdir, trusted: None)
     fake = FakeSyncfs()
     rec.flusher = Flusher(rec.enqueue, period_s=0.02, syncfs=fake)
@@ -112,13 +109,13 @@ def test_the_recorder_syncs_its_recording_root_while_it_has_one(tmp_path):
         run_until(rec, lambda: rec.procs["cam1/main"].state == State.STARTING)
         run_until(rec, lambda: len(fake.devs) >= 3)
         assert set(fake.devs) == {dev}
-        storage.enqueue(Flip(None))                       # unplugged: nothing to sync
+        storage.enqueue(fakes.Flip(None))                       # unplugged: nothing to sync
         run_until(rec, lambda: rec.procs["cam1/main"].stopped)
         time.sleep(0.1)
         count = len(fake.devs)
         time.sleep(0.2)
         assert len(fake.devs) == count
-        storage.enqueue(Flip(tmp_path / "disk"))          # back: synced again
+        storage.enqueue(fakes.Flip(tmp_path / "disk"))          # back: synced again
         run_until(rec, lambda: len(fake.devs) >= count + 3)
         fake.error = errno.EIO                            # the disk fails: storage is told
         run_until(rec, lambda: storage.io_errors)

@@ -2,12 +2,12 @@
 
 import pytest
 
-from recorder import config, control
-from recorder.paths import DataPaths
+import fakes
+from helpers.waiting import run_until
+from recorder import control
 from recorder.power import NOT_ROOT, NOT_SYSTEMD, Power, PowerError, PowerRequest, systemd_is_pid1
 from recorder.process import State
 from recorder.service import Recorder
-from test_service import FakeSpawn, FakeStorage, run_until
 
 
 def make_power(calls, *, root=True, systemd=True, events=None):
@@ -55,13 +55,10 @@ def test_systemd_pid1_detection(tmp_path):
 
 
 def _recorder(tmp_path):
-    paths = DataPaths(tmp_path / "data")
-    paths.ensure()
-    config.open_config(paths.config_db)
-    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
-    storage = FakeStorage(tmp_path / "disk")
+    paths = fakes.data_with_cam1(tmp_path)
+    storage = fakes.FakeStorage(tmp_path / "disk")
     storage.root.mkdir()
-    spawn = FakeSpawn()
+    spawn = fakes.FakeSpawn(first_pid=50_000, exits_on_stop=True)
     rec = Recorder(paths, storage, spawn=spawn, ntp_check=lambda: None,
                    recover=lambda pdir, trusted: None)
     return rec, spawn

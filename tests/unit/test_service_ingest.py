@@ -13,9 +13,8 @@ import pytest
 
 import fakes
 from helpers.mp4 import ffmpeg_segments, require_ffmpeg
-from recorder import config
+from helpers.waiting import run_until
 from recorder.index import Segment
-from recorder.paths import DataPaths
 from recorder.process import SEGMENTS, State
 from recorder.service import Recorder
 
@@ -23,39 +22,6 @@ from recorder.service import Recorder
 class FakeSpawn(fakes.FakeSpawn):
     def __init__(self):
         super().__init__(first_pid=60_000, exits_on_stop=True)
-
-
-class FixedStorage:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def start(self, enqueue):
-        pass
-
-    def handle(self, event):
-        return False
-
-    def recording_root(self):
-        return self.root
-
-    def state(self):
-        return {"state": "recording", "root": str(self.root)}
-
-    def report_io_error(self, errno_, detail, source=""):
-        pass
-
-    def control_commands(self):
-        return {}
-
-    def stop(self):
-        pass
-
-
-def run_until(rec, predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        rec.step(0.02)
 
 
 def indexed_paths(picorder_dir: Path) -> list[str]:
@@ -84,11 +50,8 @@ def segment_file(tmp_path_factory):
 
 def test_unindexable_segment_is_an_error_and_recovered_at_next_start(
         tmp_path, segment_file, monkeypatch, caplog):
-    paths = DataPaths(tmp_path / "data")
-    paths.ensure()
-    config.open_config(paths.config_db)
-    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
-    storage = FixedStorage(tmp_path / "disk")
+    paths = fakes.data_with_cam1(tmp_path)
+    storage = fakes.FakeStorage(tmp_path / "disk")
     pdir = storage.root / "picorder"
     spawn = FakeSpawn()
 
@@ -133,12 +96,9 @@ def activity_paths(picorder_dir: Path) -> list[str]:
 
 
 def test_segment_lines_no_stream_owns_are_an_error(tmp_path, caplog):
-    paths = DataPaths(tmp_path / "data")
-    paths.ensure()
-    config.open_config(paths.config_db)
-    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
+    paths = fakes.data_with_cam1(tmp_path)
     spawn = FakeSpawn()
-    rec = start_recorder(paths, FixedStorage(tmp_path / "disk"), spawn)
+    rec = start_recorder(paths, fakes.FakeStorage(tmp_path / "disk"), spawn)
     try:
         from recorder.process import StreamLines
         with caplog.at_level(logging.ERROR, logger="recorder.service"):
@@ -153,11 +113,8 @@ def test_a_file_holding_less_than_listed_is_not_indexed_nor_deleted(
         tmp_path, segment_file, caplog):
     """ffmpeg reused the name (a cut in the same second the file was opened): the file now
     holds the next segment, still being written. It must stay, and no row may claim it."""
-    paths = DataPaths(tmp_path / "data")
-    paths.ensure()
-    config.open_config(paths.config_db)
-    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
-    storage = FixedStorage(tmp_path / "disk")
+    paths = fakes.data_with_cam1(tmp_path)
+    storage = fakes.FakeStorage(tmp_path / "disk")
     pdir = storage.root / "picorder"
     spawn = FakeSpawn()
     rec = start_recorder(paths, storage, spawn)
@@ -207,11 +164,8 @@ def test_the_run_s_first_segment_starts_at_its_first_keyframe(tmp_path, segment_
     the middle of a GOP), but its file starts at the first keyframe: the row starts there,
     its length that of its frames."""
     from recorder.mp4 import probe_segment
-    paths = DataPaths(tmp_path / "data")
-    paths.ensure()
-    config.open_config(paths.config_db)
-    config.Camera.create(name="cam1", main_url="rtsp://127.0.0.1:9/a")
-    storage = FixedStorage(tmp_path / "disk")
+    paths = fakes.data_with_cam1(tmp_path)
+    storage = fakes.FakeStorage(tmp_path / "disk")
     pdir = storage.root / "picorder"
     spawn = FakeSpawn()
     rec = start_recorder(paths, storage, spawn)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import fakes
 from recorder import config, limits
 from recorder.storage import disk_ops
 from recorder.storage.udev import DriveEvent
@@ -16,23 +17,6 @@ from recorder.paths import DataPaths
 from recorder.storage import STATE_MISSING, STATE_NO_DISK, STATE_RECORDING, DiskStorage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "udev"
-
-
-class FakeWatcher:
-    """Stands in for pyudev: a fixed enumeration, and a callback the test fires."""
-
-    def __init__(self, events):
-        self.events = events
-        self.callback = None
-
-    def enumerate(self):
-        return list(self.events)
-
-    def start(self, callback):
-        self.callback = callback
-
-    def stop(self):
-        self.callback = None
 
 
 @pytest.fixture
@@ -76,7 +60,7 @@ def storage(tmp_path, usb_event, fake_mounts, disk_kernel):
     paths = DataPaths(tmp_path / "data")
     paths.ensure()
     config.open_config(paths.config_db)
-    watcher = FakeWatcher([usb_event])
+    watcher = fakes.FakeWatcher([usb_event])
 
     def kernel(root, devpath):
         disk_kernel["asked"].append((root, devpath))
@@ -259,7 +243,7 @@ def test_adopted_directory_that_vanishes_and_returns(tmp_path, fake_mounts):
     paths = DataPaths(tmp_path / "data")
     paths.ensure()
     config.open_config(paths.config_db)
-    st = DiskStorage(paths, watcher=FakeWatcher([]), run_jobs=False)
+    st = DiskStorage(paths, watcher=fakes.FakeWatcher(), run_jobs=False)
     st.events = queue.Queue()
     rec = tmp_path / "nvr"
     rec.mkdir()
@@ -308,7 +292,7 @@ def test_jobs_are_scheduled_and_failures_logged_with_traceback(tmp_path, fake_mo
     paths = DataPaths(tmp_path / "data")
     paths.ensure()
     config.open_config(paths.config_db)
-    st = DiskStorage(paths, watcher=FakeWatcher([]), run_jobs=True)
+    st = DiskStorage(paths, watcher=fakes.FakeWatcher(), run_jobs=True)
 
     def broken():
         raise RuntimeError("retention exploded")
@@ -372,7 +356,7 @@ def test_the_configured_root_is_where_the_recorder_records(tmp_path, monkeypatch
     adopted.mkdir()
 
     def both():
-        st = storage_mod.make_storage(paths, watcher=FakeWatcher([]), run_jobs=False)
+        st = storage_mod.make_storage(paths, watcher=fakes.FakeWatcher(), run_jobs=False)
         st.start(queue.Queue().put)
         try:
             return storage_mod.recording_root_from_config(), st.recording_root()
@@ -384,7 +368,7 @@ def test_the_configured_root_is_where_the_recorder_records(tmp_path, monkeypatch
     assert both() == (fixed, fixed)                     # a server's fixed directory
     config.Setting.write(SETTING_STORAGE_MODE, "disks")
     assert both() == (None, None)                       # disks only, none adopted
-    DiskStorage(paths, watcher=FakeWatcher([]), run_jobs=False).adopt_dir(
+    DiskStorage(paths, watcher=fakes.FakeWatcher(), run_jobs=False).adopt_dir(
         str(adopted), allow_root_device=True)
     assert both() == (adopted, adopted)
     config.db.close()

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import fakes
 from recorder import config, limits, retention
 from recorder.storage import disk_ops
 from recorder.paths import DataPaths
@@ -14,17 +15,6 @@ from recorder.storage import DiskStorage
 
 GIB = 1024**3
 TOTAL = 100 * GIB
-
-
-class NoWatcher:
-    def enumerate(self):
-        return []
-
-    def start(self, callback):
-        pass
-
-    def stop(self):
-        pass
 
 
 class FakeDisk:
@@ -44,7 +34,7 @@ def st(tmp_path, monkeypatch):
     paths = DataPaths(tmp_path / "data")
     paths.ensure()
     config.open_config(paths.config_db)
-    s = DiskStorage(paths, watcher=NoWatcher(), run_jobs=False)
+    s = DiskStorage(paths, watcher=fakes.FakeWatcher(), run_jobs=False)
     s.soon = []
     monkeypatch.setattr(s.rotation, "run_soon", lambda: s.soon.append(1))
     return s
