@@ -139,7 +139,7 @@ RATE_WINDOW_S = 600             # current bitrate = bytes indexed in the last 10
 USAGE_RESCAN_S = 3600           # full recount of per-camera bytes (else incremental)
 HEALTH_INTERVAL_S = 1800        # SMART poll
 IO_ERRORS_KEPT = 20             # I/O errors remembered for status
-# A reported write error is checked before the disk is declared failed (storage_check.py).
+# A reported write error is checked before the disk is declared failed (storage/disk_check.py).
 DISK_PROBE_TIMEOUT_S = 20.0     # a write-and-fsync probe not done by then: the disk failed
 DISK_PROBE_BYTES = 4096
 DISK_REPORT_WINDOW_S = 60.0     # write errors reported within this window count together
