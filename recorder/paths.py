@@ -15,21 +15,20 @@ ROOT_DEMO_DIR = Path("/var/tmp/picorder-demo")
 DEMO_MARKER = ".picorder-demo"       # in a data directory `picorder demo` made its own
 
 
+def _state_home() -> Path:
+    """$XDG_STATE_HOME, else ~/.local/state."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+
+
 def default_data_dir() -> Path:
     """Return /var/lib/picorder for root, the XDG state directory otherwise."""
-    if os.geteuid() == 0:
-        return ROOT_DATA_DIR
-    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "picorder"
+    return ROOT_DATA_DIR if os.geteuid() == 0 else _state_home() / "picorder"
 
 
 def default_demo_dir() -> Path:
     """`picorder demo`'s own data directory: /var/tmp/picorder-demo for root, else in the
     XDG state directory; never the appliance's or a server's state."""
-    if os.geteuid() == 0:
-        return ROOT_DEMO_DIR
-    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "picorder-demo"
+    return ROOT_DEMO_DIR if os.geteuid() == 0 else _state_home() / "picorder-demo"
 
 
 def resolve_data_dir(cli_value: str | None = None) -> Path:
@@ -42,28 +41,22 @@ def resolve_data_dir(cli_value: str | None = None) -> Path:
     return default_data_dir()
 
 
+def _in_data_dir(name: str, doc: str) -> property:
+    """A DataPaths property: the file or directory `name` in the data directory."""
+    return property(lambda paths: paths.root / name, doc=doc)
+
+
 @dataclass(frozen=True)
 class DataPaths:
     """The files and directories below one data directory."""
 
     root: Path
 
-    @property
-    def config_db(self) -> Path:
-        return self.root / "config.db"
-
-    @property
-    def control_socket(self) -> Path:
-        return self.root / "recorder.sock"
-
-    @property
-    def secret_key(self) -> Path:
-        return self.root / "secret_key"
-
-    @property
-    def default_recordings(self) -> Path:
-        """Recording directory used until a disk is adopted (demo and servers)."""
-        return self.root / "recordings"
+    config_db = _in_data_dir("config.db", "Cameras, users and settings.")
+    control_socket = _in_data_dir("recorder.sock", "The recorder's control socket.")
+    secret_key = _in_data_dir("secret_key", "The panel's session key.")
+    default_recordings = _in_data_dir(
+        "recordings", "Recording directory used until a disk is adopted (demo and servers).")
 
     @property
     def recorder_state(self) -> Path:
@@ -76,11 +69,9 @@ class DataPaths:
         """Last known good wall-clock time, for boxes without an RTC."""
         return self.recorder_state / CLOCK_FILE_NAME
 
-    @property
-    def old_clock_file(self) -> Path:
-        """Where versions before the recorder's own state directory kept clock_file: in
-        the data directory, which the panel's user owns (read once, to migrate)."""
-        return self.root / CLOCK_FILE_NAME
+    old_clock_file = _in_data_dir(
+        CLOCK_FILE_NAME, "Where versions before the recorder's own state directory kept "
+        "clock_file: in the data directory, which the panel's user owns (read once, to migrate).")
 
     def ensure(self) -> None:
         """Create the data directory, private to its owner."""
