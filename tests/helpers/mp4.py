@@ -105,6 +105,32 @@ def ffprobe_stream(path: Path) -> dict:
     return stream
 
 
+def expected_packets(segments, start_us: int, end_us: int, fps: int) -> int:
+    """Independent oracle from ffprobe: how many packets a range movie holds, from the keyframe
+    at or before start to the last one (decode order) presented before end.
+
+    `segments`: (file, start_us, end_us) of each indexed segment, in time order.
+    """
+    count, started = 0, False
+    for path, seg_start_us, seg_end_us in segments:
+        if seg_end_us <= start_us or seg_start_us >= end_us:
+            continue                      # not covering the range
+        pkts = ffprobe_packets(path)
+        first_pts = min(int(p["pts"]) for p in pkts[:fps * 2])
+        tb = probe_segment(path).timescale
+        walls = [seg_start_us + (int(p["pts"]) - first_pts) * 1_000_000 // tb for p in pkts]
+        lo = 0
+        if not started:
+            keys = [i for i, p in enumerate(pkts) if "K" in p["flags"] and walls[i] <= start_us]
+            lo = keys[-1] if keys else 0
+            if walls[lo] >= end_us:
+                continue
+            started = True
+        hi = max((i for i in range(lo, len(pkts)) if walls[i] < end_us), default=lo - 1)
+        count += hi - lo + 1
+    return count
+
+
 def decode_errors(path: Path) -> str:
     """What `ffmpeg -v error -i path -f null -` prints (empty when it decodes cleanly)."""
     proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],

@@ -5,6 +5,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from helpers.mp4 import decode_errors
 from webpanel import create_app
 
 ADMIN = ("admin", "correct horse")
@@ -205,3 +206,15 @@ def probe(path: Path) -> dict:
     data = json.loads(out.stdout)
     return {"frames": int(data["streams"][0]["nb_read_frames"]),
             "duration": float(data["format"]["duration"])}
+
+
+def check_range_movie(body: bytes, out: Path, seconds: float, fps: int) -> dict:
+    """A recording.mp4 as served: moov before mdat, decodes without an error, lasts `seconds`
+    to within a frame. Written to `out`; returns its probe."""
+    boxes = top_level_boxes(body)
+    assert boxes.index(b"moov") < boxes.index(b"mdat")
+    out.write_bytes(body)
+    assert decode_errors(out) == ""
+    measured = probe(out)
+    assert abs(measured["duration"] - seconds) <= 1 / fps
+    return measured

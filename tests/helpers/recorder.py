@@ -205,13 +205,6 @@ def rows(picorder_dir: Path, camera: str | None = None, stream: str = "main") ->
         return [Row(*r) for r in found]
 
 
-def decode_errors(path: Path) -> str:
-    """ffmpeg's error output when decoding the whole file ('' when it plays cleanly)."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"],
-                         capture_output=True, text=True, timeout=60)
-    return out.stderr.strip() + ("" if out.returncode == 0 else f" (exit {out.returncode})")
-
-
 @contextmanager
 def recorder_thread(rec):
     """Run an in-process Recorder's loop in a thread for the block, then shut it down."""

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from helpers.mp4 import MOVFLAGS, decode_errors, ffprobe_packets, ffprobe_stream, require_ffmpeg
+from helpers.mp4 import (MOVFLAGS, decode_errors, expected_packets, ffprobe_stream,
+                         require_ffmpeg)
 from recorder import export, mp4
 from recorder.index import Segment, open_index
 from recorder.recovery import recover
@@ -69,29 +70,6 @@ def _reopen(pdir):
     return list(Segment.select().order_by(Segment.start_us))
 
 
-def expected_packets(pdir, rows, start_us, end_us):
-    """From ffprobe: packets from the keyframe at or before start to the last one before end."""
-    count, started = 0, False
-    for row in rows:
-        path = pdir / row.path
-        pkts = ffprobe_packets(path)
-        tb = mp4.probe_segment(path).timescale
-        first_pts = min(int(p["pts"]) for p in pkts[:2 * FPS])
-        walls = [row.start_us + (int(p["pts"]) - first_pts) * 1_000_000 // tb for p in pkts]
-        lo = 0
-        if row.end_us <= start_us or row.start_us >= end_us:
-            continue                      # not covering the range
-        if not started:
-            keys = [i for i, p in enumerate(pkts) if "K" in p["flags"] and walls[i] <= start_us]
-            lo = keys[-1] if keys else 0
-            if walls[lo] >= end_us:
-                continue
-            started = True
-        hi = max((i for i in range(lo, len(pkts)) if walls[i] < end_us), default=lo - 1)
-        count += hi - lo + 1
-    return count
-
-
 def test_range_over_recorded_segments(recording, tmp_path):
     pdir, _ = recording
     rows = _reopen(pdir)
@@ -114,7 +92,8 @@ def test_range_over_recorded_segments(recording, tmp_path):
     assert [b.type for b in mp4.iter_boxes(full)] == [b"ftyp", b"moov", b"mdat"]
     info = ffprobe_stream(out)
     assert abs(float(info["format_duration"]) - (end - start) / 1e6) <= 1 / FPS
-    assert int(info["nb_read_packets"]) == movie.frames == expected_packets(pdir, rows, start, end)
+    assert int(info["nb_read_packets"]) == movie.frames == expected_packets(
+        [(pdir / r.path, r.start_us, r.end_us) for r in rows], start, end, FPS)
     rnd = random.Random(50)
     for _ in range(50):
         a = rnd.randrange(movie.size)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.mp4 import decode_errors, ffmpeg_segments, install_segments, require_ffmpeg
-from helpers.panel import admin_session, issue_token, make_app, probe, top_level_boxes
+from helpers.mp4 import ffmpeg_segments, install_segments, require_ffmpeg
+from helpers.panel import admin_session, check_range_movie, issue_token, make_app
 from recorder import limits
 from recorder.index import index_db
 from recorder.sim.launcher import PROJECT_ROOT, free_port
@@ -58,13 +58,7 @@ def test_range_across_segments_plays_exactly_and_answers_range_requests(admin, r
     assert int(full.headers["Content-Length"]) == len(body)
     assert full.headers["Accept-Ranges"] == "bytes" and full.headers["ETag"]
     assert full.headers["Content-Disposition"].startswith("attachment; filename=\"cam1-")
-    boxes = top_level_boxes(body)
-    assert boxes.index(b"moov") < boxes.index(b"mdat")
-    out = tmp_path / "range.mp4"
-    out.write_bytes(body)
-    assert decode_errors(out) == ""
-    measured = probe(out)
-    assert abs(measured["duration"] - (end - start) / 1e6) <= 1 / FPS
+    measured = check_range_movie(body, tmp_path / "range.mp4", (end - start) / 1e6, FPS)
     index_rate = sum(r.frames for r in rows) / (sum(r.duration_us for r in rows) / 1e6)
     assert abs(measured["frames"] - (end - start) / 1e6 * index_rate) <= 1
     wall, media = full.headers["X-Picorder-Runs"].split("@")

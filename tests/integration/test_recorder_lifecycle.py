@@ -8,10 +8,9 @@ import time
 import pytest
 
 from recorder.sim.launcher import SimCameras
-from helpers.recorder import (
-    RecorderProcess, add_camera, decode_errors, ffmpeg_pids_for, is_zombie, picorder, rows,
-    set_setting, wait_for,
-)
+from helpers.mp4 import decode_errors
+from helpers.recorder import (RecorderProcess, add_camera, ffmpeg_pids_for, is_zombie, picorder,
+                              rows, set_setting, wait_for)
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,9 @@ from recorder.ffmpeg_user import ENV_FFMPEG_USER
 from recorder.process import pid_alive, wait_gone
 from recorder.service import ENV_RUNTIME_DIR
 from recorder.sim.launcher import SimCameras, free_port
-from helpers.recorder import (
-    PROJECT, RecorderProcess, add_camera, decode_errors, descendants, ffmpeg_pids_for, rows,
-    set_setting, wait_for,
-)
+from helpers.mp4 import decode_errors
+from helpers.recorder import (PROJECT, RecorderProcess, add_camera, descendants, ffmpeg_pids_for,
+                              rows, set_setting, wait_for)
 from test_recorder_ffmpeg_user import accounts, base  # noqa: F401
 
 pytestmark = pytest.mark.integration

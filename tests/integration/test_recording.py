@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from recorder.sim.launcher import SimCameras
-from helpers.recorder import (
-    RecorderProcess, add_camera, decode_errors, descendants, is_zombie, rows, set_setting,
-    wait_for,
-)
+from helpers.mp4 import decode_errors
+from helpers.recorder import (RecorderProcess, add_camera, descendants, is_zombie, rows,
+                              set_setting, wait_for)
 
 pytestmark = pytest.mark.integration
 

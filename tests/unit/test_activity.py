@@ -100,25 +100,6 @@ def test_activity_table_is_migration_5_and_follows_its_segment(tmp_path):
         assert conn.execute("SELECT COUNT(*) FROM activity").fetchone()[0] == 0
 
 
-def test_config_v1_gets_the_activity_switch_on(tmp_path):
-    path = tmp_path / "config.db"
-    with sqlite3.connect(path) as conn:
-        conn.executescript("""
-            CREATE TABLE camera (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL,
-                display_name VARCHAR(255) NOT NULL, main_url TEXT NOT NULL, sub_url TEXT,
-                username VARCHAR(255), password VARCHAR(255), transport VARCHAR(255) NOT NULL,
-                enabled INTEGER NOT NULL, max_age_days INTEGER, max_bytes INTEGER,
-                min_days INTEGER, updated_at DATETIME);
-            INSERT INTO camera VALUES (1, 'front', '', 'rtsp://h/x', NULL, NULL, NULL, 'tcp',
-                1, NULL, NULL, NULL, NULL);
-            PRAGMA user_version = 1;""")
-    try:
-        config.open_config(path)
-        assert config.Camera.get(config.Camera.name == "front").activity is True
-    finally:
-        config.db.close()
-
-
 def test_a_fresh_config_defaults_the_switch_on_for_rows_written_without_it(tmp_path):
     path = tmp_path / "config.db"
     try:

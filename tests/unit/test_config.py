@@ -108,22 +108,43 @@ def test_import_inherits_defaults_and_rejects_bad_toml(tmp_path, capsys):
     assert "nothing imported" in capsys.readouterr().err
 
 
+# config.db as schema version 1 wrote it: no activity column, no account tables.
+CONFIG_V1 = """
+    CREATE TABLE camera (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL,
+        display_name VARCHAR(255) NOT NULL, main_url TEXT NOT NULL, sub_url TEXT,
+        username VARCHAR(255), password VARCHAR(255), transport VARCHAR(255) NOT NULL,
+        enabled INTEGER NOT NULL, max_age_days INTEGER, max_bytes INTEGER,
+        min_days INTEGER, updated_at DATETIME);
+    CREATE UNIQUE INDEX camera_name ON camera (name);
+    CREATE TABLE setting (key VARCHAR(255) NOT NULL PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO camera VALUES (1, 'front', '', 'rtsp://h/x', NULL, NULL, NULL, 'tcp',
+        1, NULL, NULL, NULL, NULL);
+    PRAGMA user_version = 1;"""
+# Version 2 added the activity switch; the account tables came only when the panel opened it.
+CONFIG_V2 = CONFIG_V1.replace("PRAGMA user_version = 1;", """
+    ALTER TABLE camera ADD COLUMN activity INTEGER NOT NULL DEFAULT 1;
+    PRAGMA user_version = 2;""")
+
+
+def old_config(path, script: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.executescript(script)
+    conn.close()
+
+
+def test_config_v1_gets_the_activity_switch_on(tmp_path):
+    old_config(tmp_path / "config.db", CONFIG_V1)
+    try:
+        config.open_config(tmp_path / "config.db")
+        assert config.Camera.get(config.Camera.name == "front").activity is True
+    finally:
+        config.db.close()
+
+
 def test_a_config_db_without_account_tables_gets_them_and_keeps_its_cameras(tmp_path):
     """A v2 config.db as the CLI or the recorder alone left it (the panel never opened it)."""
     path = tmp_path / "config.db"
-    with sqlite3.connect(path) as conn:
-        conn.executescript("""
-            CREATE TABLE camera (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL,
-                display_name VARCHAR(255) NOT NULL, main_url TEXT NOT NULL, sub_url TEXT,
-                username VARCHAR(255), password VARCHAR(255), transport VARCHAR(255) NOT NULL,
-                enabled INTEGER NOT NULL, max_age_days INTEGER, max_bytes INTEGER,
-                min_days INTEGER, activity INTEGER NOT NULL DEFAULT 1, updated_at DATETIME);
-            CREATE UNIQUE INDEX camera_name ON camera (name);
-            CREATE TABLE setting (key VARCHAR(255) NOT NULL PRIMARY KEY, value TEXT NOT NULL);
-            INSERT INTO camera (name, display_name, main_url, transport, enabled)
-                VALUES ('front', '', 'rtsp://h/x', 'tcp', 1);
-            PRAGMA user_version = 2;""")
-    conn.close()
+    old_config(path, CONFIG_V2)
     try:
         config.open_config(path)
         assert config.db.execute_sql("PRAGMA user_version").fetchone()[0] == len(config.MIGRATIONS)

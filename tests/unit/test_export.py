@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from helpers.mp4 import (decode_errors, ffmpeg_segments, ffprobe_packets, ffprobe_stream,
+from helpers.mp4 import (decode_errors, expected_packets, ffmpeg_segments, ffprobe_stream,
                          install_segments, require_ffmpeg)
 from recorder import export, mp4
 from recorder.index import Segment, open_index
@@ -63,29 +63,6 @@ def top_level_types(path) -> list[bytes]:
     return [b.type for b in mp4.iter_boxes(data)]
 
 
-def expected_packets(rows, start_us, end_us):
-    """Independent oracle from ffprobe: packets from the keyframe at or before start
-    to the last one (decode order) presented before end."""
-    count, started = 0, False
-    for n, row in enumerate(rows):
-        pkts = ffprobe_packets(row._src)
-        first_pts = min(int(p["pts"]) for p in pkts[:FPS * 2])
-        tb = mp4.probe_segment(row._src).timescale
-        walls = [row.start_us + (int(p["pts"]) - first_pts) * 1_000_000 // tb for p in pkts]
-        lo = 0
-        if row.end_us <= start_us or row.start_us >= end_us:
-            continue                      # not covering the range
-        if not started:
-            keys = [i for i, p in enumerate(pkts) if "K" in p["flags"] and walls[i] <= start_us]
-            lo = keys[-1] if keys else 0
-            if walls[lo] >= end_us:
-                continue
-            started = True
-        hi = max((i for i in range(lo, len(pkts)) if walls[i] < end_us), default=lo - 1)
-        count += hi - lo + 1
-    return count
-
-
 def expected_frames(rows, hashes, start_us, end_us):
     out = []
     for row in rows:
@@ -113,7 +90,8 @@ def test_mid_segment_range_over_three_segments(recorded, tmp_path, frame_hashes)
     assert types == [b"ftyp", b"moov", b"mdat"]
     info = ffprobe_stream(out)
     assert abs(float(info["format_duration"]) - (end - start) / 1e6) <= 1 / FPS
-    assert int(info["nb_read_packets"]) == movie.frames == expected_packets(recorded.rows, start, end)
+    assert int(info["nb_read_packets"]) == movie.frames == expected_packets(
+        [(r._src, r.start_us, r.end_us) for r in recorded.rows], start, end, FPS)
     # What plays is exactly the source frames between start and end, in order.
     assert _framemd5(out) == expected_frames(recorded.rows, frame_hashes, start, end)
     assert (movie.start_us, movie.end_us) == (start, end)

@@ -24,6 +24,16 @@ class FakeSpawn(fakes.FakeSpawn):
         super().__init__(first_pid=60_000, exits_on_stop=True)
 
 
+def place_segment(pdir: Path, source: Path, age_s: float) -> str:
+    """Copy `source` to where ffmpeg writes a segment it opened age_s ago (named by the host
+    clock, as ffmpeg names it); its path relative to pdir."""
+    when = datetime.fromtimestamp(time.time() - age_s, timezone.utc)
+    rel = when.strftime("cam1/main/%Y/%m/%d/%H-%M-%S.mp4")
+    (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, pdir / rel)
+    return rel
+
+
 def indexed_paths(picorder_dir: Path) -> list[str]:
     with sqlite3.connect(f"file:{picorder_dir / 'index.db'}?mode=ro", uri=True) as db:
         return [r[0] for r in db.execute("SELECT path FROM segment ORDER BY start_us")]
@@ -58,10 +68,7 @@ def test_unindexable_segment_is_an_error_and_recovered_at_next_start(
     rec = start_recorder(paths, storage, spawn)
     try:
         # ffmpeg closed a segment (named by the host clock, as ffmpeg names it) ...
-        when = datetime.fromtimestamp(time.time() - 4, timezone.utc)
-        rel = when.strftime("cam1/main/%Y/%m/%d/%H-%M-%S.mp4")
-        (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(segment_file, pdir / rel)
+        rel = place_segment(pdir, segment_file, 4)
         # ... but the index refuses the row (e.g. a locked or damaged index.db).
         real_insert = Segment.insert
 
@@ -119,10 +126,7 @@ def test_a_file_holding_less_than_listed_is_not_indexed_nor_deleted(
     spawn = FakeSpawn()
     rec = start_recorder(paths, storage, spawn)
     try:
-        when = datetime.fromtimestamp(time.time() - 10, timezone.utc)
-        rel = when.strftime("cam1/main/%Y/%m/%d/%H-%M-%S.mp4")
-        (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(segment_file, pdir / rel)          # 4 s of video ...
+        rel = place_segment(pdir, segment_file, 10)          # 4 s of video ...
         with caplog.at_level(logging.ERROR, logger="recorder.service"):
             # Not the run's first segment (whose file may start later than listed: the
             # camera's first keyframe), listed after one whose file is gone.
@@ -171,10 +175,7 @@ def test_the_run_s_first_segment_starts_at_its_first_keyframe(tmp_path, segment_
     rec = start_recorder(paths, storage, spawn)
     media_us = probe_segment(segment_file).duration_us                # 4 s of video ...
     try:
-        when = datetime.fromtimestamp(time.time() - 10, timezone.utc)
-        rel = when.strftime("cam1/main/%Y/%m/%d/%H-%M-%S.mp4")
-        (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(segment_file, pdir / rel)
+        rel = place_segment(pdir, segment_file, 10)
         listed = f"{Path(rel).name},0.000000,{media_us / 1e6 + 0.6:.6f}"   # ... 4.6 s listed
         spawn.children[0].sink(SEGMENTS, [listed])
         run_until(rec, lambda: indexed_paths(pdir) == [rel], timeout=15)
