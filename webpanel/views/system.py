@@ -1,12 +1,7 @@
-"""Storage and system pages: disks and retention, box health, users, tokens, backup."""
+"""Storage and system pages: disks and retention, the box, users, tokens, backup, power."""
 
 import json
 import logging
-import os
-import re
-import socket
-import subprocess
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,9 +9,9 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
                    request, url_for)
 from peewee import IntegrityError
 
-from recorder import __version__, config, limits
 from recorder.accounts import ApiToken, User, validate_token, validate_user
-from recorder.config import Camera, ConfigError, Setting, validate_camera
+from recorder.config import Camera, ConfigError
+from webpanel import config_backup, host_facts
 from webpanel.auth import current_user, hash_method, login_required
 from webpanel.inputs import get_camera
 from webpanel.recorder_client import recorder_call, recorder_status
@@ -25,18 +20,6 @@ from webpanel.views import storage_forms
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("system", __name__)
-
-THROTTLED_FILE = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
-THERMAL_FILE = Path("/sys/class/thermal/thermal_zone0/temp")
-LOG_LINES = 60
-BACKUP_FORMAT = "picorder-config-backup"
-BACKUP_VERSION = 1
-SECRET_IN_URL = re.compile(r"(\w+://)[^/@\s]*@")
-SECRET_WORDS = re.compile(r"(?i)(password|passwd|pwd|token)([=:]\s*)\S+")
-THROTTLE_BITS = {0: "under-voltage now", 1: "ARM frequency capped now", 2: "throttled now",
-                 3: "soft temperature limit now", 16: "under-voltage has occurred",
-                 17: "frequency capping has occurred", 18: "throttling has occurred",
-                 19: "soft temperature limit has occurred"}
 
 
 # ------------------------------------------------------------------ storage page
@@ -85,104 +68,7 @@ def storage_camera(name):
     return redirect(url_for("system.storage"))
 
 
-# ------------------------------------------------------------------ system facts
-
-def read_text(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
-_command_cache: dict[tuple, tuple[float, str | None]] = {}
-
-
-def run_quiet(argv: list[str]) -> str | None:
-    """Output of a small system command, reused for a few seconds (the page stays fast)."""
-    key = tuple(argv)
-    hit = _command_cache.get(key)
-    if hit and time.monotonic() - hit[0] < limits.PAGE_COMMAND_CACHE_S:
-        return hit[1]
-    output = _run(argv)
-    _command_cache[key] = (time.monotonic(), output)
-    return output
-
-
-def _run(argv: list[str]) -> str | None:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True,
-                              timeout=limits.PAGE_COMMAND_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def meminfo() -> dict:
-    values = {}
-    for line in (read_text(Path("/proc/meminfo")) or "").splitlines():
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts:
-            values[key] = int(parts[0]) * 1024
-    return values
-
-
-def throttle_flags() -> list[str] | None:
-    """The Pi firmware's throttling flags in words, or None where the kernel has none."""
-    text = read_text(THROTTLED_FILE)
-    if text is None:
-        return None
-    try:
-        bits = int(text, 16)
-    except ValueError:
-        return None
-    return [words for bit, words in THROTTLE_BITS.items() if bits & (1 << bit)]
-
-
-def timedate() -> dict:
-    out = run_quiet(["timedatectl", "show"]) or ""
-    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    zone = props.get("Timezone") or read_text(Path("/etc/timezone")) or "UTC"
-    ntp = props.get("NTPSynchronized")
-    return {"timezone": zone, "ntp_synchronized": None if ntp is None else ntp == "yes"}
-
-
-def redact(line: str) -> str:
-    line = SECRET_IN_URL.sub(r"\1***@", line)
-    return SECRET_WORDS.sub(r"\1\2***", line)
-
-
-def recorder_log() -> list[str]:
-    """The recorder's recent log lines, credentials removed."""
-    log_file = Path(current_app.config["DATA_DIR"]) / "recorder.log"
-    lines = None
-    if log_file.is_file():
-        with open(log_file, errors="replace") as fh:
-            lines = fh.readlines()[-LOG_LINES:]
-    else:
-        out = run_quiet(["journalctl", "-u", "picorder-recorder", "-n", str(LOG_LINES),
-                         "--no-pager", "-o", "short-iso"])
-        lines = out.splitlines() if out else []
-    return [redact(line.rstrip("\n")) for line in lines]
-
-
-def system_facts() -> dict:
-    uptime = read_text(Path("/proc/uptime"))
-    temp = read_text(THERMAL_FILE)
-    mem = meminfo()
-    return {
-        "version": __version__,
-        "hostname": socket.gethostname(),
-        "uptime_s": float(uptime.split()[0]) if uptime else None,
-        "load": os.getloadavg(),
-        "cpus": os.cpu_count(),
-        "mem_total": mem.get("MemTotal"),
-        "mem_available": mem.get("MemAvailable"),
-        "temp_c": int(temp) / 1000 if temp and temp.lstrip("-").isdigit() else None,
-        "throttled": throttle_flags(),
-        **timedate(),
-    }
-
+# ------------------------------------------------------------------ system page
 
 @bp.route("/system")
 @login_required()
@@ -194,8 +80,9 @@ def render_system(errors: dict | None = None, status_code: int = 200, forms: dic
                   new_token: str | None = None):
     status, problem = recorder_status()
     return render_template(
-        "system.html", facts=system_facts(), status=status, recorder_problem=problem,
-        log_lines=recorder_log() if current_user.is_admin else [],
+        "system.html", facts=host_facts.system_facts(), status=status, recorder_problem=problem,
+        log_lines=(host_facts.recorder_log(Path(current_app.config["DATA_DIR"]))
+                   if current_user.is_admin else []),
         users=list(User.select().order_by(User.username)),
         tokens=list(ApiToken.select().order_by(ApiToken.name)),
         errors=errors or {}, forms=forms or {}, new_token=new_token), status_code
@@ -267,59 +154,11 @@ def token_delete(token_id):
 @login_required(role="admin")
 def backup():
     """Cameras (with their passwords), users (hashed passwords) and settings."""
-    doc = {
-        "format": BACKUP_FORMAT, "version": BACKUP_VERSION, "picorder": __version__,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cameras": [{**{k: v for k, v in c.to_public().items() if k != "has_password"},
-                     "password": c.password} for c in Camera.select().order_by(Camera.name)],
-        "users": [{"username": u.username, "role": u.role, "password_hash": u.password_hash}
-                  for u in User.select().order_by(User.username)],
-        "settings": {s.key: s.value for s in Setting.select()},
-    }
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Response(json.dumps(doc, indent=2), mimetype="application/json", headers={
-        "Content-Disposition": f'attachment; filename="picorder-config-{stamp}.json"',
-        "Cache-Control": "no-store"})
-
-
-def backup_camera_fields(cam: dict) -> dict:
-    """A camera of the backup as save_camera takes it (an empty display name: the name)."""
-    return {k: v for k, v in cam.items() if k != "display_name" or v}
-
-
-def parse_backup(raw: bytes) -> tuple[dict | None, str | None]:
-    """Read and check a backup file; return (document, error)."""
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None, "this is not a picorder backup (not JSON)"
-    if not isinstance(doc, dict) or doc.get("format") != BACKUP_FORMAT:
-        return None, "this is not a picorder backup"
-    if doc.get("version") != BACKUP_VERSION:
-        return None, f"backup version {doc.get('version')!r} is not supported"
-    cams, users, settings = doc.get("cameras"), doc.get("users"), doc.get("settings")
-    if not isinstance(cams, list) or not isinstance(users, list) or not isinstance(settings, dict):
-        return None, "the backup is incomplete (cameras, users or settings missing)"
-    for cam in cams:
-        if not isinstance(cam, dict):
-            return None, "a camera entry is malformed"
-        try:
-            validate_camera(backup_camera_fields(cam))
-        except ConfigError as exc:
-            return None, f"camera {cam.get('name')!r}: {exc}"
-    for user in users:
-        if (not isinstance(user, dict) or not isinstance(user.get("username"), str)
-                or user.get("role") not in ("admin", "viewer")
-                or not isinstance(user.get("password_hash"), str)):
-            return None, "a user entry is malformed"
-        problem = validate_user(user["username"], None, user["role"]).get("username")
-        if problem:
-            return None, f"user {user['username']!r}: {problem}"
-    if not any(u["role"] == "admin" for u in users):
-        return None, "the backup has no admin user; restoring it would lock you out"
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in settings.items()):
-        return None, "a setting is malformed"
-    return doc, None
+    headers = {"Content-Disposition": f'attachment; filename="picorder-config-{stamp}.json"',
+               "Cache-Control": "no-store"}
+    return Response(json.dumps(config_backup.document(), indent=2), mimetype="application/json",
+                    headers=headers)
 
 
 @bp.route("/system/restore", methods=["POST"])
@@ -328,21 +167,11 @@ def restore():
     upload = request.files.get("backup")
     if upload is None or not upload.filename:
         return render_system({"restore": {"backup": "choose a backup file"}}, 400)
-    doc, error = parse_backup(upload.read())
+    doc, error = config_backup.parse_backup(upload.read())
     if error:
         return render_system({"restore": {"backup": error}}, 400)
     try:
-        with config.db.atomic():
-            Camera.delete().execute()
-            for cam in doc["cameras"]:
-                config.save_camera(backup_camera_fields(cam))
-            User.delete().execute()
-            for user in doc["users"]:
-                User.create(username=user["username"], role=user["role"],
-                            password_hash=user["password_hash"])
-            Setting.delete().execute()
-            for key, value in doc["settings"].items():
-                Setting.write(key, value)
+        config_backup.restore(doc)
     except ConfigError as exc:          # two cameras of one name: the transaction is undone
         return render_system({"restore": {"backup": f"nothing restored: {exc}"}}, 400)
     recorder_call("reload")
