@@ -51,6 +51,24 @@ def url_or_host(text: str) -> str:
     return text
 
 
+def form_number(text: str | None, key: str, errors: dict, parse, not_a_number: str,
+                in_range, out_of_range: str):
+    """A number typed in a form: None when empty; a field error (and None) when parse()
+    fails or in_range() refuses it."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = parse(text)
+    except ValueError:
+        errors[key] = not_a_number
+        return None
+    if not in_range(value):
+        errors[key] = out_of_range
+        return None
+    return value
+
+
 def parse_time(value: str | None, field: str, errors: dict) -> int | None:
     """Parse ISO 8601 (UTC when no offset is given) or epoch seconds into epoch µs."""
     if value is None or value == "":

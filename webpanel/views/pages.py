@@ -7,20 +7,20 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from recorder import config, limits
-from recorder.config import Camera, ConfigError, Setting, validate_camera
+from recorder import limits
+from recorder.config import Camera, Setting
 from recorder.status import (BAD, OFF, OK, WARN, RecorderStatus, StreamHealth, StreamStatus,
                              Summary, stream_health, summarize)
 from webpanel.auth import current_user, login_required
-from webpanel.inputs import get_camera, url_or_host
+from webpanel.inputs import get_camera
 from webpanel.recorder_client import recorder_call, recorder_status
+from webpanel.views.camera_form import camera_form_values, save_camera_form, saved_message
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("pages", __name__)
 
 SETUP_DONE_KEY = "setup_wizard"          # Setting: "done" once the wizard was finished
-GIB = 1024 ** 3
 
 
 # ------------------------------------------------------------------ helpers
@@ -99,115 +99,6 @@ def dashboard_summary(views: list[CameraView]) -> Summary:
 
 def wizard_pending() -> bool:
     return Setting.read(SETUP_DONE_KEY) != "done"
-
-
-# ------------------------------------------------------------------ camera form
-
-PROBE_NOTE_MAX = 300                    # longest test outcome the form may send for the flash
-CAMERA_TEXT_FIELDS = ("name", "display_name", "main_url", "sub_url", "username", "transport")
-RETENTION_FIELDS = ("max_age_days", "min_days")
-
-
-def gib_to_bytes(text: str, errors: dict, key: str = "max_gb") -> int | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        errors[key] = "must be a number of GiB, like 200 or 0.5"
-        return None
-    if not value > 0 or value > 1e6:
-        errors[key] = "must be greater than zero"
-        return None
-    return int(value * GIB)
-
-
-def camera_fields_from_form(form, existing: Camera | None) -> tuple[dict, dict]:
-    """Turn the camera form into validate_camera input; return (fields, errors)."""
-    errors: dict[str, str] = {}
-    fields = {k: form.get(k, "").strip() for k in CAMERA_TEXT_FIELDS if k in form}
-    for key in ("main_url", "sub_url"):
-        if key in fields:
-            fields[key] = url_or_host(fields[key])
-    if "main_url" in fields and not fields["main_url"]:
-        errors["main_url"] = "a stream URL or the camera's address is required"
-        fields.pop("main_url")
-    password = form.get("password", "")
-    if form.get("clear_password"):
-        fields["password"] = None
-    elif password:
-        fields["password"] = password
-    fields["enabled"] = bool(form.get("enabled"))
-    fields["activity"] = bool(form.get("activity"))
-    for key in RETENTION_FIELDS:
-        if key in form:
-            fields[key] = form.get(key, "").strip() or None
-    if "max_gb" in form:
-        fields["max_bytes"] = gib_to_bytes(form.get("max_gb"), errors)
-    return fields, errors
-
-
-def save_camera_form(form, existing: Camera | None) -> tuple[Camera | None, dict]:
-    """Validate and store the camera form; nothing is stored when any field is bad."""
-    fields, errors = camera_fields_from_form(form, existing)
-    try:
-        if errors:                      # the form's own: say what else is wrong, store nothing
-            validate_camera(fields, partial=existing is not None)
-        else:
-            cam = config.save_camera(fields, existing)
-    except ConfigError as exc:
-        errors = {**exc.errors, **errors}
-    if "max_bytes" in errors:
-        errors["max_gb"] = errors.pop("max_bytes")
-    if errors:
-        return None, errors
-    recorder_call("reload")             # the recorder also notices on its own within 2 s
-    return cam, {}
-
-
-def _form_note(form, key: str) -> str:
-    """A short line the form's script sent (what the test found): printable, capped."""
-    text = "".join(c for c in str(form.get(key, "")) if c.isprintable())
-    return text[:PROBE_NOTE_MAX].rstrip(". ")
-
-
-def saved_message(cam: Camera, form, done: str) -> tuple[str, str]:
-    """The flash after a save, by what the camera's test found: (text, category).
-
-    `done` is what happened ("added", "saved; only this camera restarts"). The page's
-    script tests the stream before it saves and sends the outcome in probe_result.
-    """
-    result, detail = form.get("probe_result", ""), _form_note(form, "probe_detail")
-    head = f"Camera {cam.name} {done}"
-    if not cam.enabled:
-        return f"{head}. It is disabled, so it does not record.", "success"
-    if result == "ok":
-        found = f"; the test found {detail}" if detail else ""
-        return f"{head}{found}. Recording starts within a few seconds.", "success"
-    if result == "failed":
-        why = f" ({detail})" if detail else ""
-        return (f"{head}, but its test failed{why}. It records only once the camera answers; "
-                "its card on this page says what is wrong.", "warning")
-    if result == "unchanged":
-        return f"{head}.", "success"
-    return (f"{head} without a test. Its card on this page says within a minute whether it "
-            "records.", "warning")
-
-
-def camera_form_values(cam: Camera | None, form=None) -> dict:
-    """Values to put back into the form: never the stored password."""
-    if form is not None:
-        values = {k: v for k, v in form.items() if k != "password"}
-        values["enabled"] = bool(form.get("enabled"))
-        values["activity"] = bool(form.get("activity"))
-    elif cam is not None:
-        values = cam.to_public()
-        values["max_gb"] = f"{cam.max_bytes / GIB:g}" if cam.max_bytes else ""
-    else:
-        values = {"enabled": True, "activity": True, "transport": "tcp"}
-    values["has_password"] = bool(cam and cam.password)
-    return values
 
 
 # ------------------------------------------------------------------ dashboard

@@ -6,10 +6,11 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from recorder import limits
 from recorder.config import Camera, Setting
-from webpanel.views import storage_forms
 from webpanel.auth import login_required
-from webpanel.views.pages import SETUP_DONE_KEY, camera_form_values, save_camera_form, saved_message
 from webpanel.recorder_client import recorder_call, recorder_status
+from webpanel.views import storage_forms
+from webpanel.views.camera_form import camera_form_values, save_camera_form, saved_message
+from webpanel.views.pages import SETUP_DONE_KEY
 
 logger = logging.getLogger(__name__)
 

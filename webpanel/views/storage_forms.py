@@ -11,8 +11,9 @@ from recorder.config import Camera, Setting
 from recorder.paths import DataPaths
 from recorder.storage import SETTING_FLOOR
 from webpanel.auth import for_role
-from webpanel.views.pages import GIB, gib_to_bytes
+from webpanel.inputs import form_number
 from webpanel.recorder_client import recorder_call, recorder_status
+from webpanel.views.camera_form import GIB, gib_to_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -85,18 +86,8 @@ def adopt_directory(form) -> tuple[str, dict]:
 # ------------------------------------------------------------------ retention
 
 def _days(text: str, key: str, errors: dict) -> int | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        errors[key] = "must be a whole number of days"
-        return None
-    if not 0 < value <= MAX_DAYS:
-        errors[key] = f"must be between 1 and {MAX_DAYS} days"
-        return None
-    return value
+    return form_number(text, key, errors, int, "must be a whole number of days",
+                       lambda v: 0 < v <= MAX_DAYS, f"must be between 1 and {MAX_DAYS} days")
 
 
 def retention_form_values() -> dict:
