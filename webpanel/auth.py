@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import current_app, g, jsonify, render_template, request, session
-from peewee import fn
+from peewee import IntegrityError, fn
 from werkzeug.local import LocalProxy
 
 from recorder import config, limits
 from recorder.accounts import (ApiToken, LoginAttempt, SessionGeneration, User, now_us,
-                               password_method, setup_code_required)
+                               password_method, setup_code_required, validate_token,
+                               validate_user)
 from webpanel import security
-from webpanel.inputs import json_error, wants_json
+from webpanel.inputs import FieldErrors, json_error, wants_json
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,31 @@ def hash_method() -> str:
     """The hash of new passwords: the box's, unless the app's PASSWORD_HASH_METHOD names one
     (tests choose a cheaper one; the box never does)."""
     return current_app.config.get("PASSWORD_HASH_METHOD") or password_method()
+
+
+def add_user(username, password, role) -> User:
+    """A new user; FieldErrors for bad input or a name that is taken."""
+    errors = validate_user(username, password, role)
+    if errors:
+        raise FieldErrors(errors)
+    user = User(username=username, role=role)
+    user.set_password(password, hash_method())
+    try:
+        user.save()
+    except IntegrityError as exc:
+        raise FieldErrors({"username": "this name is taken"}) from exc
+    return user
+
+
+def issue_token(name, role) -> tuple[ApiToken, str]:
+    """A new API token: its row and the token itself (shown only once); FieldErrors if bad."""
+    errors = validate_token(name, role)
+    if errors:
+        raise FieldErrors(errors)
+    try:
+        return ApiToken.issue(name, role)
+    except IntegrityError as exc:
+        raise FieldErrors({"name": "a token with this name exists"}) from exc
 
 
 @functools.cache

@@ -141,6 +141,13 @@ def get_camera(name: str) -> Camera:
     return cam
 
 
+def camera_range(name: str, max_span_s: float) -> tuple[int, int, str]:
+    """The URL's camera (or 404), then ?start&end (at most max_span_s apart) and ?stream."""
+    get_camera(name)
+    start_us, end_us = time_range(max_span_s)
+    return start_us, end_us, stream_arg()
+
+
 def iso(us: int | None) -> str | None:
     """Epoch µs as ISO 8601 UTC with a Z."""
     if us is None:

@@ -1,1 +1,1 @@
-"""The panel's JSON, video and metrics API, one blueprint per module; app.create_app registers them."""
+"""The panel's JSON, video and metrics API, a blueprint a module (registered by app.create_app)."""

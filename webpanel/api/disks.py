@@ -72,6 +72,16 @@ def _uuid(body: dict, errors: dict) -> str | None:
     return value
 
 
+def _only_uuid(body: dict) -> str:
+    """The uuid of a body that holds nothing else, or 400."""
+    errors: dict[str, str] = {}
+    _unknown_fields(body, ("uuid",), errors)
+    uuid = _uuid(body, errors)
+    if errors:
+        raise FieldErrors(errors)
+    return uuid
+
+
 @bp.get("/disks")
 @login_required()
 def disks():
@@ -89,17 +99,14 @@ def disks():
 @login_required(role="admin")
 def disk_adopt():
     body = json_body()
-    errors: dict[str, str] = {}
     if ("uuid" in body) == ("path" in body):
         raise FieldErrors({"uuid": "send either uuid (a disk) or path (a directory)"})
     if "uuid" in body:
-        _unknown_fields(body, ("uuid",), errors)
-        uuid = _uuid(body, errors)
-        if errors:
-            raise FieldErrors(errors)
+        uuid = _only_uuid(body)
         entry = _recorder("disk_adopt", "uuid", uuid=uuid)
         logger.info("%s adopted disk %s", current_user.name, uuid)
         return jsonify({"adopted": entry})
+    errors: dict[str, str] = {}
     _unknown_fields(body, ("path", "allow_root_device"), errors)
     path = _text(body, "path", errors, "the directory's full path")
     if path is not None and not path.startswith("/"):
@@ -148,12 +155,7 @@ def disk_format():
 @bp.post("/disks/eject")
 @login_required(role="admin")
 def disk_eject():
-    body = json_body()
-    errors: dict[str, str] = {}
-    _unknown_fields(body, ("uuid",), errors)
-    uuid = _uuid(body, errors)
-    if errors:
-        raise FieldErrors(errors)
+    uuid = _only_uuid(json_body())
     result = _recorder("disk_eject", "uuid", uuid=uuid)
     logger.info("%s ejected disk %s", current_user.name, uuid)
     return jsonify(result)

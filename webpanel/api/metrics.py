@@ -13,7 +13,7 @@ from recorder.config import Camera
 from recorder.index import NoIndex, queries
 from recorder.status import StreamStatus
 from webpanel import index_reader, recorder_client
-from webpanel.api import resources
+from webpanel.api.status import status_json
 from webpanel.auth import login_required
 from webpanel.inputs import get_camera, json_error
 
@@ -152,7 +152,7 @@ def activity_counts() -> dict:
 
 def build_registry() -> CollectorRegistry:
     state = recorder_client.get_state()
-    status = resources.status_json()
+    status = status_json()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RecorderCollector(state, status["storage"], oldest_recording_us(),
                                         activity_counts()))

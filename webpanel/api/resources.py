@@ -1,22 +1,20 @@
 """The JSON API under /api: status, cameras, timeline, users and tokens."""
 
 import logging
-import shutil
 from dataclasses import asdict
 
 from flask import Blueprint, jsonify, request, url_for
-from peewee import IntegrityError
 
 from recorder import config, limits
-from recorder.accounts import (ROLE_ERROR, ROLES, ApiToken, User, now_us, validate_token,
-                               validate_user)
+from recorder.accounts import ROLE_ERROR, ROLES, ApiToken, User, now_us, validate_user
 from recorder.config import Camera, CameraNameTaken, ConfigError
 from recorder.index import NoIndex
-from recorder.status import ClockStatus, RecorderStatus, StreamStatus, stream_health
 from webpanel import index_reader, recorder_client
 from webpanel.api import openapi, video
-from webpanel.auth import current_user, for_role, hash_method, login_required
-from webpanel.inputs import (FieldErrors, get_camera, iso, json_body, json_error, stream_arg,
+from webpanel.api.status import status_json, stream_json
+from webpanel.auth import (add_user, current_user, for_role, hash_method, issue_token,
+                           login_required)
+from webpanel.inputs import (FieldErrors, camera_range, get_camera, iso, json_body, json_error,
                              time_range)
 
 logger = logging.getLogger(__name__)
@@ -25,35 +23,6 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 # ---------------------------------------------------------------------- status
-
-def disk_usage(root) -> dict:
-    try:
-        usage = shutil.disk_usage(root)
-    except OSError:
-        return {}
-    return {"total_bytes": usage.total, "free_bytes": usage.free, "used_bytes": usage.used}
-
-
-def status_json() -> dict:
-    state = recorder_client.get_state()
-    status = state.status or RecorderStatus(clock=ClockStatus(now_utc_us=now_us()))
-    storage = state.storage()
-    root = recorder_client.recording_root()
-    if root is not None:
-        storage.setdefault("root", str(root))
-        storage.update(disk_usage(root))
-    recorder = {"running": state.running, "message": state.message, "version": status.version
-                or None, "pid": status.pid, "started_utc_us": status.started_utc_us}
-    now = status.clock.now_utc_us or now_us()
-    return {"recorder": recorder, "clock": asdict(status.clock), "storage": storage,
-            "streams": [stream_json(s, now) for s in state.streams()],
-            "cameras": Camera.select().count()}
-
-
-def stream_json(stream: StreamStatus, now_utc_us: int) -> dict:
-    """A stream's status as the API shows it, with its state in words ("health")."""
-    return {**stream.to_json(), "health": stream_health(stream, now_utc_us).to_json()}
-
 
 @bp.get("/status")
 @login_required()
@@ -160,9 +129,7 @@ def _gap_tolerance_us() -> int:
 @bp.get("/cameras/<name>/timeline")
 @login_required()
 def timeline(name):
-    get_camera(name)
-    start_us, end_us = time_range(limits.TIMELINE_MAX_S)
-    stream = stream_arg()
+    start_us, end_us, stream = camera_range(name, limits.TIMELINE_MAX_S)
     tolerance = _gap_tolerance_us()
     result = {"camera": name, "stream": stream, "start": iso(start_us), "end": iso(end_us),
               "start_us": start_us, "end_us": end_us, "gap_tolerance_s": tolerance / 1e6,
@@ -216,17 +183,8 @@ def users():
 @login_required(role="admin")
 def user_create():
     body = json_body()
-    username, password, role = body.get("username"), body.get("password"), body.get("role")
-    errors = validate_user(username, password, role)
-    if errors:
-        raise FieldErrors(errors)
-    user = User(username=username, role=role)
-    user.set_password(password, hash_method())
-    try:
-        user.save()
-    except IntegrityError as exc:
-        raise FieldErrors({"username": "this name is taken"}) from exc
-    logger.info("%s added user %s (%s)", current_user.name, username, role)
+    user = add_user(body.get("username"), body.get("password"), body.get("role"))
+    logger.info("%s added user %s (%s)", current_user.name, user.username, user.role)
     return jsonify(user.to_public()), 201
 
 
@@ -289,15 +247,8 @@ def tokens():
 @login_required(role="admin")
 def token_create():
     body = json_body()
-    name, role = body.get("name"), body.get("role", "viewer")
-    errors = validate_token(name, role)
-    if errors:
-        raise FieldErrors(errors)
-    try:
-        row, token = ApiToken.issue(name, role)
-    except IntegrityError as exc:
-        raise FieldErrors({"name": "a token with this name exists"}) from exc
-    logger.info("%s created API token %s (%s)", current_user.name, name, role)
+    row, token = issue_token(body.get("name"), body.get("role", "viewer"))
+    logger.info("%s created API token %s (%s)", current_user.name, row.name, row.role)
     return jsonify(dict(row.to_public(), token=token)), 201
 
 

@@ -16,8 +16,8 @@ from recorder.index import NoIndex
 from recorder.status import stream_health
 from webpanel import index_reader, recorder_client, snapshots
 from webpanel.auth import login_required
-from webpanel.inputs import (FieldErrors, get_camera, iso, json_error, parse_time, stream_arg,
-                             time_range)
+from webpanel.inputs import (FieldErrors, camera_range, get_camera, iso, json_error, parse_time,
+                             stream_arg)
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +153,7 @@ def download_name(camera: str, start_us: int) -> str:
 @bp.get("/cameras/<name>/recording.mp4")
 @login_required()
 def recording(name):
-    get_camera(name)
-    start_us, end_us = time_range(limits.EXPORT_MAX_S)
-    stream = stream_arg()
+    start_us, end_us, stream = camera_range(name, limits.EXPORT_MAX_S)
     download = request.args.get("download", "0")
     if download not in ("0", "1"):
         raise FieldErrors({"download": "must be 0 or 1"})

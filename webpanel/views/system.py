@@ -7,13 +7,12 @@ from pathlib import Path
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template,
                    request, url_for)
-from peewee import IntegrityError
 
-from recorder.accounts import ApiToken, User, validate_token, validate_user
+from recorder.accounts import ApiToken, User
 from recorder.config import Camera, ConfigError
 from webpanel import config_backup, host_facts
-from webpanel.auth import current_user, hash_method, login_required
-from webpanel.inputs import get_camera
+from webpanel.auth import add_user, current_user, issue_token, login_required
+from webpanel.inputs import FieldErrors, get_camera
 from webpanel.recorder_client import recorder_call, recorder_status
 from webpanel.views import storage_forms
 
@@ -94,18 +93,12 @@ def render_system(errors: dict | None = None, status_code: int = 200, forms: dic
 @login_required(role="admin")
 def user_add():
     form = request.form
-    username = form.get("username", "").strip()
-    password, role = form.get("password", ""), form.get("role")
-    errors = validate_user(username, password, role)
-    if not errors:
-        try:
-            user = User(username=username, role=role)
-            user.set_password(password, hash_method())
-            user.save()
-        except IntegrityError:
-            errors["username"] = "this name is taken"
-    if errors:
-        return render_system({"user": errors}, 400, {"user": {"username": username, "role": role}})
+    username, role = form.get("username", "").strip(), form.get("role")
+    try:
+        add_user(username, form.get("password", ""), role)
+    except FieldErrors as exc:
+        return render_system({"user": exc.errors}, 400,
+                             {"user": {"username": username, "role": role}})
     flash(f"User {username} added.", "success")
     return redirect(url_for("system.system") + "#users")
 
@@ -128,14 +121,10 @@ def user_delete(user_id):
 @login_required(role="admin")
 def token_add():
     name, role = request.form.get("name", "").strip(), request.form.get("role")
-    errors = validate_token(name, role)
-    if not errors:
-        try:
-            _, token = ApiToken.issue(name, role)
-        except IntegrityError:
-            errors["name"] = "a token with this name exists"
-    if errors:
-        return render_system({"token": errors}, 400, {"token": {"name": name, "role": role}})
+    try:
+        _, token = issue_token(name, role)
+    except FieldErrors as exc:
+        return render_system({"token": exc.errors}, 400, {"token": {"name": name, "role": role}})
     return render_system(new_token=token)
 
 
