@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "vm"))
+sys.path.append(str(ROOT / "tests"))          # helpers/, which power_cut_rig uses
 
 from conftest import image_files  # noqa: E402
 from power_cut_rig import SCENARIOS, PowerCutBox  # noqa: E402

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers.front import stop as stop_process
+from helpers.waiting import wait_for
 from recorder import config, storage
 from recorder.config import Camera, Setting
 from recorder.paths import DataPaths
@@ -193,15 +194,8 @@ def sign_in(stack: Stack, browser, viewport=DESKTOP, **context_args):
 
 
 def poll(fn, timeout: float, interval: float = 0.1, what: str = "condition"):
-    """Call fn until it returns a truthy value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
+    """helpers.waiting.wait_for, in the argument order of the e2e tests."""
+    return wait_for(fn, timeout, what, interval)
 
 
 def screenshot(stack: Stack, page, name: str) -> Path:

@@ -3,22 +3,32 @@
 import time
 
 
-def poll(predicate, timeout: float, interval: float = 0.05):
-    """The first truthy value of predicate() within `timeout` seconds, else its last value."""
+def poll(predicate, timeout: float, interval: float = 0.05, retry_on: tuple = ()):
+    """The first truthy value of predicate() within `timeout` seconds, else its last value.
+
+    An exception of a `retry_on` type counts as a falsy value (a guest that does not
+    answer yet); the last one is the value then.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
+    while True:
+        try:
+            value = predicate()
+        except retry_on as exc:
+            value = exc
+        else:
+            if value:
+                return value
+        if time.monotonic() >= deadline:
             return value
         time.sleep(interval)
-    return predicate()
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2, retry_on: tuple = ()):
     """poll(), failing with `what` when the condition is not reached in time."""
-    value = poll(predicate, timeout, interval)
-    if not value:
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    value = poll(predicate, timeout, interval, retry_on)
+    if not value or isinstance(value, BaseException):
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} "
+                             f"(last: {value!r})"[:2000])
     return value
 
 

@@ -20,9 +20,16 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from helpers import waiting
 from qemu_rig import HOST_FROM_GUEST, VM, ImageFiles, make_usb_disk, write_boot_file
+
+# Each check is an SSH round trip to the guest, once a second; a guest still booting
+# answers with one of these errors, which only means "not yet".
+wait_for = partial(waiting.wait_for, interval=1.0,
+                   retry_on=(RuntimeError, subprocess.TimeoutExpired, ValueError))
 
 logger = logging.getLogger(__name__)
 
@@ -359,18 +366,3 @@ def _name_us(path: str) -> int:
     h, mi, s = hms[:-4].split("-")
     return int(datetime(int(y), int(mo), int(d), int(h), int(mi), int(s),
                         tzinfo=timezone.utc).timestamp()) * 1_000_000
-
-
-def wait_for(predicate, deadline_s: float, what: str, interval: float = 1.0):
-    end = time.monotonic() + deadline_s
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = predicate()
-        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {deadline_s} s waiting for {what} (last: {last!r})")

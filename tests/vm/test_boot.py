@@ -12,12 +12,17 @@ import json
 import os
 import re
 import time
+from functools import partial
 
 import pytest
 import requests
 
+from helpers import waiting
 from recorder.sim.launcher import SimCameras
 from qemu_rig import HOST_FROM_GUEST, VM, make_usb_disk, write_boot_file
+
+# Each check is an SSH round trip or an HTTP request to the guest: once a second.
+wait_for = partial(waiting.wait_for, interval=1.0)
 
 # The first check also waits for the image build (minutes with a warm cache).
 pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.integration, pytest.mark.timeout(3600)]
@@ -99,17 +104,6 @@ def box(vm_image, ssh_keypair, tmp_path_factory):
         vm.stop()
         sim.stop()
         print(f"VM work directory: {workdir}")
-
-
-def wait_for(predicate, deadline_s: float, what: str, interval: float = 1.0):
-    end = time.monotonic() + deadline_s
-    last = None
-    while time.monotonic() < end:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {deadline_s} s waiting for {what} (last: {last!r})")
 
 
 def test_1_multi_user_is_reached_without_failed_units(box):
