@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks.panel_video import SEGMENT_S, make_segment, prepare_panel, rel_name, row
-from recorder.index import Segment, index_db, open_index
+from recorder.index import Index, Segment
 from recorder.mp4 import probe_segment, scan_segment
 
 SEGMENTS = 60
@@ -43,7 +43,7 @@ def build(work: Path, source: Path, now_us: int) -> tuple[dict[str, Path], Path]
         pdir = root / "picorder"
         shutil.rmtree(root, ignore_errors=True)
         pdir.mkdir(parents=True)
-        open_index(pdir / "index.db")
+        index = Index.open(pdir / "index.db")
         rows = []
         for i in range(SEGMENTS):
             start = first + i * info.duration_us
@@ -56,10 +56,10 @@ def build(work: Path, source: Path, now_us: int) -> tuple[dict[str, Path], Path]
                 continue
             os.link(source, pdir / rel)
             rows.append(row("cam1", rel, start, info))
-            Segment.store_tables(rel, info.tables)
-        with index_db.atomic():
-            Segment.insert_many(rows).execute()
-        index_db.close()
+            Segment.store_tables(index, rel, info.tables)
+        with index.atomic():
+            Segment.insert_many(rows).execute(index.db)
+        index.close()
         roots[case] = root
     return roots, growing
 

@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from recorder.index import Segment, index_db, open_index
+from recorder.index import Index, Segment
 from recorder.mp4 import probe_segment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def build_root(work: Path, source: Path) -> tuple[Path, Path]:
         return root, pdir
     pdir.mkdir(parents=True)
     info = probe_segment(source)
-    open_index(pdir / "index.db")
+    index = Index.open(pdir / "index.db")
     step = SEGMENT_S * 1_000_000
     rows = []
     for i in range(DAY_SEGMENTS):
@@ -66,13 +66,13 @@ def build_root(work: Path, source: Path) -> tuple[Path, Path]:
         (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
         os.link(source, pdir / rel)
         rows.append(row("cam1", rel, T0 + i * step, info))
-        Segment.store_tables(rel, info.tables)          # as the recorder's ingest does
+        Segment.store_tables(index, rel, info.tables)   # as the recorder's ingest does
     for i in range(MONTH_SEGMENTS):
         rows.append(row("cam2", rel_name("cam2", T0 + i * step), T0 + i * step, info))
-    with index_db.atomic():
+    with index.atomic():
         for start in range(0, len(rows), 500):
-            Segment.insert_many(rows[start:start + 500]).execute()
-    index_db.close()
+            Segment.insert_many(rows[start:start + 500]).execute(index.db)
+    index.close()
     return root, pdir
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from recorder import config, limits, retention
-from recorder.index import index_db, open_index, queries
+from recorder.index import Index, queries
 from recorder.paths import DataPaths
 from recorder.storage import DiskStorage
 
@@ -49,8 +49,7 @@ def rel_path(cam: int, stream: str, start_us: int) -> str:
 def build_index(pdir: Path, rows: int, now_us: int) -> list[tuple]:
     """rows segments, 8 cameras x (main, sub), 60 s each, ending now; oldest first."""
     pdir.mkdir(parents=True, exist_ok=True)
-    open_index(pdir / "index.db")
-    index_db.close()
+    Index.open(pdir / "index.db").close()        # the schema, as the recorder makes it
     per_stream = rows // (CAMERAS * 2)
     first = now_us - per_stream * SEGMENT_US
     conn = sqlite3.connect(pdir / "index.db")

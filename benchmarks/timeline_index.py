@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from recorder.index import Segment, close_index, index_db, open_index, queries
+from recorder.index import Index, Segment, queries
 from webpanel import index_reader
 
 SEGMENTS = 43_200                 # 30 days of 60 s segments
@@ -19,28 +19,28 @@ REPEAT = 20
 
 def build(pdir: Path, *, covering: bool) -> None:
     pdir.mkdir(parents=True)
-    open_index(pdir / "index.db")
+    index = Index.open(pdir / "index.db")
     rows = [dict(camera="cam", stream="main", path=f"cam/{i}.mp4",
                  start_us=T0 + i * 60_000_000, end_us=T0 + (i + 1) * 60_000_000,
                  duration_us=60_000_000, bytes=1, frames=900, run_id=T0 + i // RUN_LENGTH)
             for i in range(SEGMENTS)]
-    with index_db.atomic():
+    with index.atomic():
         for i in range(0, len(rows), 500):
-            Segment.insert_many(rows[i:i + 500]).execute()
+            Segment.insert_many(rows[i:i + 500]).execute(index.db)
     if not covering:
-        index_db.execute_sql("DROP INDEX segment_timeline")
-    index_db.close()
+        index.db.execute_sql("DROP INDEX segment_timeline")
+    index.close()
 
 
 def median_ms(pdir: Path) -> float:
-    index_reader.open_readonly(pdir)
+    index = index_reader.open_readonly(pdir)
     args = ("cam", "main", 0, 2**62, 0)
     times = []
     for _ in range(REPEAT):
         t0 = time.perf_counter()
-        index_db.execute_sql(queries.RUNS_SQL, args).fetchall()
+        index.db.execute_sql(queries.RUNS_SQL, args).fetchall()
         times.append(time.perf_counter() - t0)
-    close_index()
+    index.close()
     return statistics.median(times) * 1000
 
 

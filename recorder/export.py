@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Iterator
 
 from recorder import mp4, segfiles
-from recorder.index import Segment
+from recorder.index import Index, Segment
 from recorder.limits import EXPORT_GAP_TOLERANCE_US, EXPORT_MAX_S, MP4_READ_CHUNK
 from recorder.mp4 import (Fragment, InitSegment, Mp4Error, StaleTables, decode_tables,
                           init_key, iter_segment_fragments, read_init)
@@ -291,19 +291,20 @@ def validate_range(start_us: int, end_us: int) -> None:
         raise ValueError(f"the range is longer than the {EXPORT_MAX_S // 3600} hours allowed")
 
 
-def build_range(picorder_dir: Path, camera: str, stream: str, start_us: int,
+def build_range(index: Index, camera: str, stream: str, start_us: int,
                 end_us: int, tail: list = ()) -> RangeMovie:
-    """The progressive MP4 of camera/stream between start_us and end_us (index already open).
+    """The progressive MP4 of camera/stream between start_us and end_us, from `index`
+    and the segment files of its picorder directory.
 
     `tail`: segments not indexed yet, after the indexed ones, each with the
     fields of a Segment row and its parsed `fragments`, which end at its
     `bytes` (webpanel.index_reader.unindexed_tail()).
     """
     validate_range(start_us, end_us)
-    picorder_dir = Path(picorder_dir)
-    build = _Build(picorder_dir, start_us, end_us)
-    with_tables = Segment.tables_available()
-    rows = list(Segment.covering(camera, stream, start_us, end_us, with_tables=with_tables))
+    build = _Build(index.dir, start_us, end_us)
+    with_tables = Segment.tables_available(index)
+    rows = list(Segment.covering(index, camera, stream, start_us, end_us,
+                                 with_tables=with_tables))
     indexed = {row.path for row in rows}
     rows += [t for t in tail
              if t.path not in indexed and t.end_us > start_us and t.start_us < end_us]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recorder import segfiles
-from recorder.index import Segment, index_db, queries
+from recorder.index import Index, Segment, queries
 from recorder.layout import name_start_us  # noqa: F401 (part of this module's API)
 from recorder.mp4 import Mp4Error, SegmentInfo, probe_segment
 from recorder.paths import UnsafePath
@@ -102,30 +102,32 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def recover(picorder_dir: Path, exclude: set[Path] | None = None, *,
+def recover(index: Index, exclude: set[Path] | None = None, *,
             clock_trusted: bool = False, dry_run: bool = False) -> RecoveryReport:
-    """Reconcile files and index rows under `picorder_dir` (index already open).
+    """Reconcile the index rows and the files of the picorder directory it lives in.
 
     One directory walk and one query: no per-row stat, so a month of
     segments of many cameras is checked in well under a second (warm cache).
     """
-    picorder_dir = Path(picorder_dir)
+    picorder_dir = index.dir
     skip = {Path(p) if Path(p).is_absolute() else picorder_dir / p for p in (exclude or set())}
     report = RecoveryReport(dry_run=dry_run)
-    rows = queries.all_rows()
+    rows = queries.all_rows(index)
     files = _segment_files(picorder_dir)
-    _finish_deletes(picorder_dir, [(i, p) for i, p, d in rows if d], report, dry_run)
-    _remove_missing([(i, p) for i, p, d in rows if not d and p not in files], report, dry_run)
+    _finish_deletes(index, [(i, p) for i, p, d in rows if d], report, dry_run)
+    _remove_missing(index, [(i, p) for i, p, d in rows if not d and p not in files], report,
+                    dry_run)
     known = {p for _, p, _ in rows}
     unindexed = sorted(rel for rel in files - known if picorder_dir / rel not in skip)
-    _index_unindexed(picorder_dir, unindexed, report, clock_trusted, dry_run)
+    _index_unindexed(index, unindexed, report, clock_trusted, dry_run)
     for line in report.lines():
         logger.warning("recovery: %s", line)
     return report
 
 
-def _finish_deletes(picorder_dir: Path, marked: list[tuple[int, str]], report: RecoveryReport,
+def _finish_deletes(index: Index, marked: list[tuple[int, str]], report: RecoveryReport,
                     dry_run: bool) -> None:
+    picorder_dir = index.dir
     for row_id, rel in marked:
         if not dry_run:
             try:
@@ -138,16 +140,14 @@ def _finish_deletes(picorder_dir: Path, marked: list[tuple[int, str]], report: R
             except OSError as exc:
                 report.errors.append(f"cannot unlink {rel}: {exc.strerror}")
                 continue
-            Segment.delete_by_id(row_id)
+            queries.delete_segments(index, [row_id])
         report.deletes_finished.append(rel)
 
 
-def _remove_missing(missing: list[tuple[int, str]], report: RecoveryReport,
+def _remove_missing(index: Index, missing: list[tuple[int, str]], report: RecoveryReport,
                     dry_run: bool) -> None:
     if not dry_run and missing:
-        with index_db.atomic():
-            for row_id, _ in missing:
-                Segment.delete_by_id(row_id)
+        queries.delete_segments(index, [row_id for row_id, _ in missing])
     report.rows_removed.extend(rel for _, rel in missing)
 
 
@@ -166,7 +166,7 @@ def _segment_files(picorder_dir: Path) -> set[str]:
     return found
 
 
-def _index_unindexed(picorder_dir: Path, unindexed: list[str], report: RecoveryReport,
+def _index_unindexed(index: Index, unindexed: list[str], report: RecoveryReport,
                      clock_trusted: bool, dry_run: bool) -> None:
     for rel in unindexed:
         parsed = name_start_us(rel)
@@ -174,14 +174,15 @@ def _index_unindexed(picorder_dir: Path, unindexed: list[str], report: RecoveryR
             report.unrecognized.append(rel)
             continue
         try:
-            _recover_file(picorder_dir, rel, parsed, report, clock_trusted, dry_run)
+            _recover_file(index, rel, parsed, report, clock_trusted, dry_run)
         except OSError as exc:
             logger.exception("recovery of %s failed", rel)
             report.errors.append(f"{rel}: {exc.strerror or exc}")
 
 
-def _recover_file(picorder_dir: Path, rel: str, parsed: tuple[str, str, int],
+def _recover_file(index: Index, rel: str, parsed: tuple[str, str, int],
                   report: RecoveryReport, clock_trusted: bool, dry_run: bool) -> None:
+    picorder_dir = index.dir
     path = picorder_dir / rel
     st = os.lstat(path)
     if not stat.S_ISREG(st.st_mode):
@@ -206,7 +207,7 @@ def _recover_file(picorder_dir: Path, rel: str, parsed: tuple[str, str, int],
     if not dry_run:
         # Truncate if torn; either way the file is on disk before its row is written.
         truncate_durably(path, info.complete_end)
-        _insert_row(rel, parsed, info, clock_trusted)
+        _insert_row(index, rel, parsed, info, clock_trusted)
     report.indexed.append(rel)
 
 
@@ -242,11 +243,11 @@ class Placement:
     clock_trusted: bool
 
 
-def place_segment(camera: str, stream: str, name_us: int, duration_us: int,
+def place_segment(index: Index, camera: str, stream: str, name_us: int, duration_us: int,
                   clock_trusted: bool) -> Placement:
     """Wall-clock placement of a recovered file among the rows of its stream."""
-    prev = (Segment.select().where((Segment.camera == camera) & (Segment.stream == stream)
-                                   & (Segment.start_us < name_us + CONTINUE_AFTER_US))
+    prev = (index.select().where((Segment.camera == camera) & (Segment.stream == stream)
+                                 & (Segment.start_us < name_us + CONTINUE_AFTER_US))
             .order_by(Segment.start_us.desc()).first())
     if prev and name_us - CONTINUE_BEFORE_US <= prev.end_us < name_us + CONTINUE_AFTER_US:
         start, run_id, trusted = prev.end_us, prev.run_id, prev.clock_trusted
@@ -254,24 +255,24 @@ def place_segment(camera: str, stream: str, name_us: int, duration_us: int,
         start = max(name_us, prev.end_us) if prev else name_us
         run_id, trusted = start, clock_trusted
     end = start + max(duration_us, 1)
-    nxt = (Segment.select().where((Segment.camera == camera) & (Segment.stream == stream)
-                                  & (Segment.start_us >= start))
+    nxt = (index.select().where((Segment.camera == camera) & (Segment.stream == stream)
+                                & (Segment.start_us >= start))
            .order_by(Segment.start_us).first())
     if nxt and nxt.start_us < end:
         end = max(nxt.start_us, start + 1)
     return Placement(start, end, run_id, trusted)
 
 
-def _insert_row(rel: str, parsed: tuple[str, str, int], info: SegmentInfo,
+def _insert_row(index: Index, rel: str, parsed: tuple[str, str, int], info: SegmentInfo,
                 clock_trusted: bool) -> None:
     camera, stream, name_us = parsed
-    with index_db.atomic():
-        place = place_segment(camera, stream, name_us, info.duration_us, clock_trusted)
-        Segment.create(camera=camera, stream=stream, path=rel, start_us=place.start_us,
-                       end_us=place.end_us, duration_us=info.duration_us,
-                       bytes=info.complete_end, frames=info.frames, codec=info.codec,
-                       width=info.width, height=info.height,
-                       clock_trusted=place.clock_trusted, run_id=place.run_id)
-        Segment.store_tables(rel, info.tables)
+    with index.atomic():
+        place = place_segment(index, camera, stream, name_us, info.duration_us, clock_trusted)
+        queries.insert_segment(index, info.tables, camera=camera, stream=stream, path=rel,
+                               start_us=place.start_us, end_us=place.end_us,
+                               duration_us=info.duration_us, bytes=info.complete_end,
+                               frames=info.frames, codec=info.codec, width=info.width,
+                               height=info.height, clock_trusted=place.clock_trusted,
+                               run_id=place.run_id)
     logger.info("indexed recovered segment %s (%d frames, %.1f s)", rel, info.frames,
                 info.duration_us / 1e6)

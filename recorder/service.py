@@ -31,7 +31,7 @@ import peewee
 from recorder import __version__, activity, config, ffmpeg, ffmpeg_user, limits, sdnotify
 from recorder.durability import Flusher, SyncFailed
 from recorder.ffmpeg import StreamSpec
-from recorder.index import Segment, close_index, index_db, open_index, queries
+from recorder.index import Index, queries
 from recorder.paths import DataPaths
 from recorder.power import Power, PowerRequest
 from recorder.process import (
@@ -239,6 +239,7 @@ class Recorder:
         self._opening: Path | None = None
         self._last_ends: dict[str, int] = {}
         self.writer = IndexWriter()
+        self._index: Index | None = None      # the root's open index.db: the writer thread's only
         # Activity analysis decodes keyframes: on a thread of its own, so that it never
         # holds up indexing; it hands its rows to the writer.
         self.activity = IndexWriter("activity")
@@ -549,7 +550,7 @@ class Recorder:
         self.root = None
         self.flusher.set_root(None)
         if self._wanted_root is None:
-            self.writer.submit(_close_index)      # the disk is gone: let go of its index.db
+            self.writer.submit(self._close_index_job)   # the disk is gone: let go of its index.db
         for proc in self.procs.values():
             proc.stop(problem)
         self._open_root_when_stopped()
@@ -569,31 +570,36 @@ class Recorder:
     def _open_root_job(self, root: Path, trusted: bool) -> None:
         """Writer thread: open the root's index, repair it after a crash, report the ends."""
         picorder_dir = root / "picorder"
+        self._close_index_job()
         try:
             picorder_dir.mkdir(parents=True, exist_ok=True)
-            open_index(picorder_dir / "index.db")
+            self._index = index = Index.open(picorder_dir / "index.db")
             recover = self._recover or _default_recover
-            report = recover(picorder_dir, trusted)
-            last_ends = queries.last_ends()
+            report = recover(index, trusted)
+            last_ends = queries.last_ends(index)
             dev = os.stat(picorder_dir).st_dev
         except Exception as exc:  # noqa: BLE001 - reported to storage, retried on the next change
             logger.exception("cannot open the recordings in %s", root)
+            self._close_index_job()
             self.enqueue(DiskFailure("index", getattr(exc, "errno", None) or errno.EIO,
                                      f"cannot open the index in {root}: {exc}"))
             self.enqueue(RootReady(root, {}, error=str(exc)))
             return
         self.enqueue(RootReady(root, last_ends, dev=dev))
-        self._analyse_recovered(picorder_dir, getattr(report, "indexed", None) or [])
+        self._analyse_recovered(index, getattr(report, "indexed", None) or [])
 
-    def _analyse_recovered(self, picorder_dir: Path, rels: list[str]) -> None:
+    def _close_index_job(self) -> None:
+        """Writer thread: close the index (after the jobs queued before); never reopened."""
+        index, self._index = self._index, None
+        if index is not None:
+            index.close()
+
+    def _analyse_recovered(self, index: Index, rels: list[str]) -> None:
         """Writer thread: hand the segments recovery indexed to the activity analysis."""
-        rows = []
-        for i in range(0, len(rels), limits.RETENTION_BATCH):    # bound the IN (...) list
-            rows += [row for row in Segment.select().where(
-                         Segment.path.in_(rels[i:i + limits.RETENTION_BATCH]))
-                     if f"{row.camera}/{row.stream}" in self._activity_streams]
+        rows = [row for row in queries.segments_at(index, rels)
+                if f"{row.camera}/{row.stream}" in self._activity_streams]
         for row in sorted(rows, key=lambda r: (r.camera, r.stream, r.start_us)):
-            path = picorder_dir / row.path
+            path = index.dir / row.path
             seg = SegmentClosed(row.camera, row.stream, path.name, row.start_us, row.end_us,
                                 row.run_id, row.clock_trusted, 0)
             self.activity.submit(lambda path=path, rel=row.path, seg=seg:
@@ -684,15 +690,17 @@ class Recorder:
                          "was reused by the next segment; not indexed now (%s)", key, rel,
                          info.duration_us / 1e6, listed_us / 1e6, LEFT_TO_RECOVERY)
             return
+        index = self._index
+        if index is None or index.dir != picorder_dir:
+            logger.error("%s: %s closed after its disk's index: %s", key, rel, LEFT_TO_RECOVERY)
+            return
         try:
-            with index_db.atomic():
-                Segment.insert(camera=seg.camera, stream=seg.stream, path=rel,
-                               start_us=seg.start_us, end_us=seg.end_us,
-                               duration_us=info.duration_us, bytes=info.file_size,
-                               frames=info.frames, codec=info.codec, width=info.width,
-                               height=info.height, clock_trusted=seg.clock_trusted,
-                               run_id=seg.run_id).on_conflict_replace().execute()
-                Segment.store_tables(rel, info.tables)
+            queries.insert_segment(
+                index, info.tables, replace=True, camera=seg.camera, stream=seg.stream,
+                path=rel, start_us=seg.start_us, end_us=seg.end_us,
+                duration_us=info.duration_us, bytes=info.file_size, frames=info.frames,
+                codec=info.codec, width=info.width, height=info.height,
+                clock_trusted=seg.clock_trusted, run_id=seg.run_id)
         except peewee.DatabaseError:
             logger.exception("%s: cannot index %s: %s", key, rel, LEFT_TO_RECOVERY)
             return
@@ -719,11 +727,13 @@ class Recorder:
         self._activity_last[key] = jobs[0]
 
         def store():
-            if index_db.is_closed():    # the disk went while this was analysed: never reopen
+            index = self._index
+            if index is None or index.dir not in path.parents:    # the disk went meanwhile
                 logger.info("%s: activity of %s not stored: its disk is gone", key, rel)
                 return
             for path_, seg_, levels_ in jobs:
-                queries.store_activity(path_, seg_.camera, seg_.start_us, seg_.end_us, levels_)
+                queries.store_activity(index, path_, seg_.camera, seg_.start_us, seg_.end_us,
+                                       levels_)
         self.writer.submit(store)
 
     def _on_ingested(self, event: Ingested) -> None:
@@ -799,7 +809,19 @@ class Recorder:
                 proc.last_end_us += delta
         self.untrusted = []
         if jobs and self.picorder_dir is not None:
-            self.writer.submit(lambda: _reanchor_job(jobs))
+            self.writer.submit(lambda: self._reanchor_job(jobs))
+
+    def _reanchor_job(self, jobs: list[tuple[str, str, int, int]]) -> None:
+        """Writer thread: shift untrusted rows of re-anchored runs and flag them trusted."""
+        index = self._index
+        if index is None:
+            logger.error("runs re-anchored while no index is open: recovery places them")
+            return
+        with index.atomic():
+            for camera, stream, run_id, delta in jobs:
+                count = queries.reanchor_run(index, camera, stream, run_id, delta)
+                logger.info("%s/%s run %d: %d rows re-anchored by %+.3f s",
+                            camera, stream, run_id, count, delta / 1e6)
 
     # ------------------------------------------------------------ status
 
@@ -892,23 +914,9 @@ def _run_all(stops: list[Callable[[], None]]) -> None:
             logger.exception("stopping %s failed", stop)
 
 
-def _reanchor_job(jobs: list[tuple[str, str, int, int]]) -> None:
-    """Writer thread: shift untrusted rows of re-anchored runs and flag them trusted."""
-    with index_db.atomic():
-        for camera, stream, run_id, delta in jobs:
-            count = queries.reanchor_run(camera, stream, run_id, delta)
-            logger.info("%s/%s run %d: %d rows re-anchored by %+.3f s",
-                        camera, stream, run_id, count, delta / 1e6)
-
-
-def _default_recover(picorder_dir: Path, trusted: bool):
+def _default_recover(index: Index, trusted: bool):
     from recorder.recovery import recover
-    return recover(picorder_dir, clock_trusted=trusted)
-
-
-def _close_index() -> None:
-    """Writer thread: close its connection to the index (after the jobs queued before)."""
-    close_index()
+    return recover(index, clock_trusted=trusted)
 
 
 def segment_seconds_setting() -> int:

@@ -10,7 +10,6 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from recorder import config
-from recorder.index import close_index
 from recorder.paths import DataPaths, resolve_data_dir
 from webpanel.inputs import wants_json
 
@@ -104,8 +103,6 @@ def open_config_db(app: Flask) -> None:
     def _close(exc):
         if not config.db.is_closed():
             config.db.close()
-        # Per request, so a thread never keeps reading the index of a disk that was swapped.
-        close_index()
         g.pop("identity", None)
 
 

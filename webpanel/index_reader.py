@@ -19,14 +19,15 @@ from typing import Callable
 
 from recorder import layout, limits, mp4
 from recorder.activity import ActivityPeriod, periods
-from recorder.index import open_index, queries
+from recorder.index import Index, queries
 from recorder.recovery import CONTINUE_AFTER_US, CONTINUE_BEFORE_US
 
 logger = logging.getLogger(__name__)
 
-def open_readonly(picorder_dir: Path) -> None:
-    """Open P/index.db read-only for this thread (NoIndex if there is none)."""
-    open_index(picorder_dir / "index.db", readonly=True)
+def open_readonly(picorder_dir: Path) -> Index:
+    """P/index.db opened read-only for this request (NoIndex if there is none); close it
+    after (`with`), so no thread keeps reading the index of a disk that was swapped."""
+    return Index.open(picorder_dir / "index.db", readonly=True)
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Run:
         return asdict(self)
 
 
-def timeline(camera: str, stream: str, start_us: int, end_us: int,
+def timeline(index: Index, camera: str, stream: str, start_us: int, end_us: int,
              tolerance_us: int, tail: list["OpenSegment"] = ()) -> list[Run]:
     """Runs of recording overlapping [start_us, end_us), clipped to it.
 
@@ -53,7 +54,8 @@ def timeline(camera: str, stream: str, start_us: int, end_us: int,
     """
     runs: list[Run] = []
     cur = None
-    pieces = list(queries.timeline_pieces(camera, stream, start_us, end_us, tolerance_us))
+    pieces = list(queries.timeline_pieces(index, camera, stream, start_us, end_us,
+                                          tolerance_us))
     pieces += [(t.start_us, t.end_us, t.clock_trusted, 1, t.frames) for t in tail
                if t.end_us > start_us and t.start_us < end_us]
     pieces.sort()
@@ -72,10 +74,10 @@ def timeline(camera: str, stream: str, start_us: int, end_us: int,
     return runs
 
 
-def activity(camera: str, start_us: int, end_us: int) -> list[ActivityPeriod]:
+def activity(index: Index, camera: str, start_us: int, end_us: int) -> list[ActivityPeriod]:
     """Periods of activity of a camera overlapping [start_us, end_us), clipped to it."""
     low = start_us - limits.TIMELINE_SEGMENT_MAX_S * 1_000_000
-    return periods(queries.activity_tracks(camera, low, end_us), start_us, end_us)
+    return periods(queries.activity_tracks(index, camera, low, end_us), start_us, end_us)
 
 
 # ------------------------------------------------------------------ the tail
@@ -123,7 +125,7 @@ class _Scans:
 _scans = _Scans(limits.TAIL_SCAN_CACHE_ITEMS)
 
 
-def unindexed_tail(picorder_dir: Path, camera: str, stream: str, now_us: int,
+def unindexed_tail(index: Index, camera: str, stream: str, now_us: int,
                    clock_trusted: "bool | Callable[[], bool]",
                    reaching_us: int | None = None) -> list[OpenSegment]:
     """The stream's files newer than its newest row, placed after it (see the module docstring).
@@ -132,14 +134,15 @@ def unindexed_tail(picorder_dir: Path, camera: str, stream: str, now_us: int,
     needed), for a file that starts a run of its own. With `reaching_us`,
     nothing unless that time is past the newest row's end.
     """
-    prev = queries.newest_segment(camera, stream)
+    picorder_dir = index.dir
+    prev = queries.newest_segment(index, camera, stream)
     if prev is not None and reaching_us is not None and reaching_us <= prev.end_us:
         return []
     after = prev.start_us if prev is not None else now_us - limits.TAIL_LOOKBACK_S * 1_000_000
     rels = layout.files_after(picorder_dir, camera, stream, after, now_us, limits.TAIL_MAX_FILES)
     if not rels:
         return []
-    known = queries.indexed_paths(rels)
+    known = queries.indexed_paths(index, rels)
     prev_end = prev.end_us if prev is not None else None
     prev_trusted = prev.clock_trusted if prev is not None else clock_trusted
     tail: list[OpenSegment] = []

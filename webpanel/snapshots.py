@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder import layout, limits, mp4
-from recorder.index import NoIndex, queries
+from recorder.index import Index, NoIndex, queries
 from webpanel import index_reader, locks
 
 logger = logging.getLogger(__name__)
@@ -107,8 +107,8 @@ def newest_keyframe(pdir: Path, camera: str, stream: str, current: str | None) -
     if current and ".." not in current:
         candidates.append((pdir / current, file_start_us(current)))
     try:
-        index_reader.open_readonly(pdir)
-        seg = queries.newest_segment(camera, stream)
+        with index_reader.open_readonly(pdir) as index:
+            seg = queries.newest_segment(index, camera, stream)
     except NoIndex:
         seg = None
     if seg is not None:
@@ -124,10 +124,10 @@ def newest_keyframe(pdir: Path, camera: str, stream: str, current: str | None) -
 def keyframe_near(pdir: Path, camera: str, stream: str, at_us: int) -> Keyframe:
     """The keyframe at or before `at_us` (or the first after it, in a later segment)."""
     try:
-        index_reader.open_readonly(pdir)
-        seg = queries.segment_near(camera, stream, at_us)
-        if seg is None or at_us >= seg.end_us:
-            seg = _unindexed_near(pdir, camera, stream, at_us) or seg
+        with index_reader.open_readonly(pdir) as index:
+            seg = queries.segment_near(index, camera, stream, at_us)
+            if seg is None or at_us >= seg.end_us:
+                seg = _unindexed_near(index, camera, stream, at_us) or seg
     except NoIndex:
         seg = None
     if seg is None:
@@ -142,9 +142,9 @@ def keyframe_near(pdir: Path, camera: str, stream: str, at_us: int) -> Keyframe:
     return Keyframe(pdir / seg.path, init, best[1], best[0])
 
 
-def _unindexed_near(pdir: Path, camera: str, stream: str, at_us: int):
+def _unindexed_near(index: Index, camera: str, stream: str, at_us: int):
     """The file not indexed yet (the newest seconds) that holds `at_us`, if any."""
-    tail = index_reader.unindexed_tail(pdir, camera, stream, time.time_ns() // 1000,
+    tail = index_reader.unindexed_tail(index, camera, stream, time.time_ns() // 1000,
                                        clock_trusted=False)
     before = [t for t in tail if t.start_us <= at_us]
     return before[-1] if before else None

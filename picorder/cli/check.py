@@ -13,7 +13,7 @@ from picorder.cli.common import (UserError, add_command, add_root_option, paths_
                                  reason, recordings_dir)
 from recorder import control
 from recorder.ffmpeg import files_since
-from recorder.index import close_index, open_index
+from recorder.index import Index
 from recorder.limits import CHECK_IN_FLIGHT_S, CONTROL_TIMEOUT_S
 from recorder.paths import DataPaths
 from recorder.recovery import recover
@@ -100,12 +100,10 @@ def run_check(args) -> int:
         # The findings are printed below; the same lines in the log would only repeat them.
         logging.getLogger("recorder.recovery").setLevel(logging.ERROR)
     try:
-        open_index(picorder_dir / "index.db", readonly=not args.repair)
-        report = recover(picorder_dir, in_flight, dry_run=not args.repair)
+        with Index.open(picorder_dir / "index.db", readonly=not args.repair) as index:
+            report = recover(index, in_flight, dry_run=not args.repair)
     except (OSError, DatabaseError) as exc:
         raise UserError(f"cannot check {picorder_dir}: {reason(exc)}") from exc
-    finally:
-        close_index()
     for line in report.lines():
         print(line)
     for path in sorted(in_flight):

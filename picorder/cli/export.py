@@ -11,7 +11,7 @@ from peewee import DatabaseError
 from picorder.cli.common import (UserError, add_command, add_root_option, paths_from_args,
                                  reason, recordings_dir)
 from recorder.export import NoRecording, build_range
-from recorder.index import NoIndex, close_index, open_index
+from recorder.index import Index, NoIndex
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,13 @@ def run_export(args) -> int:
     end_us = parse_time_us(args.end, "END")
     picorder_dir = recordings_dir(args, paths_from_args(args))
     try:
-        open_index(picorder_dir / "index.db", readonly=True)
-        movie = build_range(picorder_dir, args.camera, args.stream, start_us, end_us)
-        write_atomically(Path(args.out), movie)
+        with Index.open(picorder_dir / "index.db", readonly=True) as index:
+            movie = build_range(index, args.camera, args.stream, start_us, end_us)
+            write_atomically(Path(args.out), movie)
     except (ValueError, NoRecording) as exc:
         raise UserError(str(exc)) from exc
     except (OSError, DatabaseError, NoIndex) as exc:
         raise UserError(f"export failed: {reason(exc)}") from exc
-    finally:
-        close_index()
     print(f"wrote {args.out}: {movie.size} bytes, {movie.frames} frames, "
           f"{iso(movie.start_us)} to {iso(movie.end_us)}")
     if len(movie.runs) > 1:

@@ -1,9 +1,8 @@
-"""The recordings index (index.db): one row per finished segment file."""
+"""The recordings index (index.db): one row per finished segment file, and the Index that opens it."""
 
 import logging
 import os
 import sqlite3
-import threading
 from pathlib import Path
 
 from peewee import (
@@ -15,6 +14,7 @@ from peewee import (
     IntegerField,
     Model,
     OperationalError,
+    SchemaManager,
     SqliteDatabase,
 )
 
@@ -23,8 +23,6 @@ from recorder.limits import BUSY_TIMEOUT_MS
 from recorder.paths import refuse_links
 
 logger = logging.getLogger(__name__)
-
-index_db = SqliteDatabase(None)
 
 
 class Segment(Model):
@@ -46,18 +44,20 @@ class Segment(Model):
     deleting = BooleanField(default=False)    # retention: marked, file being unlinked
 
     class Meta:
-        database = index_db
+        # Bound to no database: every query names the Index it runs on (Index.select,
+        # or .execute(index.db)), so no thread reaches another disk's index by accident.
+        database = None
         table_name = "segment"
         indexes = ((("camera", "stream", "start_us"), False),)
 
     @classmethod
-    def covering(cls, camera: str, stream: str, start_us: int, end_us: int, *,
+    def covering(cls, index: "Index", camera: str, stream: str, start_us: int, end_us: int, *,
                  with_tables: bool = False):
         """Segments of one stream that overlap [start_us, end_us), oldest first.
 
         with_tables: each row also gets `.tables`, its SegmentTables blob or None.
         """
-        query = (cls.select()
+        query = (index.select(cls)
                  .where((cls.camera == camera) & (cls.stream == stream)
                         & (cls.end_us > start_us) & (cls.start_us < end_us)
                         & (cls.deleting == False))  # noqa: E712 (peewee expression)
@@ -69,15 +69,15 @@ class Segment(Model):
         return query
 
     @staticmethod
-    def tables_available() -> bool:
+    def tables_available(index: "Index") -> bool:
         """False on a v1 index.db the recorder has not migrated yet (opened read-only)."""
-        return index_db.table_exists(SegmentTables._meta.table_name)
+        return index.db.table_exists(SegmentTables._meta.table_name)
 
     @staticmethod
-    def store_tables(path: str, tables: bytes) -> None:
+    def store_tables(index: "Index", path: str, tables: bytes) -> None:
         """Store (or replace) the sample tables of the segment file at `path`."""
         if tables:
-            SegmentTables.replace(path=path, tables=tables).execute()
+            SegmentTables.replace(path=path, tables=tables).execute(index.db)
 
 
 class SegmentTables(Model):
@@ -91,7 +91,7 @@ class SegmentTables(Model):
     tables = BlobField()
 
     class Meta:
-        database = index_db
+        database = None             # as Segment's
         table_name = "segment_tables"
 
 
@@ -107,7 +107,7 @@ class Activity(Model):
     levels = BlobField()
 
     class Meta:
-        database = index_db
+        database = None             # as Segment's
         table_name = "activity"
         indexes = ((("camera", "start_us"), False),)
 
@@ -115,12 +115,18 @@ class Activity(Model):
 INDEX_MODELS = [Segment]
 
 
+def _create_tables(database, models: list) -> None:
+    """CREATE TABLE (and its indexes) IF NOT EXISTS of each model, on `database`."""
+    for model in models:
+        SchemaManager(model, database).create_all(safe=True)
+
+
 def _m1_initial(database):
-    database.create_tables(INDEX_MODELS, safe=True)
+    _create_tables(database, INDEX_MODELS)
 
 
 def _m2_segment_tables(database):
-    database.create_tables([SegmentTables], safe=True)
+    _create_tables(database, [SegmentTables])
     database.execute_sql(
         "CREATE TRIGGER IF NOT EXISTS segment_tables_follow_delete AFTER DELETE ON segment "
         "BEGIN DELETE FROM segment_tables WHERE path = OLD.path; END")
@@ -141,7 +147,7 @@ def _m4_start_index(database):
 
 
 def _m5_activity(database):
-    database.create_tables([Activity], safe=True)
+    _create_tables(database, [Activity])
     database.execute_sql(
         "CREATE TRIGGER IF NOT EXISTS activity_follow_delete AFTER DELETE ON segment "
         "BEGIN DELETE FROM activity WHERE path = OLD.path; END")
@@ -155,37 +161,84 @@ class NoIndex(Exception):
     """There is no index.db (nothing recorded yet, or no disk), or it cannot be read."""
 
 
-_init_lock = threading.Lock()
+class Index:
+    """An open index.db, handed to whatever reads or writes it.
 
-
-def open_index(path: Path, *, readonly: bool = False) -> SqliteDatabase:
-    """Open the index.db at `path`; UnsafePath if it is a link.
-
-    Writable: created if needed and migrated. Read-only (the panel, `picorder
-    export`): NoIndex if it is absent or cannot be opened; a reader of the same
-    file in another thread shares the setting and gets a connection of its own.
+    It owns a peewee database of its own (the models are bound to none) and belongs
+    to the thread that opened it: the connection is that thread's. Once closed it
+    stays closed: nothing reconnects it (autoconnect is off), so a job that comes
+    late never opens a pulled disk's index again.
     """
-    refuse_links(path, "-wal", "-shm", "-journal")
-    if readonly:
-        return _open_readonly(path)
-    open_sqlite(index_db, path)
-    migrate(index_db, path, MIGRATIONS)
-    return index_db
+
+    def __init__(self, path: Path, db: SqliteDatabase, *, readonly: bool) -> None:
+        self.path = path
+        self.db = db
+        self.readonly = readonly
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> "Index":
+        """Open the index.db at `path`; UnsafePath if it (or its -wal, -shm) is a link.
+
+        Writable: created if needed and migrated. Read-only (the panel, `picorder
+        export`): NoIndex if it is absent or cannot be opened; it never writes to
+        the file's directory (see _readonly_uri).
+        """
+        path = Path(path)
+        refuse_links(path, "-wal", "-shm", "-journal")
+        db = _open_readonly(path) if readonly else _open_writable(path)
+        return cls(path, db, readonly=readonly)
+
+    @property
+    def dir(self) -> Path:
+        """The picorder directory whose segment files it indexes (it lives in it)."""
+        return self.path.parent
+
+    @property
+    def closed(self) -> bool:
+        return self.db.is_closed()
+
+    def select(self, model: type[Model] = Segment):
+        """SELECT of `model`'s rows on this index (refine it with .where() and so on)."""
+        return model.select().bind(self.db)
+
+    def atomic(self):
+        """A transaction (a savepoint inside one)."""
+        return self.db.atomic()
+
+    def close(self) -> None:
+        """Close the connection; the Index cannot be used after it."""
+        if not self.db.is_closed():
+            self.db.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _open_writable(path: Path) -> SqliteDatabase:
+    db = SqliteDatabase(None, autoconnect=False)
+    open_sqlite(db, path)
+    try:
+        migrate(db, path, MIGRATIONS)
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _open_readonly(path: Path) -> SqliteDatabase:
     if not path.is_file():
         raise NoIndex(f"no recordings index at {path}")
     uri = _readonly_uri(path)
-    with _init_lock:
-        if index_db.database != uri:
-            index_db.init(uri, uri=True, pragmas={"busy_timeout": BUSY_TIMEOUT_MS},
-                          timeout=BUSY_TIMEOUT_MS / 1000)
+    db = SqliteDatabase(uri, uri=True, pragmas={"busy_timeout": BUSY_TIMEOUT_MS},
+                        timeout=BUSY_TIMEOUT_MS / 1000, autoconnect=False)
     try:
-        index_db.connect(reuse_if_open=True)
+        db.connect()
     except (OperationalError, sqlite3.Error) as exc:
         raise NoIndex(f"cannot open {path}: {exc}") from exc
-    return index_db
+    return db
 
 
 def _readonly_uri(path: Path) -> str:
@@ -200,9 +253,3 @@ def _readonly_uri(path: Path) -> str:
     if not wal.exists() and not os.access(path.parent, os.W_OK):
         return f"file:{path}?mode=ro&immutable=1"
     return f"file:{path}?mode=ro"
-
-
-def close_index() -> None:
-    """Close this thread's connection to the index, if open."""
-    if not index_db.is_closed():
-        index_db.close()

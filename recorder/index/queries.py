@@ -1,8 +1,9 @@
 """Every SQL statement run on index.db, beside the models' own queries.
 
 Two kinds of connection reach the file:
-- peewee's `index_db` (recorder.index.models): the recorder's writer thread,
-  recovery, the CLI's export and check, and the panel (read-only);
+- an Index (recorder.index.models), passed to every function of the first half:
+  the recorder's writer thread, recovery, the CLI's export and check, and the
+  panel (read-only, one per request);
 - retention's own sqlite3 connection (connect_for_retention), autocommit with
   explicit transactions, used from the storage's scheduler thread.
 The statements for both live here, so a schema change is made in one package.
@@ -16,7 +17,7 @@ from typing import NamedTuple
 from peewee import OperationalError
 
 from recorder import limits
-from recorder.index.models import Activity, NoIndex, Segment, index_db
+from recorder.index.models import Activity, Index, NoIndex, Segment
 from recorder.paths import refuse_links
 
 US = 1_000_000
@@ -24,25 +25,25 @@ US = 1_000_000
 
 # ------------------------------------------------------------------ peewee side
 
-def last_ends() -> dict[str, int]:
+def last_ends(index: Index) -> dict[str, int]:
     """End of the newest row of each stream, keyed "camera/stream"."""
-    return {f"{c}/{s}": e for c, s, e in index_db.execute_sql(
+    return {f"{c}/{s}": e for c, s, e in index.db.execute_sql(
         "SELECT camera, stream, MAX(end_us) FROM segment GROUP BY camera, stream")}
 
 
-def all_rows() -> list[tuple[int, str, int]]:
+def all_rows(index: Index) -> list[tuple[int, str, int]]:
     """(id, path, deleting) of every row: recovery's one query."""
-    return index_db.execute_sql("SELECT id, path, deleting FROM segment").fetchall()
+    return index.db.execute_sql("SELECT id, path, deleting FROM segment").fetchall()
 
 
-def reanchor_run(camera: str, stream: str, run_id: int, delta_us: int) -> int:
+def reanchor_run(index: Index, camera: str, stream: str, run_id: int, delta_us: int) -> int:
     """Shift the untrusted rows of one run by delta_us and flag them trusted; rows changed."""
     return (Segment.update(start_us=Segment.start_us + delta_us,
                            end_us=Segment.end_us + delta_us, clock_trusted=True)
             .where((Segment.camera == camera) & (Segment.stream == stream)
                    & (Segment.run_id == run_id)
                    & (Segment.clock_trusted == False))  # noqa: E712 (peewee expression)
-            .execute())
+            .execute(index.db))
 
 
 # Segments of one ffmpeg run are contiguous, so SQLite can fold each run into one
@@ -59,50 +60,51 @@ ROWS_SQL = (
     "AND start_us >= ? AND start_us < ? AND end_us > ? ORDER BY start_us")
 
 
-def _query(sql: str, args: tuple = ()):
+def _query(index: Index, sql: str, args: tuple = ()):
     try:
-        return index_db.execute_sql(sql, args).fetchall()
+        return index.db.execute_sql(sql, args).fetchall()
     except (OperationalError, sqlite3.Error) as exc:
         raise NoIndex(f"cannot read the recordings index: {exc}") from exc
 
 
-def timeline_pieces(camera: str, stream: str, start_us: int, end_us: int, tolerance_us: int):
+def timeline_pieces(index: Index, camera: str, stream: str, start_us: int, end_us: int,
+                    tolerance_us: int):
     """(start, end, trusted, segments, frames) pieces in time order, each gap-free."""
     low = start_us - limits.TIMELINE_SEGMENT_MAX_S * US
     window = (low, end_us, start_us)
     for run_id, trusted, first, last, count, frames, covered in _query(
-            RUNS_SQL, (camera, stream) + window):
+            index, RUNS_SQL, (camera, stream) + window):
         if (last - first) - covered <= tolerance_us:
             yield first, last, bool(trusted), count, frames
             continue
-        rows = _query(ROWS_SQL, (camera, stream, run_id, trusted) + window)
+        rows = _query(index, ROWS_SQL, (camera, stream, run_id, trusted) + window)
         for seg_start, seg_end, seg_trusted, seg_frames in rows:
             yield seg_start, seg_end, bool(seg_trusted), 1, seg_frames
 
 
-def indexed_paths(paths: list[str]) -> set[str]:
+def indexed_paths(index: Index, paths: list[str]) -> set[str]:
     """Which of `paths` have a row."""
     if not paths:
         return set()
     return {row[0] for row in _query(
-        f"SELECT path FROM segment WHERE path IN ({', '.join('?' * len(paths))})", tuple(paths))}
+        index, f"SELECT path FROM segment WHERE path IN ({', '.join('?' * len(paths))})", tuple(paths))}
 
 
-def oldest_start_us() -> int | None:
+def oldest_start_us(index: Index) -> int | None:
     """Start of the oldest row not being deleted."""
-    return _query("SELECT MIN(start_us) FROM segment WHERE deleting = 0")[0][0]
+    return _query(index, "SELECT MIN(start_us) FROM segment WHERE deleting = 0")[0][0]
 
 
-def newest_segment(camera: str, stream: str) -> Segment | None:
-    return (Segment.select()
+def newest_segment(index: Index, camera: str, stream: str) -> Segment | None:
+    return (index.select()
             .where((Segment.camera == camera) & (Segment.stream == stream)
                    & (Segment.deleting == False))  # noqa: E712
             .order_by(Segment.start_us.desc()).first())
 
 
-def segment_near(camera: str, stream: str, at_us: int) -> Segment | None:
+def segment_near(index: Index, camera: str, stream: str, at_us: int) -> Segment | None:
     """The segment covering `at_us`, else the nearest one before or after it."""
-    base = Segment.select().where((Segment.camera == camera) & (Segment.stream == stream)
+    base = index.select().where((Segment.camera == camera) & (Segment.stream == stream)
                                   & (Segment.deleting == False))  # noqa: E712
     before = base.where(Segment.start_us <= at_us).order_by(Segment.start_us.desc()).first()
     if before is not None and before.end_us > at_us:
@@ -113,23 +115,53 @@ def segment_near(camera: str, stream: str, at_us: int) -> Segment | None:
     return before
 
 
-def activity_tracks(camera: str, start_us: int, end_us: int) -> list[tuple[int, bytes]]:
+def activity_tracks(index: Index, camera: str, start_us: int,
+                    end_us: int) -> list[tuple[int, bytes]]:
     """(start_us, levels) of the camera's activity rows overlapping [start_us, end_us),
     oldest first; none on an index.db older than v5 (opened read-only, not migrated)."""
-    if not index_db.table_exists(Activity._meta.table_name):
+    if not index.db.table_exists(Activity._meta.table_name):
         return []
-    rows = _query("SELECT start_us, levels FROM activity WHERE camera = ? AND end_us > ? "
+    rows = _query(index, "SELECT start_us, levels FROM activity WHERE camera = ? AND end_us > ? "
                   "AND start_us < ? ORDER BY start_us", (camera, start_us, end_us))
     return [(start, bytes(levels)) for start, levels in rows]
 
 
-def store_activity(path: str, camera: str, start_us: int, end_us: int, levels: bytes) -> bool:
+def store_activity(index: Index, path: str, camera: str, start_us: int, end_us: int,
+                   levels: bytes) -> bool:
     """Store a segment's activity levels, unless its row is gone (retention) already."""
-    if not Segment.select().where(Segment.path == path).exists():
+    if not index.select().where(Segment.path == path).exists():
         return False
     Activity.replace(path=path, camera=camera, start_us=start_us, end_us=end_us,
-                     levels=levels).execute()
+                     levels=levels).execute(index.db)
     return True
+
+
+def insert_segment(index: Index, tables: bytes = b"", *, replace: bool = False,
+                   **fields) -> Segment:
+    """Insert a segment row (Segment's fields) and its sample tables in one transaction;
+    with replace, over a row of the same path. The row, with its id."""
+    query = Segment.insert(**fields)
+    if replace:
+        query = query.on_conflict_replace()
+    with index.atomic():
+        row_id = query.execute(index.db)
+        Segment.store_tables(index, fields["path"], tables)
+    return Segment(id=row_id, **fields)
+
+
+def delete_segments(index: Index, ids: list[int]) -> None:
+    """Delete rows by id (one transaction); their tables and activity follow (triggers)."""
+    with index.atomic():
+        for row_id in ids:
+            Segment.delete().where(Segment.id == row_id).execute(index.db)
+
+
+def segments_at(index: Index, paths: list[str]) -> list[Segment]:
+    """The rows of `paths` (those that have one)."""
+    rows = []
+    for i in range(0, len(paths), limits.RETENTION_BATCH):    # bound the IN (...) list
+        rows.extend(index.select().where(Segment.path.in_(paths[i:i + limits.RETENTION_BATCH])))
+    return rows
 
 
 # ------------------------------------------------------------------ retention's side

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.index import Segment, open_index
+from recorder.index import Index, queries
 from recorder.mp4 import probe_segment
 
 # The recorder's segment options; flush_packets=1 makes each fragment reach the file
@@ -49,6 +49,7 @@ class Recorded:
     camera: str
     stream: str
     rows: list
+    index: Index            # open (writable) on picorder_dir/index.db
 
 
 def install_segments(picorder_dir: Path, sources: list[Path], *, camera: str = "cam1",
@@ -58,10 +59,10 @@ def install_segments(picorder_dir: Path, sources: list[Path], *, camera: str = "
     """Copy segment files into the layout and index them as contiguous rows.
 
     Rows carry the stored sample tables (as the recorder's ingest writes them)
-    unless tables=False.
+    unless tables=False. The index stays open: Recorded.index.
     """
     picorder_dir.mkdir(parents=True, exist_ok=True)
-    open_index(picorder_dir / "index.db")
+    index = Index.open(picorder_dir / "index.db")
     rows = []
     t = start_us
     for i, src in enumerate(sources):
@@ -70,18 +71,16 @@ def install_segments(picorder_dir: Path, sources: list[Path], *, camera: str = "
         dest = picorder_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
-        rows.append(Segment.create(
-            camera=camera, stream=stream, path=rel, start_us=t, end_us=t + info.duration_us,
-            duration_us=info.duration_us, bytes=info.file_size, frames=info.frames,
-            codec=info.codec, width=info.width, height=info.height, clock_trusted=True,
-            run_id=run_id))
-        if tables:
-            Segment.store_tables(rel, info.tables)
+        rows.append(queries.insert_segment(
+            index, info.tables if tables else b"", camera=camera, stream=stream, path=rel,
+            start_us=t, end_us=t + info.duration_us, duration_us=info.duration_us,
+            bytes=info.file_size, frames=info.frames, codec=info.codec, width=info.width,
+            height=info.height, clock_trusted=True, run_id=run_id))
         t += info.duration_us
         if gap_after and i in gap_after:
             t += gap_after[i]
             run_id += 1
-    return Recorded(picorder_dir, camera, stream, rows)
+    return Recorded(picorder_dir, camera, stream, rows, index)
 
 
 def ffprobe_packets(path: Path) -> list[dict]:

@@ -12,7 +12,6 @@ from helpers.mp4 import ffmpeg_segments, install_segments, require_ffmpeg
 from helpers.panel import FakeRecorder, admin_session, issue_token, make_app, recorder_status
 from recorder.config import check_url
 from recorder.storage.disk_ops import UUID_RE
-from recorder.index import index_db
 from recorder.paths import DataPaths
 from webpanel import probe, recorder_client
 from webpanel.api import openapi
@@ -30,8 +29,7 @@ def fuzz_app(tmp_path_factory):
     require_ffmpeg()
     base = tmp_path_factory.mktemp("fuzz")
     sources = ffmpeg_segments(base / "src", seconds=12, segment_s=6, fps=10, gop=10)
-    install_segments(base / "root" / "picorder", sources, camera="cam1", start_us=T0)
-    index_db.close()
+    install_segments(base / "root" / "picorder", sources, camera="cam1", start_us=T0).index.close()
     app = make_app(base, RECORDING_ROOT=str(base / "root"))
     session = admin_session(app)
     assert session.post("/api/cameras", json={"name": "cam1", "main_url": "rtsp://h/1"}

@@ -8,7 +8,7 @@ import pytest
 
 from helpers.mp4 import MOVFLAGS, decode_errors, require_ffmpeg
 from recorder import mp4
-from recorder.index import Segment, open_index
+from recorder.index import Index, Segment
 from recorder.recovery import recover
 
 pytestmark = pytest.mark.integration
@@ -43,15 +43,15 @@ def test_kill_9_mid_segment_loses_at_most_a_second(tmp_path):
     files = sorted(seg_dir.glob("*.mp4"))
     assert len(files) == 2
     torn = files[-1]
-    open_index(pdir / "index.db")
-    report = recover(pdir)
+    index = Index.open(pdir / "index.db")
+    report = recover(index)
     assert sorted(report.indexed) == sorted(str(p.relative_to(pdir)) for p in files)
     assert not report.moved_aside
     for path in files:
         assert decode_errors(path) == "", path
         info = mp4.probe_segment(path)
         assert not info.torn
-    rows = list(Segment.select().order_by(Segment.start_us))
+    rows = list(index.select().order_by(Segment.start_us))
     assert rows[1].start_us == rows[0].end_us              # the torn file continues the run
     kept_s = sum(r.duration_us for r in rows) / 1e6
     # At most the fragment being written (<= 1 s) is lost, plus scheduling slack.

@@ -12,7 +12,7 @@ import pytest
 from helpers.mp4 import (MOVFLAGS, decode_errors, expected_packets, ffprobe_stream,
                          require_ffmpeg)
 from recorder import export, mp4
-from recorder.index import Segment, open_index
+from recorder.index import Index, Segment
 from recorder.recovery import recover
 
 pytestmark = pytest.mark.integration
@@ -57,22 +57,23 @@ def recording(tmp_path_factory):
     pdir.mkdir()
     with SimCameras(cameras=1, fps=FPS, gop=FPS) as sim:
         record_rtsp(sim.url(1), pdir, RECORD_S)
-    open_index(pdir / "index.db")
-    report = recover(pdir, clock_trusted=True)    # index the files the way a restart would
+    with Index.open(pdir / "index.db") as index:
+        report = recover(index, clock_trusted=True)   # index the files the way a restart would
+        rows = list(index.select().order_by(Segment.start_us))
     assert report.indexed and not report.moved_aside
-    rows = list(Segment.select().order_by(Segment.start_us))
     assert len(rows) >= 4
     return pdir, rows
 
 
 def _reopen(pdir):
-    open_index(pdir / "index.db")
-    return list(Segment.select().order_by(Segment.start_us))
+    """The recording's index, open, and its rows."""
+    index = Index.open(pdir / "index.db")
+    return index, list(index.select().order_by(Segment.start_us))
 
 
 def test_range_over_recorded_segments(recording, tmp_path):
     pdir, _ = recording
-    rows = _reopen(pdir)
+    index, rows = _reopen(pdir)
     # every recorded segment plays on its own
     for row in rows:
         assert decode_errors(pdir / row.path) == "", row.path
@@ -81,7 +82,7 @@ def test_range_over_recorded_segments(recording, tmp_path):
     end = rows[-1].start_us + (rows[-1].end_us - rows[-1].start_us) // 2
     spanned = [r for r in rows if r.end_us > start and r.start_us < end]
     assert len(spanned) >= 3
-    movie = export.build_range(pdir, "cam1", "main", start, end)
+    movie = export.build_range(index, "cam1", "main", start, end)
     out = tmp_path / "range.mp4"
     with open(out, "wb") as f:
         for piece in movie.iter_bytes():
@@ -104,9 +105,9 @@ def test_range_over_recorded_segments(recording, tmp_path):
 def test_picorder_export_of_the_recording(recording, tmp_path):
     from picorder.cli import main
     pdir, _ = recording
-    rows = _reopen(pdir)
+    index, rows = _reopen(pdir)
     start, end = rows[0].start_us + 500_000, rows[-1].end_us - 500_000
-    movie = export.build_range(pdir, "cam1", "main", start, end)
+    movie = export.build_range(index, "cam1", "main", start, end)
     expected = b"".join(movie.iter_bytes())
     out = tmp_path / "export.mp4"
     assert main(["--data", str(tmp_path / "data"), "export", "cam1", str(start / 1e6),
@@ -119,9 +120,9 @@ def test_range_plays_and_seeks_in_chromium(recording, tmp_path):
     """A browser's native <video> plays the movie from exactly `start` and seeks in it."""
     from playwright.sync_api import sync_playwright
     pdir, _ = recording
-    rows = _reopen(pdir)
+    index, rows = _reopen(pdir)
     start, end = rows[1].start_us + 400_000, rows[-1].start_us + 300_000
-    movie = export.build_range(pdir, "cam1", "main", start, end)
+    movie = export.build_range(index, "cam1", "main", start, end)
     out = tmp_path / "play.mp4"
     with open(out, "wb") as f:
         for piece in movie.iter_bytes():
@@ -153,17 +154,17 @@ def test_stored_tables_of_real_recordings_give_the_same_movie(recording):
     from recorder.index import SegmentTables
 
     pdir, _ = recording
-    rows = _reopen(pdir)
-    assert SegmentTables.select().count() == len(rows)
+    index, rows = _reopen(pdir)
+    assert index.select(SegmentTables).count() == len(rows)
     start = rows[0].start_us + 700_000
     end = rows[-1].end_us - 300_000
-    stored = export.build_range(pdir, "cam1", "main", start, end)
-    saved = [(t.path, t.tables) for t in SegmentTables.select()]
-    SegmentTables.delete().execute()
+    stored = export.build_range(index, "cam1", "main", start, end)
+    saved = [(t.path, t.tables) for t in index.select(SegmentTables)]
+    SegmentTables.delete().execute(index.db)
     try:
-        parsed = export.build_range(pdir, "cam1", "main", start, end)
+        parsed = export.build_range(index, "cam1", "main", start, end)
     finally:
         for path, blob in saved:
-            Segment.store_tables(path, blob)
+            Segment.store_tables(index, path, blob)
     assert (stored.size, stored.etag, stored.frames) == (parsed.size, parsed.etag, parsed.frames)
     assert b"".join(stored.iter_bytes()) == b"".join(parsed.iter_bytes())

@@ -17,7 +17,6 @@ import pytest
 from helpers.front import FrontServer, sign_in, start_gunicorn, stop, wait_http
 from helpers.mp4 import ffmpeg_segments, install_segments, require_ffmpeg
 from recorder import limits
-from recorder.index import index_db
 from recorder.sim.launcher import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.integration
@@ -67,8 +66,7 @@ def stack(tmp_path_factory):
     sources = ffmpeg_segments(base / "src", seconds=20, segment_s=10, size="640x360",
                               filters=",noise=alls=30:allf=t")
     root = base / "root"
-    install_segments(root / "picorder", sources * 3, camera="cam1", start_us=T0)
-    index_db.close()
+    install_segments(root / "picorder", sources * 3, camera="cam1", start_us=T0).index.close()
     # AF_UNIX paths are short: the socket lives in its own short directory.
     sock_dir = Path(tempfile.mkdtemp(prefix="pnl-"))
     sock = sock_dir / "panel.sock"

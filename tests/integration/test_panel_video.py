@@ -15,7 +15,6 @@ import pytest
 from helpers.mp4 import ffmpeg_segments, install_segments, require_ffmpeg
 from helpers.panel import admin_session, check_range_movie, issue_token, make_app
 from recorder import limits
-from recorder.index import index_db
 from recorder.sim.launcher import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.integration
@@ -35,7 +34,7 @@ def recorded(tmp_path_factory):
     assert len(sources) == 4
     root = base / "root"
     rec = install_segments(root / "picorder", sources, camera="cam1", start_us=T0)
-    index_db.close()
+    rec.index.close()
     return root, rec.rows
 
 

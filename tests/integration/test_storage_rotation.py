@@ -12,7 +12,7 @@ import pytest
 
 import fakes
 from recorder import config, storage as storage_mod
-from recorder.index import Segment, index_db, open_index
+from recorder.index import Index, Segment, queries
 from recorder.paths import DataPaths
 from recorder.storage import DiskStorage
 
@@ -36,17 +36,16 @@ retention.apply_rotation(conn, pdir, victims, after_mark=hang)
 
 
 def make_recordings(pdir: Path, n: int) -> list[str]:
-    open_index(pdir / "index.db")
     rels = []
-    with index_db.atomic():
+    with Index.open(pdir / "index.db") as index, index.atomic():
         for i in range(n):
             rel = f"cam1/main/2026/01/01/00-{i // 60:02d}-{i % 60:02d}.mp4"
             (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
             (pdir / rel).write_bytes(b"\0" * 1000)
-            Segment.create(camera="cam1", stream="main", path=rel, start_us=i * 1_000_000,
-                           end_us=(i + 1) * 1_000_000, duration_us=1_000_000, bytes=1000)
+            queries.insert_segment(index, camera="cam1", stream="main", path=rel,
+                                   start_us=i * 1_000_000, end_us=(i + 1) * 1_000_000,
+                                   duration_us=1_000_000, bytes=1000)
             rels.append(rel)
-    index_db.close()
     return rels
 
 
@@ -75,9 +74,8 @@ def test_kill_9_between_mark_and_delete_is_finished_at_next_start(tmp_path):
     finally:
         proc.wait(10)
 
-    open_index(pdir / "index.db", readonly=True)
-    marked = [s.path for s in Segment.select().where(Segment.deleting == True)]  # noqa: E712
-    index_db.close()
+    with Index.open(pdir / "index.db", readonly=True) as index:
+        marked = [s.path for s in index.select().where(Segment.deleting == True)]  # noqa: E712
     assert marked == rels[:15]
     assert all((pdir / r).exists() for r in marked), "killed before unlinking"
 
@@ -88,9 +86,8 @@ def test_kill_9_between_mark_and_delete_is_finished_at_next_start(tmp_path):
         assert st2.recording_root() == root
     finally:
         st2.stop()
-    open_index(pdir / "index.db", readonly=True)
-    left = [s.path for s in Segment.select().order_by(Segment.start_us)]
-    index_db.close()
+    with Index.open(pdir / "index.db", readonly=True) as index:
+        left = [s.path for s in index.select().order_by(Segment.start_us)]
     assert left == rels[15:]
     assert not any((pdir / r).exists() for r in rels[:15])
     assert all((pdir / r).exists() for r in rels[15:])

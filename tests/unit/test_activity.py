@@ -10,7 +10,7 @@ from helpers.mp4 import MOVFLAGS, require_ffmpeg
 from recorder import activity, config
 from recorder.activity import ACTIVE_LEVEL, StreamActivity
 from recorder.db import schema_version
-from recorder.index import Activity, Segment, index_db, open_index, queries
+from recorder.index import Activity, Index, queries
 from recorder.mp4 import decode_tables, probe_segment
 
 T0 = 1_800_000_000_000_000
@@ -83,18 +83,16 @@ def test_a_range_starting_in_a_quiet_second_of_a_period_starts_with_that_period(
 
 
 def test_activity_table_is_migration_5_and_follows_its_segment(tmp_path):
-    try:
-        open_index(tmp_path / "index.db")
-        assert schema_version(index_db) == 5
-        Segment.insert(camera="c", stream="sub", path="c/sub/a.mp4", start_us=T0,
-                       end_us=T0 + 2_000_000, duration_us=2_000_000, bytes=1).execute()
-        assert queries.store_activity("c/sub/a.mp4", "c", T0, T0 + 2_000_000, bytes([0, 200]))
-        assert not queries.store_activity("c/sub/gone.mp4", "c", T0, T0 + 1, b"\x01")
-        assert queries.activity_tracks("c", T0, T0 + 1) == [(T0, bytes([0, 200]))]
-        assert queries.activity_tracks("c", T0 + 2_000_000, T0 + 3_000_000) == []
-        assert Activity.select().count() == 1
-    finally:
-        index_db.close()
+    with Index.open(tmp_path / "index.db") as index:
+        assert schema_version(index.db) == 5
+        queries.insert_segment(index, camera="c", stream="sub", path="c/sub/a.mp4", start_us=T0,
+                               end_us=T0 + 2_000_000, duration_us=2_000_000, bytes=1)
+        assert queries.store_activity(index, "c/sub/a.mp4", "c", T0, T0 + 2_000_000,
+                                      bytes([0, 200]))
+        assert not queries.store_activity(index, "c/sub/gone.mp4", "c", T0, T0 + 1, b"\x01")
+        assert queries.activity_tracks(index, "c", T0, T0 + 1) == [(T0, bytes([0, 200]))]
+        assert queries.activity_tracks(index, "c", T0 + 2_000_000, T0 + 3_000_000) == []
+        assert index.select(Activity).count() == 1
     with sqlite3.connect(tmp_path / "index.db") as conn:   # retention deletes this way
         conn.execute("DELETE FROM segment WHERE path = 'c/sub/a.mp4'")
         assert conn.execute("SELECT COUNT(*) FROM activity").fetchone()[0] == 0

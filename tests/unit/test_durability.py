@@ -100,7 +100,7 @@ def test_the_recorder_syncs_its_recording_root_while_it_has_one(tmp_path):
     storage = fakes.FakeStorage(tmp_path / "disk")
     storage.root.mkdir()
     rec = Recorder(paths, storage, spawn=fakes.FakeSpawn(first_pid=50_000, exits_on_stop=True), ntp_check=lambda: None,
-                   recover=lambda pdir, trusted: None)
+                   recover=lambda index, trusted: None)
     fake = FakeSyncfs()
     rec.flusher = Flusher(rec.enqueue, period_s=0.02, syncfs=fake)
     dev = os.stat(storage.root).st_dev

@@ -11,7 +11,7 @@ import pytest
 from helpers.mp4 import (decode_errors, expected_packets, ffmpeg_segments, ffprobe_stream,
                          install_segments, require_ffmpeg)
 from recorder import export, mp4
-from recorder.index import Segment, open_index
+from recorder.index import Segment, queries
 from recorder.limits import EXPORT_MAX_S
 
 FPS = 15
@@ -82,7 +82,7 @@ def recorded(request, tmp_path, sources):
 
 def test_mid_segment_range_over_three_segments(recorded, tmp_path, frame_hashes):
     start, end = T0 + 1_700_000, T0 + 10_300_000          # 4 segments, both ends mid-segment
-    movie = export.build_range(recorded.picorder_dir, "cam1", "main", start, end)
+    movie = export.build_range(recorded.index, "cam1", "main", start, end)
     out = write_movie(movie, tmp_path / "out.mp4")
     assert out.stat().st_size == movie.size
     assert decode_errors(out) == ""
@@ -100,7 +100,7 @@ def test_mid_segment_range_over_three_segments(recorded, tmp_path, frame_hashes)
 
 def test_range_starting_on_a_keyframe_and_whole_recording(recorded, tmp_path, frame_hashes):
     first, last = recorded.rows[0], recorded.rows[-1]
-    movie = export.build_range(recorded.picorder_dir, "cam1", "main", first.start_us - 5_000_000,
+    movie = export.build_range(recorded.index, "cam1", "main", first.start_us - 5_000_000,
                                last.end_us + 5_000_000)
     out = write_movie(movie, tmp_path / "all.mp4")
     assert decode_errors(out) == ""
@@ -110,7 +110,7 @@ def test_range_starting_on_a_keyframe_and_whole_recording(recorded, tmp_path, fr
 
 
 def test_random_byte_ranges_equal_slices(recorded, tmp_path):
-    movie = export.build_range(recorded.picorder_dir, "cam1", "main", T0 + 1_234_567, T0 + 9_876_543)
+    movie = export.build_range(recorded.index, "cam1", "main", T0 + 1_234_567, T0 + 9_876_543)
     full = write_movie(movie, tmp_path / "full.mp4").read_bytes()
     rnd = random.Random(4)
     spots = [0, len(movie.header) - 1, len(movie.header), movie.size - 1]
@@ -125,32 +125,32 @@ def test_random_byte_ranges_equal_slices(recorded, tmp_path):
 
 
 def test_etag_depends_on_rows_and_range(recorded):
-    d = recorded.picorder_dir
-    a = export.build_range(d, "cam1", "main", T0 + 1_000_000, T0 + 5_000_000)
-    b = export.build_range(d, "cam1", "main", T0 + 1_000_000, T0 + 5_000_000)
-    c = export.build_range(d, "cam1", "main", T0 + 1_000_000, T0 + 5_500_000)
+    index = recorded.index
+    a = export.build_range(index, "cam1", "main", T0 + 1_000_000, T0 + 5_000_000)
+    b = export.build_range(index, "cam1", "main", T0 + 1_000_000, T0 + 5_000_000)
+    c = export.build_range(index, "cam1", "main", T0 + 1_000_000, T0 + 5_500_000)
     assert a.etag == b.etag != c.etag
-    Segment.update(bytes=Segment.bytes - 1).where(Segment.id == recorded.rows[1].id).execute()
-    assert export.build_range(d, "cam1", "main", T0 + 1_000_000, T0 + 5_000_000).etag != a.etag
+    Segment.update(bytes=Segment.bytes - 1).where(Segment.id == recorded.rows[1].id).execute(index.db)
+    assert export.build_range(index, "cam1", "main", T0 + 1_000_000, T0 + 5_000_000).etag != a.etag
 
 
 def test_bad_ranges_and_nothing_recorded(recorded):
-    d = recorded.picorder_dir
+    index = recorded.index
     with pytest.raises(ValueError):
-        export.build_range(d, "cam1", "main", T0 + 5, T0 + 5)
+        export.build_range(index, "cam1", "main", T0 + 5, T0 + 5)
     with pytest.raises(ValueError):
-        export.build_range(d, "cam1", "main", T0 + 5, T0)
+        export.build_range(index, "cam1", "main", T0 + 5, T0)
     with pytest.raises(ValueError):
-        export.build_range(d, "cam1", "main", T0, T0 + EXPORT_MAX_S * 1_000_000 + 1)
+        export.build_range(index, "cam1", "main", T0, T0 + EXPORT_MAX_S * 1_000_000 + 1)
     for bad in ((-5, T0), (T0, 2 ** 70), (2 ** 64, 2 ** 64 + 5)):
         with pytest.raises(ValueError):
-            export.build_range(d, "cam1", "main", *bad)
+            export.build_range(index, "cam1", "main", *bad)
     with pytest.raises(export.NoRecording, match="no recording of cam1"):
-        export.build_range(d, "cam1", "main", T0 - 10_000_000, T0 - 1_000_000)
+        export.build_range(index, "cam1", "main", T0 - 10_000_000, T0 - 1_000_000)
     with pytest.raises(export.NoRecording):
-        export.build_range(d, "cam2", "main", T0, T0 + 1_000_000)
+        export.build_range(index, "cam2", "main", T0, T0 + 1_000_000)
     with pytest.raises(export.NoRecording):
-        export.build_range(d, "cam1", "sub", T0, T0 + 1_000_000)
+        export.build_range(index, "cam1", "sub", T0, T0 + 1_000_000)
 
 
 @pytest.mark.parametrize("gap_us", [20_000_000, 300_000])
@@ -160,7 +160,7 @@ def test_gap_between_runs_is_squashed_and_mapped(tmp_path, sources, frame_hashes
     for row, src in zip(rec.rows, srcs):
         row._src = src
     start, end = T0 + 1_000_000, rec.rows[3].start_us + 2_000_000
-    movie = export.build_range(rec.picorder_dir, "cam1", "main", start, end)
+    movie = export.build_range(rec.index, "cam1", "main", start, end)
     out = write_movie(movie, tmp_path / "gap.mp4")
     assert decode_errors(out) == ""
     gap_end = rec.rows[2].start_us
@@ -173,7 +173,7 @@ def test_gap_between_runs_is_squashed_and_mapped(tmp_path, sources, frame_hashes
 
 def test_missing_segment_file_is_skipped(recorded, tmp_path):
     os.unlink(recorded.picorder_dir / recorded.rows[1].path)
-    movie = export.build_range(recorded.picorder_dir, "cam1", "main", T0, recorded.rows[2].end_us)
+    movie = export.build_range(recorded.index, "cam1", "main", T0, recorded.rows[2].end_us)
     assert decode_errors(write_movie(movie, tmp_path / "m.mp4")) == ""
     assert movie.frames == recorded.rows[0].frames + recorded.rows[2].frames
 
@@ -181,19 +181,19 @@ def test_missing_segment_file_is_skipped(recorded, tmp_path):
 def test_format_change_stops_the_range(tmp_path, sources):
     srcs = sources["plain"][:2] + sources["big"]
     rec = install_segments(tmp_path / "picorder", srcs, start_us=T0)
-    movie = export.build_range(rec.picorder_dir, "cam1", "main", T0, rec.rows[-1].end_us)
+    movie = export.build_range(rec.index, "cam1", "main", T0, rec.rows[-1].end_us)
     assert movie.end_us == rec.rows[1].end_us
     assert movie.frames == rec.rows[0].frames + rec.rows[1].frames
     out = write_movie(movie, tmp_path / "fmt.mp4")
     assert decode_errors(out) == ""
-    rest = export.build_range(rec.picorder_dir, "cam1", "main", movie.end_us, rec.rows[-1].end_us)
+    rest = export.build_range(rec.index, "cam1", "main", movie.end_us, rec.rows[-1].end_us)
     assert ffprobe_stream(write_movie(rest, tmp_path / "rest.mp4"))["width"] == 640
 
 
 def test_picorder_export_writes_the_same_bytes(recorded, tmp_path):
     from picorder.cli import main
     start, end = T0 + 1_700_000, T0 + 10_300_000
-    movie = export.build_range(recorded.picorder_dir, "cam1", "main", start, end)
+    movie = export.build_range(recorded.index, "cam1", "main", start, end)
     expected = b"".join(movie.iter_bytes())
     out = tmp_path / "cli.mp4"
     root = recorded.picorder_dir.parent
@@ -207,7 +207,6 @@ def test_picorder_export_writes_the_same_bytes(recorded, tmp_path):
     assert main(["--data", str(tmp_path / "data"), "export", "cam1", str(start / 1e6),
                  str(end / 1e6), str(out2), "--root", str(root)]) == 0
     assert out2.read_bytes() == expected
-    open_index(recorded.picorder_dir / "index.db")
     assert main(["--data", str(tmp_path / "data"), "export", "cam1", iso(end), iso(start),
                  str(tmp_path / "x.mp4"), "--root", str(root)]) == 2
     assert main(["--data", str(tmp_path / "data"), "export", "cam1", "yesterday-ish", iso(start),
@@ -226,13 +225,14 @@ def test_memory_stays_bounded_over_many_segments(tmp_path, sources):
     for n in range(39):
         rel = f"cam1/main/copy{n:02d}.mp4"
         os.link(src, pdir / rel)
-        Segment.create(camera="cam1", stream="main", path=rel, start_us=t, end_us=t + info.duration_us,
-                       duration_us=info.duration_us, bytes=size, frames=info.frames, codec="h264",
-                       width=640, height=360, run_id=1)
+        queries.insert_segment(rec.index, camera="cam1", stream="main", path=rel, start_us=t,
+                               end_us=t + info.duration_us, duration_us=info.duration_us,
+                               bytes=size, frames=info.frames, codec="h264", width=640,
+                               height=360, run_id=1)
         t += info.duration_us
     tracemalloc.start()
     try:
-        movie = export.build_range(pdir, "cam1", "main", T0, t)
+        movie = export.build_range(rec.index, "cam1", "main", T0, t)
         total = sum(len(piece) for piece in movie.iter_bytes())
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -245,7 +245,7 @@ def test_largesize_mdat_and_co64_layout(tmp_path, sources):
     """Past 4 GiB the mdat gets a 64-bit size and chunk offsets go to co64 (faked sizes)."""
     rec = install_segments(tmp_path / "picorder", sources["plain"][:2], start_us=T0)
     build = export._Build(rec.picorder_dir, T0, rec.rows[1].end_us)
-    for row in Segment.select().order_by(Segment.start_us):
+    for row in rec.index.select().order_by(Segment.start_us):
         export._add_segment(build, row)
     build.tables.chunk_size[0] += 5 * 1024 ** 3               # pretend a huge first chunk
     movie = export._finish(build)
@@ -262,7 +262,7 @@ def test_hevc_range_with_bframes(tmp_path, sources):
     rec = install_segments(tmp_path / "picorder", sources["hevc"], start_us=T0)
     assert rec.rows[0].codec == "hevc" and len(rec.rows) == 3
     start, end = T0 + 700_000, T0 + 5_300_000
-    movie = export.build_range(rec.picorder_dir, "cam1", "main", start, end)
+    movie = export.build_range(rec.index, "cam1", "main", start, end)
     out = write_movie(movie, tmp_path / "hevc.mp4")
     assert decode_errors(out) == ""
     info = ffprobe_stream(out)
@@ -289,7 +289,7 @@ def test_recording_that_begins_without_a_keyframe_starts_at_its_first_keyframe(t
     odd.write_bytes(bytes(data))
     assert mp4.scan_segment(odd).fragments[0].sync.count(1) == 0
     rec = install_segments(tmp_path / "picorder", [odd] + sources["plain"][1:2], start_us=T0)
-    movie = export.build_range(rec.picorder_dir, "cam1", "main", T0 + 200_000, T0 + 4_000_000)
+    movie = export.build_range(rec.index, "cam1", "main", T0 + 200_000, T0 + 4_000_000)
     second_key_wall = T0 + frag.duration * 1_000_000 // scan.init.timescale
     assert movie.start_us == second_key_wall
     assert movie.frames == sum(f.count for f in scan.fragments[1:]) + 15

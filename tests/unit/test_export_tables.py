@@ -9,7 +9,7 @@ import pytest
 from helpers.mp4 import ffmpeg_segments, install_segments, require_ffmpeg, utc_name
 from recorder import export, mp4
 from recorder.db import schema_version
-from recorder.index import MIGRATIONS, Segment, SegmentTables, index_db, open_index
+from recorder.index import MIGRATIONS, Index, Segment, SegmentTables
 
 FPS = 15
 T0 = 1_795_000_000_000_000
@@ -35,19 +35,19 @@ def movie_bytes(movie) -> bytes:
 
 def build_both(rec, start_us, end_us):
     """The movie from the stored tables, then from the files alone (tables cleared)."""
-    stored = export.build_range(rec.picorder_dir, "cam1", "main", start_us, end_us)
-    saved = {r.path: r.tables for r in SegmentTables.select()}
-    SegmentTables.delete().execute()
+    stored = export.build_range(rec.index, "cam1", "main", start_us, end_us)
+    saved = {r.path: r.tables for r in rec.index.select(SegmentTables)}
+    SegmentTables.delete().execute(rec.index.db)
     try:
-        parsed = export.build_range(rec.picorder_dir, "cam1", "main", start_us, end_us)
+        parsed = export.build_range(rec.index, "cam1", "main", start_us, end_us)
     finally:
         for path, blob in saved.items():
-            Segment.store_tables(path, blob)
+            Segment.store_tables(rec.index, path, blob)
     return stored, parsed
 
 
-def set_tables(row, blob) -> None:
-    SegmentTables.replace(path=row.path, tables=blob).execute()
+def set_tables(rec, row, blob) -> None:
+    SegmentTables.replace(path=row.path, tables=blob).execute(rec.index.db)
 
 
 def ranges(rec, n: int, seed: int):
@@ -66,15 +66,15 @@ def ranges(rec, n: int, seed: int):
 def test_movie_bytes_identical_with_and_without_stored_tables(kind, tmp_path, sources):
     rec = install_segments(tmp_path / "picorder", sources[kind], start_us=T0,
                            gap_after={0: 2_500_000})
-    assert SegmentTables.select().count() == len(rec.rows)
+    assert rec.index.select(SegmentTables).count() == len(rec.rows)
     built = 0
     for start, end in ranges(rec, 12, seed=len(kind)):
         try:
             stored, parsed = build_both(rec, start, end)
         except export.NoRecording:          # a range inside the gap: no movie either way
-            SegmentTables.delete().execute()
+            SegmentTables.delete().execute(rec.index.db)
             with pytest.raises(export.NoRecording):
-                export.build_range(rec.picorder_dir, "cam1", "main", start, end)
+                export.build_range(rec.index, "cam1", "main", start, end)
             rec = install_tables(rec)
             continue
         built += 1
@@ -89,20 +89,20 @@ def install_tables(rec):
     """Store the tables of every row again (from probing its file)."""
     for row in rec.rows:
         info = mp4.probe_segment(rec.picorder_dir / row.path)
-        set_tables(row, info.tables)
+        set_tables(rec, row, info.tables)
     return rec
 
 
 def test_stored_tables_are_used_instead_of_the_moofs(tmp_path, sources, monkeypatch):
     rec = install_segments(tmp_path / "picorder", sources["plain"], start_us=T0)
-    expected = movie_bytes(export.build_range(rec.picorder_dir, "cam1", "main", T0 + 300_000,
+    expected = movie_bytes(export.build_range(rec.index, "cam1", "main", T0 + 300_000,
                                               rec.rows[-1].end_us - 300_000))
 
     def no_parsing(*_args, **_kwargs):
         raise AssertionError("moofs read although the rows have tables")
 
     monkeypatch.setattr(export, "iter_segment_fragments", no_parsing)
-    movie = export.build_range(rec.picorder_dir, "cam1", "main", T0 + 300_000,
+    movie = export.build_range(rec.index, "cam1", "main", T0 + 300_000,
                                rec.rows[-1].end_us - 300_000)
     assert movie_bytes(movie) == expected
 
@@ -132,13 +132,13 @@ def test_corrupt_or_foreign_tables_are_detected_and_ignored(tmp_path, sources):
             mp4.decode_tables(bad)
     rec = install_segments(tmp_path / "picorder", sources["plain"], start_us=T0)
     end = rec.rows[-1].end_us
-    expected = movie_bytes(export.build_range(rec.picorder_dir, "cam1", "main", T0, end))
+    expected = movie_bytes(export.build_range(rec.index, "cam1", "main", T0, end))
     hevc = mp4.probe_segment(sources["hevc"][0]).tables
     other = mp4.probe_segment(sources["plain"][1]).tables
-    set_tables(rec.rows[0], blob[:-1] + b"\0")
-    set_tables(rec.rows[1], hevc)               # another init segment
-    set_tables(rec.rows[2], other)              # another file
-    assert movie_bytes(export.build_range(rec.picorder_dir, "cam1", "main", T0, end)) == expected
+    set_tables(rec, rec.rows[0], blob[:-1] + b"\0")
+    set_tables(rec, rec.rows[1], hevc)          # another init segment
+    set_tables(rec, rec.rows[2], other)         # another file
+    assert movie_bytes(export.build_range(rec.index, "cam1", "main", T0, end)) == expected
 
 
 def test_migrating_a_v1_index_keeps_rows_and_makes_a_backup(tmp_path):
@@ -160,21 +160,18 @@ def test_migrating_a_v1_index_keeps_rows_and_makes_a_backup(tmp_path):
                      [(f"cam1/main/{i}.mp4", T0 + i, T0 + i + 1_000_000) for i in range(3)])
     conn.commit()
     conn.close()
-    try:
-        open_index(path)
-        assert schema_version(index_db) == len(MIGRATIONS) == 5
-        plan = index_db.execute_sql(
+    with Index.open(path) as index:
+        assert schema_version(index.db) == len(MIGRATIONS) == 5
+        plan = index.db.execute_sql(
             "EXPLAIN QUERY PLAN SELECT run_id, MIN(start_us), MAX(end_us), SUM(frames) "
             "FROM segment WHERE camera = 'cam1' AND stream = 'main' AND deleting = 0 "
             "AND start_us >= 0 GROUP BY run_id").fetchall()
         assert "COVERING INDEX segment_timeline" in " ".join(str(r[-1]) for r in plan)
-        rows = list(Segment.covering("cam1", "main", T0, T0 + 10, with_tables=True))
+        rows = list(Segment.covering(index, "cam1", "main", T0, T0 + 10, with_tables=True))
         assert [r.path for r in rows] == [f"cam1/main/{i}.mp4" for i in range(3)]
         assert all(r.tables is None and r.bytes == 500 for r in rows)
         for row in rows:
-            Segment.store_tables(row.path, b"x" + row.path.encode())
-    finally:
-        index_db.close()
+            Segment.store_tables(index, row.path, b"x" + row.path.encode())
     backup = sqlite3.connect(tmp_path / "index.db.bak-v1")
     assert backup.execute("PRAGMA user_version").fetchone()[0] == 1
     assert backup.execute("SELECT COUNT(*) FROM segment").fetchone()[0] == 3
@@ -186,13 +183,10 @@ def test_migrating_a_v1_index_keeps_rows_and_makes_a_backup(tmp_path):
     conn.execute("DELETE FROM segment WHERE path = 'cam1/main/0.mp4'")
     conn.commit()
     conn.close()
-    open_index(path)                        # reopening a v2 file changes nothing
-    try:
-        rows = list(Segment.covering("cam1", "main", T0, T0 + 10, with_tables=True))
+    with Index.open(path) as index:         # reopening a v2 file changes nothing
+        rows = list(Segment.covering(index, "cam1", "main", T0, T0 + 10, with_tables=True))
         assert [r.tables for r in rows] == [b"xcam1/main/1.mp4", b"xcam1/main/2.mp4"]
-        assert SegmentTables.select().count() == 2
-    finally:
-        index_db.close()
+        assert index.select(SegmentTables).count() == 2
 
 
 def test_recovered_torn_file_gets_tables_that_match_its_truncated_bytes(tmp_path, sources,
@@ -205,14 +199,14 @@ def test_recovered_torn_file_gets_tables_that_match_its_truncated_bytes(tmp_path
     cut = scan.fragments[2].offset + 100                 # mid third fragment
     rel = f"cam1/main/{utc_name(rec.rows[0].end_us)}"
     (pdir / rel).write_bytes(sources["bframes"][1].read_bytes()[:cut])
-    assert recover(pdir).indexed == [rel]
-    row = Segment.get(Segment.path == rel)
+    assert recover(rec.index).indexed == [rel]
+    row = rec.index.select().where(Segment.path == rel).get()
     assert row.bytes == scan.fragments[1].end
-    assert SegmentTables.get_by_id(rel).tables
+    assert rec.index.select(SegmentTables).where(SegmentTables.path == rel).get().tables
     stored, parsed = build_both(rec, T0 + 100_000, row.end_us)
     assert movie_bytes(stored) == movie_bytes(parsed) and stored.frames == parsed.frames
     monkeypatch.setattr(export, "iter_segment_fragments", None)    # tables only now
-    again = export.build_range(pdir, "cam1", "main", T0 + 100_000, row.end_us)
+    again = export.build_range(rec.index, "cam1", "main", T0 + 100_000, row.end_us)
     assert movie_bytes(again) == movie_bytes(parsed)
     assert again.frames == rec.rows[0].frames + row.frames
 
@@ -221,19 +215,16 @@ def test_read_only_v1_index_not_yet_migrated_still_exports(tmp_path, sources):
     """The panel opens index.db read-only; before the recorder migrates it there is no table."""
     rec = install_segments(tmp_path / "picorder", sources["plain"], start_us=T0)
     end = rec.rows[-1].end_us
-    expected = movie_bytes(export.build_range(rec.picorder_dir, "cam1", "main", T0, end))
-    index_db.close()
+    expected = movie_bytes(export.build_range(rec.index, "cam1", "main", T0, end))
+    rec.index.close()
     conn = sqlite3.connect(rec.picorder_dir / "index.db")
     conn.executescript("DROP TRIGGER segment_tables_follow_delete; DROP TABLE segment_tables;"
                        " PRAGMA user_version = 1;")
     conn.close()
-    open_index(rec.picorder_dir / "index.db", readonly=True)
-    try:
-        assert not Segment.tables_available()
-        movie = export.build_range(rec.picorder_dir, "cam1", "main", T0, end)
+    with Index.open(rec.picorder_dir / "index.db", readonly=True) as index:
+        assert not Segment.tables_available(index)
+        movie = export.build_range(index, "cam1", "main", T0, end)
         assert movie_bytes(movie) == expected
-    finally:
-        index_db.close()
 
 
 def with_tfdt_jump(src, dest, fragment: int, ticks: int):

@@ -8,9 +8,9 @@ import sqlite3
 import pytest
 
 from helpers.panel import FakeRecorder, add_user, login, make_app, recorder_status
-from recorder import index, retention
+from recorder import retention
+from recorder.index import Index, queries
 from recorder.storage import disk_ops
-from recorder.index import queries
 from recorder.paths import DataPaths
 from recorder.recovery import recover
 from recorder.retention import SegmentRef
@@ -34,11 +34,11 @@ def _disk_with_rows(tmp_path, paths, *, deleting=True):
     """A disk whose own index.db names `paths`, as its maker wrote them."""
     pdir = tmp_path / "disk" / "picorder"
     pdir.mkdir(parents=True)
-    index.open_index(pdir / "index.db")
+    index = Index.open(pdir / "index.db")
     for n, path in enumerate(paths):
-        index.Segment.create(camera="cam1", stream="main", path=path, start_us=n + 1,
-                             end_us=n + 2, duration_us=1, bytes=1, deleting=deleting)
-    index.index_db.close()
+        queries.insert_segment(index, camera="cam1", stream="main", path=path, start_us=n + 1,
+                               end_us=n + 2, duration_us=1, bytes=1, deleting=deleting)
+    index.close()
     return pdir
 
 
@@ -69,12 +69,9 @@ def test_retention_deletes_nothing_through_a_linked_directory(tmp_path):
 
 def test_recovery_finishes_no_deletion_outside_the_disk(tmp_path, victim):
     pdir = _disk_with_rows(tmp_path, _hostile_paths(victim))
-    index.open_index(pdir / "index.db")
-    try:
-        report = recover(pdir)
-        assert index.Segment.select().count() == 0
-    finally:
-        index.index_db.close()
+    with Index.open(pdir / "index.db") as index:
+        report = recover(index)
+        assert index.select().count() == 0
     assert victim.read_text() == "precious\n"
     assert len(report.errors) == 4
 
@@ -83,11 +80,8 @@ def test_recovery_leaves_a_link_named_like_a_segment_alone(tmp_path, victim):
     pdir = _disk_with_rows(tmp_path, [])
     (pdir / GOOD).parent.mkdir(parents=True)
     os.symlink(victim, pdir / GOOD)
-    index.open_index(pdir / "index.db")
-    try:
-        report = recover(pdir)
-    finally:
-        index.index_db.close()
+    with Index.open(pdir / "index.db") as index:
+        report = recover(index)
     assert report.unrecognized == [GOOD] and not report.moved_aside
     assert (pdir / GOOD).is_symlink() and victim.read_text() == "precious\n"
 
@@ -183,7 +177,7 @@ def test_an_index_that_is_a_link_is_not_opened(tmp_path):
     pdir.mkdir(parents=True)
     os.symlink(box_db, pdir / "index.db")
     with pytest.raises(UnsafePath):
-        index.open_index(pdir / "index.db")
+        Index.open(pdir / "index.db")
     with pytest.raises(UnsafePath):
         queries.connect_for_retention(pdir / "index.db")
     assert box_db.read_bytes() == before

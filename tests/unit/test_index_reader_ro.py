@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.index import Segment, index_db, open_index
+from recorder.index import Index, queries
 from webpanel import index_reader
 
 @pytest.fixture
@@ -29,8 +29,8 @@ def read_count_as(uid: int, gid: int, pdir: Path) -> int:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
-            index_reader.open_readonly(pdir)
-            code = index_db.execute_sql("SELECT COUNT(*) FROM segment").fetchone()[0]
+            with index_reader.open_readonly(pdir) as index:
+                code = index.select().count()
         except Exception:                          # noqa: BLE001 (report anything, then exit)
             traceback.print_exc()
         finally:
@@ -43,10 +43,9 @@ def read_count_as(uid: int, gid: int, pdir: Path) -> int:
 def test_unprivileged_reader_after_the_recorder_closed_the_index(public_tmp):
     pdir = public_tmp / "picorder"
     pdir.mkdir()
-    open_index(pdir / "index.db")
-    Segment.create(camera="c", stream="main", path="c/main/a.mp4", start_us=1, end_us=2,
-                   duration_us=1, bytes=1)
-    index_db.close()
+    with Index.open(pdir / "index.db") as index:
+        queries.insert_segment(index, camera="c", stream="main", path="c/main/a.mp4", start_us=1,
+                               end_us=2, duration_us=1, bytes=1)
     assert not (pdir / "index.db-wal").exists()     # a clean close removes the WAL files
     for p in (public_tmp, pdir):
         p.chmod(0o755)

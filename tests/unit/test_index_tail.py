@@ -9,7 +9,6 @@ import pytest
 from helpers.mp4 import (decode_errors, ffmpeg_segments, ffprobe_stream, install_segments,
                          require_ffmpeg, utc_name)
 from recorder import export, layout, mp4
-from recorder.index import index_db
 from webpanel import index_reader, snapshots
 
 FPS = 15
@@ -27,8 +26,7 @@ def sources(tmp_path_factory):
 
 @pytest.fixture
 def pdir(tmp_path):
-    yield tmp_path / "picorder"
-    index_db.close()
+    return tmp_path / "picorder"
 
 
 def put_file(pdir, src, name_us: int, mtime_us: int, size: int | None = None) -> str:
@@ -61,7 +59,7 @@ def test_a_file_continuing_the_newest_row_starts_where_it_ends(pdir, sources):
     rel = put_file(pdir, sources[1], name_us, NOW, size=cut)
 
     # The clock's state is asked for only by a file that starts a run of its own.
-    tail = index_reader.unindexed_tail(pdir, "cam1", "main", NOW,
+    tail = index_reader.unindexed_tail(rec.index, "cam1", "main", NOW,
                                        clock_trusted=lambda: pytest.fail("clock state asked for"))
     assert [t.path for t in tail] == [rel]
     item = tail[0]
@@ -72,22 +70,23 @@ def test_a_file_continuing_the_newest_row_starts_where_it_ends(pdir, sources):
     assert item.frames == growing.fragments[0].count + growing.fragments[1].count
     assert item.clock_trusted is True                 # the run's, not the clock's now
 
-    runs = index_reader.timeline("cam1", "main", NOW - 60_000_000, NOW, 2_000_000, tail)
+    runs = index_reader.timeline(rec.index, "cam1", "main", NOW - 60_000_000, NOW, 2_000_000,
+                                 tail)
     assert [(r.start_us, r.end_us, r.segments) for r in runs] == [(prev.start_us, item.end_us, 2)]
 
 
 def test_a_file_of_a_new_run_starts_at_its_name_whatever_its_last_write(pdir, sources):
-    install_segments(pdir, sources[:1], start_us=NOW - 60_000_000)
+    rec = install_segments(pdir, sources[:1], start_us=NOW - 60_000_000)
     info = mp4.scan_segment(sources[1])
     name_us = NOW - 10_000_000
     rel = put_file(pdir, sources[1], name_us, NOW - 1_000_000)
-    (item,) = index_reader.unindexed_tail(pdir, "cam1", "main", NOW, clock_trusted=False)
+    (item,) = index_reader.unindexed_tail(rec.index, "cam1", "main", NOW, clock_trusted=False)
     assert item.path == rel and item.clock_trusted is False      # the clock's now, not the run's
     assert (item.start_us, item.end_us) == (name_us, name_us + info.duration_us)
 
     # The same placement as the file grows (every worker builds the same movie).
     os.utime(pdir / rel, ns=(NOW * 1000, NOW * 1000))
-    (again,) = index_reader.unindexed_tail(pdir, "cam1", "main", NOW + 500_000, clock_trusted=True)
+    (again,) = index_reader.unindexed_tail(rec.index, "cam1", "main", NOW + 500_000, clock_trusted=True)
     assert (again.start_us, again.end_us) == (item.start_us, item.end_us)
     assert again.clock_trusted is True
 
@@ -98,17 +97,17 @@ def test_indexed_empty_and_unreadable_files_are_not_in_the_tail(pdir, sources, t
     put_file(pdir, sources[2], NOW - 5_000_000, NOW, size=20)
     (pdir / f"cam1/main/{utc_name(NOW - 3_000_000)}").write_bytes(b"")
     (pdir / "cam1/main" / utc_name(NOW)[:10] / "notes.txt").write_text("not a segment")
-    assert index_reader.unindexed_tail(pdir, "cam1", "main", NOW, clock_trusted=True) == []
+    assert index_reader.unindexed_tail(rec.index, "cam1", "main", NOW, clock_trusted=True) == []
     assert layout.files_after(pdir, "cam1", "main", rec.rows[0].start_us, NOW, 4) == [
         rec.rows[1].path, f"cam1/main/{utc_name(NOW - 5_000_000)}",
         f"cam1/main/{utc_name(NOW - 3_000_000)}"]
 
 
 def test_only_the_newest_files_are_read(pdir, sources):
-    install_segments(pdir, sources[:1], start_us=NOW - 3_600_000_000)
+    rec = install_segments(pdir, sources[:1], start_us=NOW - 3_600_000_000)
     rels = [put_file(pdir, sources[1], NOW - (20 - 3 * i) * 1_000_000, NOW - (17 - 3 * i) * 1_000_000)
             for i in range(6)]
-    tail = index_reader.unindexed_tail(pdir, "cam1", "main", NOW, clock_trusted=True)
+    tail = index_reader.unindexed_tail(rec.index, "cam1", "main", NOW, clock_trusted=True)
     assert [t.path for t in tail] == rels[-4:]
     assert all(a.end_us <= b.start_us for a, b in zip(tail, tail[1:]))      # never overlapping
 
@@ -119,9 +118,9 @@ def test_a_range_movie_plays_into_the_tail(pdir, sources, tmp_path):
     info = mp4.scan_segment(sources[1])
     cut = info.fragments[-1].offset + 50                  # the last fragment not complete yet
     put_file(pdir, sources[1], prev.end_us, NOW, size=cut)
-    tail = index_reader.unindexed_tail(pdir, "cam1", "main", NOW, clock_trusted=True)
+    tail = index_reader.unindexed_tail(rec.index, "cam1", "main", NOW, clock_trusted=True)
     covered_end = tail[-1].end_us
-    movie = export.build_range(pdir, "cam1", "main", prev.start_us + 500_000, NOW, tail)
+    movie = export.build_range(rec.index, "cam1", "main", prev.start_us + 500_000, NOW, tail)
     assert movie.end_us == covered_end
     assert movie.runs == [(prev.start_us + 500_000, covered_end, 0)]
     out = tmp_path / "tail.mp4"
@@ -130,7 +129,8 @@ def test_a_range_movie_plays_into_the_tail(pdir, sources, tmp_path):
     duration = float(ffprobe_stream(out)["format_duration"])
     assert abs(duration - (covered_end - prev.start_us - 500_000) / 1e6) <= 1 / FPS + 1e-3
     # Without the tail, the same request ends with the indexed segment.
-    assert export.build_range(pdir, "cam1", "main", prev.start_us + 500_000, NOW).end_us == prev.end_us
+    assert export.build_range(rec.index, "cam1", "main", prev.start_us + 500_000,
+                              NOW).end_us == prev.end_us
 
 
 def test_a_thumbnail_of_the_newest_seconds_comes_from_the_unindexed_file(pdir, sources):
@@ -174,5 +174,5 @@ def test_a_range_that_ends_within_the_index_reads_no_file(pdir, sources):
     rec = install_segments(pdir, sources[:1], start_us=NOW - 20_000_000)
     put_file(pdir, sources[1], rec.rows[0].end_us, NOW)
     ends = rec.rows[0].end_us
-    assert index_reader.unindexed_tail(pdir, "cam1", "main", NOW, True, reaching_us=ends) == []
-    assert len(index_reader.unindexed_tail(pdir, "cam1", "main", NOW, True, reaching_us=ends + 1)) == 1
+    assert index_reader.unindexed_tail(rec.index, "cam1", "main", NOW, True, reaching_us=ends) == []
+    assert len(index_reader.unindexed_tail(rec.index, "cam1", "main", NOW, True, reaching_us=ends + 1)) == 1

@@ -4,7 +4,7 @@ import pytest
 
 from helpers.panel import admin_session, make_app
 from recorder.config import NAME_IS_FIXED
-from recorder.index import Activity, Segment, index_db, open_index
+from recorder.index import Activity, Index, queries
 
 T0 = 1_795_000_000_000_000          # 2026-11-18T11:06:40Z
 MIN = 60_000_000
@@ -31,14 +31,14 @@ def admin(app):
 
 
 def write_index(root, rows):
-    open_index(root / "picorder" / "index.db")
+    index = Index.open(root / "picorder" / "index.db")
     base = {"camera": "cam1", "stream": "main", "bytes": 1000, "frames": 900, "codec": "h264",
             "width": 640, "height": 360, "clock_trusted": True, "run_id": 1, "deleting": False}
     for i, row in enumerate(rows):
         item = dict(base, path=f"seg{i}.mp4", **row)
         item["duration_us"] = item["end_us"] - item["start_us"]
-        Segment.create(**item)
-    index_db.close()
+        queries.insert_segment(index, **item)
+    index.close()
 
 
 def test_camera_crud_with_field_errors_and_no_password_echo(admin):
@@ -204,16 +204,16 @@ def test_user_patch_changes_password_and_role(admin, app):
 def test_activity_lists_periods_merged_over_short_gaps(root, admin):
     write_index(root, [{"start_us": T0, "end_us": T0 + MIN, "stream": "sub"},
                        {"start_us": T0 + MIN, "end_us": T0 + 2 * MIN, "stream": "sub"}])
-    open_index(root / "picorder" / "index.db")
+    index = Index.open(root / "picorder" / "index.db")
     levels = bytearray(60)
     levels[10:14] = b"\xff" * 4          # 10-14 s, and 15-16 s (a gap of 1 s: one period)
     levels[15] = 100
     levels[59] = 150                      # 59-60 s runs on into the next segment's 0-2 s
-    Activity.create(path="seg0.mp4", camera="cam1", start_us=T0, end_us=T0 + MIN,
-                    levels=bytes(levels))
-    Activity.create(path="seg1.mp4", camera="cam1", start_us=T0 + MIN, end_us=T0 + 2 * MIN,
-                    levels=bytes([120, 120] + [0] * 58))
-    index_db.close()
+    Activity.insert(path="seg0.mp4", camera="cam1", start_us=T0, end_us=T0 + MIN,
+                    levels=bytes(levels)).execute(index.db)
+    Activity.insert(path="seg1.mp4", camera="cam1", start_us=T0 + MIN, end_us=T0 + 2 * MIN,
+                    levels=bytes([120, 120] + [0] * 58)).execute(index.db)
+    index.close()
     result = admin.get(f"/api/cameras/cam1/activity?start={T0 / 1e6 + 12}"
                        f"&end={(T0 + 10 * MIN) / 1e6}").get_json()
     assert [(p["start_us"] - T0, p["end_us"] - T0, p["peak"]) for p in result["periods"]] == [

@@ -7,7 +7,7 @@ import pytest
 
 from helpers.panel import (FakeRecorder, admin_session, issue_token, make_app, recorder_status,
                            stream_status)
-from recorder.index import Activity, Segment, index_db, open_index
+from recorder.index import Activity, Index, queries
 from recorder.paths import DataPaths
 
 
@@ -15,20 +15,21 @@ from recorder.paths import DataPaths
 def panel(tmp_path):
     root = tmp_path / "root"
     (root / "picorder").mkdir(parents=True)
-    open_index(root / "picorder" / "index.db")
+    index = Index.open(root / "picorder" / "index.db")
     now = time.time_ns() // 1000
-    Segment.create(camera="door", stream="main", path="door/main/a.mp4",
-                   start_us=now - 3 * 86_400_000_000, end_us=now - 3 * 86_400_000_000 + 60e6,
-                   duration_us=60_000_000, bytes=1, frames=900)
+    queries.insert_segment(index, camera="door", stream="main", path="door/main/a.mp4",
+                           start_us=now - 3 * 86_400_000_000,
+                           end_us=now - 3 * 86_400_000_000 + 60e6, duration_us=60_000_000,
+                           bytes=1, frames=900)
     # Two periods of activity in the last hour (3 s and 2 s), one more a day ago.
     for path, start, levels in (("door/sub/b.mp4", now - 600e6, [0, 200, 200, 200, 0, 0, 0,
                                                                    0, 150, 150]),
                                 ("door/sub/c.mp4", now - 20 * 3600e6, [120])):
-        Segment.create(camera="door", stream="sub", path=path, start_us=start,
-                       end_us=start + 10e6, duration_us=10_000_000, bytes=1, frames=150)
-        Activity.create(path=path, camera="door", start_us=start, end_us=start + 10e6,
-                        levels=bytes(levels))
-    index_db.close()
+        queries.insert_segment(index, camera="door", stream="sub", path=path, start_us=start,
+                               end_us=start + 10e6, duration_us=10_000_000, bytes=1, frames=150)
+        Activity.insert(path=path, camera="door", start_us=start, end_us=start + 10e6,
+                        levels=bytes(levels)).execute(index.db)
+    index.close()
     streams = [stream_status("door", "main", last_segment_utc_us=now - 30_000_000),
                stream_status("door", "sub", state="BACKOFF", problem="unreachable", fps=0.0),
                stream_status("yard", "main", state="FATAL", problem="auth failed")]

@@ -60,7 +60,7 @@ def _recorder(tmp_path):
     storage.root.mkdir()
     spawn = fakes.FakeSpawn(first_pid=50_000, exits_on_stop=True)
     rec = Recorder(paths, storage, spawn=spawn, ntp_check=lambda: None,
-                   recover=lambda pdir, trusted: None)
+                   recover=lambda index, trusted: None)
     return rec, spawn
 
 

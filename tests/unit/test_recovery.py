@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from helpers.mp4 import decode_errors, ffmpeg_segments, install_segments, require_ffmpeg, utc_name
 from recorder import mp4
-from recorder.index import Segment, open_index
+from recorder.index import Index, Segment
 from recorder.recovery import LOST_AND_FOUND, name_start_us, recover
 
 START_US = 1_795_000_000_000_000        # 2026-11-18 ... UTC, a whole second
@@ -21,11 +21,19 @@ def sources(tmp_path_factory):
 
 
 @pytest.fixture
-def pdir(tmp_path):
-    p = tmp_path / "picorder"
-    p.mkdir()
-    open_index(p / "index.db")
-    return p
+def index(tmp_path):
+    (tmp_path / "picorder").mkdir()
+    with Index.open(tmp_path / "picorder" / "index.db") as index:
+        yield index
+
+
+@pytest.fixture
+def pdir(index):
+    return index.dir
+
+
+def row_of(index, rel):
+    return index.select().where(Segment.path == rel).get()
 
 
 def put_file(pdir, src, start_us, data=None, camera="cam1", stream="main"):
@@ -45,59 +53,59 @@ def test_name_start_us():
     assert name_start_us("cam1/main/x.mp4") is None
 
 
-def test_unindexed_complete_file_is_indexed_from_its_name(pdir, sources):
+def test_unindexed_complete_file_is_indexed_from_its_name(index, pdir, sources):
     rel = put_file(pdir, sources[0], START_US + 3_000_000)
-    report = recover(pdir)
+    report = recover(index)
     assert report.indexed == [rel] and report.truncated == [] and report.problems == 1
-    row = Segment.get(Segment.path == rel)
+    row = row_of(index, rel)
     info = mp4.probe_segment(sources[0])
     assert row.start_us == START_US + 3_000_000
     assert row.end_us == row.start_us + info.duration_us
     assert (row.frames, row.codec, row.width, row.height) == (info.frames, "h264", 320, 240)
     assert row.bytes == info.file_size and row.clock_trusted is False
-    assert recover(pdir).problems == 0        # idempotent
+    assert recover(index).problems == 0        # idempotent
 
 
-def test_torn_file_continues_previous_run(pdir, sources):
+def test_torn_file_continues_previous_run(index, pdir, sources):
     rec = install_segments(pdir, sources[:1], start_us=START_US + 250_000, run_id=42)
     prev = rec.rows[0]
     data = sources[1].read_bytes()
     scan = mp4.scan_segment(sources[1])
     cut = scan.fragments[2].offset + 100                 # mid third fragment
     rel = put_file(pdir, None, prev.end_us, data=data[:cut])
-    report = recover(pdir)
+    report = recover(index)
     assert report.indexed == [rel]
     assert report.truncated[0].new_size == scan.fragments[1].end
     assert (pdir / rel).stat().st_size == scan.fragments[1].end
-    row = Segment.get(Segment.path == rel)
+    row = row_of(index, rel)
     assert row.start_us == prev.end_us and row.run_id == 42 and row.clock_trusted is True
     assert row.frames == scan.fragments[0].count + scan.fragments[1].count
     assert decode_errors(pdir / rel) == ""
 
 
-def test_recovered_file_never_overlaps_neighbours(pdir, sources):
+def test_recovered_file_never_overlaps_neighbours(index, pdir, sources):
     rec = install_segments(pdir, sources[:1], start_us=START_US + 5_000_000)
     prev = rec.rows[0]
     # Named inside the previous segment (clock stepped back): starts at its end.
     rel = put_file(pdir, sources[1], START_US + 6_000_000, camera="cam1")
-    recover(pdir)
-    row = Segment.get(Segment.path == rel)
+    recover(index)
+    row = row_of(index, rel)
     assert row.start_us >= prev.end_us
     # A file named just before an existing row is clamped to end where that row starts.
     rel2 = put_file(pdir, sources[1], START_US + 3_000_000)
-    recover(pdir)
-    row2 = Segment.get(Segment.path == rel2)
+    recover(index)
+    row2 = row_of(index, rel2)
     assert row2.start_us == START_US + 3_000_000 and row2.end_us <= prev.start_us
 
 
-def test_broken_init_and_fragmentless_files_go_to_lost_and_found(pdir, sources):
+def test_broken_init_and_fragmentless_files_go_to_lost_and_found(index, pdir, sources):
     data = sources[0].read_bytes()
     with open(sources[0], "rb") as f:
         init = mp4.read_init(f)
     rel_init = put_file(pdir, None, START_US, data=data[:init.end - 5])
     rel_nofrag = put_file(pdir, None, START_US + 60_000_000, data=data[:init.end + 300])
     rel_empty = put_file(pdir, None, START_US + 120_000_000, data=b"")
-    report = recover(pdir)
+    report = recover(index)
     moved = {m.path: m for m in report.moved_aside}
     assert set(moved) == {rel_init, rel_nofrag}
     for rel in (rel_init, rel_nofrag):
@@ -106,55 +114,55 @@ def test_broken_init_and_fragmentless_files_go_to_lost_and_found(pdir, sources):
         assert not (pdir / rel).exists() and dest.exists()
     assert (pdir / moved[rel_init].destination).read_bytes() == data[:init.end - 5]
     assert report.empty_removed == [rel_empty] and not (pdir / rel_empty).exists()
-    assert Segment.select().count() == 0
-    assert recover(pdir).problems == 0        # lost+found is not scanned again
+    assert index.select().count() == 0
+    assert recover(index).problems == 0        # lost+found is not scanned again
 
 
-def test_rows_without_files_are_removed(pdir, sources):
+def test_rows_without_files_are_removed(index, pdir, sources):
     rec = install_segments(pdir, sources)
     (pdir / rec.rows[1].path).unlink()
-    report = recover(pdir)
+    report = recover(index)
     assert report.rows_removed == [rec.rows[1].path]
-    assert [r.path for r in Segment.select()] == [rec.rows[0].path]
+    assert [r.path for r in index.select()] == [rec.rows[0].path]
 
 
-def test_interrupted_deletes_are_finished(pdir, sources):
+def test_interrupted_deletes_are_finished(index, pdir, sources):
     rec = install_segments(pdir, sources)
-    Segment.update(deleting=True).where(Segment.id == rec.rows[0].id).execute()
-    Segment.update(deleting=True).where(Segment.id == rec.rows[1].id).execute()
+    Segment.update(deleting=True).where(Segment.id == rec.rows[0].id).execute(index.db)
+    Segment.update(deleting=True).where(Segment.id == rec.rows[1].id).execute(index.db)
     (pdir / rec.rows[1].path).unlink()               # crash after unlink, before delete
-    report = recover(pdir)
+    report = recover(index)
     assert sorted(report.deletes_finished) == sorted(r.path for r in rec.rows[:2])
     assert not (pdir / rec.rows[0].path).exists()
-    assert Segment.select().count() == len(rec.rows) - 2
+    assert index.select().count() == len(rec.rows) - 2
 
 
-def test_excluded_file_being_written_is_left_alone(pdir, sources):
+def test_excluded_file_being_written_is_left_alone(index, pdir, sources):
     data = sources[0].read_bytes()
     rel = put_file(pdir, None, START_US, data=data[:len(data) - 50])
     for exclude in ({pdir / rel}, {rel}):
-        report = recover(pdir, exclude=exclude)
+        report = recover(index, exclude=exclude)
         assert report.problems == 0
         assert (pdir / rel).stat().st_size == len(data) - 50
 
 
-def test_dry_run_changes_nothing(pdir, sources):
+def test_dry_run_changes_nothing(index, pdir, sources):
     rec = install_segments(pdir, sources[:1])
     (pdir / rec.rows[0].path).unlink()
     data = sources[1].read_bytes()
     rel = put_file(pdir, None, START_US + 100_000_000, data=data[:len(data) - 50])
-    report = recover(pdir, dry_run=True)
+    report = recover(index, dry_run=True)
     assert report.rows_removed == [rec.rows[0].path] and report.indexed == [rel]
     assert report.truncated and all("would be" in line for line in report.lines()[:2])
     assert (pdir / rel).stat().st_size == len(data) - 50
-    assert Segment.select().count() == 1
+    assert index.select().count() == 1
 
 
-def test_unrecognized_names_are_reported_and_kept(pdir, sources):
+def test_unrecognized_names_are_reported_and_kept(index, pdir, sources):
     odd = pdir / "cam1" / "main" / "notes.mp4"
     odd.parent.mkdir(parents=True)
     shutil.copyfile(sources[0], odd)
-    report = recover(pdir)
+    report = recover(index)
     assert report.unrecognized == ["cam1/main/notes.mp4"] and odd.exists()
 
 
@@ -165,13 +173,13 @@ def test_truncation_at_any_offset_yields_a_decodable_file(tmp_path_factory, sour
     """Whatever the cut, recovery keeps every complete fragment and the result decodes."""
     pdir = tmp_path_factory.mktemp("torn") / "picorder"
     pdir.mkdir()
-    open_index(pdir / "index.db")
+    index = Index.open(pdir / "index.db")
     data = sources[0].read_bytes()
     scan = mp4.scan_segment(sources[0])
     cut = int(fraction * len(data))
     garbage = b""
     rel = put_file(pdir, None, START_US, data=data[:cut])
-    report = recover(pdir)
+    report = recover(index)
     complete = [f for f in scan.fragments if f.end <= cut]
     if cut + len(garbage) == 0:
         assert report.empty_removed == [rel]
@@ -189,19 +197,19 @@ def test_truncation_at_any_offset_yields_a_decodable_file(tmp_path_factory, sour
     partial = [f for f in scan.fragments if f.offset < cut < f.end]
     assert len(partial) <= 1
     assert all(f.duration <= scan.init.timescale for f in partial)
-    row = Segment.get(Segment.path == rel)
+    row = row_of(index, rel)
     assert row.frames == sum(f.count for f in complete)
 
 
 @pytest.mark.parametrize("garbage", [bytes(5000), b"\xff" * 17, b"\x00\x00\x01\x00moof" + bytes(100)],
                          ids=["zeros", "ff", "fake-moof"])
-def test_garbage_after_the_last_fragment_is_cut(pdir, sources, garbage):
+def test_garbage_after_the_last_fragment_is_cut(index, pdir, sources, garbage):
     """Zeroed blocks or junk after a power cut are not taken for a fragment."""
     data = sources[0].read_bytes()
     scan = mp4.scan_segment(sources[0])
     keep = scan.fragments[1].end
     rel = put_file(pdir, None, START_US, data=data[:keep] + garbage)
-    report = recover(pdir)
+    report = recover(index)
     assert report.indexed == [rel] and report.truncated[0].new_size == keep
     assert (pdir / rel).read_bytes() == data[:keep]
     assert decode_errors(pdir / rel) == ""
@@ -224,8 +232,8 @@ def test_picorder_check_reports_then_repairs(tmp_path, sources, capsys):
     assert "1 problem(s) found and repaired" in capsys.readouterr().out
     assert main(base) == 0
     assert "no problems found" in capsys.readouterr().out
-    open_index(pdir / "index.db")
-    assert Segment.select().count() == 2
+    with Index.open(pdir / "index.db") as index:
+        assert index.select().count() == 2
     assert main(["--data", str(tmp_path / "data"), "check", "--root", str(tmp_path / "none")]) == 2
 
 

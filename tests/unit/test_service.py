@@ -18,7 +18,7 @@ def test_root_lost_and_back(tmp_path):
     spawn = FakeSpawn()
     recovered = []
     rec = Recorder(paths, storage, spawn=spawn, ntp_check=lambda: None,
-                   recover=lambda pdir, trusted: recovered.append(pdir))
+                   recover=lambda index, trusted: recovered.append(index.dir))
     rec.start()
     try:
         run_until(rec, lambda: rec.procs["cam1/main"].state == State.STARTING)

@@ -122,8 +122,8 @@ def oldest_recording_us() -> int | None:
     if pdir is None:
         return None
     try:
-        index_reader.open_readonly(pdir)
-        return queries.oldest_start_us()
+        with index_reader.open_readonly(pdir) as index:
+            return queries.oldest_start_us(index)
     except NoIndex:
         return None
 
@@ -139,12 +139,13 @@ def activity_counts() -> dict:
     now = time.time_ns() // 1000
     out = {}
     try:
-        index_reader.open_readonly(pdir)
-        for cam in Camera.select(Camera.name).order_by(Camera.name):
-            for window, span_s in ACTIVITY_WINDOWS.items():
-                found = index_reader.activity(cam.name, now - span_s * 1_000_000, now)
-                out[(cam.name, window)] = (len(found), sum(p.end_us - p.start_us
-                                                           for p in found) / 1e6)
+        with index_reader.open_readonly(pdir) as index:
+            for cam in Camera.select(Camera.name).order_by(Camera.name):
+                for window, span_s in ACTIVITY_WINDOWS.items():
+                    found = index_reader.activity(index, cam.name, now - span_s * 1_000_000,
+                                                  now)
+                    out[(cam.name, window)] = (len(found), sum(p.end_us - p.start_us
+                                                               for p in found) / 1e6)
     except NoIndex:
         return {}
     return out

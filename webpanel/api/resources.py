@@ -134,22 +134,23 @@ def timeline(name):
     result = {"camera": name, "stream": stream, "start": iso(start_us), "end": iso(end_us),
               "start_us": start_us, "end_us": end_us, "gap_tolerance_s": tolerance / 1e6,
               "runs": [], "message": None}
-    runs = _from_index(result, lambda pdir: index_reader.timeline(
-        name, stream, start_us, end_us, tolerance, video.tail_for(pdir, name, stream, end_us)))
+    runs = _from_index(result, lambda index: index_reader.timeline(
+        index, name, stream, start_us, end_us, tolerance,
+        video.tail_for(index, name, stream, end_us)))
     result["runs"] = [dict(r.to_json(), start=iso(r.start_us), end=iso(r.end_us)) for r in runs]
     return jsonify(result)
 
 
 def _from_index(result: dict, read) -> list:
-    """read(picorder_dir) on the recording disk's index, or [] with result["message"]
+    """read(index) on the recording disk's index, or [] with result["message"]
     saying why there is nothing to read (no disk, no index)."""
     pdir = recorder_client.picorder_dir()
     if pdir is None:
         result["message"] = "no recording disk"
         return []
     try:
-        index_reader.open_readonly(pdir)
-        return read(pdir)
+        with index_reader.open_readonly(pdir) as index:
+            return read(index)
     except NoIndex as exc:
         result["message"] = str(exc)
         return []
@@ -164,7 +165,8 @@ def activity(name):
     result = {"camera": name, "start": iso(start_us), "end": iso(end_us),
               "start_us": start_us, "end_us": end_us, "periods": [], "count": 0,
               "message": None}
-    found = _from_index(result, lambda pdir: index_reader.activity(name, start_us, end_us))
+    found = _from_index(result, lambda index: index_reader.activity(index, name, start_us,
+                                                                     end_us))
     result["periods"] = [dict(asdict(p), start=iso(p.start_us), end=iso(p.end_us))
                          for p in found]
     result["count"] = len(found)

@@ -12,7 +12,7 @@ from werkzeug.http import quote_etag, unquote_etag
 from recorder import export, layout, limits
 from recorder import live as live_mod
 from recorder.accounts import now_us
-from recorder.index import NoIndex
+from recorder.index import Index, NoIndex
 from recorder.status import stream_health
 from webpanel import index_reader, recorder_client, snapshots
 from webpanel.auth import login_required
@@ -88,9 +88,9 @@ def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int
         return movie
     movies.drop_oversized()     # so two day-long movies are never held at once
     try:
-        index_reader.open_readonly(pdir)
-        tail = tail_for(pdir, camera, stream, end_us)
-        movie = export.build_range(pdir, camera, stream, start_us, end_us, tail)
+        with index_reader.open_readonly(pdir) as index:
+            tail = tail_for(index, camera, stream, end_us)
+            movie = export.build_range(index, camera, stream, start_us, end_us, tail)
     except NoIndex as exc:
         raise json_error(404, f"no recording of {camera} yet ({exc})") from exc
     except export.NoRecording as exc:
@@ -104,9 +104,9 @@ def build_movie(pdir: Path, camera: str, stream: str, start_us: int, end_us: int
     return movie
 
 
-def tail_for(pdir: Path, camera: str, stream: str, end_us: int) -> list:
+def tail_for(index: Index, camera: str, stream: str, end_us: int) -> list:
     """What is not indexed yet, if [.., end_us) reaches past the newest indexed segment."""
-    return index_reader.unindexed_tail(pdir, camera, stream, now_us(), clock_trusted,
+    return index_reader.unindexed_tail(index, camera, stream, now_us(), clock_trusted,
                                        reaching_us=end_us)
 
 
