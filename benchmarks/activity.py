@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.recorder_cpu import bare_ffmpeg, cpu_seconds
 from recorder import activity
-from recorder.mp4 import decode_tables, probe_segment
+from recorder.index.tables import decode_tables, probe_segment
 from recorder.sim.launcher import SimCameras
 from recorder.sim.scenes import read_truth
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from benchmarks.panel_video import SEGMENT_S, make_segment, prepare_panel, rel_name, row
 from recorder.index import Index, Segment
-from recorder.mp4 import probe_segment, scan_segment
+from recorder.index.tables import probe_segment
+from recorder.mp4 import scan_segment
 
 SEGMENTS = 60
 

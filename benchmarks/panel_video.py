@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from recorder.index import Index, Segment
-from recorder.mp4 import probe_segment
+from recorder.index.tables import probe_segment
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_795_000_000_000_000 - 1_795_000_000_000_000 % (86_400 * 1_000_000)   # a UTC midnight

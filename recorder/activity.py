@@ -64,7 +64,7 @@ class Frames:
 
 
 def segment_frames(fragments: list[Fragment], timescale: int) -> Frames:
-    """The frames of decoded sample tables (recorder.mp4.decode_tables), in decode order."""
+    """The frames of decoded sample tables (recorder.index.tables.decode_tables), in decode order."""
     times, sizes, keys = [], [], []
     if not fragments:
         return Frames(times, sizes, keys)

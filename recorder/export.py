@@ -3,7 +3,7 @@
 build_range() reads the index rows and each segment's sample tables, and builds a
 `moov` (sample tables of the whole range) in memory. A segment's tables come
 from its SegmentTables row (stored at ingest and by recovery, see
-recorder.mp4.encode_tables) when they still describe the file (checksum,
+recorder.index.tables.encode_tables) when they still describe the file (checksum,
 init segment, size, a moof where they put the last fragment); otherwise from
 reading the file's moof boxes. Both give the same bytes. The sample data is never
 copied: the single `mdat` that follows is streamed straight from the segment
@@ -50,11 +50,11 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Iterator
 
-from recorder import mp4, segfiles
+from recorder import segfiles
 from recorder.index import Index, Segment
+from recorder.index.tables import RunLengths, StaleTables, decode_tables, init_key
 from recorder.limits import EXPORT_GAP_TOLERANCE_US, EXPORT_MAX_S, MP4_READ_CHUNK
-from recorder.mp4 import (Fragment, InitSegment, Mp4Error, StaleTables, decode_tables,
-                          init_key, iter_segment_fragments, read_init)
+from recorder.mp4 import Fragment, InitSegment, Mp4Error, iter_segment_fragments, read_init
 from recorder.paths import UnsafePath
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class NoRecording(LookupError):
 
 # ---------------------------------------------------------------- sample tables
 
-class RunLengths(mp4.RunLengths):
+class PackedRunLengths(RunLengths):
     """stts/ctts entries (count, value): 8 bytes per entry, packed for the moov."""
 
     def __init__(self, signed: bool = False):
@@ -93,8 +93,8 @@ class SampleTables:
     """The moov's sample tables, accumulated compactly while segments are read."""
 
     sizes: array = field(default_factory=lambda: array("I"))
-    stts: RunLengths = field(default_factory=RunLengths)
-    ctts: RunLengths = field(default_factory=lambda: RunLengths(signed=True))
+    stts: PackedRunLengths = field(default_factory=PackedRunLengths)
+    ctts: PackedRunLengths = field(default_factory=lambda: PackedRunLengths(signed=True))
     sync: array = field(default_factory=lambda: array("I"))   # 1-based sample numbers
     chunk_file: array = field(default_factory=lambda: array("I"))
     chunk_offset: array = field(default_factory=lambda: array("Q"))

@@ -31,7 +31,8 @@ from pathlib import Path
 from recorder import segfiles
 from recorder.index import Index, Segment, queries
 from recorder.layout import name_start_us  # noqa: F401 (part of this module's API)
-from recorder.mp4 import Mp4Error, SegmentInfo, probe_segment
+from recorder.index.tables import SegmentInfo, probe_segment
+from recorder.mp4 import Mp4Error
 from recorder.paths import UnsafePath
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,8 @@ import peewee
 from recorder import __version__, activity, config, ffmpeg, ffmpeg_user, limits, sdnotify
 from recorder.durability import Flusher, SyncFailed
 from recorder.ffmpeg import StreamSpec
-from recorder.index import Index, queries
+from recorder.index import Index, queries, tables
+from recorder.mp4 import Mp4Error
 from recorder.paths import DataPaths
 from recorder.power import Power, PowerRequest
 from recorder.process import (
@@ -169,10 +170,9 @@ def continuous_media_us(info) -> int:
     that lasts over DISCONTINUITY_S (the stream's time jumped forward after it) or under
     1 ms (ffmpeg crams the frames after a jump back one tick after it). That frame and
     those after it are left out: they would show for an hour, or not at all."""
-    from recorder.mp4 import StaleTables, decode_tables
     try:
-        fragments = decode_tables(info.tables).fragments
-    except StaleTables:
+        fragments = tables.decode_tables(info.tables).fragments
+    except tables.StaleTables:
         return info.duration_us
     scale = info.timescale
     total = 0
@@ -606,9 +606,8 @@ class Recorder:
                                  self._recovered_activity_job(path, rel, seg))
 
     def _recovered_activity_job(self, path: Path, rel: str, seg: SegmentClosed) -> None:
-        from recorder.mp4 import Mp4Error, probe_segment
         try:
-            info = probe_segment(path)
+            info = tables.probe_segment(path)
         except (OSError, Mp4Error):
             logger.exception("%s/%s: no activity for %s", seg.camera, seg.stream, rel)
             return
@@ -651,7 +650,6 @@ class Recorder:
 
     def _ingest_job(self, picorder_dir: Path, seg: SegmentClosed) -> None:
         """Writer thread: fsync the file and its directory, probe it, insert its row."""
-        from recorder.mp4 import Mp4Error, probe_segment
         key = f"{seg.camera}/{seg.stream}"
         base = ffmpeg.stream_dir(picorder_dir, seg.camera, seg.stream)
         path = find_segment_file(base, seg.name, seg.arrived_wall_us)
@@ -662,7 +660,7 @@ class Recorder:
         try:
             fsync_path(path)
             fsync_path(path.parent, directory=True)
-            info = probe_segment(path)
+            info = tables.probe_segment(path)
         except (OSError, Mp4Error) as exc:
             logger.exception("%s: cannot index %s: %s", key, rel, LEFT_TO_RECOVERY)
             if isinstance(exc, OSError):
@@ -711,12 +709,11 @@ class Recorder:
 
     def _activity_job(self, path: Path, rel: str, seg: SegmentClosed, info) -> None:
         """Activity thread: the levels of one segment, handed to the writer to store."""
-        from recorder.mp4 import StaleTables, decode_tables
         key = f"{seg.camera}/{seg.stream}"
         state = self._activity_state.setdefault(key, activity.StreamActivity())
         try:
-            fragments = decode_tables(info.tables).fragments
-        except StaleTables:
+            fragments = tables.decode_tables(info.tables).fragments
+        except tables.StaleTables:
             logger.exception("%s: no activity for %s", key, rel)
             return
         levels = activity.analyse(path, fragments, info.timescale, state)

@@ -2,7 +2,8 @@
 
 This package is the one owner of index.db: its tables and migrations, and the
 Index that opens it and is passed to whatever reads or writes the file
-(models.py), and every SQL statement run on it (queries.py). Nothing else opens
+(models.py), every SQL statement run on it (queries.py), and what it stores of a
+segment file: its summary and its sample tables (tables.py). Nothing else opens
 the file or names its tables.
 """
 

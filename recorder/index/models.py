@@ -81,7 +81,7 @@ class Segment(Model):
 
 
 class SegmentTables(Model):
-    """recorder.mp4.encode_tables() of a segment file, so that an export need not re-read
+    """recorder.index.tables.encode_tables() of a segment file, so that an export need not re-read
     every moof. A table of its own (schema v2): several KB per segment in the segment
     table would make every scan of it (timeline, retention) several times slower.
     Deleting a segment row deletes its tables (trigger), whichever connection deletes it.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from recorder.index import Index, queries
-from recorder.mp4 import probe_segment
+from recorder.index.tables import probe_segment
 
 # The recorder's segment options; flush_packets=1 makes each fragment reach the file
 # as soon as it is complete (without it, ffmpeg's 32 KiB buffer delays live view).

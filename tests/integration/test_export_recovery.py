@@ -8,7 +8,7 @@ import pytest
 
 from helpers.mp4 import MOVFLAGS, decode_errors, require_ffmpeg
 from recorder import mp4
-from recorder.index import Index, Segment
+from recorder.index import Index, Segment, tables
 from recorder.recovery import recover
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def test_kill_9_mid_segment_loses_at_most_a_second(tmp_path):
     assert not report.moved_aside
     for path in files:
         assert decode_errors(path) == "", path
-        info = mp4.probe_segment(path)
+        info = tables.probe_segment(path)
         assert not info.torn
     rows = list(index.select().order_by(Segment.start_us))
     assert rows[1].start_us == rows[0].end_us              # the torn file continues the run

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from recorder import limits, mp4
+from recorder import limits
+from recorder.index import tables
 from recorder.paths import DataPaths
 from recorder.service import Recorder, SignalEvent
 from recorder.sim.launcher import SimCameras
@@ -28,7 +29,7 @@ def test_shutdown_within_budget_when_disk_writes_hang(tmp_path, monkeypatch, cap
         hung.set()
         release.wait(120)                  # the disk does not answer
         raise OSError(5, "Input/output error")
-    monkeypatch.setattr(mp4, "probe_segment", hanging_probe)
+    monkeypatch.setattr(tables, "probe_segment", hanging_probe)
     with SimCameras(cameras=1, fps=15, gop=15) as sim:
         add_camera(paths.root, "cam1", sim.url(1))
         set_setting(paths.root, "segment_seconds", "3")

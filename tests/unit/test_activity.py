@@ -11,7 +11,7 @@ from recorder import activity, config
 from recorder.activity import ACTIVE_LEVEL, StreamActivity
 from recorder.db import schema_version
 from recorder.index import Activity, Index, queries
-from recorder.mp4 import decode_tables, probe_segment
+from recorder.index.tables import decode_tables, probe_segment
 
 T0 = 1_800_000_000_000_000
 

@@ -11,7 +11,7 @@ import pytest
 from helpers.mp4 import (decode_errors, expected_packets, ffmpeg_segments, ffprobe_stream,
                          install_segments, require_ffmpeg)
 from recorder import export, mp4
-from recorder.index import Segment, queries
+from recorder.index import Segment, queries, tables
 from recorder.limits import EXPORT_MAX_S
 
 FPS = 15
@@ -220,7 +220,7 @@ def test_memory_stays_bounded_over_many_segments(tmp_path, sources):
     size = src.stat().st_size
     pdir = tmp_path / "picorder"
     rec = install_segments(pdir, [src], start_us=T0)
-    info = mp4.probe_segment(src)
+    info = tables.probe_segment(src)
     t = rec.rows[0].end_us
     for n in range(39):
         rel = f"cam1/main/copy{n:02d}.mp4"

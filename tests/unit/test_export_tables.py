@@ -9,7 +9,7 @@ import pytest
 from helpers.mp4 import ffmpeg_segments, install_segments, require_ffmpeg, utc_name
 from recorder import export, mp4
 from recorder.db import schema_version
-from recorder.index import MIGRATIONS, Index, Segment, SegmentTables
+from recorder.index import MIGRATIONS, Index, Segment, SegmentTables, tables
 
 FPS = 15
 T0 = 1_795_000_000_000_000
@@ -88,7 +88,7 @@ def test_movie_bytes_identical_with_and_without_stored_tables(kind, tmp_path, so
 def install_tables(rec):
     """Store the tables of every row again (from probing its file)."""
     for row in rec.rows:
-        info = mp4.probe_segment(rec.picorder_dir / row.path)
+        info = tables.probe_segment(rec.picorder_dir / row.path)
         set_tables(rec, row, info.tables)
     return rec
 
@@ -110,12 +110,12 @@ def test_stored_tables_are_used_instead_of_the_moofs(tmp_path, sources, monkeypa
 def test_tables_round_trip_the_parsed_fragments(sources):
     for path in sources["bframes"] + sources["hevc"]:
         scan = mp4.scan_segment(path)
-        info = mp4.probe_segment(path)
-        stored = mp4.decode_tables(info.tables)
-        assert stored.init_key == mp4.init_key(scan.init)
+        info = tables.probe_segment(path)
+        stored = tables.decode_tables(info.tables)
+        assert stored.init_key == tables.init_key(scan.init)
         assert (stored.file_size, stored.complete_end) == (scan.file_size, scan.complete_end)
         assert stored.fragments == scan.fragments
-        joined = mp4.decode_tables(info.tables, join=True).fragments
+        joined = tables.decode_tables(info.tables, join=True).fragments
         assert len(joined) == 2 and joined[0] == scan.fragments[0]
         rest = scan.fragments[1:]
         assert joined[1].sizes == sum((f.sizes for f in rest), start=joined[1].sizes[:0])
@@ -123,18 +123,18 @@ def test_tables_round_trip_the_parsed_fragments(sources):
 
 
 def test_corrupt_or_foreign_tables_are_detected_and_ignored(tmp_path, sources):
-    blob = mp4.probe_segment(sources["plain"][0]).tables
+    blob = tables.probe_segment(sources["plain"][0]).tables
     for bad in (blob[:-1] + bytes([blob[-1] ^ 1]),            # checksum
                 blob[:40] + bytes([blob[40] ^ 1]) + blob[41:],   # a table byte
                 b"XXXX" + blob[4:],                           # another format
                 blob[:30]):                                   # truncated
-        with pytest.raises(mp4.StaleTables):
-            mp4.decode_tables(bad)
+        with pytest.raises(tables.StaleTables):
+            tables.decode_tables(bad)
     rec = install_segments(tmp_path / "picorder", sources["plain"], start_us=T0)
     end = rec.rows[-1].end_us
     expected = movie_bytes(export.build_range(rec.index, "cam1", "main", T0, end))
-    hevc = mp4.probe_segment(sources["hevc"][0]).tables
-    other = mp4.probe_segment(sources["plain"][1]).tables
+    hevc = tables.probe_segment(sources["hevc"][0]).tables
+    other = tables.probe_segment(sources["plain"][1]).tables
     set_tables(rec, rec.rows[0], blob[:-1] + b"\0")
     set_tables(rec, rec.rows[1], hevc)          # another init segment
     set_tables(rec, rec.rows[2], other)         # another file
@@ -242,9 +242,9 @@ def with_tfdt_jump(src, dest, fragment: int, ticks: int):
 
 def test_fragments_after_a_decode_time_jump_are_not_joined(tmp_path, sources):
     """A gap in tfdt (a timestamp jump inside a segment) splits the joined stretches."""
-    jumped = [with_tfdt_jump(src, tmp_path / f"j{i}.mp4", 2, mp4.probe_segment(src).timescale)
+    jumped = [with_tfdt_jump(src, tmp_path / f"j{i}.mp4", 2, tables.probe_segment(src).timescale)
               for i, src in enumerate(sources["bframes"])]
-    joined = mp4.decode_tables(mp4.probe_segment(jumped[0]).tables, join=True).fragments
+    joined = tables.decode_tables(tables.probe_segment(jumped[0]).tables, join=True).fragments
     counts = [f.count for f in mp4.scan_segment(jumped[0]).fragments]
     assert [f.count for f in joined] == [counts[0], counts[1], sum(counts[2:])]
     rec = install_segments(tmp_path / "picorder", jumped, start_us=T0)

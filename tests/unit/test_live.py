@@ -6,6 +6,7 @@ import pytest
 
 from helpers.mp4 import decode_errors, ffmpeg_segments, ffprobe_packets, require_ffmpeg
 from recorder import live, mp4
+from recorder.index import tables
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_follows_across_a_segment_boundary(tmp_path, sources):
     types = [b.type for b in mp4.iter_boxes(out)]
     assert types[:2] == [b"ftyp", b"moov"] and types.count(b"moov") == 1
     packets = ffprobe_packets(stream)
-    expected = sum(mp4.probe_segment(f).frames for f in files)
+    expected = sum(tables.probe_segment(f).frames for f in files)
     assert len(packets) == expected                    # every frame of both files
     dts = [int(p["dts"]) for p in packets]
     assert all(b > a for a, b in zip(dts, dts[1:])), "decode times must keep increasing"
@@ -109,7 +110,7 @@ def test_new_format_resends_the_init_segment(tmp_path, sources):
     path = tmp_path / "tail.mp4"
     path.write_bytes(tail)
     assert decode_errors(path) == ""
-    frames_a = mp4.probe_segment(files[0])
+    frames_a = tables.probe_segment(files[0])
     first_tfdt = mp4.scan_segment(path).fragments[0].base_dts
     assert first_tfdt == frames_a.duration_us * frames_a.timescale // 1_000_000
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from helpers.mp4 import (decode_errors, ffmpeg_segments, ffprobe_packets, ffprobe_stream,
                          require_ffmpeg)
 from recorder import mp4
+from recorder.index import tables
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_samples_match_ffprobe(seg_dir, kind):
 @pytest.mark.parametrize("kind", ["plain", "bframes", "hevc"])
 def test_probe_segment_matches_ffprobe(seg_dir, kind):
     path = sorted((seg_dir / kind).glob("*.mp4"))[0]
-    info = mp4.probe_segment(path)
+    info = tables.probe_segment(path)
     stream = ffprobe_stream(path)
     assert info.codec == stream["codec_name"]
     assert (info.width, info.height) == (stream["width"], stream["height"])
@@ -87,7 +88,7 @@ def test_torn_file_complete_end_is_a_fragment_boundary(seg_dir, tmp_path):
     second = scan.fragments[1]
     torn = tmp_path / "torn.mp4"
     torn.write_bytes(src.read_bytes()[:second.end - 10])
-    info = mp4.probe_segment(torn)
+    info = tables.probe_segment(torn)
     assert info.torn
     assert info.complete_end == scan.fragments[0].end
     assert info.fragments == 1 and info.frames == scan.fragments[0].count
@@ -99,7 +100,7 @@ def test_zero_filled_tail_ends_the_valid_prefix(seg_dir, tmp_path):
     scan = mp4.scan_segment(src)
     bad = tmp_path / "zeros.mp4"
     bad.write_bytes(src.read_bytes()[:scan.fragments[0].end] + bytes(4096))
-    info = mp4.probe_segment(bad)
+    info = tables.probe_segment(bad)
     assert info.complete_end == scan.fragments[0].end and info.fragments == 1
 
 
@@ -108,13 +109,13 @@ def test_broken_init_raises(tmp_path, seg_dir):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(src.read_bytes()[:100])
     with pytest.raises(mp4.Mp4Error):
-        mp4.probe_segment(bad)
+        tables.probe_segment(bad)
     bad.write_bytes(b"\x00\x00\x00\x08free" + src.read_bytes())
     with pytest.raises(mp4.Mp4Error):
-        mp4.probe_segment(bad)
+        tables.probe_segment(bad)
     bad.write_bytes(b"")
     with pytest.raises(mp4.Mp4Error):
-        mp4.probe_segment(bad)
+        tables.probe_segment(bad)
 
 
 def _to_largesize(data: bytes) -> bytes:
@@ -255,7 +256,7 @@ def test_corrupt_files_raise_mp4error_or_parse(seg_dir, tmp_path_factory, edits,
     path = tmp_path_factory.mktemp("fuzz") / "x.mp4"
     path.write_bytes(bytes(data))
     try:
-        info = mp4.probe_segment(path)
+        info = tables.probe_segment(path)
     except mp4.Mp4Error:
         return
     assert 0 <= info.complete_end <= info.file_size

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from helpers.mp4 import decode_errors, ffmpeg_segments, install_segments, require_ffmpeg, utc_name
 from recorder import mp4
-from recorder.index import Index, Segment
+from recorder.index import Index, Segment, tables
 from recorder.recovery import LOST_AND_FOUND, name_start_us, recover
 
 START_US = 1_795_000_000_000_000        # 2026-11-18 ... UTC, a whole second
@@ -58,7 +58,7 @@ def test_unindexed_complete_file_is_indexed_from_its_name(index, pdir, sources):
     report = recover(index)
     assert report.indexed == [rel] and report.truncated == [] and report.problems == 1
     row = row_of(index, rel)
-    info = mp4.probe_segment(sources[0])
+    info = tables.probe_segment(sources[0])
     assert row.start_us == START_US + 3_000_000
     assert row.end_us == row.start_us + info.duration_us
     assert (row.frames, row.codec, row.width, row.height) == (info.frames, "h264", 320, 240)

@@ -146,7 +146,7 @@ def test_a_cut_segment_is_indexed_up_to_where_its_frames_stop_following_on(tmp_p
     """A run cut at a jump forward: the file's frames after the jump are not covered."""
     import subprocess
     from helpers.mp4 import MOVFLAGS
-    from recorder.mp4 import probe_segment
+    from recorder.index.tables import probe_segment
     from recorder.service import continuous_media_us
     require_ffmpeg()
     (whole,) = ffmpeg_segments(tmp_path / "a", seconds=4, segment_s=60)
@@ -167,7 +167,7 @@ def test_the_run_s_first_segment_starts_at_its_first_keyframe(tmp_path, segment_
     """ffmpeg lists a run's first segment from the first packet it read (a camera joined in
     the middle of a GOP), but its file starts at the first keyframe: the row starts there,
     its length that of its frames."""
-    from recorder.mp4 import probe_segment
+    from recorder.index.tables import probe_segment
     paths = fakes.data_with_cam1(tmp_path)
     storage = fakes.FakeStorage(tmp_path / "disk")
     pdir = storage.root / "picorder"
