@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from recorder import limits
+from recorder.storage.udev import MOUNTINFO, devnum_of_mount, read_mounts
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +267,13 @@ def free_space(root: Path) -> dict:
     except OSError:
         return {}
     return {"total_bytes": st.f_blocks * st.f_frsize, "free_bytes": st.f_bavail * st.f_frsize}
+
+
+def mounted_device(target: Path, mountinfo: str = MOUNTINFO) -> str | None:
+    """"major:minor" of the filesystem mounted at target (the top one), from mountinfo; None
+    when nothing is. Unlike findmnt's UUID it needs no udev database."""
+    found = [m for m in read_mounts(mountinfo) if m.mount_point == str(target)]
+    return devnum_of_mount(found[-1]) if found else None
 
 
 def mount_source_uuid(target: Path) -> str | None:

@@ -27,8 +27,8 @@ from recorder.storage.settings import (
     load_entries, loop_devices_allowed, recordings_dir, save_entries, set_active,
 )
 from recorder.storage.udev import (
-    Drive, DriveEvent, PyudevWatcher, disk_devpath_of, drive_from_event, mounts_by_devnum,
-    read_mounts, system_disks,
+    MOUNTINFO, Drive, DriveEvent, PyudevWatcher, disk_devpath_of, drive_from_event,
+    mounts_by_devnum, read_mounts, system_disks,
 )
 
 logger = logging.getLogger(__name__)
@@ -120,8 +120,10 @@ class DiskStorage:
 
     def __init__(self, paths: DataPaths, *, mount_base: Path | None = None,
                  allow_loop: bool = False, watcher=None, run_jobs: bool = True,
-                 floor_bytes: int | None = None, probe=probe_write, kernel=kernel_view):
+                 floor_bytes: int | None = None, probe=probe_write, kernel=kernel_view,
+                 mountinfo: str = MOUNTINFO):
         self.paths = paths
+        self.mountinfo = mountinfo
         self.mount_base = Path(mount_base or limits.DISK_MOUNT_BASE)
         self.allow_loop = allow_loop
         self.watcher = watcher if watcher is not None else PyudevWatcher()
@@ -268,7 +270,7 @@ class DiskStorage:
     # ---- drives and mounts
 
     def _drive(self, event: DriveEvent) -> Drive:
-        mounts = read_mounts()
+        mounts = read_mounts(self.mountinfo)
         return drive_from_event(event, mounts=mounts_by_devnum(mounts),
                                 system=system_disks(mounts), allow_loop=self.allow_loop)
 
@@ -343,10 +345,11 @@ class DiskStorage:
         read_only = not (active and active.disk_id == entry.disk_id)
         target = Path(entry.root)
         try:
-            if disk_ops.mount_source_uuid(target) != entry.uuid:
-                disk_ops.mount(entry.uuid, target, read_only=read_only)
-            else:
+            if self._mounted_at(target, drive):
+                logger.info("disk %s is mounted at %s already: using that mount", entry.uuid, target)
                 disk_ops.remount(target, read_only=read_only)
+            else:
+                disk_ops.mount(entry.uuid, target, read_only=read_only)
         except DiskError as exc:
             logger.error("cannot mount disk %s: %s", entry.uuid, exc)
             self._detail = f"cannot mount disk {entry.uuid}: {exc}"
@@ -358,6 +361,14 @@ class DiskStorage:
                          entry.uuid, target, entry.disk_id)
             self._failed[entry.uuid] = "its picorder marker is missing or different"
             self._forget_mount(entry.uuid, lazy=True)
+
+    def _mounted_at(self, target: Path, drive: Drive) -> bool:
+        """The drive's filesystem is mounted at target already: taken as it is, not mounted
+        again. After a restart of the recorder PID 1 still holds the transient mount unit it
+        made, findmnt may name no UUID for it, and a second systemd-mount fails ("already
+        loaded"): this namespace's mountinfo shows the mount by its device."""
+        return (disk_ops.mounted_device(target, self.mountinfo) == drive.devnum
+                or disk_ops.mount_source_uuid(target) == drive.fs_uuid)
 
     @staticmethod
     def _read_marker_logged(root: Path) -> Marker | None:
@@ -522,10 +533,10 @@ class DiskStorage:
                                 f"`picorder disk format {drive.device} --confirm {drive.device}`")
             self._box_id = self._box_id or box_id()
             target = self.mount_base / uuid
-            if disk_ops.mount_source_uuid(target) != uuid:
-                disk_ops.mount(uuid, target)
-            else:
+            if self._mounted_at(target, drive):
                 disk_ops.remount(target, read_only=False)
+            else:
+                disk_ops.mount(uuid, target)
             self._ejected.discard(uuid)
             self._failed.pop(uuid, None)
             marker = self._read_marker_logged(target)

@@ -12,6 +12,7 @@ BUSES = ("usb", "ata", "nvme")           # what a real box considers
 LOOP_BUS = "loop"                        # only when allow_loop (tests, demo)
 SYSTEM_MOUNTPOINTS = ("/", "/boot", "/boot/firmware")
 SECTOR = 512
+MOUNTINFO = "/proc/self/mountinfo"     # the mounts of this mount namespace
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
     return entries
 
 
-def read_mounts(path: str = "/proc/self/mountinfo") -> list[MountEntry]:
+def read_mounts(path: str = MOUNTINFO) -> list[MountEntry]:
     with open(path, encoding="utf-8", errors="replace") as fh:
         return parse_mountinfo(fh.read())
 
@@ -108,7 +109,7 @@ def mounts_by_devnum(mounts: Iterable[MountEntry]) -> dict[str, list[str]]:
     return result
 
 
-def _devnum_of_mount(entry: MountEntry) -> str | None:
+def devnum_of_mount(entry: MountEntry) -> str | None:
     """The block device behind a mount; btrfs and friends show 0:N, so use the source."""
     if not entry.devnum.startswith("0:"):
         return entry.devnum
@@ -139,7 +140,7 @@ def system_disks(mounts: Iterable[MountEntry], sysfs: str = "/sys") -> set[str]:
     for m in mounts:
         if m.mount_point not in SYSTEM_MOUNTPOINTS:
             continue
-        devnum = _devnum_of_mount(m)
+        devnum = devnum_of_mount(m)
         if devnum is None:
             continue
         devpath = disk_devpath_of(devnum, sysfs)

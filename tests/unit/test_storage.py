@@ -378,3 +378,48 @@ def test_the_configured_root_is_where_the_recorder_records(tmp_path, monkeypatch
             storage_mod.recording_root_from_config()    # no config.db opened behind the back
     finally:
         config.open_config(paths.config_db)
+
+
+def test_a_restarted_recorder_takes_the_mount_pid1_kept(tmp_path, usb_event, monkeypatch):
+    """After a restart of the recorder PID 1 still has the disk mounted at its mount point (its
+    transient mount unit), findmnt names no UUID for it and a second systemd-mount fails
+    ("already loaded"): the recorder takes the mount that mountinfo shows, and records."""
+    import subprocess
+    from recorder.storage.settings import AdoptedEntry, save_entries, set_active
+    props = usb_event.properties
+    uuid, devnum = props["ID_FS_UUID"], f"{props['MAJOR']}:{props['MINOR']}"
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    target = tmp_path / "disks" / uuid
+    target.mkdir(parents=True)
+    marker = disk_ops.Marker.new("box", uuid)
+    disk_ops.write_marker(target, marker)          # what the mounted disk holds
+    save_entries([AdoptedEntry("disk", marker.disk_id, str(target), uuid, "PICORDER", 1)])
+    set_active(marker.disk_id)
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"25 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+                         f"98 25 {devnum} / {target} rw,noatime shared:60 - ext4 "
+                         f"{props['DEVNAME']} rw\n")
+    ran = []
+
+    def run(argv, timeout=None, check=True):
+        ran.append(argv)
+        if argv[0] == "systemd-mount":
+            raise disk_ops.DiskError("systemd-mount failed: Unit srv-picorder-disks.mount was "
+                                     "already loaded or has a fragment file.")
+        return subprocess.CompletedProcess(argv, 1 if argv[0] == "findmnt" else 0, "", "")
+    monkeypatch.setattr(disk_ops, "run", run)
+    monkeypatch.setattr(disk_ops, "systemd_manages_mounts", lambda *args: True)
+    st = DiskStorage(paths, mount_base=tmp_path / "disks", watcher=fakes.FakeWatcher([usb_event]),
+                     run_jobs=False, mountinfo=str(mountinfo))
+    st.start(queue.Queue().put)
+    try:
+        assert st.state()["state"] == STATE_RECORDING and st.recording_root() == target
+        assert ["mount", "-o", "remount,rw", str(target)] in ran
+        assert not [argv for argv in ran if argv[0] == "systemd-mount"]
+    finally:
+        st.stop()
+    # A mount point with nothing mounted on it is mounted as before.
+    mountinfo.write_text("25 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n")
+    assert disk_ops.mounted_device(target, str(mountinfo)) is None
