@@ -2,6 +2,7 @@
 
 - `protocol.py`: the Storage seam the recorder service talks to, and its states
 - `disk_storage.py`: DiskStorage (adopted disks and directories), and make_storage()
+- `rotation.py`: RotationJob, retention's scheduled passes on the recording root
 - `directory.py`: DirectoryStorage, a fixed directory
 - `settings.py`: what config.db holds for storage, and recording_root_from_config()
 - `disk_ops.py`: markers, formatting, mounting by filesystem UUID

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from recorder import limits, retention
 from recorder.paths import DataPaths
-from recorder.storage import disk_ops
+from recorder.storage import disk_ops, health
 from recorder.storage.directory import DirectoryStorage
 from recorder.storage.disk_check import DiskCheck, DiskCheckDone, judge, kernel_view, probe_write
 from recorder.storage.disk_ops import DiskError, Marker
@@ -734,7 +734,7 @@ class DiskStorage:
                 self._enqueue(StorageNudge("marker_gone", errno.ENOENT, f"{root}: marker vanished"))
 
     def check_health(self) -> None:
-        from recorder.storage import health
+        """The disk-health job: SMART of the active disk, with the I/O errors seen."""
         with self._lock:
             active = active_entry()
             drive = None
