@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import PROJECT
 from helpers.front import stop as stop_process
 from helpers.waiting import wait_for
 from recorder import config, storage
 from recorder.config import Camera, Setting
 from recorder.paths import DataPaths
-from recorder.sim.launcher import PROJECT_ROOT, SimCameras, free_port
+from recorder.sim.launcher import SimCameras, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -138,7 +139,7 @@ def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras
         st.procs.append(recorder)
         wait_socket(paths.control_socket, recorder, st.logs["recorder"])
         st.logs["panel"] = base / "panel.log"
-        panel = spawn([sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),
+        panel = spawn([sys.executable, "-m", "gunicorn", "-c", str(PROJECT / "gunicorn.conf.py"),
                        "webpanel:create_app()"], env, st.logs["panel"])
         st.procs.append(panel)
         wait_http(st.url + "/static/css/app.css", panel, "the panel", st.logs["panel"])
@@ -152,7 +153,7 @@ def running_stack(base: Path, *, segment_seconds: int = SEGMENT_SECONDS, cameras
 def spawn(argv, env, log: Path) -> subprocess.Popen:
     out = open(log, "wb")
     try:
-        return subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=out,
+        return subprocess.Popen(argv, cwd=PROJECT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     finally:
         out.close()

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[2]
+from helpers import PROJECT
+
 BUILD_CACHE = Path(os.environ.get("PICORDER_BUILD_CACHE", "/var/cache/picorder-build"))
 SUITE = "bookworm"
 ARCH = "amd64"

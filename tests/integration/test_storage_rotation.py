@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import fakes
+from helpers import PROJECT
 from recorder import config, storage as storage_mod
 from recorder.index import Index, Segment, queries
 from recorder.paths import DataPaths
@@ -61,7 +62,7 @@ def test_kill_9_between_mark_and_delete_is_finished_at_next_start(tmp_path):
     rels = make_recordings(pdir, 40)
 
     ready = tmp_path / "marked"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env = dict(os.environ, PYTHONPATH=str(PROJECT))
     proc = subprocess.Popen([sys.executable, "-c", ROTATE_AND_HANG, str(pdir), str(ready), "15"],
                             env=env)
     try:

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import PROJECT
+
 # In a process of its own: import-linter configures logging and disables the loggers
 # that exist (the recorder's), which left later tests' caplog empty.
 LINT = ("import sys; from importlinter.cli import lint_imports; "
@@ -16,12 +17,12 @@ LINT = ("import sys; from importlinter.cli import lint_imports; "
 
 
 def _lint(config: Path, monkeypatch) -> int:
-    return subprocess.run([sys.executable, "-c", LINT, str(config)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-c", LINT, str(config)], cwd=PROJECT,
                           capture_output=True).returncode
 
 
 def test_the_tree_keeps_its_layers_and_has_no_cycles(monkeypatch):
-    assert _lint(ROOT / "pyproject.toml", monkeypatch) == 0
+    assert _lint(PROJECT / "pyproject.toml", monkeypatch) == 0
 
 
 def test_an_arrow_against_the_layers_is_reported(monkeypatch, tmp_path):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import PROJECT
 from recorder import __version__
 from qemu_rig import ImageFiles
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILD_CACHE = Path(os.environ.get("PICORDER_BUILD_CACHE", "/var/cache/picorder-build"))
 # Everything that ends up in the image; a change to any of it rebuilds the image.
 IMAGE_SOURCES = ["picorder", "recorder", "webpanel", "ansible", "image",
@@ -25,10 +25,10 @@ def sources_key() -> str:
     """Hash of the files the image is built from (tracked or not, ignoring caches)."""
     digest = hashlib.sha256(__version__.encode())
     for name in IMAGE_SOURCES:
-        base = PROJECT_ROOT / name
+        base = PROJECT / name
         paths = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else [base]
         for path in paths:
-            rel = path.relative_to(PROJECT_ROOT).as_posix()
+            rel = path.relative_to(PROJECT).as_posix()
             if "__pycache__" in rel or rel.startswith("image/out/") or rel.endswith(".pyc"):
                 continue
             digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -67,7 +67,7 @@ def build_image(arch: str) -> ImageFiles:
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(log, "w") as out:
-        done = subprocess.run([str(PROJECT_ROOT / "image" / "build.sh"), arch],
+        done = subprocess.run([str(PROJECT / "image" / "build.sh"), arch],
                               stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S,
                               env=dict(os.environ, PICORDER_BUILD_LOCKED="1"))
     if done.returncode != 0:
