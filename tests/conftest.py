@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from helpers.mp4 import require_ffmpeg
 from recorder.paths import DataPaths
 from recorder.sim.launcher import SYSTEM_PYTHON, SimCameras
 
@@ -31,12 +32,7 @@ def sim_cameras():
         sim.stop()
 
 
-def need_ffmpeg():
-    if not shutil.which("ffmpeg"):
-        pytest.fail("ffmpeg is not installed: run `make test`, which installs it")
-
-
 @pytest.fixture
 def ffmpeg_available():
-    need_ffmpeg()
+    require_ffmpeg()
     assert shutil.which(SYSTEM_PYTHON)
