@@ -49,7 +49,6 @@ HEX_PSK_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 HASH_PREFIXES = ("scrypt:", "pbkdf2:")
 SSH_KEY_RE = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( .*)?$")
-CAMERA_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # A line that is no known key=value but holds one of these looks like a mistyped
 # secret (`admin_password:x`, `admin_pasword=x`): it leaves the card too.
 SECRET_HINTS = ("pass", "psk", "secret")
@@ -223,10 +222,10 @@ def _check_simple(cfg: BootConfig, key: str, line: int, value: str) -> None:
 
 
 def _check_camera(cfg: BootConfig, line: int, value: str) -> None:
-    from recorder.config import check_url
+    from recorder.config import SLUG_RE, check_url
     name, _, url = value.partition(" ")
     url = url.strip()
-    if not CAMERA_NAME_RE.match(name) or not url:
+    if not SLUG_RE.fullmatch(name) or not url:
         cfg.problems.append(Problem(line, "camera must be 'camera=NAME URL' with a lower-case "
                                           "name (camera not added)"))
         return
