@@ -27,6 +27,8 @@ from typing import Protocol
 
 from recorder import ffmpeg, ffmpeg_user, limits
 from recorder.children import die_with_parent
+from recorder.events import (PROGRESS, SEGMENTS, STDERR, CurrentSegmentHint, DiskFailure,
+                             ProgressReport, Reachable, SegmentClosed, StreamLines)
 from recorder.ffmpeg import Failure, StreamSpec
 from recorder.ffmpeg_user import FfmpegUser
 from recorder.paths import UnsafePath
@@ -36,11 +38,6 @@ from recorder.status import StreamStatus
 from recorder.timekeeping import RunAnchor, Timekeeper
 
 logger = logging.getLogger(__name__)
-
-PROGRESS = "progress"
-SEGMENTS = "segments"
-STDERR = "stderr"
-
 
 class State(str, Enum):
     STOPPED = "STOPPED"
@@ -63,67 +60,6 @@ class Child(Protocol):
 # monotonic us) pair, for the other pipes the read's complete lines.
 LineSink = Callable[[str, object], None]
 Spawn = Callable[[Callable[[int, int], list[str]], LineSink], Child]
-
-
-@dataclass(frozen=True)
-class StreamLines:
-    """Lines from one read of an ffmpeg pipe, put on the service queue by the reader thread.
-
-    `lines` is None at end of file. One event per read, not per line: a
-    progress report is a dozen lines written at once.
-    """
-
-    key: str
-    run_id: int
-    kind: str
-    lines: tuple[str, ...] | None
-
-
-@dataclass(frozen=True)
-class ProgressReport:
-    """The newest `-progress` report of one read, and when it was read (monotonic us)."""
-
-    key: str
-    run_id: int
-    block: ProgressBlock
-    mono_us: int
-
-
-@dataclass(frozen=True)
-class SegmentClosed:
-    """ffmpeg closed a segment: the service fsyncs, probes and indexes it."""
-
-    camera: str
-    stream: str
-    name: str                      # HH-MM-SS.mp4 (the day directory is found at ingest)
-    start_us: int                  # wall clock
-    end_us: int
-    run_id: int
-    clock_trusted: bool
-    arrived_wall_us: int           # host time when the list line arrived
-    # The run was cut at a discontinuity (docs/time.md): `end_us` is only a bound, and
-    # the row ends where the file's frames stop following on.
-    cut: bool = False
-    # The run's first segment: ffmpeg lists it from the first packet it read, but the
-    # file starts at the first keyframe (a camera joined mid-GOP), so `start_us` is only
-    # a bound and the row starts where the file's frames do (docs/time.md).
-    first: bool = False
-
-
-@dataclass(frozen=True)
-class DiskFailure:
-    """ffmpeg failed writing a segment (ENOSPC, EIO, read-only): the storage is told."""
-
-    key: str
-    errno_: int
-    detail: str
-
-
-@dataclass(frozen=True)
-class Reachable:
-    """A camera that refused connections accepts them again: retry without waiting."""
-
-    key: str
 
 
 class ReachabilityProbe:
@@ -786,15 +722,6 @@ class StreamProcess:
             segment_seconds=self.spec.segment_seconds,
             discontinuity_utc_us=self.discontinuity_utc_us,
         )
-
-
-@dataclass(frozen=True)
-class CurrentSegmentHint:
-    """ffmpeg opened a new segment at about `wall_us`: the service finds its file name."""
-
-    key: str
-    run_id: int
-    wall_us: int
 
 
 def day_dirs(wall_us: int) -> list[str]:

@@ -30,15 +30,18 @@ import peewee
 
 from recorder import __version__, activity, config, ffmpeg, ffmpeg_user, limits, sdnotify
 from recorder.durability import Flusher, SyncFailed
+from recorder.events import (
+    SEGMENTS, ClockTrusted, CurrentSegmentFound, CurrentSegmentHint, DiskFailure, Ingested,
+    ProgressReport, Reachable, ReloadRequest, RootReady, SegmentClosed, SignalEvent, StreamLines,
+)
 from recorder.ffmpeg import StreamSpec
 from recorder.index import Index, queries, tables
 from recorder.mp4 import Mp4Error
 from recorder.paths import DataPaths
 from recorder.power import Power, PowerRequest
 from recorder.process import (
-    SEGMENTS, CurrentSegmentHint, DiskFailure, FfmpegSpawner, PipeHub, ProgressReport,
-    Reachable, ReachabilityProbe, SegmentClosed, State, StreamLines, StreamProcess, day_dirs,
-    host_wall_us, stop_orphans,
+    FfmpegSpawner, PipeHub, ReachabilityProbe, State, StreamProcess, day_dirs, host_wall_us,
+    stop_orphans,
 )
 from recorder.status import ClockStatus, RecorderStatus
 from recorder.storage import SYNC_SOURCE, Storage
@@ -53,48 +56,6 @@ ENV_RUNTIME_DIR = "PICORDER_RUNTIME_DIR"
 NAME_SLACK_US = 5_000_000      # ffmpeg names a file when it opens it; the list line comes later
 LEFT_TO_RECOVERY = "the file stays and is indexed by recovery at the next start"
 REUSED_NAME_SLACK_US = 1_000_000   # a listed segment's file holding this much less is another one
-
-
-# ------------------------------------------------------------------ events
-
-@dataclass(frozen=True)
-class SignalEvent:
-    signum: int
-
-
-@dataclass(frozen=True)
-class ReloadRequest:
-    reason: str
-
-
-@dataclass(frozen=True)
-class ClockTrusted:
-    pass
-
-
-@dataclass(frozen=True)
-class RootReady:
-    """The index of a new recording root is open and recovered."""
-
-    root: Path
-    last_ends: dict
-    error: str | None = None
-    dev: int | None = None          # st_dev of its picorder directory (what is synced)
-
-
-@dataclass(frozen=True)
-class Ingested:
-    key: str
-    path: str
-    bytes: int
-    duration_us: int
-
-
-@dataclass(frozen=True)
-class CurrentSegmentFound:
-    key: str
-    run_id: int
-    path: str
 
 
 @dataclass

@@ -4,8 +4,8 @@ the storage, and udev's watcher."""
 from pathlib import Path
 
 from recorder import config
+from recorder.events import SEGMENTS
 from recorder.paths import DataPaths
-from recorder.process import SEGMENTS
 from recorder.timekeeping import Clock
 
 

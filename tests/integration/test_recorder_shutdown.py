@@ -9,7 +9,8 @@ import pytest
 from recorder import limits
 from recorder.index import tables
 from recorder.paths import DataPaths
-from recorder.service import Recorder, SignalEvent
+from recorder.events import SignalEvent
+from recorder.service import Recorder
 from recorder.sim.launcher import SimCameras
 from recorder.storage.directory import DirectoryStorage
 from helpers.recorder import add_camera, ffmpeg_pids_for, set_setting, wait_for

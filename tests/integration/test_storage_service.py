@@ -22,8 +22,8 @@ from recorder import config
 from recorder.storage import disk_ops
 from recorder.storage.udev import DriveEvent
 from recorder.paths import DataPaths
-from recorder.process import DiskFailure
-from recorder.service import Recorder, SignalEvent
+from recorder.events import DiskFailure, SignalEvent
+from recorder.service import Recorder
 from recorder.storage import STATE_MISSING, STATE_RECORDING, DiskStorage
 
 pytestmark = pytest.mark.integration

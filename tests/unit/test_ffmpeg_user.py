@@ -15,7 +15,8 @@ import pytest
 from recorder import ffmpeg, ffmpeg_user
 from recorder.ffmpeg import StreamSpec
 from recorder.ffmpeg_user import FfmpegUser, FfmpegUserError
-from recorder.process import SEGMENTS, FfmpegSpawner, PipeHub
+from recorder.events import SEGMENTS
+from recorder.process import FfmpegSpawner, PipeHub
 
 NOBODY = pwd.getpwnam("nobody")
 USER = FfmpegUser("nobody", NOBODY.pw_uid, NOBODY.pw_gid)

@@ -5,10 +5,8 @@ import pytest
 import fakes
 from recorder import limits
 from recorder.ffmpeg import StreamSpec
-from recorder.process import (
-    CurrentSegmentHint, DiskFailure, SegmentClosed, State, StreamProcess, backoff_delay,
-    day_dirs, host_wall_us,
-)
+from recorder.events import CurrentSegmentHint, DiskFailure, SegmentClosed
+from recorder.process import State, StreamProcess, backoff_delay, day_dirs, host_wall_us
 from recorder.timekeeping import Timekeeper
 
 T0_WALL = 1_790_000_000_000_000

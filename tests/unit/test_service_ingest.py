@@ -15,7 +15,8 @@ import fakes
 from helpers.mp4 import ffmpeg_segments, require_ffmpeg
 from helpers.waiting import run_until
 from recorder.index import Segment
-from recorder.process import SEGMENTS, State
+from recorder.events import SEGMENTS
+from recorder.process import State
 from recorder.service import Recorder
 
 
@@ -107,7 +108,7 @@ def test_segment_lines_no_stream_owns_are_an_error(tmp_path, caplog):
     spawn = FakeSpawn()
     rec = start_recorder(paths, fakes.FakeStorage(tmp_path / "disk"), spawn)
     try:
-        from recorder.process import StreamLines
+        from recorder.events import StreamLines
         with caplog.at_level(logging.ERROR, logger="recorder.service"):
             rec.dispatch(StreamLines("cam1/main", 12345, SEGMENTS, ("12-00-00.mp4,0.0,4.0",)))
         assert any("12-00-00.mp4" in r.getMessage() and r.levelno == logging.ERROR

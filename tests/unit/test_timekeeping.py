@@ -5,7 +5,8 @@ import pytest
 import fakes
 from recorder import limits
 from recorder.ffmpeg import StreamSpec
-from recorder.process import CurrentSegmentHint, SegmentClosed, State, StreamProcess
+from recorder.events import CurrentSegmentHint, SegmentClosed
+from recorder.process import State, StreamProcess
 from recorder.timekeeping import RunAnchor, Timekeeper
 
 T0 = 1_790_000_000_000_000
