@@ -5,7 +5,7 @@ Threads and what they may do:
   config reloads, storage events, clock changes), ticks every StreamProcess
   and never touches the recording disk except to create day directories
   before a spawn.
-- "ffmpeg-pipes" (recorder.process.PipeHub): reads ffmpeg's pipes, enqueues their lines
+- "ffmpeg-pipes" (recorder.spawner.PipeHub): reads ffmpeg's pipes, enqueues their lines
   and, for the progress pipes, each read's newest report.
 - "index-writer" (IndexWriter): every index.db and segment-file I/O (open,
   recovery, fsync, probe, insert, re-anchor). Shutdown waits for it only as
@@ -39,10 +39,8 @@ from recorder.index import Index, queries, tables
 from recorder.mp4 import Mp4Error
 from recorder.paths import DataPaths
 from recorder.power import Power, PowerRequest
-from recorder.process import (
-    FfmpegSpawner, PipeHub, ReachabilityProbe, State, StreamProcess, day_dirs, host_wall_us,
-    stop_orphans,
-)
+from recorder.process import ReachabilityProbe, State, StreamProcess, day_dirs, host_wall_us
+from recorder.spawner import FfmpegSpawner, PipeHub, stop_orphans
 from recorder.status import ClockStatus, RecorderStatus
 from recorder.storage import SYNC_SOURCE, Storage
 from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized

@@ -14,7 +14,7 @@ import pytest
 
 from recorder import config
 from recorder.paths import DataPaths
-from recorder.process import pid_alive
+from recorder.spawner import pid_alive
 from recorder.sim.launcher import free_port
 from helpers.recorder import (PROJECT, add_camera, descendants, ffmpeg_pids_for, picorder,
                               rows, wait_for)

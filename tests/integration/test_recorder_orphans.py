@@ -11,7 +11,7 @@ import time
 import pytest
 
 from recorder.ffmpeg_user import ENV_FFMPEG_USER
-from recorder.process import pid_alive, wait_gone
+from recorder.spawner import pid_alive, wait_gone
 from recorder.service import ENV_RUNTIME_DIR
 from recorder.sim.launcher import SimCameras, free_port
 from helpers.mp4 import decode_errors

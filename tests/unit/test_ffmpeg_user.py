@@ -16,7 +16,7 @@ from recorder import ffmpeg, ffmpeg_user
 from recorder.ffmpeg import StreamSpec
 from recorder.ffmpeg_user import FfmpegUser, FfmpegUserError
 from recorder.events import SEGMENTS
-from recorder.process import FfmpegSpawner, PipeHub
+from recorder.spawner import FfmpegSpawner, PipeHub
 
 NOBODY = pwd.getpwnam("nobody")
 USER = FfmpegUser("nobody", NOBODY.pw_uid, NOBODY.pw_gid)

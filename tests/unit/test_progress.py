@@ -6,7 +6,7 @@ import threading
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recorder.process import PipeHub
+from recorder.spawner import PipeHub
 from recorder.progress import (MAX_PENDING_BYTES, ProgressFramer, ProgressParser, StreamMetrics,
                                parse_segment_line)
 
