@@ -10,8 +10,6 @@ unit tests) and the clock (recorder.timekeeping.Clock).
 import errno
 import logging
 import random
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +20,12 @@ from pathlib import Path
 
 from recorder import ffmpeg, ffmpeg_user, limits
 from recorder.events import (PROGRESS, SEGMENTS, STDERR, CurrentSegmentHint, DiskFailure,
-                             ProgressReport, Reachable, SegmentClosed, StreamLines)
+                             ProgressReport, SegmentClosed, StreamLines)
 from recorder.ffmpeg import Failure, StreamSpec
 from recorder.ffmpeg_user import FfmpegUser
 from recorder.paths import UnsafePath
 from recorder.progress import ProgressBlock, ProgressParser, StreamMetrics, parse_segment_line
+from recorder.reachability import ReachabilityProbe
 from recorder.spawner import Child, Spawn
 from recorder.status import StreamStatus
 from recorder.timekeeping import RunAnchor, Timekeeper
@@ -41,45 +40,6 @@ class State(str, Enum):
     BACKOFF = "BACKOFF"
     STOPPING = "STOPPING"
     FATAL = "FATAL"
-
-
-class ReachabilityProbe:
-    """One thread that TCP-connects to cameras which refused ffmpeg, so a camera that
-    comes back is recorded again within seconds instead of after a long backoff."""
-
-    def __init__(self, enqueue: Callable[[object], None],
-                 interval_s: float = limits.REACHABILITY_PROBE_S):
-        self.enqueue = enqueue
-        self.interval_s = interval_s
-        self._watched: dict[str, tuple[str, int]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="reachability", daemon=True)
-        self._thread.start()
-
-    def watch(self, key: str, address: tuple[str, int]) -> None:
-        with self._lock:
-            self._watched[key] = address
-
-    def unwatch(self, key: str) -> None:
-        with self._lock:
-            self._watched.pop(key, None)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            with self._lock:
-                items = list(self._watched.items())
-            for key, address in items:
-                try:
-                    with socket.create_connection(address, timeout=limits.REACHABILITY_CONNECT_S):
-                        pass
-                except OSError:
-                    continue
-                self.unwatch(key)
-                self.enqueue(Reachable(key))
 
 
 def host_wall_us() -> int:

@@ -39,7 +39,8 @@ from recorder.index import Index, queries, tables
 from recorder.mp4 import Mp4Error
 from recorder.paths import DataPaths
 from recorder.power import Power, PowerRequest
-from recorder.process import ReachabilityProbe, State, StreamProcess, day_dirs, host_wall_us
+from recorder.process import State, StreamProcess, day_dirs, host_wall_us
+from recorder.reachability import ReachabilityProbe
 from recorder.spawner import FfmpegSpawner, PipeHub, stop_orphans
 from recorder.status import ClockStatus, RecorderStatus
 from recorder.storage import SYNC_SOURCE, Storage
@@ -242,11 +243,14 @@ class Recorder:
         self.ffmpeg_user = ffmpeg_user.resolve()
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._spawn is None:
-            self._spawn = FfmpegSpawner(PipeHub(self.clock.mono_us), self.ffmpeg_user)
+            hub = PipeHub(self.clock.mono_us)
+            hub.start()
+            self._spawn = FfmpegSpawner(hub, self.ffmpeg_user)
         self.writer.start()
         self.activity.start()
         self.flusher.start()
         self.probe = ReachabilityProbe(self.enqueue)
+        self.probe.start()
         self.control = ControlServer(self.paths.control_socket)
         self.control.register("status", lambda: self.status().to_json())
         self.control.register("reload", self._cmd_reload)

@@ -60,6 +60,8 @@ class PipeHub:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._buffers: dict[int, bytes] = {}
         self._thread = threading.Thread(target=self._loop, name="ffmpeg-pipes", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def add(self, fd: int, sink: Callable[[object], None], progress: bool = False) -> None:

@@ -105,7 +105,9 @@ def test_a_real_spawn_runs_as_the_user_with_only_its_pipes():
             else:
                 lines.extend(got)
 
-    child = FfmpegSpawner(PipeHub(), USER)(argv_fn, sink)
+    hub = PipeHub()
+    hub.start()
+    child = FfmpegSpawner(hub, USER)(argv_fn, sink)
     assert done.wait(10), "the child did not finish"
     assert child.proc.wait(5) == 0
     fields = {line.split(":")[0]: line.split(":", 1)[1].split() for line in lines}

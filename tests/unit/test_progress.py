@@ -115,6 +115,7 @@ def test_the_hub_passes_a_progress_pipe_s_reports_with_their_read_time():
     got, done = [], threading.Event()
     ticks = iter(range(1000, 10**6, 1000))
     hub = PipeHub(mono_us=lambda: next(ticks), batch_s=0)
+    hub.start()
     r, w = os.pipe()
     hub.add(r, lambda item: done.set() if item is None else got.append(item), progress=True)
     os.write(w, report(1) + report(2))
