@@ -193,11 +193,12 @@ def user_create():
 MAX_ID = 2 ** 63 - 1
 
 
-def _get_user(user_id: int) -> User:
-    user = User.get_or_none(User.id == user_id) if user_id <= MAX_ID else None
-    if user is None:
-        raise json_error(404, f"no user with id {user_id}")
-    return user
+def _by_id(model, row_id: int, what: str):
+    """The row (a user, a token) of the URL's id, or 404."""
+    row = model.get_or_none(model.id == row_id) if row_id <= MAX_ID else None
+    if row is None:
+        raise json_error(404, f"no {what} with id {row_id}")
+    return row
 
 
 def _last_admin(user: User) -> bool:
@@ -207,7 +208,7 @@ def _last_admin(user: User) -> bool:
 @bp.patch("/users/<int:user_id>")
 @login_required(role="admin")
 def user_update(user_id):
-    user = _get_user(user_id)
+    user = _by_id(User, user_id, "user")
     body = json_body()
     errors = {k: "unknown field" for k in body if k not in ("password", "role")}
     if "password" in body:
@@ -231,7 +232,7 @@ def user_update(user_id):
 @bp.delete("/users/<int:user_id>")
 @login_required(role="admin")
 def user_delete(user_id):
-    user = _get_user(user_id)
+    user = _by_id(User, user_id, "user")
     if _last_admin(user):
         raise json_error(409, "the last admin cannot be removed")
     user.delete_instance()
@@ -257,9 +258,7 @@ def token_create():
 @bp.delete("/tokens/<int:token_id>")
 @login_required(role="admin")
 def token_delete(token_id):
-    row = ApiToken.get_or_none(ApiToken.id == token_id) if token_id <= MAX_ID else None
-    if row is None:
-        raise json_error(404, f"no token with id {token_id}")
+    row = _by_id(ApiToken, token_id, "token")
     row.delete_instance()
     return jsonify({"deleted": row.name})
 
