@@ -76,10 +76,10 @@ def test_unindexable_segment_is_an_error_and_recovered_at_next_start(
         def failing_insert(*args, **kwargs):
             raise peewee.OperationalError("disk I/O error")
         monkeypatch.setattr(Segment, "insert", failing_insert)
-        with caplog.at_level(logging.ERROR, logger="recorder.service"):
+        with caplog.at_level(logging.ERROR, logger="recorder.ingest"):
             spawn.children[0].sink(SEGMENTS, [f"{Path(rel).name},0.000000,4.000000"])
             run_until(rec, lambda: any(rel in r.getMessage() for r in caplog.records))
-            run_until(rec, lambda: not rec.writer.busy)
+            run_until(rec, lambda: not rec.ingest.busy)
         errors = [r for r in caplog.records if rel in r.getMessage()]
         assert errors[0].levelno == logging.ERROR
         assert "recovery" in errors[0].getMessage()
@@ -128,14 +128,14 @@ def test_a_file_holding_less_than_listed_is_not_indexed_nor_deleted(
     rec = start_recorder(paths, storage, spawn)
     try:
         rel = place_segment(pdir, segment_file, 10)          # 4 s of video ...
-        with caplog.at_level(logging.ERROR, logger="recorder.service"):
+        with caplog.at_level(logging.ERROR, logger="recorder.ingest"):
             # Not the run's first segment (whose file may start later than listed: the
             # camera's first keyframe), listed after one whose file is gone.
             first = "00-00-00.mp4,0.000000,10.000000"
             listed = f"{Path(rel).name},10.000000,20.000000"       # ... 10 s listed
             spawn.children[0].sink(SEGMENTS, [first, listed])
             run_until(rec, lambda: any(rel in r.getMessage() for r in caplog.records))
-            run_until(rec, lambda: not rec.writer.busy)
+            run_until(rec, lambda: not rec.ingest.busy)
         assert "reused" in [r for r in caplog.records if rel in r.getMessage()][0].getMessage()
     finally:
         stop_recorder(rec)
@@ -148,7 +148,7 @@ def test_a_cut_segment_is_indexed_up_to_where_its_frames_stop_following_on(tmp_p
     import subprocess
     from helpers.mp4 import MOVFLAGS
     from recorder.index.tables import probe_segment
-    from recorder.service import continuous_media_us
+    from recorder.ingest import continuous_media_us
     require_ffmpeg()
     (whole,) = ffmpeg_segments(tmp_path / "a", seconds=4, segment_s=60)
     jumped = tmp_path / "jumped.mp4"           # 1.5 s forward after frame 30 (2.0 s)
