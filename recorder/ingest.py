@@ -24,7 +24,7 @@ from pathlib import Path
 
 import peewee
 
-from recorder import activity, ffmpeg, limits
+from recorder import activity, ffmpeg, layout, limits
 from recorder.events import DiskFailure, Ingested, RootReady, SegmentClosed
 from recorder.index import Index, queries, tables
 from recorder.mp4 import Mp4Error
@@ -136,7 +136,7 @@ def find_segment_file(stream_dir: Path, name: str, arrived_wall_us: int) -> Path
         when = datetime.combine(day, hms, timezone.utc)
         if when > latest:
             continue
-        path = stream_dir / day.strftime("%Y/%m/%d") / name
+        path = stream_dir / day.strftime(layout.DAY_DIR) / name
         if path.exists():
             return path
     return None
@@ -219,6 +219,8 @@ class Ingest:
 
     def _analyse_recovered(self, index: Index, rels: list[str]) -> None:
         """Writer thread: hand the segments recovery indexed to the activity analysis."""
+        if not self.activity_streams:
+            return
         rows = [row for row in queries.segments_at(index, rels)
                 if f"{row.camera}/{row.stream}" in self.activity_streams]
         for row in sorted(rows, key=lambda r: (r.camera, r.stream, r.start_us)):

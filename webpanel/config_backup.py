@@ -4,7 +4,7 @@ import json
 from datetime import datetime, timezone
 
 from recorder import __version__, config
-from recorder.accounts import User, validate_user
+from recorder.accounts import ROLES, User, validate_user
 from recorder.config import Camera, ConfigError, Setting, validate_camera
 
 BACKUP_FORMAT = "picorder-config-backup"
@@ -51,12 +51,14 @@ def parse_backup(raw: bytes) -> tuple[dict | None, str | None]:
             return None, f"camera {cam.get('name')!r}: {exc}"
     for user in users:
         if (not isinstance(user, dict) or not isinstance(user.get("username"), str)
-                or user.get("role") not in ("admin", "viewer")
+                or user.get("role") not in ROLES
                 or not isinstance(user.get("password_hash"), str)):
             return None, "a user entry is malformed"
         problem = validate_user(user["username"], None, user["role"]).get("username")
         if problem:
             return None, f"user {user['username']!r}: {problem}"
+    if len({u["username"] for u in users}) != len(users):
+        return None, "a user name appears twice in the backup"
     if not any(u["role"] == "admin" for u in users):
         return None, "the backup has no admin user; restoring it would lock you out"
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in settings.items()):

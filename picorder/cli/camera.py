@@ -12,16 +12,12 @@ from recorder import config
 from recorder.config import Camera, ConfigError, validate_camera
 
 
-def _errors_text(exc: ConfigError) -> str:
-    return "; ".join(f"{field}: {msg}" for field, msg in exc.errors.items())
-
-
 def save_camera(fields: dict, existing: Camera | None = None) -> Camera:
     """config.save_camera, with every field problem as a UserError."""
     try:
         return config.save_camera(fields, existing)
     except ConfigError as exc:
-        raise UserError(_errors_text(exc)) from exc
+        raise UserError(str(exc)) from exc
 
 
 def _fields_from_args(args) -> dict:
@@ -127,7 +123,7 @@ def check_import_file(path: Path) -> list[dict]:
         try:
             validate_camera(entry)
         except ConfigError as exc:
-            problems.append(f"cameras.{entry['name']}: {_errors_text(exc)}")
+            problems.append(f"cameras.{entry['name']}: {exc}")
     if problems:
         raise UserError("nothing imported:\n  " + "\n  ".join(problems))
     return entries

@@ -170,10 +170,9 @@ class Index:
     late never opens a pulled disk's index again.
     """
 
-    def __init__(self, path: Path, db: SqliteDatabase, *, readonly: bool) -> None:
+    def __init__(self, path: Path, db: SqliteDatabase) -> None:
         self.path = path
         self.db = db
-        self.readonly = readonly
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> "Index":
@@ -186,16 +185,12 @@ class Index:
         path = Path(path)
         refuse_links(path, "-wal", "-shm", "-journal")
         db = _open_readonly(path) if readonly else _open_writable(path)
-        return cls(path, db, readonly=readonly)
+        return cls(path, db)
 
     @property
     def dir(self) -> Path:
         """The picorder directory whose segment files it indexes (it lives in it)."""
         return self.path.parent
-
-    @property
-    def closed(self) -> bool:
-        return self.db.is_closed()
 
     def select(self, model: type[Model] = Segment):
         """SELECT of `model`'s rows on this index (refine it with .where() and so on)."""

@@ -279,7 +279,7 @@ class PyudevWatcher:
 
 
 def list_drives(events: Iterable[DriveEvent], *, allow_loop: bool = False,
-                mountinfo: str = "/proc/self/mountinfo", sysfs: str = "/sys") -> list[Drive]:
+                mountinfo: str = MOUNTINFO, sysfs: str = "/sys") -> list[Drive]:
     """Parse a batch of events (e.g. the start-up enumeration) into Drives."""
     mounts = read_mounts(mountinfo)
     system = system_disks(mounts, sysfs)

@@ -263,7 +263,8 @@ def test_backup_and_restore(app, admin):
     for raw in (b"not json", json.dumps({"format": "x"}).encode(),
                 json.dumps(dict(doc, users=[])).encode(),
                 json.dumps(dict(doc, cameras=[{"name": "BAD", "main_url": "x"}])).encode(),
-                json.dumps(dict(doc, cameras=doc["cameras"] * 2)).encode()):
+                json.dumps(dict(doc, cameras=doc["cameras"] * 2)).encode(),
+                json.dumps(dict(doc, users=doc["users"] * 2)).encode()):
         response = restore(raw)
         assert response.status_code == 400 and "backup" in field_errors(response)
         assert cameras(app) == []

@@ -32,8 +32,6 @@ def _recorder(cmd: str, field: str, **args):
     except (OSError, ValueError) as exc:
         logger.warning("disk command %s failed: %s", cmd, exc)
         raise json_error(503, f"the recorder did not answer properly: {exc}") from exc
-    finally:
-        recorder_client.forget_state()
 
 
 def _unknown_fields(body: dict, allowed: tuple[str, ...], errors: dict) -> None:

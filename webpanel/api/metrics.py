@@ -117,37 +117,31 @@ class RecorderCollector:
             yield family
 
 
-def oldest_recording_us() -> int | None:
-    pdir = recorder_client.picorder_dir()
-    if pdir is None:
-        return None
-    try:
-        with index_reader.open_readonly(pdir) as index:
-            return queries.oldest_start_us(index)
-    except NoIndex:
-        return None
-
-
 ACTIVITY_WINDOWS = {"1h": 3600, "24h": 86400}
 
 
-def activity_counts() -> dict:
-    """(camera, window) -> (periods, seconds of activity) over ACTIVITY_WINDOWS."""
+def index_figures() -> tuple[int | None, dict]:
+    """What a scrape reads of the recording disk's index.db, in one read-only open: the
+    oldest recording's start and activity_counts (None and {} without an index)."""
     pdir = recorder_client.picorder_dir()
     if pdir is None:
-        return {}
-    now = time.time_ns() // 1000
-    out = {}
+        return None, {}
     try:
         with index_reader.open_readonly(pdir) as index:
-            for cam in Camera.select(Camera.name).order_by(Camera.name):
-                for window, span_s in ACTIVITY_WINDOWS.items():
-                    found = index_reader.activity(index, cam.name, now - span_s * 1_000_000,
-                                                  now)
-                    out[(cam.name, window)] = (len(found), sum(p.end_us - p.start_us
-                                                               for p in found) / 1e6)
+            return queries.oldest_start_us(index), activity_counts(index)
     except NoIndex:
-        return {}
+        return None, {}
+
+
+def activity_counts(index) -> dict:
+    """(camera, window) -> (periods, seconds of activity) over ACTIVITY_WINDOWS."""
+    now = time.time_ns() // 1000
+    out = {}
+    for cam in Camera.select(Camera.name).order_by(Camera.name):
+        for window, span_s in ACTIVITY_WINDOWS.items():
+            found = index_reader.activity(index, cam.name, now - span_s * 1_000_000, now)
+            out[(cam.name, window)] = (len(found), sum(p.end_us - p.start_us
+                                                       for p in found) / 1e6)
     return out
 
 
@@ -155,8 +149,7 @@ def build_registry() -> CollectorRegistry:
     state = recorder_client.get_state()
     status = status_json()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RecorderCollector(state, status["storage"], oldest_recording_us(),
-                                        activity_counts()))
+    registry.register(RecorderCollector(state, status["storage"], *index_figures()))
     ProcessCollector(namespace="picorder_panel", registry=registry)
     pid = state.status.pid if state.status else None
     if state.running and isinstance(pid, int):

@@ -19,7 +19,7 @@ def gib_to_bytes(text: str, errors: dict, key: str = "max_gb") -> int | None:
     return None if gib is None else int(gib * GIB)
 
 
-def camera_fields_from_form(form, existing: Camera | None) -> tuple[dict, dict]:
+def camera_fields_from_form(form) -> tuple[dict, dict]:
     """Turn the camera form into validate_camera input; return (fields, errors)."""
     errors: dict[str, str] = {}
     fields = {k: form.get(k, "").strip() for k in CAMERA_TEXT_FIELDS if k in form}
@@ -46,7 +46,7 @@ def camera_fields_from_form(form, existing: Camera | None) -> tuple[dict, dict]:
 
 def save_camera_form(form, existing: Camera | None) -> tuple[Camera | None, dict]:
     """Validate and store the camera form; nothing is stored when any field is bad."""
-    fields, errors = camera_fields_from_form(form, existing)
+    fields, errors = camera_fields_from_form(form)
     try:
         if errors:                      # the form's own: say what else is wrong, store nothing
             validate_camera(fields, partial=existing is not None)
