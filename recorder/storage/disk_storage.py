@@ -492,7 +492,7 @@ class DiskStorage:
                 drive = by_uuid.get(e.uuid)
                 if e.kind != "disk" or drive is None or e.uuid in self._mounted:
                     continue
-                if disk_ops.mount_source_uuid(Path(e.root)) == e.uuid:
+                if self._mounted_at(Path(e.root), drive):
                     options = disk_ops.run(["findmnt", "-n", "-o", "OPTIONS", "--mountpoint",
                                             e.root], check=False).stdout
                     self._mounted[e.uuid] = _Mounted(e.uuid, Path(e.root), drive.devpath,

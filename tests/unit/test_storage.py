@@ -423,3 +423,37 @@ def test_a_restarted_recorder_takes_the_mount_pid1_kept(tmp_path, usb_event, mon
     # A mount point with nothing mounted on it is mounted as before.
     mountinfo.write_text("25 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n")
     assert disk_ops.mounted_device(target, str(mountinfo)) is None
+
+
+def test_disk_list_without_a_recorder_sees_the_mount_pid1_kept(tmp_path, usb_event, monkeypatch):
+    """`picorder disk list` acting without a recorder counts a mount as the recorder does:
+    the disk mounted at its mount point in mountinfo (findmnt naming no UUID for it) shows
+    as mounted and recording, not as "not attached"."""
+    import subprocess
+    from recorder.storage.settings import AdoptedEntry, save_entries, set_active
+    props = usb_event.properties
+    uuid, devnum = props["ID_FS_UUID"], f"{props['MAJOR']}:{props['MINOR']}"
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    target = tmp_path / "disks" / uuid
+    target.mkdir(parents=True)
+    marker = disk_ops.Marker.new("box", uuid)
+    disk_ops.write_marker(target, marker)
+    save_entries([AdoptedEntry("disk", marker.disk_id, str(target), uuid, "PICORDER", 1)])
+    set_active(marker.disk_id)
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"25 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+                         f"98 25 {devnum} / {target} rw,noatime shared:60 - ext4 "
+                         f"{props['DEVNAME']} rw\n")
+
+    def run(argv, timeout=None, check=True):        # findmnt names no UUID for the mount
+        out = "rw,noatime" if argv[:4] == ["findmnt", "-n", "-o", "OPTIONS"] else ""
+        return subprocess.CompletedProcess(argv, 0 if out else 1, out, "")
+    monkeypatch.setattr(disk_ops, "run", run)
+    st = DiskStorage(paths, mount_base=tmp_path / "disks", watcher=fakes.FakeWatcher([usb_event]),
+                     run_jobs=False, mountinfo=str(mountinfo))
+    listed = st.cmd_list()                           # not started: no watcher, as the CLI does
+    adopted = listed["adopted"][0]
+    assert adopted["mounted"] and not adopted["read_only"]
+    assert listed["state"] == STATE_RECORDING and listed["root"] == str(target)
