@@ -77,9 +77,11 @@ def set_active(disk_id: str | None) -> None:
         config.Setting.write(SETTING_ACTIVE, disk_id)
 
 
-def active_entry() -> AdoptedEntry | None:
+def active_entry(entries: list[AdoptedEntry] | None = None) -> AdoptedEntry | None:
+    """The adopted disk or directory to record on (among `entries`, if read already)."""
     active = active_disk_id()
-    return next((e for e in load_entries() if e.disk_id == active), None)
+    return next((e for e in (load_entries() if entries is None else entries)
+                 if e.disk_id == active), None)
 
 
 def configured_floor() -> int | None:
@@ -129,9 +131,11 @@ def camera_limits(recorded: Iterable[str] = ()) -> dict[str, retention.CameraLim
     return result
 
 
-def disk_storage_wanted() -> bool:
-    """Use DiskStorage: something is adopted, or the box says so (the appliance always does)."""
-    return (bool(load_entries()) or os.environ.get(ENV_STORAGE) == "disks"
+def disk_storage_wanted(entries: list[AdoptedEntry] | None = None) -> bool:
+    """Use DiskStorage: something is adopted (among `entries`, if read already), or the
+    box says so (the appliance always does)."""
+    return (bool(load_entries() if entries is None else entries)
+            or os.environ.get(ENV_STORAGE) == "disks"
             or config.Setting.read(SETTING_STORAGE_MODE) == "disks")
 
 
@@ -153,9 +157,10 @@ def recording_root_from_config() -> Path | None:
     The active adopted disk or directory; else None when adopted disks are wanted; else the
     fixed recording directory, if one is named. None: the recorder records nowhere.
     """
-    entry = active_entry()
+    entries = load_entries()
+    entry = active_entry(entries)
     if entry is not None:
         return Path(entry.root)
-    if disk_storage_wanted():
+    if disk_storage_wanted(entries):
         return None
     return recordings_dir()

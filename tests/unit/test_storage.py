@@ -457,3 +457,25 @@ def test_disk_list_without_a_recorder_sees_the_mount_pid1_kept(tmp_path, usb_eve
     adopted = listed["adopted"][0]
     assert adopted["mounted"] and not adopted["read_only"]
     assert listed["state"] == STATE_RECORDING and listed["root"] == str(target)
+
+
+def test_the_configured_root_reads_each_setting_once(tmp_path, monkeypatch):
+    """recording_root_from_config() (every panel page that needs the root asks it) reads
+    the adopted disks, and each setting it needs, once per call."""
+    from recorder import storage as storage_mod
+    from recorder.storage.settings import SETTING_RECORDINGS_DIR
+    monkeypatch.delenv("PICORDER_STORAGE", raising=False)
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    fixed = tmp_path / "fixed"
+    config.Setting.write(SETTING_RECORDINGS_DIR, str(fixed))
+    reads = []
+    real_read = config.Setting.read.__func__
+
+    def read(cls, key, default=None):
+        reads.append(key)
+        return real_read(cls, key, default)
+    monkeypatch.setattr(config.Setting, "read", classmethod(read))
+    assert storage_mod.recording_root_from_config() == fixed
+    assert sorted(reads) == sorted(set(reads)), reads
