@@ -250,12 +250,13 @@ class DiskStorage:
     def state(self) -> dict:
         with self._lock:
             active = active_entry()
+            spaces: dict[str, dict] = {}
             result = {
                 "state": self._state,
                 "root": str(self._root) if self._root else None,
                 "detail": self._detail,
                 "active": asdict(active) if active else None,
-                "disks": self._adopted_view(),
+                "disks": self._adopted_view(spaces),
                 "retention": asdict(self.rotation.state),
                 "io_errors": [asdict(e) for e in self._io_errors],
                 "disk_check": {"checking": self._check.running,
@@ -263,8 +264,9 @@ class DiskStorage:
                                "finding": self._check_finding},
                 "health": self._health,
             }
-            if self._root is not None:
-                result.update(disk_ops.free_space(self._root))   # total_bytes, free_bytes
+            if self._root is not None:                      # total_bytes, free_bytes
+                root = str(self._root)
+                result.update(spaces[root] if root in spaces else disk_ops.free_space(self._root))
         return result
 
     # ---- drives and mounts
@@ -442,7 +444,10 @@ class DiskStorage:
             return None, STATE_MISSING, f"{root} does not carry its picorder marker"
         return root, STATE_RECORDING, None
 
-    def _adopted_view(self) -> list[dict]:
+    def _adopted_view(self, spaces: dict[str, dict] | None = None) -> list[dict]:
+        """The adopted disks and directories; each mounted root's free space goes in
+        `spaces` too (by root), so state() asks the filesystem once."""
+        spaces = {} if spaces is None else spaces
         result = []
         active = active_disk_id()
         for e in load_entries():
@@ -452,7 +457,9 @@ class DiskStorage:
                         read_only=m.read_only if m else False,
                         ejected=e.uuid in self._ejected if e.uuid else False,
                         problem=self._failed.get(e.uuid or e.disk_id))
-            item.update(disk_ops.free_space(Path(e.root)) if item["mounted"] else {})
+            if item["mounted"]:
+                spaces[e.root] = disk_ops.free_space(Path(e.root))
+                item.update(spaces[e.root])
             result.append(item)
         return result
 

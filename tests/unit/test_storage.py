@@ -479,3 +479,31 @@ def test_the_configured_root_reads_each_setting_once(tmp_path, monkeypatch):
     monkeypatch.setattr(config.Setting, "read", classmethod(read))
     assert storage_mod.recording_root_from_config() == fixed
     assert sorted(reads) == sorted(set(reads)), reads
+
+
+def test_state_asks_the_filesystem_for_its_space_once(tmp_path, monkeypatch):
+    """state() (every status call) gives the recording root's free space and each adopted
+    root's, with one statvfs per root."""
+    import os
+    paths = DataPaths(tmp_path / "data")
+    paths.ensure()
+    config.open_config(paths.config_db)
+    adopted = tmp_path / "adopted"
+    adopted.mkdir()
+    st = DiskStorage(paths, watcher=fakes.FakeWatcher(), run_jobs=False)
+    st.adopt_dir(str(adopted), allow_root_device=True)
+    st.start(queue.Queue().put)
+    calls = []
+    real_statvfs = os.statvfs
+
+    def statvfs(path):
+        calls.append(str(path))
+        return real_statvfs(path)
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    try:
+        state = st.state()
+    finally:
+        st.stop()
+    assert state["root"] == str(adopted) and state["free_bytes"] > 0
+    assert state["disks"][0]["free_bytes"] == state["free_bytes"]
+    assert calls == [str(adopted)]
