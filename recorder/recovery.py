@@ -28,7 +28,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder import segfiles
+from recorder import limits, segfiles
 from recorder.index import Index, Segment, queries
 from recorder.layout import name_start_us  # noqa: F401 (part of this module's API)
 from recorder.index.tables import SegmentInfo, probe_segment
@@ -128,21 +128,37 @@ def recover(index: Index, exclude: set[Path] | None = None, *,
 
 def _finish_deletes(index: Index, marked: list[tuple[int, str]], report: RecoveryReport,
                     dry_run: bool) -> None:
-    picorder_dir = index.dir
-    for row_id, rel in marked:
-        if not dry_run:
-            try:
-                segfiles.unlink(picorder_dir, rel)
-            except FileNotFoundError:
-                pass
-            except UnsafePath as exc:
-                # The disk's index names no segment of ours: drop the row, touch no file.
-                report.errors.append(f"not deleted: {exc}")
-            except OSError as exc:
-                report.errors.append(f"cannot unlink {rel}: {exc.strerror}")
-                continue
-            queries.delete_segments(index, [row_id])
-        report.deletes_finished.append(rel)
+    """Unlink the files of rows marked `deleting`, then delete the rows: one transaction per
+    batch. A crash before a batch's delete leaves its rows marked: the next start finishes them."""
+    batch = limits.RETENTION_BATCH
+    for start in range(0, len(marked), batch):
+        chunk = marked[start:start + batch]
+        done = chunk if dry_run else _unlink_marked(index.dir, chunk, report)
+        if done and not dry_run:
+            queries.delete_segments(index, [row_id for row_id, _ in done])
+        report.deletes_finished.extend(rel for _, rel in done)
+
+
+def _unlink_marked(picorder_dir: Path, chunk: list[tuple[int, str]],
+                   report: RecoveryReport) -> list[tuple[int, str]]:
+    """Unlink each file (gone already is fine); fsync their directories; the rows that may go."""
+    done, dirs = [], set()
+    for row_id, rel in chunk:
+        try:
+            segfiles.unlink(picorder_dir, rel)
+            dirs.add((picorder_dir / rel).parent)
+        except FileNotFoundError:
+            pass
+        except UnsafePath as exc:
+            # The disk's index names no segment of ours: drop the row, touch no file.
+            report.errors.append(f"not deleted: {exc}")
+        except OSError as exc:
+            report.errors.append(f"cannot unlink {rel}: {exc.strerror}")
+            continue
+        done.append((row_id, rel))
+    for directory in dirs:
+        fsync_dir(directory)        # no row goes before its file's unlink is durable
+    return done
 
 
 def _remove_missing(index: Index, missing: list[tuple[int, str]], report: RecoveryReport,

@@ -248,3 +248,29 @@ def test_picorder_check_finds_the_default_recordings(tmp_path, sources, capsys):
     assert main(["--data", str(paths.root), "check"]) == 1
     assert f"index row without file {rec.rows[0].path}" in capsys.readouterr().out
     assert main(["--data", str(tmp_path / "empty"), "check"]) == 2
+
+
+def test_interrupted_deletes_are_finished_in_one_transaction_per_batch(index, pdir, sources,
+                                                                       monkeypatch):
+    """The marked rows go in one transaction per batch, not one per row; a crash between
+    the unlinks and the delete leaves rows marked `deleting` that the next start finishes."""
+    from recorder.index import queries
+    rec = install_segments(pdir, sources)
+    marked = [r.id for r in rec.rows[:2]]
+    Segment.update(deleting=True).where(Segment.id.in_(marked)).execute(index.db)
+    real_delete = queries.delete_segments
+    calls = []
+
+    def crash(index, ids):
+        calls.append(list(ids))
+        raise RuntimeError("power cut")
+    monkeypatch.setattr(queries, "delete_segments", crash)
+    with pytest.raises(RuntimeError):
+        recover(index)
+    assert calls == [marked]                                      # both rows, one transaction
+    assert not any((pdir / r.path).exists() for r in rec.rows[:2])
+    assert sorted(r.id for r in index.select().where(Segment.deleting)) == marked
+    monkeypatch.setattr(queries, "delete_segments", real_delete)
+    report = recover(index)                                       # the next start
+    assert sorted(report.deletes_finished) == sorted(r.path for r in rec.rows[:2])
+    assert [r.path for r in index.select()] == [r.path for r in rec.rows[2:]]
