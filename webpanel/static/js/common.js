@@ -88,7 +88,7 @@ window.PC = (function () {
     wireConfirms();
     wireMenu();
   });
-  return { api: api, csrfToken: csrfToken, fmtTime: fmtTime, fmtDate: fmtDate,
-           fmtDateTime: fmtDateTime, toLocalInput: toLocalInput, fromLocalInput: fromLocalInput,
-           fmtDuration: fmtDuration, localizeTimes: localizeTimes, pad: pad };
+  return { api: api, fmtTime: fmtTime, fmtDate: fmtDate, fmtDateTime: fmtDateTime,
+           toLocalInput: toLocalInput, fromLocalInput: fromLocalInput, fmtDuration: fmtDuration,
+           localizeTimes: localizeTimes };
 })();

@@ -139,7 +139,7 @@ window.Playback = (function () {
     });
   }
 
-  return { parseMapping: parseMapping, wallOf: wallOf, mediaOf: mediaOf, readMovie: readMovie,
-           parseRuns: parseRuns, viewFor: viewFor, showView: showView, bindViewNav: bindViewNav,
-           bindSpeed: bindSpeed, setRate: setRate, fileStem: fileStem, saveStill: saveStill };
+  return { wallOf: wallOf, mediaOf: mediaOf, readMovie: readMovie, parseRuns: parseRuns,
+           showView: showView, bindViewNav: bindViewNav, bindSpeed: bindSpeed, setRate: setRate,
+           saveStill: saveStill };
 })();
