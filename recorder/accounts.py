@@ -86,6 +86,10 @@ class User(BaseModel):
     def admin_exists(cls) -> bool:
         return cls.select().where(cls.role == "admin").exists()
 
+    def is_last_admin(self) -> bool:
+        """The box's only admin: it may neither be removed nor become a viewer."""
+        return self.is_admin and User.select().where(User.role == "admin").count() <= 1
+
 
 class ApiToken(BaseModel):
     """A bearer token for scripts and Prometheus; only its SHA-256 is stored."""

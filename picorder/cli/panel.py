@@ -83,8 +83,7 @@ def cmd_user_remove(args) -> int:
     user = accounts.User.get_or_none(accounts.User.username == args.name)
     if user is None:
         raise UserError(f"no user named {args.name!r}")
-    admins = accounts.User.select().where(accounts.User.role == "admin").count()
-    if user.is_admin and admins <= 1 and not args.force:
+    if user.is_last_admin() and not args.force:
         raise UserError("this is the last admin; add another admin first (or use --force)")
     user.delete_instance()
     print(f"removed user {args.name}")

@@ -196,3 +196,16 @@ def test_user_cli(tmp_path, capsys):
     client = app.test_client()
     assert login(client, "ann", "a good password").status_code == 200
     assert client.get("/auth/setup").status_code == 302        # an admin exists: closed
+
+
+def test_the_last_admin_is_one_rule(app):
+    """The page, the API and the CLI ask User.is_last_admin() whether an admin may go."""
+    from recorder.accounts import User
+    add_user(app, "ann", "ann's password", "admin")
+    add_user(app, "bob", "bob's password", "admin")
+    add_user(app, "vic", "vic's password", "viewer")
+    ann, bob, vic = (User.get(User.username == n) for n in ("ann", "bob", "vic"))
+    assert not ann.is_last_admin() and not bob.is_last_admin() and not vic.is_last_admin()
+    bob.role = "viewer"
+    bob.save()
+    assert ann.is_last_admin() and not bob.is_last_admin() and not vic.is_last_admin()

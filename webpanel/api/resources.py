@@ -201,10 +201,6 @@ def _by_id(model, row_id: int, what: str):
     return row
 
 
-def _last_admin(user: User) -> bool:
-    return user.is_admin and User.select().where(User.role == "admin").count() <= 1
-
-
 @bp.patch("/users/<int:user_id>")
 @login_required(role="admin")
 def user_update(user_id):
@@ -217,7 +213,7 @@ def user_update(user_id):
     role = body.get("role", user.role)
     if role not in ROLES:
         errors["role"] = ROLE_ERROR
-    elif role != "admin" and _last_admin(user):
+    elif role != "admin" and user.is_last_admin():
         errors["role"] = "the last admin cannot become a viewer"
     if errors:
         raise FieldErrors(errors)
@@ -233,7 +229,7 @@ def user_update(user_id):
 @login_required(role="admin")
 def user_delete(user_id):
     user = _by_id(User, user_id, "user")
-    if _last_admin(user):
+    if user.is_last_admin():
         raise json_error(409, "the last admin cannot be removed")
     user.delete_instance()
     logger.info("%s removed user %s", current_user.name, user.username)

@@ -109,7 +109,7 @@ def user_delete(user_id):
     user = User.get_or_none(User.id == user_id) or abort(404, "no such user")
     if user.id == current_user.user_id:
         flash("You cannot remove yourself.", "error")
-    elif user.is_admin and User.select().where(User.role == "admin").count() <= 1:
+    elif user.is_last_admin():
         flash("The last admin cannot be removed.", "error")
     else:
         user.delete_instance()
