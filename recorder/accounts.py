@@ -13,9 +13,9 @@ import secrets
 import time
 import unicodedata
 
-from peewee import BigIntegerField, CharField, IntegerField
+from peewee import BigIntegerField, CharField, IntegerField, IntegrityError
 
-from recorder.configdb import BaseModel, Setting
+from recorder.configdb import BaseModel, Setting, db
 
 ROLES = ("admin", "viewer")
 ROLE_ERROR = "the role must be 'admin' or 'viewer'"
@@ -181,6 +181,33 @@ def validate_user(username, password, role) -> dict[str, str]:
     if role not in ROLES:
         errors["role"] = ROLE_ERROR
     return errors
+
+
+NAME_TAKEN = "this name is taken"
+
+
+class AccountError(ValueError):
+    """A user was not added: one clear message per bad field."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+def add_user(username, password, role, method: str | None = None) -> User:
+    """The one way to add a user (pages, API, CLI): validate_user's rules, the password's
+    salted hash (`method`: the box's unless named), a name not taken; AccountError if not."""
+    errors = validate_user(username, password, role)
+    if errors:
+        raise AccountError(errors)
+    user = User(username=username, role=role)
+    user.set_password(password, method)
+    try:
+        with db.atomic():           # a savepoint inside the caller's transaction, if any
+            user.save()
+    except IntegrityError as exc:
+        raise AccountError({"username": NAME_TAKEN}) from exc
+    return user
 
 
 SETUP_CODE_SETTING = "setup_code_hash"

@@ -13,10 +13,9 @@ from flask import current_app, g, jsonify, render_template, request, session
 from peewee import IntegrityError, fn
 from werkzeug.local import LocalProxy
 
-from recorder import config, limits
+from recorder import accounts, config, limits
 from recorder.accounts import (ApiToken, LoginAttempt, SessionGeneration, User, now_us,
-                               password_method, setup_code_required, validate_token,
-                               validate_user)
+                               password_method, setup_code_required, validate_token)
 from webpanel import security
 from webpanel.inputs import FieldErrors, json_error, wants_json
 
@@ -195,17 +194,12 @@ def hash_method() -> str:
 
 
 def add_user(username, password, role) -> User:
-    """A new user; FieldErrors for bad input or a name that is taken."""
-    errors = validate_user(username, password, role)
-    if errors:
-        raise FieldErrors(errors)
-    user = User(username=username, role=role)
-    user.set_password(password, hash_method())
+    """A new user (accounts.add_user, with the app's hash); FieldErrors for bad input or a
+    name that is taken."""
     try:
-        user.save()
-    except IntegrityError as exc:
-        raise FieldErrors({"username": "this name is taken"}) from exc
-    return user
+        return accounts.add_user(username, password, role, hash_method())
+    except accounts.AccountError as exc:
+        raise FieldErrors(exc.errors) from exc
 
 
 def issue_token(name, role) -> tuple[ApiToken, str]:

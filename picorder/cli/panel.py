@@ -55,15 +55,12 @@ def cmd_panel(args) -> int:
 def cmd_user_add(args) -> int:
     open_config_from_args(args)
     password = read_secret_file(args.password_file)
-    errors = accounts.validate_user(args.name, password, args.role)
-    if errors:
-        raise UserError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-    user = accounts.User(username=args.name, role=args.role)
-    user.set_password(password)
     try:
-        user.save()
-    except IntegrityError as exc:
-        raise UserError(f"a user named {args.name!r} already exists") from exc
+        accounts.add_user(args.name, password, args.role)
+    except accounts.AccountError as exc:
+        if exc.errors.get("username") == accounts.NAME_TAKEN:
+            raise UserError(f"a user named {args.name!r} already exists") from exc
+        raise UserError(str(exc)) from exc
     print(f"added {args.role} {args.name}")
     return 0
 

@@ -209,3 +209,29 @@ def test_the_last_admin_is_one_rule(app):
     bob.role = "viewer"
     bob.save()
     assert ann.is_last_admin() and not bob.is_last_admin() and not vic.is_last_admin()
+
+
+def test_the_first_admin_is_added_the_one_way(app, tmp_path, monkeypatch):
+    """The first-admin page adds its user with recorder.accounts.add_user (the CLI, the
+    API and the users page do too), and keeps its own errors: a name taken by a viewer
+    made with the CLI is a field error."""
+    from recorder import accounts
+    data = str(tmp_path / "data")
+    pw = tmp_path / "pw"
+    pw.write_text("a good password\n")
+    assert main(["--data", data, "user", "add", "boss", "--role", "viewer",
+                 "--password-file", str(pw)]) == 0
+    added = []
+    real_add = accounts.add_user
+    monkeypatch.setattr(accounts, "add_user", lambda *a, **kw: added.append(a[:3]) or real_add(*a, **kw))
+    client = app.test_client()
+    token = csrf_token(client)
+    taken = client.post("/auth/setup", json={"username": "boss", "password": "longenough1"},
+                        headers={"X-CSRFToken": token})
+    assert taken.status_code == 400
+    assert taken.get_json()["errors"] == {"username": "this name is taken"}
+    created = client.post("/auth/setup", json={"username": "chief", "password": "longenough1"},
+                          headers={"X-CSRFToken": token})
+    assert created.status_code == 201 and created.get_json()["user"]["role"] == "admin"
+    assert added == [("boss", "longenough1", "admin"), ("chief", "longenough1", "admin")]
+    assert accounts.User.get(accounts.User.username == "chief").check_password("longenough1")

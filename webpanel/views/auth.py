@@ -4,13 +4,12 @@ import logging
 
 from flask import (Blueprint, current_app, g, jsonify, redirect, render_template, request,
                    session, url_for)
-from peewee import IntegrityError
 
 from recorder import config
 from recorder.accounts import (SessionGeneration, User, check_setup_code, setup_code_required,
                                validate_user)
 from webpanel import auth
-from webpanel.inputs import json_error
+from webpanel.inputs import FieldErrors, json_error
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +111,9 @@ def setup():
         with config.db.atomic("IMMEDIATE"):
             if User.admin_exists():
                 raise json_error(403, "setup is closed: an admin account exists")
-            user = User(username=username, role="admin")
-            user.set_password(password, auth.hash_method())
-            user.save()
-    except IntegrityError:
-        return auth.setup_page(form, {"username": "this name is taken"}, 400)
+            user = auth.add_user(username, password, "admin")
+    except FieldErrors as exc:
+        return auth.setup_page(form, exc.errors, 400)
     logger.info("created the admin account %s from %s", user.username, request.remote_addr)
     _sign_in(user)
     if request.is_json:
