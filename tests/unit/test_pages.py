@@ -180,6 +180,36 @@ def test_disable_and_remove_need_the_right_input(app, admin):
     assert cameras(app) == []
 
 
+def flash_of(client) -> tuple[str, str]:
+    """The category and words of the flash the next page shows."""
+    page = client.get("/", headers=HTML).get_data(as_text=True)
+    found = re.search(r'<li class="flash (\w+)" role="\w+">([^<]*)</li>', page)
+    return found.group(1), found.group(2).replace("&#39;", "'")
+
+
+def test_enabling_a_camera_keeps_its_other_fields_and_is_validated(app, admin):
+    """The dashboard's Enable/Disable goes through config.save_camera: only `enabled` (and the
+    change time) moves, and a value other than 0 or 1 is refused, changing nothing."""
+    post(admin, "/cameras/new", {"name": "cam1", "main_url": "rtsp://u:secret@10.0.0.2/s",
+                                 "sub_url": "rtsp://10.0.0.2/sub", "display_name": "Gate",
+                                 "transport": "udp", "max_age_days": "9", "enabled": "1"})
+    [before] = cameras(app)
+    post(admin, "/cameras/cam1/enabled", {"enabled": "0"})
+    assert flash_of(admin) == ("success", "Camera cam1 disabled.")
+    post(admin, "/cameras/cam1/enabled", {"enabled": "1"})
+    assert flash_of(admin) == ("success", "Camera cam1 enabled.")
+    [after] = cameras(app)
+    assert after == before and after["password"] == "secret"
+    post(admin, "/cameras/cam1/enabled", {"enabled": "0"})
+    flash_of(admin)
+    for value in ("yes", None):
+        refused = post(admin, "/cameras/cam1/enabled", {} if value is None else {"enabled": value})
+        assert refused.status_code == 302
+        category, words = flash_of(admin)
+        assert category == "error" and "must be true or false" in words
+        assert cameras(app)[0]["enabled"] is False
+
+
 @pytest.mark.parametrize("url", ["/setup/retention", "/storage/retention"])
 @pytest.mark.parametrize("form, field", [
     ({"floor_gb": "-1"}, "floor_gb"), ({"floor_gb": "a lot"}, "floor_gb"),

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from recorder import limits
-from recorder.config import Camera, Setting
+from recorder import config, limits
+from recorder.config import Camera, ConfigError, Setting
 from recorder.status import (BAD, OFF, OK, WARN, RecorderStatus, StreamHealth, StreamStatus,
                              Summary, stream_health, summarize)
 from webpanel.auth import current_user, login_required
@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
 
 SETUP_DONE_KEY = "setup_wizard"          # Setting: "done" once the wizard was finished
+ENABLED_FORM = {"1": True, "0": False}   # the dashboard's Enable/Disable buttons send these
 
 
 # ------------------------------------------------------------------ helpers
@@ -157,9 +158,12 @@ def camera_edit(name):
 @login_required(role="admin")
 def camera_enable(name):
     cam = get_camera(name)
-    cam.enabled = request.form.get("enabled") == "1"
-    cam.updated_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    cam.save()
+    value = request.form.get("enabled")
+    try:
+        config.save_camera({"enabled": ENABLED_FORM.get(value, value)}, cam)
+    except ConfigError as exc:
+        flash(f"Camera {cam.name} not changed: {exc}", "error")
+        return redirect(url_for("pages.dashboard"))
     recorder_call("reload")
     flash(f"Camera {cam.name} {'enabled' if cam.enabled else 'disabled'}.", "success")
     return redirect(url_for("pages.dashboard"))
