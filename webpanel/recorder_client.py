@@ -93,14 +93,13 @@ def forget_state() -> None:
 
 
 def reload_best_effort() -> bool:
-    """Ask the recorder to reload cameras now; it also notices by polling config.db."""
+    """Ask the recorder to reload cameras now; it also notices by polling config.db, so a
+    recorder that is not running is no error for the page (its status says so)."""
     try:
-        call("reload")
+        call("reload")                  # which drops the cached status
     except (Unavailable, Refused) as exc:
         logger.info("reload not sent (%s); the recorder will notice the change itself", exc)
         return False
-    finally:
-        forget_state()
     return True
 
 

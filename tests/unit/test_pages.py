@@ -210,6 +210,28 @@ def test_enabling_a_camera_keeps_its_other_fields_and_is_validated(app, admin):
         assert cameras(app)[0]["enabled"] is False
 
 
+def test_every_page_that_changes_cameras_asks_for_a_reload_the_one_way(app, admin, caplog):
+    """Each page that changes what the recorder runs asks for a reload with
+    reload_best_effort(): with the recorder stopped the change is saved, the page says what
+    it says anyway, and the log tells why no reload was sent."""
+    caplog.set_level("INFO", logger="webpanel.recorder_client")
+    saves = [("/cameras/new", {"name": "cam1", "main_url": "rtsp://10.0.0.2/s", "enabled": "1"}),
+             ("/cameras/cam1/edit", {"main_url": "rtsp://10.0.0.3/s", "enabled": "1"}),
+             ("/cameras/cam1/enabled", {"enabled": "0"}),
+             ("/storage/retention", {"default_max_age_days": "7"}),
+             ("/storage/cameras/cam1", {"max_age_days": "5"}),
+             ("/cameras/cam1/delete", {"confirm": "cam1"})]
+    for url, form in saves:
+        caplog.clear()
+        assert post(admin, url, form).status_code == 302, url
+        said = [r.getMessage() for r in caplog.records if "reload not sent" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith(
+            "reload not sent (the recorder is not running"), (url, said)
+    assert flash_of(admin) == ("success", "Camera cam1 removed; its recordings stay until "
+                                          "retention deletes them.")
+    assert cameras(app) == []
+
+
 @pytest.mark.parametrize("url", ["/setup/retention", "/storage/retention"])
 @pytest.mark.parametrize("form, field", [
     ({"floor_gb": "-1"}, "floor_gb"), ({"floor_gb": "a lot"}, "floor_gb"),

@@ -3,7 +3,7 @@
 from recorder import config
 from recorder.config import Camera, ConfigError, validate_camera
 from webpanel.inputs import form_number, url_or_host
-from webpanel.recorder_client import recorder_call
+from webpanel.recorder_client import reload_best_effort
 
 PROBE_NOTE_MAX = 300                    # longest test outcome the form may send for the flash
 CAMERA_TEXT_FIELDS = ("name", "display_name", "main_url", "sub_url", "username", "transport")
@@ -58,7 +58,7 @@ def save_camera_form(form, existing: Camera | None) -> tuple[Camera | None, dict
         errors["max_gb"] = errors.pop("max_bytes")
     if errors:
         return None, errors
-    recorder_call("reload")             # the recorder also notices on its own within 2 s
+    reload_best_effort()             # the recorder also notices on its own within 2 s
     return cam, {}
 
 

@@ -13,7 +13,7 @@ from recorder.status import (BAD, OFF, OK, WARN, RecorderStatus, StreamHealth, S
                              Summary, stream_health, summarize)
 from webpanel.auth import current_user, login_required
 from webpanel.inputs import get_camera
-from webpanel.recorder_client import recorder_call, recorder_status
+from webpanel.recorder_client import recorder_status, reload_best_effort
 from webpanel.views.camera_form import camera_form_values, save_camera_form, saved_message
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def camera_enable(name):
     except ConfigError as exc:
         flash(f"Camera {cam.name} not changed: {exc}", "error")
         return redirect(url_for("pages.dashboard"))
-    recorder_call("reload")
+    reload_best_effort()
     flash(f"Camera {cam.name} {'enabled' if cam.enabled else 'disabled'}.", "success")
     return redirect(url_for("pages.dashboard"))
 
@@ -177,7 +177,7 @@ def camera_delete(name):
         flash(f"Type the camera's name ({cam.name}) to remove it.", "error")
         return redirect(url_for("pages.camera_edit", name=cam.name))
     cam.delete_instance()
-    recorder_call("reload")
+    reload_best_effort()
     flash(f"Camera {name} removed; its recordings stay until retention deletes them.", "success")
     return redirect(url_for("pages.dashboard"))
 

@@ -12,7 +12,7 @@ from recorder.paths import DataPaths
 from recorder.storage import SETTING_FLOOR
 from webpanel.auth import for_role
 from webpanel.inputs import form_number
-from webpanel.recorder_client import recorder_call, recorder_status
+from webpanel.recorder_client import recorder_call, recorder_status, reload_best_effort
 from webpanel.views.camera_form import GIB, gib_to_bytes
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def save_retention_defaults(form) -> dict:
         else:
             Setting.write(DEFAULT_AGE_KEY, str(days))
             Camera.update(max_age_days=days).where(Camera.max_age_days.is_null()).execute()
-    recorder_call("reload")
+    reload_best_effort()
     return {}
 
 
@@ -135,5 +135,5 @@ def save_camera_retention(cam: Camera, form) -> dict:
         return errors
     cam.max_age_days, cam.min_days, cam.max_bytes = age, min_days, max_bytes
     cam.save()
-    recorder_call("reload")
+    reload_best_effort()
     return {}

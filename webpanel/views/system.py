@@ -13,7 +13,7 @@ from recorder.config import Camera, ConfigError
 from webpanel import config_backup, host_facts
 from webpanel.auth import add_user, current_user, issue_token, login_required
 from webpanel.inputs import FieldErrors, get_camera
-from webpanel.recorder_client import recorder_call, recorder_status
+from webpanel.recorder_client import recorder_call, recorder_status, reload_best_effort
 from webpanel.views import storage_forms
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def restore():
         config_backup.restore(doc)
     except ConfigError as exc:          # two cameras of one name: the transaction is undone
         return render_system({"restore": {"backup": f"nothing restored: {exc}"}}, 400)
-    recorder_call("reload")
+    reload_best_effort()
     flash(f"Restored {len(doc['cameras'])} cameras, {len(doc['users'])} users and "
           f"{len(doc['settings'])} settings.", "success")
     return redirect(url_for("system.system"))
