@@ -390,9 +390,9 @@ def open_box_config(data: Path):
 
 
 def apply_admin(target: Target, cfg: BootConfig) -> Problem | None:
-    """Create or update the panel's admin account; a problem if the password is refused."""
+    """Create or update the panel's admin account (config.db open); a problem if the password
+    is refused."""
     from recorder.accounts import User, validate_user
-    open_box_config(target.data)
     if cfg.admin_password is not None:
         errors = validate_user(cfg.admin_user, cfg.admin_password, "admin")
         if errors:
@@ -412,19 +412,18 @@ def apply_admin(target: Target, cfg: BootConfig) -> Problem | None:
 
 
 def apply_setup_code(target: Target, code: str) -> None:
-    """Keep the setup code's hash: the panel asks the first visitor for it."""
+    """Keep the setup code's hash (config.db open): the panel asks the first visitor for it."""
     from recorder.accounts import set_setup_code
-    open_box_config(target.data)
     set_setup_code(code)
     logger.info("panel setup code set")
 
 
 def apply_cameras(target: Target, cfg: BootConfig, firmware_dir: Path) -> list[Problem]:
-    """Add the cameras with save_camera, as `picorder camera add` and `picorder import` do."""
+    """Add the cameras with save_camera (config.db open), as `picorder camera add` and
+    `picorder import` do."""
     from picorder.cli.camera import check_import_file, store_cameras
     from picorder.cli.common import UserError
     from recorder.config import ConfigError, save_camera
-    open_box_config(target.data)
     problems = []
     for cam in cfg.cameras:
         try:
@@ -458,10 +457,14 @@ def prepare_data(data: Path, owner: str | None) -> None:
     the named files only, each opened without following links (docs/design.md decision 7).
     """
     paths = open_box_config(data)
-    if owner is None:
-        return
+    if owner is not None:
+        give_data_dir(paths.root, owner)
+
+
+def give_data_dir(root: Path, owner: str) -> None:
+    """Hand the data directory and its named files to the panel's user (prepare_data)."""
     pw = pwd.getpwnam(owner)
-    dir_fd = os.open(paths.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.fchown(dir_fd, pw.pw_uid, pw.pw_gid)
         for name in OWNED_FILES:
@@ -524,13 +527,34 @@ def apply(cfg: BootConfig, target: Target, firmware_dir: Path) -> list[Problem]:
     if cfg.root_authorized_key:
         problems += _step("root_authorized_key", apply_authorized_key, target,
                           cfg.root_authorized_key)
+    steps = []
     if cfg.admin_password or cfg.admin_password_hash:
-        problems += _step("admin account", apply_admin, target, cfg)
+        steps.append(("admin account", apply_admin, (target, cfg)))
     if cfg.setup_code:
-        problems += _step("setup code", apply_setup_code, target, cfg.setup_code)
+        steps.append(("setup code", apply_setup_code, (target, cfg.setup_code)))
     if cfg.cameras or cfg.cameras_file:
-        problems += _step("cameras", apply_cameras, target, cfg, firmware_dir)
+        steps.append(("cameras", apply_cameras, (target, cfg, firmware_dir)))
+    if not steps and not target.owner:
+        return problems
+    # config.db is opened once per run: for these steps, and for run()'s data directory owner.
+    refused = _open_config(target, [what for what, _, _ in steps])
+    if refused:
+        return problems + [refused]
+    for what, func, args in steps:
+        problems += _step(what, func, *args)
     return problems
+
+
+def _open_config(target: Target, steps: list[str]) -> Problem | None:
+    """Open config.db for the run; a problem naming the steps it stops if it cannot be."""
+    from peewee import PeeweeException
+    try:
+        open_box_config(target.data)
+    except (*STEP_ERRORS, PeeweeException) as exc:
+        logger.exception("picorder.txt: cannot open config.db")
+        stopped = f": {', '.join(steps)} not applied" if steps else ""
+        return Problem(0, f"config.db not opened ({type(exc).__name__}, see the log){stopped}")
+    return None
 
 
 def run(file: Path, target: Target) -> list[Problem]:
@@ -553,7 +577,7 @@ def run(file: Path, target: Target) -> list[Problem]:
             logger.warning("picorder.txt %s", problem)
         write_file(file, scrubbed_text(text, problems, datetime.now(timezone.utc)))
     if target.owner:
-        prepare_data(target.data, target.owner)
+        give_data_dir(target.data, target.owner)       # config.db: created by apply()
     logger.info("picorder.txt applied with %d problem(s)", len(problems))
     return problems
 

@@ -217,6 +217,40 @@ def test_a_failing_step_is_a_problem_and_the_secrets_still_leave_the_card(box, m
 
 
 
+def test_a_run_opens_config_db_once(box, monkeypatch):
+    """Admin, setup code, cameras and the data directory's owner: one open of config.db
+    (each open migrates, after a copy when the schema is old)."""
+    import pwd
+    import os
+    from dataclasses import replace
+    target, firmware = box
+    target = replace(target, owner=pwd.getpwuid(os.getuid()).pw_name)
+    opened = []
+    real_open = config.open_config
+    monkeypatch.setattr(config, "open_config", lambda path: opened.append(path) or real_open(path))
+    path = write_txt(firmware, "admin_password=long-enough-pw\nsetup_code=abc-123-def\n"
+                               "camera=cam1 rtsp://10.0.0.3/s\n")
+    assert firstboot.run(path, target) == []
+    assert opened == [target.data / "config.db"]
+    assert users()["admin"].check_password("long-enough-pw")
+    assert [c.name for c in config.Camera.select()] == ["cam1"]
+
+
+def test_config_db_that_cannot_be_opened_is_one_problem_and_the_secrets_leave(box, monkeypatch):
+    target, firmware = box
+
+    def broken(path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(config, "open_config", broken)
+    path = write_txt(firmware, "admin_password=long-enough-pw\ncamera=cam1 rtsp://u:pw9@10.0.0.3/s\n"
+                               "hostname=still-set\n")
+    problems = firstboot.run(path, target)
+    assert [str(p) for p in problems] == [
+        "config.db not opened (OSError, see the log): admin account, cameras not applied"]
+    assert "long-enough-pw" not in path.read_text() and "pw9" not in path.read_text()
+    assert (target.root / "etc/hostname").read_text() == "still-set\n"
+
+
 def test_first_boot_sets_the_admin_password_without_importing_flask(tmp_path):
     """The first-boot step runs before the panel at every boot with a picorder.txt;
     Flask's import costs seconds on a Pi, so it must not come with the user model."""
@@ -265,6 +299,7 @@ def test_a_refused_camera_is_a_problem_with_its_reason_and_the_others_are_added(
                                         firstboot.CameraEntry("cam2", "rtsp://10.0.0.2/s", 2),
                                         firstboot.CameraEntry("cam2", "rtsp://10.0.0.3/s", 3)],
                                cameras_file="cams.toml")
+    firstboot.open_box_config(target.data)          # as apply() does, once per run
     problems = firstboot.apply_cameras(target, cfg, firmware)
     assert [str(p) for p in problems] == [
         "line 1: camera cam1 not added: main_url: the URL must start with one of rtsp://, "
