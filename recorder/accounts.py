@@ -10,12 +10,12 @@ import functools
 import hashlib
 import importlib.metadata
 import secrets
-import time
 import unicodedata
 
 from peewee import BigIntegerField, CharField, IntegerField, IntegrityError
 
 from recorder.configdb import BaseModel, Setting, db
+from recorder.wallclock import now_us
 
 ROLES = ("admin", "viewer")
 ROLE_ERROR = "the role must be 'admin' or 'viewer'"
@@ -52,10 +52,6 @@ def hash_secret(secret: str, method: str | None = None) -> str:
 def check_secret(stored: str, secret: str) -> bool:
     from werkzeug.security import check_password_hash
     return check_password_hash(stored, secret)
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class User(BaseModel):

@@ -10,7 +10,6 @@ unit tests) and the clock (recorder.timekeeping.Clock).
 import errno
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -29,6 +28,7 @@ from recorder.reachability import ReachabilityProbe
 from recorder.spawner import Child, Spawn
 from recorder.status import StreamStatus
 from recorder.timekeeping import RunAnchor, Timekeeper
+from recorder.wallclock import now_us as host_wall_us  # what ffmpeg names its files by (TZ=UTC)
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +40,6 @@ class State(str, Enum):
     BACKOFF = "BACKOFF"
     STOPPING = "STOPPING"
     FATAL = "FATAL"
-
-
-def host_wall_us() -> int:
-    """The host's real clock: what ffmpeg names its files by (TZ=UTC)."""
-    return time.time_ns() // 1000
 
 
 def backoff_delay(failures: int, rand: Callable[[], float] = random.random, *,

@@ -14,8 +14,9 @@ from peewee import IntegrityError, fn
 from werkzeug.local import LocalProxy
 
 from recorder import accounts, config, limits
-from recorder.accounts import (ApiToken, LoginAttempt, SessionGeneration, User, now_us,
-                               password_method, setup_code_required, validate_token)
+from recorder.accounts import (ApiToken, LoginAttempt, SessionGeneration, User, password_method,
+                               setup_code_required, validate_token)
+from recorder.wallclock import now_us
 from webpanel import security
 from webpanel.inputs import FieldErrors, json_error, wants_json
 

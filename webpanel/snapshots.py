@@ -17,6 +17,7 @@ from pathlib import Path
 
 from recorder import layout, limits, mp4
 from recorder.index import Index, NoIndex, queries
+from recorder.wallclock import now_us
 from webpanel import index_reader, locks
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def keyframe_near(pdir: Path, camera: str, stream: str, at_us: int) -> Keyframe:
 
 def _unindexed_near(index: Index, camera: str, stream: str, at_us: int):
     """The file not indexed yet (the newest seconds) that holds `at_us`, if any."""
-    tail = index_reader.unindexed_tail(index, camera, stream, time.time_ns() // 1000,
+    tail = index_reader.unindexed_tail(index, camera, stream, now_us(),
                                        clock_trusted=False)
     before = [t for t in tail if t.start_us <= at_us]
     return before[-1] if before else None

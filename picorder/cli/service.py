@@ -10,7 +10,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from recorder.children import die_with_parent
 from recorder.paths import DEMO_MARKER, ROOT_DATA_DIR, DataPaths, default_demo_dir
 from recorder.status import RecorderStatus, stream_health
 from recorder.storage import make_storage, recording_root_from_config
+from recorder.wallclock import now_us
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _ago(utc_us: int | None) -> str:
 def format_status(data: dict) -> str:
     status = RecorderStatus.from_json(data)
     clock, storage = status.clock, status.storage
-    now_us = clock.now_utc_us or time.time_ns() // 1000
+    now = clock.now_utc_us or now_us()
     lines = [
         f"recorder {status.version} pid {status.pid}, clock "
         f"{'trusted' if clock.trusted else 'NOT trusted'} ({clock.source})",
@@ -68,7 +68,7 @@ def format_status(data: dict) -> str:
     if not status.streams:
         lines.append("no cameras configured")
     for s in status.streams:
-        health = stream_health(s, now_us)
+        health = stream_health(s, now)
         since = f" since {_ago(health.since_utc_us)}" if health.since_utc_us and health.problem else ""
         lines.append(f"{s.key:<24} {health.words + since:<44} "
                      f"pid {s.pid or '-':<7} {s.fps or 0:5.1f} fps {s.bitrate_kbps or 0:7.0f} kb/s "

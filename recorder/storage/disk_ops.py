@@ -7,13 +7,13 @@ import os
 import re
 import stat
 import subprocess
-import time
 import uuid as uuidlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from recorder import limits
 from recorder.storage.udev import MOUNTINFO, devnum_of_mount, read_mounts
+from recorder.wallclock import now_us
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Marker:
 
     @classmethod
     def new(cls, box_id: str, fs_uuid: str | None) -> "Marker":
-        return cls(str(uuidlib.uuid4()), box_id, fs_uuid, time.time_ns() // 1000)
+        return cls(str(uuidlib.uuid4()), box_id, fs_uuid, now_us())
 
     @classmethod
     def from_json(cls, text: str) -> "Marker":

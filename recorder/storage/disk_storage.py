@@ -8,7 +8,6 @@ import errno
 import logging
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from recorder.storage.udev import (
     MOUNTINFO, Drive, DriveEvent, PyudevWatcher, disk_devpath_of, drive_from_event,
     mounts_by_devnum, read_mounts, system_disks,
 )
+from recorder.wallclock import now_us
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +83,6 @@ def adopt_demo_directory(paths: DataPaths) -> None:
     root = paths.default_recordings
     root.mkdir(parents=True, exist_ok=True)
     DiskStorage(paths, run_jobs=False).adopt_dir(str(root), allow_root_device=True)
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _device_of_path(path: Path) -> str:
@@ -191,7 +187,7 @@ class DiskStorage:
         every stream keeps recording.
         """
         name = errno.errorcode.get(errno_, str(errno_))
-        self._io_errors.append(IoErrorRecord(_now_us(), errno_, name, detail[:300]))
+        self._io_errors.append(IoErrorRecord(now_us(), errno_, name, detail[:300]))
         if errno_ in NOSPACE_ERRNOS:
             if self.rotation.say("enospc"):
                 logger.warning("no space left on the recording disk: running retention now")
@@ -383,7 +379,7 @@ class DiskStorage:
     def _register_disk(self, drive: Drive, marker: Marker, *, make_active: bool) -> AdoptedEntry:
         entries = [e for e in load_entries() if not (e.kind == "disk" and e.uuid == drive.fs_uuid)]
         entry = AdoptedEntry("disk", marker.disk_id, str(self.mount_base / drive.fs_uuid),
-                             drive.fs_uuid, drive.fs_label, _now_us())
+                             drive.fs_uuid, drive.fs_label, now_us())
         entries.append(entry)
         save_entries(entries)
         if make_active:
@@ -551,7 +547,7 @@ class DiskStorage:
                 logger.warning("disk %s belonged to box %s; taking it over", uuid, marker.box_id)
             if marker is None or marker.box_id != self._box_id:
                 marker = Marker(marker.disk_id if marker else Marker.new("", None).disk_id,
-                                self._box_id, uuid, _now_us())
+                                self._box_id, uuid, now_us())
                 disk_ops.write_marker(target, marker)
             entry = self._register_disk(drive, marker, make_active=True)
             self._mounted[uuid] = _Mounted(uuid, target, drive.devpath, False)
@@ -576,10 +572,10 @@ class DiskStorage:
             marker = self._read_marker_logged(root)
             if marker is None or marker.box_id != self._box_id:
                 marker = Marker(marker.disk_id if marker else Marker.new("", None).disk_id,
-                                self._box_id, None, _now_us())
+                                self._box_id, None, now_us())
                 disk_ops.write_marker(root, marker)
             entries = [e for e in load_entries() if not (e.kind == "dir" and e.root == str(root))]
-            entry = AdoptedEntry("dir", marker.disk_id, str(root), None, root.name, _now_us())
+            entry = AdoptedEntry("dir", marker.disk_id, str(root), None, root.name, now_us())
             entries.append(entry)
             save_entries(entries)
             set_active(entry.disk_id)

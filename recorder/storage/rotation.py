@@ -18,6 +18,7 @@ from recorder import limits, retention
 from recorder.index import queries
 from recorder.storage import disk_ops
 from recorder.storage.settings import camera_limits, configured_floor
+from recorder.wallclock import now_us
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,6 @@ class Throttle:
             return False
         self.last[what] = now
         return True
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _log_job_error(event) -> None:
@@ -217,7 +214,7 @@ class RotationJob:
         self._conn = self._conn_root = None
 
     def _rotate(self, conn, root: Path) -> retention.ApplyResult:
-        now = _now_us()
+        now = now_us()
         pdir = root / disk_ops.PICORDER_DIR
         space = disk_ops.free_space(root)
         if not space:
@@ -255,7 +252,7 @@ class RotationJob:
                                                free_bytes=space["free_bytes"],
                                                floor_bytes=seen.floor)
         state = self.state
-        state.last_run_utc_us = _now_us()
+        state.last_run_utc_us = now_us()
         state.last_deleted, state.last_deleted_bytes = len(result.deleted), result.bytes
         state.total_deleted += len(result.deleted)
         state.floor_bytes, state.floor_met = seen.floor, plan.floor_met

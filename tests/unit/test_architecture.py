@@ -32,3 +32,15 @@ def test_an_arrow_against_the_layers_is_reported(monkeypatch, tmp_path):
                       '[[tool.importlinter.contracts]]\nname = "reversed"\ntype = "layers"\n'
                       'layers = ["recorder", "webpanel"]\n')
     assert _lint(config, monkeypatch) == 1
+
+
+def test_one_helper_reads_the_wall_clock_in_microseconds():
+    """recorder.wallclock.now_us is the one "now, in epoch µs" (timekeeping.Clock, the clock
+    tests replace, wraps the same call); no module keeps a copy of its own."""
+    import re
+    pattern = re.compile(r"time\.time_ns\(\)\s*//\s*1_?000\b|time\.time\(\)\s*\*\s*(1e6|1_000_000)")
+    allowed = {PROJECT / "recorder" / "wallclock.py", PROJECT / "recorder" / "timekeeping.py"}
+    copies = [str(p.relative_to(PROJECT)) for package in ("picorder", "recorder", "webpanel")
+              for p in sorted((PROJECT / package).rglob("*.py"))
+              if p not in allowed and pattern.search(p.read_text())]
+    assert copies == []

@@ -1,7 +1,6 @@
 """Monitoring: Prometheus /metrics and cameraleech-compatible Zabbix endpoints."""
 
 import logging
-import time
 
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CollectorRegistry, generate_latest
@@ -12,6 +11,7 @@ from prometheus_client.process_collector import ProcessCollector
 from recorder.config import Camera
 from recorder.index import NoIndex, queries
 from recorder.status import StreamStatus
+from recorder.wallclock import now_us
 from webpanel import index_reader, recorder_client
 from webpanel.api.status import status_json
 from webpanel.auth import login_required
@@ -61,7 +61,7 @@ class RecorderCollector:
         yield seconds
 
     def stream_metrics(self):
-        now_us = time.time_ns() // 1000
+        now = now_us()
         state = _gauge("picorder_stream_state", "1 for the stream's current state",
                        STREAM_LABELS + ["state"])
         gauges = {
@@ -93,7 +93,7 @@ class RecorderCollector:
                 family.add_metric(labels, float(getattr(item, key) or 0))
             last = item.last_segment_utc_us
             if last:
-                age.add_metric(labels, max(0, now_us - last) / 1e6)
+                age.add_metric(labels, max(0, now - last) / 1e6)
         yield state
         yield from gauges.values()
         yield from counters.values()
@@ -113,7 +113,7 @@ class RecorderCollector:
                 yield family
         if self.oldest_us is not None:
             family = _gauge("picorder_disk_retention_days", "age of the oldest recording, in days")
-            family.add_metric([], max(0, time.time_ns() // 1000 - self.oldest_us) / 86_400e6)
+            family.add_metric([], max(0, now_us() - self.oldest_us) / 86_400e6)
             yield family
 
 
@@ -135,7 +135,7 @@ def index_figures() -> tuple[int | None, dict]:
 
 def activity_counts(index) -> dict:
     """(camera, window) -> (periods, seconds of activity) over ACTIVITY_WINDOWS."""
-    now = time.time_ns() // 1000
+    now = now_us()
     out = {}
     for cam in Camera.select(Camera.name).order_by(Camera.name):
         for window, span_s in ACTIVITY_WINDOWS.items():

@@ -6,9 +6,10 @@ from dataclasses import asdict
 from flask import Blueprint, jsonify, request, url_for
 
 from recorder import config, limits
-from recorder.accounts import ROLE_ERROR, ROLES, ApiToken, User, now_us, validate_user
+from recorder.accounts import ROLE_ERROR, ROLES, ApiToken, User, validate_user
 from recorder.config import Camera, CameraNameTaken, ConfigError
 from recorder.index import NoIndex
+from recorder.wallclock import now_us
 from webpanel import index_reader, recorder_client
 from webpanel.api import openapi, video
 from webpanel.api.status import status_json, stream_json

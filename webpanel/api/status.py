@@ -3,9 +3,9 @@
 import shutil
 from dataclasses import asdict
 
-from recorder.accounts import now_us
 from recorder.config import Camera
 from recorder.status import ClockStatus, RecorderStatus, StreamStatus, stream_health
+from recorder.wallclock import now_us
 from webpanel import recorder_client
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request, send_file
 
 from recorder.config import TRANSPORTS, Camera, check_url, split_credentials
+from recorder.wallclock import now_us
 from webpanel import probe
 from webpanel.auth import login_required
 from webpanel.inputs import FieldErrors, json_error, url_or_host
@@ -83,6 +84,6 @@ def probe_snapshot(token):
 def clock():
     """The box's clock as the recorder sees it, and the panel's own time."""
     status, problem = recorder_status()
-    return jsonify({"panel_utc_us": time.time_ns() // 1000,
+    return jsonify({"panel_utc_us": now_us(),
                     "recorder": asdict(status.clock) if status else None,
                     "recorder_problem": problem})

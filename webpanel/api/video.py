@@ -11,9 +11,9 @@ from werkzeug.http import quote_etag, unquote_etag
 
 from recorder import export, layout, limits
 from recorder import live as live_mod
-from recorder.accounts import now_us
 from recorder.index import Index, NoIndex
 from recorder.status import stream_health
+from recorder.wallclock import now_us
 from webpanel import index_reader, recorder_client, snapshots
 from webpanel.auth import login_required
 from webpanel.inputs import (FieldErrors, camera_range, get_camera, iso, json_error, parse_time,

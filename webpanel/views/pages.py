@@ -1,7 +1,6 @@
 """The panel's main pages: dashboard and cameras, recordings, the synced view, live."""
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -11,6 +10,7 @@ from recorder import config, limits
 from recorder.config import Camera, ConfigError, Setting
 from recorder.status import (BAD, OFF, OK, WARN, RecorderStatus, StreamHealth, StreamStatus,
                              Summary, stream_health, summarize)
+from recorder.wallclock import now_us
 from webpanel.auth import current_user, login_required
 from webpanel.inputs import get_camera
 from webpanel.recorder_client import recorder_status, reload_best_effort
@@ -81,7 +81,7 @@ def ago_text(seconds: float) -> str:
 
 def camera_views(status: RecorderStatus | None) -> list[CameraView]:
     """Every camera with its streams' state, problems first, then by name as users see it."""
-    now = (status.clock.now_utc_us if status else None) or time.time_ns() // 1000
+    now = (status.clock.now_utc_us if status else None) or now_us()
     by_camera: dict[str, list[StreamStatus]] = {}
     for s in status.streams if status else []:
         by_camera.setdefault(s.camera, []).append(s)
