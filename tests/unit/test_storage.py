@@ -380,11 +380,9 @@ def test_the_configured_root_is_where_the_recorder_records(tmp_path, monkeypatch
         config.open_config(paths.config_db)
 
 
-def test_a_restarted_recorder_takes_the_mount_pid1_kept(tmp_path, usb_event, monkeypatch):
-    """After a restart of the recorder PID 1 still has the disk mounted at its mount point (its
-    transient mount unit), findmnt names no UUID for it and a second systemd-mount fails
-    ("already loaded"): the recorder takes the mount that mountinfo shows, and records."""
-    import subprocess
+def adopted_disk_mounted_by_pid1(tmp_path, usb_event):
+    """config.db with the USB disk adopted and active, and a mountinfo file showing it mounted
+    at its mount point (as PID 1 keeps it across a restart of the recorder)."""
     from recorder.storage.settings import AdoptedEntry, save_entries, set_active
     props = usb_event.properties
     uuid, devnum = props["ID_FS_UUID"], f"{props['MAJOR']}:{props['MINOR']}"
@@ -401,6 +399,15 @@ def test_a_restarted_recorder_takes_the_mount_pid1_kept(tmp_path, usb_event, mon
     mountinfo.write_text(f"25 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
                          f"98 25 {devnum} / {target} rw,noatime shared:60 - ext4 "
                          f"{props['DEVNAME']} rw\n")
+    return paths, target, mountinfo
+
+
+def test_a_restarted_recorder_takes_the_mount_pid1_kept(tmp_path, usb_event, monkeypatch):
+    """After a restart of the recorder PID 1 still has the disk mounted at its mount point (its
+    transient mount unit), findmnt names no UUID for it and a second systemd-mount fails
+    ("already loaded"): the recorder takes the mount that mountinfo shows, and records."""
+    import subprocess
+    paths, target, mountinfo = adopted_disk_mounted_by_pid1(tmp_path, usb_event)
     ran = []
 
     def run(argv, timeout=None, check=True):
@@ -430,22 +437,7 @@ def test_disk_list_without_a_recorder_sees_the_mount_pid1_kept(tmp_path, usb_eve
     the disk mounted at its mount point in mountinfo (findmnt naming no UUID for it) shows
     as mounted and recording, not as "not attached"."""
     import subprocess
-    from recorder.storage.settings import AdoptedEntry, save_entries, set_active
-    props = usb_event.properties
-    uuid, devnum = props["ID_FS_UUID"], f"{props['MAJOR']}:{props['MINOR']}"
-    paths = DataPaths(tmp_path / "data")
-    paths.ensure()
-    config.open_config(paths.config_db)
-    target = tmp_path / "disks" / uuid
-    target.mkdir(parents=True)
-    marker = disk_ops.Marker.new("box", uuid)
-    disk_ops.write_marker(target, marker)
-    save_entries([AdoptedEntry("disk", marker.disk_id, str(target), uuid, "PICORDER", 1)])
-    set_active(marker.disk_id)
-    mountinfo = tmp_path / "mountinfo"
-    mountinfo.write_text(f"25 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
-                         f"98 25 {devnum} / {target} rw,noatime shared:60 - ext4 "
-                         f"{props['DEVNAME']} rw\n")
+    paths, target, mountinfo = adopted_disk_mounted_by_pid1(tmp_path, usb_event)
 
     def run(argv, timeout=None, check=True):        # findmnt names no UUID for the mount
         out = "rw,noatime" if argv[:4] == ["findmnt", "-n", "-o", "OPTIONS"] else ""
