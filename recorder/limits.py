@@ -27,6 +27,17 @@ EXIT_LINES_WAIT_S = 2.0         # a failed ffmpeg's last lines are waited for th
 # box can read a report or two late): the run is cut there and ffmpeg restarted.
 DISCONTINUITY_S = 1.0
 DISCONTINUITY_LATE_SAMPLES = 3
+# A stream behind the box's clock whose time still advances at this fraction of the box's
+# clock or more lags (a starved box, a slow camera clock) rather than jumped: it is cut
+# only this far behind (docs/time.md, "Lag").
+LAG_MIN_RATE = 0.5
+LAG_MAX_S = 5.0
+# While tasks wait for a CPU this share of the time (Linux's /proc/pressure/cpu, "some
+# avg10", read at most this often) the box is starved: any late stream lags, up to
+# STARVED_LAG_MAX_S.
+STARVED_CPU_PRESSURE_PCT = 25.0
+STARVED_LAG_MAX_S = 30.0
+CPU_PRESSURE_READ_S = 1.0
 # Drift: each segment moves its run's anchor towards the earliest sample of this window
 # by at most this fraction of its length (1 %: twice a camera clock 0.5 % off).
 DRIFT_WINDOW_S = 30.0

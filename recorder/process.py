@@ -90,8 +90,10 @@ class StreamProcess:
                  stall_s: float = limits.STALL_PROGRESS_S,
                  rand: Callable[[], float] = random.random,
                  probe: ReachabilityProbe | None = None,
-                 ffmpeg_user: FfmpegUser | None = None):
+                 ffmpeg_user: FfmpegUser | None = None,
+                 starved: Callable[[], bool] = lambda: False):
         self.spec = spec
+        self.starved = starved              # the box is short of CPU (timekeeping.CpuPressure)
         self.ffmpeg_user = ffmpeg_user      # None: ffmpeg runs as the recorder's user
         self.picorder_dir = picorder_dir
         self.runtime_dir = runtime_dir
@@ -196,7 +198,7 @@ class StreamProcess:
             self.probe.unwatch(self.key)
         run_id = self.timekeeper.clock.wall_us()
         anchor = RunAnchor(run_id, self.timekeeper.offset_us(), self.timekeeper.trusted,
-                           self.last_end_us)
+                           self.last_end_us, starved=self.starved)
         try:
             self._make_day_dirs()
             source = ffmpeg.write_source_file(self.runtime_dir, self.spec, run_id,

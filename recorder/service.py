@@ -47,7 +47,7 @@ from recorder.reachability import ReachabilityProbe
 from recorder.spawner import FfmpegSpawner, PipeHub, stop_orphans
 from recorder.status import ClockStatus, RecorderStatus
 from recorder.storage import SYNC_SOURCE, Storage
-from recorder.timekeeping import Clock, RunAnchor, Timekeeper, ntp_synchronized
+from recorder.timekeeping import Clock, CpuPressure, RunAnchor, Timekeeper, ntp_synchronized
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Recorder:
 
     def __init__(self, paths: DataPaths, storage: Storage, *, clock: Clock | None = None,
                  spawn=None, ntp_check=ntp_synchronized, stall_s: float = limits.STALL_PROGRESS_S,
-                 recover: Callable | None = None):
+                 recover: Callable | None = None, cpu_pressure: CpuPressure | None = None):
         self.paths = paths
         # The unprivileged user ffmpeg runs as (recorder.ffmpeg_user); resolved at start.
         self.ffmpeg_user: ffmpeg_user.FfmpegUser | None = None
@@ -79,6 +79,8 @@ class Recorder:
         self.clock = clock or Clock()
         self.timekeeper = Timekeeper(paths.clock_file, clock=self.clock, ntp_check=ntp_check,
                                      old_clock_file=paths.old_clock_file)
+        # A starved box does not restart streams that fall behind (docs/time.md, "Lag").
+        self.cpu_pressure = cpu_pressure or CpuPressure()
         self._spawn = spawn
         self.stall_s = stall_s
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -376,7 +378,8 @@ class Recorder:
         proc = StreamProcess(spec, picorder_dir=self.picorder_dir or Path("/nonexistent"),
                              runtime_dir=self.runtime_dir, spawn=self._spawn,
                              timekeeper=self.timekeeper, emit=self.enqueue, stall_s=self.stall_s,
-                             probe=self.probe, ffmpeg_user=self.ffmpeg_user)
+                             probe=self.probe, ffmpeg_user=self.ffmpeg_user,
+                             starved=self.cpu_pressure.starved)
         proc.last_end_us = self._last_ends.get(spec.key)
         return proc
 

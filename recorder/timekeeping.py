@@ -264,13 +264,21 @@ class RunAnchor:
     stays contiguous, and each segment moves the anchor towards the smallest
     sample of the last DRIFT_WINDOW_S by at most DRIFT_MAX_RATE of its length: a
     camera clock that runs fast or slow is corrected gradually instead of adding
-    up. A sample further than DISCONTINUITY_S from the anchor (early at once, or
-    late twice in a row) is a discontinuity: the run is cut at the last stream
-    time that still agreed with the box's clock, and nothing after it is placed.
+    up. A sample further than DISCONTINUITY_S from the anchor is a discontinuity
+    (early: at once; late: DISCONTINUITY_LATE_SAMPLES in a row, once the stream time
+    stood still while the box's clock went on) and the run is cut at the last
+    stream time that still agreed with the box's clock; nothing after it is placed.
+    A stream that falls behind while its time still advances at LAG_MIN_RATE of the
+    box's clock or more lags (a starved box or camera delivering late, a slow
+    camera clock): it is cut only LAG_MAX_S behind. While the box is short of CPU
+    (`starved`) any late stream lags, up to STARVED_LAG_MAX_S: a restart would cost
+    a starved box more than it puts right.
     """
 
-    def __init__(self, run_id: int, offset_us: int, trusted: bool, not_before_us: int | None):
+    def __init__(self, run_id: int, offset_us: int, trusted: bool, not_before_us: int | None,
+                 starved: Callable[[], bool] = lambda: False):
         self.run_id = run_id
+        self.starved = starved              # the box is short of CPU now (CpuPressure)
         self.offset_us = offset_us          # wall - mono when the run started
         self.trusted = trusted
         self.not_before_us = not_before_us  # end of the stream's previous row
@@ -283,6 +291,7 @@ class RunAnchor:
         self._samples: deque[tuple[int, int]] = deque()   # (mono, candidate) of the window
         self._last_good: tuple[int, int] | None = None     # (mono, stream time)
         self._late = 0
+        self._stood_still = False           # the late stretch began with stream time standing
         self._placed_end: tuple[int, int] | None = None    # (stream end, wall end) of the last
 
     @property
@@ -306,7 +315,7 @@ class RunAnchor:
         # No new frame is a stall, for the watchdog, not a discontinuity.
         new_frame = self._last_good is None or out_time_us > self._last_good[1]
         if new_frame and self.settled:
-            why = self._check(candidate)
+            why = self._check(candidate, self._advancing(mono_us, out_time_us))
             if why is not None:
                 self.cut(mono_us)
                 return why
@@ -317,17 +326,37 @@ class RunAnchor:
                 self._samples.popleft()
         return None
 
-    def _check(self, candidate: int) -> str | None:
+    def _advancing(self, mono_us: int, out_time_us: int) -> bool:
+        """Stream time went on at LAG_MIN_RATE of the box's clock or more since the last
+        sample (a stream that lags); False when it stood still (ffmpeg cramming frames
+        after a jump back, or a picture resuming where it froze)."""
+        if self._last_good is None:
+            return False
+        good_mono, good_time = self._last_good
+        elapsed = mono_us - good_mono
+        return elapsed <= 0 or out_time_us - good_time >= limits.LAG_MIN_RATE * elapsed
+
+    def _check(self, candidate: int, advancing: bool) -> str | None:
         off = candidate - (self.mono_anchor_us + self.slew_us)
         limit = limits.DISCONTINUITY_S * 1e6
         if off < -limit:
             return f"stream time ran {-off / 1e6:.1f} s ahead of the box's clock"
-        if off > limit:
-            self._late += 1
-            if self._late >= limits.DISCONTINUITY_LATE_SAMPLES:
-                return f"stream time fell {off / 1e6:.1f} s behind the box's clock"
+        if off <= limit:
+            self._late = 0
+            self._stood_still = False
             return None
-        self._late = 0
+        if not advancing:
+            self._stood_still = True
+        if self.starved():                      # the box itself delivers late
+            if off <= limits.STARVED_LAG_MAX_S * 1e6:
+                self._late = 0
+                return None
+        elif not self._stood_still and off <= limits.LAG_MAX_S * 1e6:
+            self._late = 0                      # lagging, still moving: no restart
+            return None
+        self._late += 1
+        if self._late >= limits.DISCONTINUITY_LATE_SAMPLES:
+            return f"stream time fell {off / 1e6:.1f} s behind the box's clock"
         return None
 
     def cut(self, mono_us: int) -> int | None:
@@ -388,3 +417,47 @@ class RunAnchor:
         if self._placed_end is not None:
             self._placed_end = (self._placed_end[0], self._placed_end[1] + delta)
         return delta
+
+
+class CpuPressure:
+    """Whether the box is short of CPU: Linux's pressure stall information (PSI).
+
+    `some avg10` of /proc/pressure/cpu is the share of the last 10 s in which a task
+    waited for a CPU. At STARVED_CPU_PRESSURE_PCT or more, frames reach ffmpeg late
+    because of the box itself, so a stream falling behind is not taken for a camera
+    whose timestamps jumped (RunAnchor). Read at most once a second; a kernel without
+    PSI counts as never starved.
+    """
+
+    def __init__(self, path: Path = Path("/proc/pressure/cpu"),
+                 clock: Callable[[], float] = time.monotonic):
+        self.path = path
+        self._clock = clock
+        self._read_at: float | None = None
+        self._starved = False
+        self._missing_logged = False
+
+    def starved(self) -> bool:
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= limits.CPU_PRESSURE_READ_S:
+            self._read_at = now
+            self._starved = self._read()
+        return self._starved
+
+    def _read(self) -> bool:
+        try:
+            text = self.path.read_text()
+        except OSError as exc:
+            if not self._missing_logged:
+                self._missing_logged = True
+                logger.info("no CPU pressure from %s (%s): a late stream is cut as a jump",
+                            self.path, exc.strerror or exc)
+            return False
+        for line in text.splitlines():
+            fields = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
+            if line.startswith("some ") and "avg10" in fields:
+                try:
+                    return float(fields["avg10"]) >= limits.STARVED_CPU_PRESSURE_PCT
+                except ValueError:
+                    return False
+        return False

@@ -402,3 +402,95 @@ def test_late_reports_are_load_until_they_persist(tmp_path, file_clock):
         clock.advance(2)
         report(proc, clock, 90 + late, stuck + late)
     assert proc.spawns == 2                                 # behind, again and again: cut
+
+
+def lagging(proc, clock, seconds, rate, t0, stream_us):
+    """A report every 2 s for `seconds`, stream time going on at `rate` of the box's clock."""
+    for _ in range(0, seconds, 2):
+        if proc.run is None:                    # cut: the new run is starting
+            break
+        clock.advance(2)
+        stream_us += int(2_000_000 * rate)
+        report(proc, clock, 15, stream_us)
+    return stream_us
+
+
+def test_a_stream_that_lags_but_moves_keeps_its_run_and_the_camera_s_times(tmp_path,
+                                                                           file_clock):
+    """A starved box reads a camera at 70 % of real time for 12 s (3.6 s behind), then
+    catches up: one run, no restart, and the anchor (when the camera took the frames)
+    unchanged."""
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    t0 = on_time(proc, clock, 5)
+    anchor = proc.runs[rid].anchor.mono_anchor_us
+    stream = lagging(proc, clock, 12, 0.7, t0, clock.mono - t0)
+    assert clock.mono - t0 - stream == 3_600_000                  # 3.6 s behind
+    assert proc.spawns == 1 and proc.state == State.RUNNING
+    lagging(proc, clock, 4, 1.9, t0, stream)                      # the backlog arrives
+    assert proc.spawns == 1 and proc.runs[rid].anchor.cut_us is None
+    assert proc.runs[rid].anchor.mono_anchor_us == anchor
+
+
+def test_a_stream_that_lags_past_the_bound_is_cut(tmp_path, file_clock):
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    t0 = on_time(proc, clock, 5)
+    lagging(proc, clock, 30, 0.7, t0, clock.mono - t0)            # 0.6 s more every 2 s
+    assert proc.runs[rid].anchor.cut_us is not None               # cut past LAG_MAX_S ...
+    behind = float(proc.last_error.split("fell ")[1].split(" s")[0])
+    assert limits.LAG_MAX_S < behind < limits.LAG_MAX_S + 3 * 0.6 + 0.1   # ... soon after
+
+
+def test_a_picture_that_resumes_where_it_froze_is_cut_though_it_moves_again(tmp_path,
+                                                                           file_clock):
+    """Frozen for 3 s (no new frame, the connection up), then on at full speed 3 s
+    behind: the lateness came while stream time stood still, so it is a discontinuity."""
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    t0 = on_time(proc, clock, 5)
+    stream = clock.mono - t0
+    clock.advance(3)                                              # frozen: nothing new
+    stream += 40_000
+    report(proc, clock, 15, stream)                               # one frame after it
+    assert proc.spawns == 1
+    lagging(proc, clock, 4, 1.0, t0, stream)                      # moving again, 3 s behind
+    assert proc.runs[rid].anchor.cut_us is not None                # cut
+
+
+def test_on_a_starved_box_a_late_stream_is_lag_until_the_bound(tmp_path, file_clock):
+    """With 64 streams on 2 cores, ffmpeg and the camera servers wait for a CPU and a
+    stream's time stands still for a report or two: that is the box, not the camera."""
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    proc.runs[rid].anchor.starved = lambda: True
+    t0 = on_time(proc, clock, 5)
+    stream = clock.mono - t0
+    clock.advance(3)
+    report(proc, clock, 15, stream + 40_000)    # stood still for 3 s ...
+    stream = lagging(proc, clock, 6, 1.0, t0, stream + 40_000)   # ... then on, 3 s behind
+    assert proc.runs[rid].anchor.cut_us is None
+    stream = lagging(proc, clock, 10, 0.5, t0, stream)   # 5.5 s behind: past LAG_MAX_S
+    assert proc.runs[rid].anchor.cut_us is None
+    lagging(proc, clock, 60, 0.5, t0, stream)   # past STARVED_LAG_MAX_S
+    assert proc.runs[rid].anchor.cut_us is not None
+    assert "fell 3" in proc.last_error
+
+
+def test_cpu_pressure_reads_some_avg10(tmp_path):
+    from recorder.timekeeping import CpuPressure
+    psi = tmp_path / "cpu"
+    now = [0.0]
+    pressure = CpuPressure(psi, clock=lambda: now[0])
+    assert pressure.starved() is False                          # no PSI: never starved
+    psi.write_text("some avg10=40.12 avg60=20.00 avg300=5.00 total=123\n"
+                   "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    assert pressure.starved() is False                          # read at most once a second
+    now[0] += limits.CPU_PRESSURE_READ_S
+    assert pressure.starved() is True
+    psi.write_text("some avg10=3.50 avg60=20.00 avg300=5.00 total=123\n")
+    now[0] += limits.CPU_PRESSURE_READ_S
+    assert pressure.starved() is False
+    psi.write_text("some avg10=lots\n")
+    now[0] += limits.CPU_PRESSURE_READ_S
+    assert pressure.starved() is False                          # garbage: not starved
