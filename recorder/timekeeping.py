@@ -271,8 +271,9 @@ class RunAnchor:
     A stream that falls behind while its time still advances at LAG_MIN_RATE of the
     box's clock or more lags (a starved box or camera delivering late, a slow
     camera clock): it is cut only LAG_MAX_S behind. While the box is short of CPU
-    (`starved`) any late stream lags, up to STARVED_LAG_MAX_S: a restart would cost
-    a starved box more than it puts right.
+    (`starved`) any late stream lags, up to STARVED_LAG_MAX_S, and so does an early
+    one (its anchor came from samples read late): a restart would cost a starved box
+    more than it puts right, and ffmpeg itself reports a real jump.
     """
 
     def __init__(self, run_id: int, offset_us: int, trusted: bool, not_before_us: int | None,
@@ -340,6 +341,8 @@ class RunAnchor:
         off = candidate - (self.mono_anchor_us + self.slew_us)
         limit = limits.DISCONTINUITY_S * 1e6
         if off < -limit:
+            if -off <= limits.STARVED_LAG_MAX_S * 1e6 and self.starved():
+                return None     # the anchor was taken from late samples; the slew pulls it in
             return f"stream time ran {-off / 1e6:.1f} s ahead of the box's clock"
         if off <= limit:
             self._late = 0

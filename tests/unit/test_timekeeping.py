@@ -477,6 +477,21 @@ def test_on_a_starved_box_a_late_stream_is_lag_until_the_bound(tmp_path, file_cl
     assert "fell 3" in proc.last_error
 
 
+def test_on_a_starved_box_an_anchor_taken_late_is_pulled_in_not_cut(tmp_path, file_clock):
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    anchor = proc.runs[rid].anchor
+    anchor.starved = lambda: True
+    t0 = on_time(proc, clock, 5)
+    proc.feed(rid, "segments", "a.mp4,0,4", clock.mono / 1e6)  # placed: the anchor holds
+    assert anchor.frozen
+    lagging(proc, clock, 10, 1.3, t0, clock.mono - t0)      # 3 s early by the end
+    assert anchor.cut_us is None and proc.spawns == 1
+    anchor.starved = lambda: False                          # the same, on a box at ease
+    lagging(proc, clock, 2, 1.3, t0, clock.mono - t0 + 3_000_000)
+    assert anchor.cut_us is not None and "ahead" in proc.last_error
+
+
 def test_cpu_pressure_reads_some_avg10(tmp_path):
     from recorder.timekeeping import CpuPressure
     psi = tmp_path / "cpu"
