@@ -19,7 +19,9 @@ from integration.stamps import CROP_SIZE, QrReader, stamped_frames
 
 pytestmark = pytest.mark.integration
 
-RUN_S = 40              # both cameras have recorded this long before the playback tests
+RUN_S = 40              # both cameras have recorded this long before the synced view's tests
+PLAY_RUN_S = 10         # ... this long before a test that plays from 5 s into the run
+SPEED_RUN_S = 30        # ... and this long before the speed test (about 25 s of media at 0.5-16x)
 RUN_WAIT_S = 120
 SYNC_TOLERANCE_MS = 500
 SAMPLES = 3             # frames compared in the synced view, SAMPLE_GAP_S apart
@@ -64,8 +66,8 @@ def is_dark(rgb) -> bool:
     return sum(rgb) < 150
 
 
-def common_run(stack, page) -> tuple[float, float]:
-    """[start, end) in s that both cameras recorded, once it is RUN_S long."""
+def common_run(stack, page, seconds: float = RUN_S) -> tuple[float, float]:
+    """[start, end) in s that both cameras recorded, once it is `seconds` long."""
     def both():
         now = time.time()
         spans = []
@@ -76,8 +78,8 @@ def common_run(stack, page) -> tuple[float, float]:
                 return None
             spans.append((runs[-1]["start_us"] / 1e6, runs[-1]["end_us"] / 1e6))
         start, end = max(s for s, _ in spans), min(e for _, e in spans)
-        return (start, end) if end - start >= RUN_S else None
-    return poll(both, RUN_WAIT_S, 1, f"{RUN_S} s recorded by both cameras")
+        return (start, end) if end - start >= seconds else None
+    return poll(both, RUN_WAIT_S, 1, f"{seconds} s recorded by both cameras")
 
 
 def wall_ms(page) -> float:
@@ -156,7 +158,7 @@ def test_two_fingers_pinch_to_zoom_and_drag_to_pan_the_timeline(stack, browser):
     assert start2 == pytest.approx(start1 - 100 / box["width"] * span1, abs=span1 / 100)
     assert page.evaluate("document.querySelector('[data-video]').currentSrc") == "", "a pinch played"
 
-    start, _end = common_run(stack, page)
+    start, _end = common_run(stack, page, PLAY_RUN_S)
     page.goto(f"{stack.url}/recordings/cam1?zoom=hour&t={start + 5:.3f}")
     poll(lambda: wall_ms(page) > 0, 20, what="playback")
     screenshot(stack, page, "recordings-playing-phone")
@@ -170,7 +172,7 @@ def test_the_dark_theme_follows_the_system_and_the_switch_is_remembered(stack, b
     light.context.close()
 
     page = sign_in(stack, browser, DESKTOP, color_scheme="dark")
-    start, _end = common_run(stack, page)
+    start, _end = common_run(stack, page, PLAY_RUN_S)
     page.goto(f"{stack.url}/recordings/cam1?zoom=hour&t={start + 5:.3f}")
     assert is_dark(background(page)), background(page)
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
@@ -194,7 +196,7 @@ def test_the_dark_theme_follows_the_system_and_the_switch_is_remembered(stack, b
 
 def test_playback_speed_and_a_full_size_still(stack, browser, tmp_path):
     page = sign_in(stack, browser, DESKTOP, accept_downloads=True)
-    start, _end = common_run(stack, page)
+    start, _end = common_run(stack, page, SPEED_RUN_S)
     page.goto(f"{stack.url}/recordings/cam2?zoom=hour&t={start + 1:.3f}")
     poll(lambda: page.evaluate("document.querySelector('[data-video]').currentTime") > 0.3, 20,
          what="playback")
