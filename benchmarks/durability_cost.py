@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from benchmarks.recorder_cpu import (
-    WARMUP_S, children_of, cpu_seconds, encode_clip, picorder, wait_running,
+    WARMUP_S, children_of, cpu_seconds, encode_clip, jbd2_pid, loop_disk, picorder,
+    wait_running,
 )
 from recorder.sim.launcher import SimCameras
 
@@ -35,35 +36,11 @@ FLOOR_BYTES = 256 * 1024**2      # no retention during the run
 FPS = 25
 
 
-def loop_disk(image: Path, mount: Path) -> str:
-    """A sparse ext4 image on a loop device mounted at `mount`; return the device name."""
-    with open(image, "wb") as f:
-        f.truncate(DISK_GB * 1024**3)
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", str(image)], check=True)
-    dev = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                         capture_output=True, text=True).stdout.strip()
-    mount.mkdir(parents=True)
-    subprocess.run(["mount", "-o", "noatime", dev, str(mount)], check=True)
-    return dev
-
-
 def device_counters(dev: str) -> dict[str, int]:
     """Writes (requests, sectors) and flushes the block device has completed."""
     fields = [int(x) for x in Path(f"/sys/block/{Path(dev).name}/stat").read_text().split()]
     return {"write_ios": fields[4], "write_sectors": fields[6],
             "flushes": fields[15] if len(fields) > 15 else 0}
-
-
-def jbd2_pid(dev: str) -> int | None:
-    want = f"jbd2/{Path(dev).name}-8"
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == want:
-                    return int(entry)
-            except OSError:
-                continue
-    return None
 
 
 def mp4_bytes(root: Path) -> int:
@@ -84,7 +61,7 @@ class Side:
 
     def start(self, urls: list[str]) -> None:
         self.data.mkdir(parents=True)
-        self.dev = loop_disk(self.work / "disk.img", self.mount)
+        self.dev = loop_disk(self.work / "disk.img", self.mount, DISK_GB)
         picorder(self.data, "disk", "adopt-dir", str(self.mount))
         picorder(self.data, "disk", "floor", "--bytes", str(FLOOR_BYTES))
         for i, url in enumerate(urls):

@@ -24,6 +24,14 @@ warm-up, CPU seconds (utime+stime from /proc) are measured over the window for
 the recorder's whole process tree (with the children it reaped in the window:
 cutime+cstime) and for the bare processes, and peak RSS
 (VmHWM) is summed over each set. Prints one JSON object per N.
+
+Run as root, each side records onto an ext4 filesystem of its own (a sparse image on
+a loop device, mounted noatime), as the appliance records onto its own USB disk: the
+recorder syncs its recording filesystem twice a second (recorder.durability), and on
+a shared filesystem that sync also wrote back the baseline's files, and the rest of the
+machine's. The journal thread (jbd2) of each side's filesystem is measured too:
+`cpu_ratio_with_journal` counts it to its side. `--shared-disk` records both sides into
+directories of the work directory's filesystem, as the script did before.
 """
 
 import argparse
@@ -185,31 +193,86 @@ def camera_servers(n: int, seconds: float, kbps: int, per_server: int, size: tup
     return sims, shared, shared
 
 
+def loop_disk(image: Path, mount: Path, size_gb: int) -> str:
+    """A sparse ext4 image on a loop device mounted at `mount`; return the device name."""
+    with open(image, "wb") as f:
+        f.truncate(size_gb * 1024**3)
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", str(image)], check=True)
+    dev = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    mount.mkdir(parents=True)
+    subprocess.run(["mount", "-o", "noatime", dev, str(mount)], check=True)
+    return dev
+
+
+def jbd2_pid(dev: str) -> int | None:
+    want = f"jbd2/{Path(dev).name}-8"
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == want:
+                    return int(entry)
+            except OSError:
+                continue
+    return None
+
+
+def side_bytes(n: int, kbps: int, seconds: float) -> int:
+    """What one side writes in a run, with the floor the recorder keeps free."""
+    return int(BENCH_FLOOR_BYTES + n * kbps * 125 * (seconds + WARMUP_S + STARTUP_MARGIN_S))
+
+
+def own_disks(top: Path, n: int, kbps: int, seconds: float) -> list[tuple[Path, str]]:
+    """An ext4 loop filesystem for each side, mounted at top/recordings and top/bare."""
+    size_gb = -(-side_bytes(n, kbps, seconds) // 1024**3) + 1
+    free = shutil.disk_usage(top).free
+    if free < 2 * size_gb * 1024**3:
+        raise NotSustained(f"{free / 1e9:.1f} GB free in {top}, {2 * size_gb} GB needed for "
+                           f"the two disk images (use --dir on a bigger disk)")
+    return [(top / name, loop_disk(top / f"{name}.img", top / name, size_gb))
+            for name in ("recordings", "bare")]
+
+
+def drop_disks(disks: list[tuple[Path, str]]) -> None:
+    for mount, dev in disks:
+        subprocess.run(["umount", str(mount)], check=False)
+        subprocess.run(["losetup", "-d", dev], check=False)
+        (mount.parent / f"{mount.name}.img").unlink(missing_ok=True)
+
+
 def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int],
-        workdir: Path, source: str = "clip", activity: bool = True) -> dict:
-    data = workdir / f"n{n}" / "data"
+        workdir: Path, source: str = "clip", activity: bool = True,
+        shared_disk: bool = False) -> dict:
+    top = workdir / f"n{n}"
+    data = top / "data"
     data.mkdir(parents=True)
     sims, rec_mounts, bare_mounts = camera_servers(n, seconds, kbps, per_server, size, source,
-                                                   workdir / f"n{n}")
+                                                   top)
     procs: list[subprocess.Popen] = []
     rec = None
+    disks: list[tuple[Path, str]] = []
+    journals: list[int | None] = [None, None]
     try:
+        recordings = top / "recordings"
+        if shared_disk:
+            recordings.mkdir(exist_ok=True)
+            need = 2 * side_bytes(n, kbps, seconds)
+            free = shutil.disk_usage(recordings).free
+            if free < need:
+                raise NotSustained(f"{free / 1e9:.1f} GB free in {recordings}, "
+                                   f"{need / 1e9:.1f} GB needed (use --dir on a bigger disk)")
+        else:
+            disks = own_disks(top, n, kbps, seconds)
+            journals = [jbd2_pid(dev) for _, dev in disks]
         for sim in sims:
             sim.start()
         urls = [sims[server].url(mount) for server, mount in rec_mounts]
         bare_urls = [sims[server].url(mount) for server, mount in bare_mounts]
-        recordings = workdir / f"n{n}" / "recordings"
-        recordings.mkdir(exist_ok=True)
         picorder(data, "disk", "adopt-dir", str(recordings), "--allow-root-device")
         # Measure steady recording, not retention: with the default floor (an hour of
         # the total bitrate, 115 GB at 64 streams) a smaller work disk would have the
         # recorder deleting its segments all through the run, and bare ffmpeg nothing.
         picorder(data, "disk", "floor", "--bytes", str(BENCH_FLOOR_BYTES))
-        need = BENCH_FLOOR_BYTES + 2 * n * kbps * 125 * (seconds + WARMUP_S + STARTUP_MARGIN_S)
-        free = shutil.disk_usage(recordings).free
-        if free < need:
-            raise NotSustained(f"{free / 1e9:.1f} GB free in {recordings}, {need / 1e9:.1f} GB "
-                               f"needed (use --dir on a bigger disk)")
         for i, url in enumerate(urls):
             picorder(data, "camera", "add", f"cam{i + 1}", url)
         if not activity:                # the CLI has no switch for it; the panel's API has
@@ -226,12 +289,14 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         bare = [p.pid for p in procs]
         t0 = time.monotonic()
         reaped = reaped_children_cpu_seconds(rec.pid)
-        cpu = measure(tree + bare, seconds)
+        cpu = measure(tree + bare + [j for j in journals if j is not None], seconds)
         window = time.monotonic() - t0
         reaped = reaped_children_cpu_seconds(rec.pid) - reaped
         rec_tree = sum(cpu.get(pid, 0) for pid in tree) + reaped
         rec_py = cpu.get(rec.pid, 0)
         bare_cpu = sum(cpu.get(pid, 0) for pid in bare)
+        rec_journal, bare_journal = (cpu.get(j, 0.0) if j is not None else None
+                                     for j in journals)
         fps = stream_fps(data)
         slow = [f for f in fps if f < MIN_FPS_FRACTION * FPS]
         if slow:
@@ -242,7 +307,8 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         rss_py = peak_rss_kb(rec.pid)
         alive_tree = len([p for p in tree if cpu_seconds(p) is not None])
         sizes = sum(f.stat().st_size for where in ("recordings", "bare")
-                    for f in (workdir / f"n{n}" / where).rglob("*.mp4"))
+                    for f in (top / where).rglob("*.mp4"))
+        log_text = (top / "recorder.log").read_text(errors="replace")
     finally:
         for p in procs:
             p.terminate()
@@ -254,8 +320,10 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
             p.wait(30)
         for sim in sims:
             sim.stop()
-    retention_deleted = (workdir / f"n{n}" / "recorder.log").read_text(
-        errors="replace").count("retention deleted")
+        drop_disks(disks)
+    with_journal = None
+    if rec_journal is not None and bare_journal is not None and bare_cpu:
+        with_journal = round((rec_tree + rec_journal) / (bare_cpu + bare_journal), 3)
     return {
         "streams": n, "kbps": kbps, "size": f"{size[0]}x{size[1]}", "source": source,
         "activity": activity,
@@ -263,6 +331,11 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         "window_s": round(window, 1),
         "recorder_tree_cpu_s": round(rec_tree, 2), "bare_ffmpeg_cpu_s": round(bare_cpu, 2),
         "cpu_ratio": round(rec_tree / bare_cpu, 3) if bare_cpu else None,
+        "disks": "shared" if shared_disk else "own ext4 loop filesystem per side",
+        "journal_cpu_s": (None if rec_journal is None else
+                          [round(rec_journal, 2), round(bare_journal or 0.0, 2)]),
+        "cpu_ratio_with_journal": with_journal,
+        "new_runs": log_text.count("a new run starts"),
         "python_cpu_s": round(rec_py, 2),
         "reaped_children_cpu_s": round(reaped, 2),
         "python_pct_core_per_stream": round(100 * rec_py / window / n, 4),
@@ -272,7 +345,7 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
         "python_peak_rss_mb": round(rss_py / 1024, 1),
         "recorder_processes_alive": alive_tree,
         "mp4_bytes_written": sizes,
-        "retention_runs_that_deleted": retention_deleted,
+        "retention_runs_that_deleted": log_text.count("retention deleted"),
     }
 
 
@@ -292,7 +365,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     parser.add_argument("--no-activity", action="store_true",
                         help="the recorder does not analyse the segments for activity")
+    parser.add_argument("--shared-disk", action="store_true",
+                        help="both sides record onto the work directory's filesystem "
+                             "(the default, as root, gives each side a loop filesystem)")
     args = parser.parse_args(argv)
+    if not args.shared_disk and (os.geteuid() != 0 or not shutil.which("losetup")):
+        print("own disks per side need root and losetup: run as root, or pass --shared-disk",
+              file=sys.stderr)
+        return 2
     if not shutil.which("ffmpeg"):
         print("ffmpeg is missing: run `make bench`, which installs it", file=sys.stderr)
         return 2
@@ -303,7 +383,8 @@ def main(argv=None) -> int:
             size = tuple(int(v) for v in args.size.split("x"))
             try:
                 result = run(n, args.seconds, args.kbps, args.clients_per_server, size, workdir,
-                             args.source, activity=not args.no_activity)
+                             args.source, activity=not args.no_activity,
+                             shared_disk=args.shared_disk)
             except NotSustained as exc:
                 print(starved_message(n, str(exc)),
                       file=sys.stderr, flush=True)
