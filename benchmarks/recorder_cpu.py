@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 from recorder.sim.launcher import SimCameras
+from recorder.storage.disk_ops import MOUNT_OPTIONS
 
 PROJECT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -193,7 +194,7 @@ def camera_servers(n: int, seconds: float, kbps: int, per_server: int, size: tup
     return sims, shared, shared
 
 
-def loop_disk(image: Path, mount: Path, size_gb: int) -> str:
+def loop_disk(image: Path, mount: Path, size_gb: int, options: str = "noatime") -> str:
     """A sparse ext4 image on a loop device mounted at `mount`; return the device name."""
     with open(image, "wb") as f:
         f.truncate(size_gb * 1024**3)
@@ -201,7 +202,7 @@ def loop_disk(image: Path, mount: Path, size_gb: int) -> str:
     dev = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
                          capture_output=True, text=True).stdout.strip()
     mount.mkdir(parents=True)
-    subprocess.run(["mount", "-o", "noatime", dev, str(mount)], check=True)
+    subprocess.run(["mount", "-o", options, dev, str(mount)], check=True)
     return dev
 
 
@@ -223,13 +224,14 @@ def side_bytes(n: int, kbps: int, seconds: float) -> int:
 
 
 def own_disks(top: Path, n: int, kbps: int, seconds: float) -> list[tuple[Path, str]]:
-    """An ext4 loop filesystem for each side, mounted at top/recordings and top/bare."""
+    """An ext4 loop filesystem for each side, mounted at top/recordings and top/bare with
+    the options picorder mounts a recording disk with."""
     size_gb = -(-side_bytes(n, kbps, seconds) // 1024**3) + 1
     free = shutil.disk_usage(top).free
     if free < 2 * size_gb * 1024**3:
         raise NotSustained(f"{free / 1e9:.1f} GB free in {top}, {2 * size_gb} GB needed for "
                            f"the two disk images (use --dir on a bigger disk)")
-    return [(top / name, loop_disk(top / f"{name}.img", top / name, size_gb))
+    return [(top / name, loop_disk(top / f"{name}.img", top / name, size_gb, MOUNT_OPTIONS))
             for name in ("recordings", "bare")]
 
 
