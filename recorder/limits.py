@@ -59,7 +59,9 @@ KILL_WAIT_S = 2.0               # after SIGKILL, wait this long for the reap
 # A stream's state in words (recorder.status.stream_health).
 STALE_SEGMENTS = 1.5            # "recording stopped" when no segment for this many periods ...
 STALE_GRACE_S = 15.0            # ... plus this long
-SANE_TIME_TOLERANCE_S = 10.0    # a segment indexed further than this from its arrival: times jumped
+# A segment indexed further than this from its arrival: times jumped. Beyond the lag a
+# starved box keeps in one run (STARVED_LAG_MAX_S, above), so lag alone never shows as a jump.
+SANE_TIME_TOLERANCE_S = 35.0
 DISCONTINUITY_SHOWN_S = 600.0   # "timestamps jumped (new run at ...)" is shown this long
 DISCONTINUITY_BURST_S = 10.0    # jump reports closer than this to the previous one are the same jump
 

@@ -335,7 +335,12 @@ class RunAnchor:
             return False
         good_mono, good_time = self._last_good
         elapsed = mono_us - good_mono
-        return elapsed <= 0 or out_time_us - good_time >= limits.LAG_MIN_RATE * elapsed
+        advance = out_time_us - good_time
+        # A freeze split across two reports can look like half speed in each: a stream
+        # that lost more than DISCONTINUITY_S against the box's clock since the last
+        # sample stood still too.
+        return elapsed <= 0 or (advance >= limits.LAG_MIN_RATE * elapsed
+                                and elapsed - advance <= limits.DISCONTINUITY_S * 1e6)
 
     def _check(self, candidate: int, advancing: bool) -> str | None:
         off = candidate - (self.mono_anchor_us + self.slew_us)

@@ -509,3 +509,17 @@ def test_cpu_pressure_reads_some_avg10(tmp_path):
     psi.write_text("some avg10=lots\n")
     now[0] += limits.CPU_PRESSURE_READ_S
     assert pressure.starved() is False                          # garbage: not starved
+
+
+def test_a_freeze_split_across_two_reports_is_not_lag(tmp_path, file_clock):
+    """A report read 3 s after the last one, with 1.8 s of stream: 60 % of the box's
+    clock, but 1.2 s lost in one interval. That is a freeze, not a lag: cut."""
+    clock, tk, events, proc = started(tmp_path)
+    rid = proc.run.run_id
+    t0 = on_time(proc, clock, 5)
+    stream = clock.mono - t0
+    clock.advance(3)
+    stream += 1_800_000
+    report(proc, clock, 15, stream)
+    lagging(proc, clock, 8, 1.0, t0, stream)                   # on at full speed, 1.2 s behind
+    assert proc.runs[rid].anchor.cut_us is not None
