@@ -156,8 +156,18 @@ def _unlink_marked(picorder_dir: Path, chunk: list[tuple[int, str]],
             report.errors.append(f"cannot unlink {rel}: {exc.strerror}")
             continue
         done.append((row_id, rel))
+    unsynced = set()
     for directory in dirs:
-        fsync_dir(directory)        # no row goes before its file's unlink is durable
+        try:
+            fsync_dir(directory)    # no row goes before its file's unlink is durable
+        except FileNotFoundError:
+            pass                    # the directory went with its files
+        except OSError as exc:
+            unsynced.add(directory)
+            report.errors.append(f"cannot sync {directory}: {exc.strerror}")
+    if unsynced:                    # their rows stay marked: the next start tries again
+        done = [(row_id, rel) for row_id, rel in done
+                if (picorder_dir / rel).parent not in unsynced]
     return done
 
 

@@ -274,3 +274,26 @@ def test_interrupted_deletes_are_finished_in_one_transaction_per_batch(index, pd
     report = recover(index)                                       # the next start
     assert sorted(report.deletes_finished) == sorted(r.path for r in rec.rows[:2])
     assert [r.path for r in index.select()] == [r.path for r in rec.rows[2:]]
+
+
+def test_a_directory_that_cannot_be_synced_keeps_its_rows_marked(index, pdir, sources,
+                                                                 monkeypatch):
+    """An unlink is durable only once its directory is synced: when that fails (EIO), the
+    rows stay marked for the next start, the error is reported, and recovery carries on."""
+    import errno
+    from recorder import recovery
+    rec = install_segments(pdir, sources)
+    marked = [r.id for r in rec.rows[:2]]
+    Segment.update(deleting=True).where(Segment.id.in_(marked)).execute(index.db)
+    real = recovery.fsync_dir
+
+    def failing(path):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(recovery, "fsync_dir", failing)
+    report = recover(index)
+    assert report.deletes_finished == []
+    assert any("cannot sync" in e and "Input/output error" in e for e in report.errors)
+    assert sorted(r.id for r in index.select().where(Segment.deleting)) == marked
+    monkeypatch.setattr(recovery, "fsync_dir", real)
+    report = recover(index)                                       # the next start
+    assert sorted(report.deletes_finished) == sorted(r.path for r in rec.rows[:2])
