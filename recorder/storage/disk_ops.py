@@ -22,10 +22,7 @@ MARKER_NAME = "marker.json"
 MARKER_VERSION = 1
 MARKER_MAX_BYTES = 64 * 1024
 FORMAT_LABEL = "PICORDER"
-# lazytime: a segment's mtime goes to the disk with the durability sync (recorder.durability:
-# syncfs writes the timestamps too) instead of taking a journal handle in ffmpeg's every
-# write; with the twice-a-second sync that cost ffmpeg about 3 % CPU (docs/benchmarks.md).
-MOUNT_OPTIONS = "noatime,lazytime,nodev,nosuid,noexec"
+MOUNT_OPTIONS = "noatime,nodev,nosuid,noexec"
 RECORDING_FILESYSTEMS = ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs")
 UUID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{1,63}$")
 
