@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 RUN_S = 40              # both cameras have recorded this long before the synced view's tests
 PLAY_RUN_S = 10         # ... this long before a test that plays from 5 s into the run
-SPEED_RUN_S = 30        # ... and this long before the speed test (about 25 s of media at 0.5-16x)
+SPEED_RUN_S = 40        # ... and this long before the speed test (about 25-30 s of media at 0.5-16x)
 RUN_WAIT_S = 120
 SYNC_TOLERANCE_MS = 500
 SAMPLES = 3             # frames compared in the synced view, SAMPLE_GAP_S apart
