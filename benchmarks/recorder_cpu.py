@@ -201,8 +201,12 @@ def loop_disk(image: Path, mount: Path, size_gb: int, options: str = "noatime") 
     subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", str(image)], check=True)
     dev = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
                          capture_output=True, text=True).stdout.strip()
-    mount.mkdir(parents=True)
-    subprocess.run(["mount", "-o", options, dev, str(mount)], check=True)
+    try:
+        mount.mkdir(parents=True)
+        subprocess.run(["mount", "-o", options, dev, str(mount)], check=True)
+    except (OSError, subprocess.CalledProcessError):
+        subprocess.run(["losetup", "-d", dev], check=False)
+        raise
     return dev
 
 
@@ -223,21 +227,26 @@ def side_bytes(n: int, kbps: int, seconds: float) -> int:
     return int(BENCH_FLOOR_BYTES + n * kbps * 125 * (seconds + WARMUP_S + STARTUP_MARGIN_S))
 
 
-def own_disks(top: Path, n: int, kbps: int, seconds: float) -> list[tuple[Path, str]]:
+def own_disks(top: Path, n: int, kbps: int, seconds: float,
+              disks: list[tuple[Path, str]]) -> None:
     """An ext4 loop filesystem for each side, mounted at top/recordings and top/bare with
-    the options picorder mounts a recording disk with."""
+    the options picorder mounts a recording disk with; each is added to `disks` as soon
+    as it is mounted, so that the caller's drop_disks() frees what was made."""
     size_gb = -(-side_bytes(n, kbps, seconds) // 1024**3) + 1
     free = shutil.disk_usage(top).free
     if free < 2 * size_gb * 1024**3:
         raise NotSustained(f"{free / 1e9:.1f} GB free in {top}, {2 * size_gb} GB needed for "
                            f"the two disk images (use --dir on a bigger disk)")
-    return [(top / name, loop_disk(top / f"{name}.img", top / name, size_gb, MOUNT_OPTIONS))
-            for name in ("recordings", "bare")]
+    for name in ("recordings", "bare"):
+        disks.append((top / name, loop_disk(top / f"{name}.img", top / name, size_gb,
+                                            MOUNT_OPTIONS)))
 
 
 def drop_disks(disks: list[tuple[Path, str]]) -> None:
     for mount, dev in disks:
-        subprocess.run(["umount", str(mount)], check=False)
+        if subprocess.run(["umount", str(mount)], check=False).returncode != 0:
+            print(f"{mount} is busy: detached lazily", file=sys.stderr)
+            subprocess.run(["umount", "-l", str(mount)], check=False)
         subprocess.run(["losetup", "-d", dev], check=False)
         (mount.parent / f"{mount.name}.img").unlink(missing_ok=True)
 
@@ -264,7 +273,7 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
                 raise NotSustained(f"{free / 1e9:.1f} GB free in {recordings}, "
                                    f"{need / 1e9:.1f} GB needed (use --dir on a bigger disk)")
         else:
-            disks = own_disks(top, n, kbps, seconds)
+            own_disks(top, n, kbps, seconds, disks)
             journals = [jbd2_pid(dev) for _, dev in disks]
         for sim in sims:
             sim.start()
@@ -312,17 +321,19 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
                     for f in (top / where).rglob("*.mp4"))
         log_text = (top / "recorder.log").read_text(errors="replace")
     finally:
-        for p in procs:
-            p.terminate()
-        if rec is not None:
-            rec.terminate()
-            rec.wait(30)
-            log.close()
-        for p in procs:
-            p.wait(30)
-        for sim in sims:
-            sim.stop()
-        drop_disks(disks)
+        try:
+            for p in procs:
+                p.terminate()
+            if rec is not None:
+                rec.terminate()
+                rec.wait(30)
+                log.close()
+            for p in procs:
+                p.wait(30)
+            for sim in sims:
+                sim.stop()
+        finally:
+            drop_disks(disks)
     with_journal = None
     if rec_journal is not None and bare_journal is not None and bare_cpu:
         with_journal = round((rec_tree + rec_journal) / (bare_cpu + bare_journal), 3)
