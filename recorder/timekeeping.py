@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder import limits
+from recorder.wallclock import now_us
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class Clock:
     """The host's clocks in integer microseconds (tests inject a fake)."""
 
     def wall_us(self) -> int:
-        return time.time_ns() // 1000
+        return now_us()
 
     def mono_us(self) -> int:
         return time.monotonic_ns() // 1000
@@ -316,7 +317,7 @@ class RunAnchor:
         # No new frame is a stall, for the watchdog, not a discontinuity.
         new_frame = self._last_good is None or out_time_us > self._last_good[1]
         if new_frame and self.settled:
-            why = self._check(candidate, self._advancing(mono_us, out_time_us))
+            why = self._check(candidate, mono_us, out_time_us)
             if why is not None:
                 self.cut(mono_us)
                 return why
@@ -342,7 +343,7 @@ class RunAnchor:
         return elapsed <= 0 or (advance >= limits.LAG_MIN_RATE * elapsed
                                 and elapsed - advance <= limits.DISCONTINUITY_S * 1e6)
 
-    def _check(self, candidate: int, advancing: bool) -> str | None:
+    def _check(self, candidate: int, mono_us: int, out_time_us: int) -> str | None:
         off = candidate - (self.mono_anchor_us + self.slew_us)
         limit = limits.DISCONTINUITY_S * 1e6
         if off < -limit:
@@ -353,7 +354,7 @@ class RunAnchor:
             self._late = 0
             self._stood_still = False
             return None
-        if not advancing:
+        if not self._advancing(mono_us, out_time_us):
             self._stood_still = True
         if self.starved():                      # the box itself delivers late
             if off <= limits.STARVED_LAG_MAX_S * 1e6:
