@@ -146,7 +146,7 @@ class ControlServer:
             os.umask(old)
         server.server_activate()
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
                                         name="control", daemon=True)
         self._thread.start()
         logger.info("control socket at %s", self.socket_path)

@@ -72,7 +72,7 @@ def segment_watchdog_s(segment_s: float = SEGMENT_SECONDS) -> float:
 
 # Service loop.
 TICK_S = 0.25
-PIPE_BATCH_S = 0.1              # the pipe reader waits this long between rounds (one wake-up, many streams)
+PIPE_BATCH_S = 0.2              # the pipe reader waits this long between rounds (one wake-up, many streams)
 RELOAD_POLL_S = 1.0             # config.db change detection, well inside 2 s
 SHUTDOWN_BUDGET_S = 10.0        # graceful shutdown must finish inside this
 CONTROL_TIMEOUT_S = 5.0
