@@ -66,3 +66,28 @@ def test_unavailable(tmp_path):
     finally:
         srv.stop()
     assert not stale.exists()
+
+
+def test_the_recorder_names_its_threads_by_kernel_id(tmp_path):
+    """`threads` maps each thread's kernel id to its name, for per-thread CPU from
+    /proc/PID/task/ID (benchmarks.recorder_threads, `top -H`)."""
+    import fakes
+    from helpers.waiting import run_until
+    from recorder.service import Recorder
+    paths = fakes.data_with_cam1(tmp_path)
+    storage = fakes.FakeStorage(tmp_path / "disk")
+    storage.root.mkdir()
+    rec = Recorder(paths, storage, spawn=fakes.FakeSpawn(first_pid=50_000, exits_on_stop=True),
+                   ntp_check=lambda: None, recover=lambda index, trusted: None)
+    rec.start()
+    try:
+        threads = control.request(rec.paths.control_socket, "threads")
+        tasks = set(os.listdir("/proc/self/task"))
+        lasting = {tid: name for tid, name in threads.items()
+                   if name in ("MainThread", "control", "index-writer", "durability")}
+        assert sorted(lasting.values()) == ["MainThread", "control", "durability", "index-writer"]
+        assert set(lasting) <= tasks                   # kernel ids of this process's threads
+    finally:
+        rec.begin_shutdown("test")
+        run_until(rec, lambda: rec._done)
+        rec._finish()
