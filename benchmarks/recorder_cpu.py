@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from recorder.sim.launcher import SimCameras
@@ -108,6 +109,36 @@ def children_of(pid: int) -> list[int]:
 def picorder(data: Path, *args: str, input: str | None = None) -> None:
     subprocess.run([sys.executable, "-m", "picorder", "--data", str(data), *args],
                    input=input, text=True, check=True, capture_output=True, cwd=PROJECT)
+
+
+def start_recorder(data: Path, recordings: Path, urls: list[str], log: Path,
+                   activity: bool = True) -> subprocess.Popen:
+    """`picorder recorder` recording `urls` into `recordings`, its output in `log`."""
+    picorder(data, "disk", "adopt-dir", str(recordings), "--allow-root-device")
+    # Measure steady recording, not retention: with the default floor (an hour of
+    # the total bitrate, 115 GB at 64 streams) a smaller work disk would have the
+    # recorder deleting its segments all through the run, and bare ffmpeg nothing.
+    picorder(data, "disk", "floor", "--bytes", str(BENCH_FLOOR_BYTES))
+    for i, url in enumerate(urls):
+        picorder(data, "camera", "add", f"cam{i + 1}", url)
+    if not activity:                # the CLI has no switch for it; the panel's API has
+        with sqlite3.connect(data / "config.db") as db:
+            db.execute("UPDATE camera SET activity = 0")
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(data),
+                                 "recorder"], stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT)
+
+
+@contextmanager
+def work_dir(given: str | None, prefix: str):
+    """--dir as given (kept), else a temporary directory removed at the end."""
+    work = Path(given) if given else Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        if not given:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def bare_ffmpeg(url: str, out: Path) -> subprocess.Popen:
@@ -279,19 +310,7 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
             sim.start()
         urls = [sims[server].url(mount) for server, mount in rec_mounts]
         bare_urls = [sims[server].url(mount) for server, mount in bare_mounts]
-        picorder(data, "disk", "adopt-dir", str(recordings), "--allow-root-device")
-        # Measure steady recording, not retention: with the default floor (an hour of
-        # the total bitrate, 115 GB at 64 streams) a smaller work disk would have the
-        # recorder deleting its segments all through the run, and bare ffmpeg nothing.
-        picorder(data, "disk", "floor", "--bytes", str(BENCH_FLOOR_BYTES))
-        for i, url in enumerate(urls):
-            picorder(data, "camera", "add", f"cam{i + 1}", url)
-        if not activity:                # the CLI has no switch for it; the panel's API has
-            with sqlite3.connect(data / "config.db") as db:
-                db.execute("UPDATE camera SET activity = 0")
-        log = open(workdir / f"n{n}" / "recorder.log", "w")
-        rec = subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(data), "recorder"],
-                               stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
+        rec = start_recorder(data, recordings, urls, top / "recorder.log", activity)
         for i, url in enumerate(bare_urls):
             procs.append(bare_ffmpeg(url, workdir / f"n{n}" / "bare" / str(i)))
         wait_running(data, n)
@@ -327,7 +346,6 @@ def run(n: int, seconds: float, kbps: int, per_server: int, size: tuple[int, int
             if rec is not None:
                 rec.terminate()
                 rec.wait(30)
-                log.close()
             for p in procs:
                 p.wait(30)
             for sim in sims:
@@ -389,9 +407,8 @@ def main(argv=None) -> int:
     if not shutil.which("ffmpeg"):
         print("ffmpeg is missing: run `make bench`, which installs it", file=sys.stderr)
         return 2
-    workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="picorder-bench-"))
     status = 0
-    try:
+    with work_dir(args.dir, "picorder-bench-") as workdir:
         for n in args.streams:
             size = tuple(int(v) for v in args.size.split("x"))
             try:
@@ -404,9 +421,6 @@ def main(argv=None) -> int:
                 status = 1
                 continue
             print(json.dumps(result), flush=True)
-    finally:
-        if not args.dir:
-            shutil.rmtree(workdir, ignore_errors=True)
     return status
 
 

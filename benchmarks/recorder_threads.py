@@ -18,16 +18,13 @@ import argparse
 import json
 import os
 import shutil
-import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.recorder_cpu import (BENCH_FLOOR_BYTES, MOUNTS_PER_SERVER, PROJECT, WARMUP_S,
-                                     NotSustained, drop_disks, encode_clip, loop_disk,
-                                     picorder, wait_running)
+from benchmarks.recorder_cpu import (MOUNTS_PER_SERVER, WARMUP_S, NotSustained, drop_disks,
+                                     encode_clip, loop_disk, start_recorder, wait_running,
+                                     work_dir)
 from recorder import control
 from recorder.sim.launcher import SimCameras
 from recorder.storage.disk_ops import MOUNT_OPTIONS
@@ -75,17 +72,8 @@ def run(n: int, seconds: float, work: Path, own_disk: bool) -> dict:
             recordings.mkdir()
         for sim in sims:
             sim.start()
-        picorder(data, "disk", "adopt-dir", str(recordings), "--allow-root-device")
-        picorder(data, "disk", "floor", "--bytes", str(BENCH_FLOOR_BYTES))
-        for i in range(n):
-            sim, mount = sims[i // MOUNTS_PER_SERVER], i % MOUNTS_PER_SERVER + 1
-            picorder(data, "camera", "add", f"cam{i + 1}", sim.url(mount))
-        with sqlite3.connect(data / "config.db") as db:
-            db.execute("UPDATE camera SET activity = 0")
-        with open(top / "recorder.log", "w") as log:
-            rec = subprocess.Popen([sys.executable, "-m", "picorder", "--data", str(data),
-                                    "recorder"], stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=PROJECT)
+        urls = [sims[i // MOUNTS_PER_SERVER].url(i % MOUNTS_PER_SERVER + 1) for i in range(n)]
+        rec = start_recorder(data, recordings, urls, top / "recorder.log", activity=False)
         if n:
             wait_running(data, n)
         else:
@@ -125,18 +113,14 @@ def main(argv=None) -> int:
     if not own_disk:
         print("not root: the recordings go to the work directory's filesystem, whose "
               "other writes the durability sync then writes back too", file=sys.stderr)
-    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="picorder-threads-"))
     status = 0
-    try:
+    with work_dir(args.dir, "picorder-threads-") as work:
         for n in args.streams:
             try:
                 print(json.dumps(run(n, args.seconds, work, own_disk)), flush=True)
             except NotSustained as exc:
                 print(f"{n} streams: {exc}", file=sys.stderr, flush=True)
                 status = 1
-    finally:
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
     return status
 
 

@@ -141,8 +141,8 @@ class Recorder:
         self.control.register("reload", self._cmd_reload)
         self.control.register("set_clock", self._cmd_set_clock)
         self.control.register("trust_clock", self._cmd_trust_clock)
-        # Each thread's kernel id and name: per-thread CPU from /proc/PID/task/ID
-        # (benchmarks.recorder_threads, `top -H`).
+        # Each thread's kernel id and name, to read per-thread CPU from /proc/PID/task/ID
+        # (benchmarks.recorder_threads): the kernel knows every thread as "python".
         self.control.register("threads", lambda: {str(t.native_id): t.name
                                                   for t in threading.enumerate()})
         for name, handler in self.power.commands().items():

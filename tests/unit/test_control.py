@@ -7,8 +7,11 @@ import stat
 
 import pytest
 
+import fakes
+from helpers.waiting import run_until
 from recorder import control
 from recorder.control import ControlError, ControlServer, RecorderUnavailable
+from recorder.service import Recorder
 
 
 @pytest.fixture
@@ -70,10 +73,7 @@ def test_unavailable(tmp_path):
 
 def test_the_recorder_names_its_threads_by_kernel_id(tmp_path):
     """`threads` maps each thread's kernel id to its name, for per-thread CPU from
-    /proc/PID/task/ID (benchmarks.recorder_threads, `top -H`)."""
-    import fakes
-    from helpers.waiting import run_until
-    from recorder.service import Recorder
+    /proc/PID/task/ID (benchmarks.recorder_threads)."""
     paths = fakes.data_with_cam1(tmp_path)
     storage = fakes.FakeStorage(tmp_path / "disk")
     storage.root.mkdir()
