@@ -130,6 +130,23 @@ def expected_packets(segments, start_us: int, end_us: int, fps: int) -> int:
     return count
 
 
+def range_media_s(segments, start_us: int, end_us: int) -> float:
+    """Seconds of camera time a range movie holds for the wall-clock range [start, end), from
+    the index rows alone (each with start_us, end_us, duration_us; in time order).
+
+    Inside a segment, media time runs with wall time from the row's start; the recorder's
+    drift correction (docs/time.md) may make a row's wall length differ from its media
+    duration by up to 1 %, and the movie keeps every frame of the segments it spans."""
+    total = 0
+    for row in segments:
+        if row.end_us <= start_us or row.start_us >= end_us:
+            continue
+        lo = max(start_us, row.start_us) - row.start_us
+        hi = min(end_us - row.start_us, row.duration_us)
+        total += hi - lo
+    return total / 1e6
+
+
 def decode_errors(path: Path) -> str:
     """What `ffmpeg -v error -i path -f null -` prints (empty when it decodes cleanly)."""
     proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
