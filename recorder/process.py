@@ -390,10 +390,14 @@ class StreamProcess:
             self.probe.watch(self.key, address)
 
     def retry_soon(self, now: float) -> None:
-        """The camera is reachable again: end the backoff now (it was a connection failure)."""
+        """The camera is reachable again: end the backoff now (it was a connection failure).
+        The backoff starts afresh too: a camera that is booting takes connections before
+        its stream is ready, and its first refusal must cost a second, not the minute the
+        outage built up."""
         if self.state == State.BACKOFF and self.retry_at > now:
             logger.info("%s: camera reachable again: retrying now", self.key)
             self.retry_at = now
+            self.failures = 0
 
     def _watchdog(self, now: float) -> None:
         run = self.run

@@ -128,7 +128,13 @@ def outage(tmp_path: Path) -> dict:
             time.sleep(20)
             sim_a = SimCameras(cameras=1, fps=FPS, gop=FPS, port=sim_a.port).start()
             back = time.time()
-            wait_for(lambda: rec.stream("cam1")["state"] == "RUNNING", 10, "cam1 recording again")
+            try:
+                wait_for(lambda: rec.stream("cam1")["state"] == "RUNNING", 10,
+                         "cam1 recording again")
+            except AssertionError as exc:          # say what the recorder did meanwhile
+                said = [line for line in rec.log().splitlines()
+                        if "cam1/" in line and " DEBUG " not in line]
+                raise AssertionError("\n".join([str(exc), *said[-30:]])) from None
             resumed = time.time() - back
             wait_for(lambda: any(r.start_us > back * 1e6 for r in rows(picorder_dir(data), "cam1")),
                      15, "a segment after the outage")

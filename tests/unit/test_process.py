@@ -288,6 +288,37 @@ def test_refused_camera_is_probed_and_retried_when_back(env):
     assert probe.watched == {}
 
 
+def test_a_camera_back_from_an_outage_backs_off_afresh(env):
+    """A booting camera takes connections before its stream is ready: the try the probe
+    triggers fails another way, and the next one comes a second later, not a minute."""
+    clock, spawn, events, make = env
+    probe = FakeProbe()
+    proc = make(probe=probe)
+    proc.spec = proc.spec.__class__("cam1", "main", "rtsp://10.1.2.3:8554/s", segment_seconds=6)
+    proc.start()
+    for _ in range(7):                       # refused seven times: 1, 2 ... 64 -> 60 s
+        proc.feed(proc.run.run_id, "stderr", "Connection refused", now(clock))
+        spawn.children[-1].rc = 1
+        proc.tick(now(clock))
+        assert proc.state == State.BACKOFF
+        if _ < 6:
+            clock.advance(proc.retry_at - now(clock) + 0.01)
+            proc.tick(now(clock))
+    assert proc.retry_at - now(clock) > 30
+    proc.retry_soon(now(clock))               # the probe connected
+    proc.tick(now(clock))
+    assert proc.state == State.STARTING
+    proc.feed(proc.run.run_id, "stderr", "method DESCRIBE failed: 503 Service Unavailable",
+              now(clock))
+    spawn.children[-1].rc = 1
+    proc.tick(now(clock))                     # its last words are waited for
+    clock.advance(limits.EXIT_LINES_WAIT_S + 0.1)
+    proc.tick(now(clock))
+    assert proc.state == State.BACKOFF
+    assert proc.retry_at - now(clock) <= limits.BACKOFF_INITIAL_S * (1 + limits.BACKOFF_JITTER)
+    assert probe.watched == {}                # not a connection failure: no probe
+
+
 def test_auth_failure_is_not_probed(env):
     clock, spawn, events, make = env
     probe = FakeProbe()
