@@ -71,6 +71,7 @@ class _Run:
     failure: Failure | None = None
     exited: bool = False
     stderr_closed: bool = False             # its last words (why it failed) are read
+    segments_closed: bool = False           # its segment list is read to the end
     exit_seen: float | None = None          # when its exit was first seen, still unjudged
     # Segments listed before the anchor settled: (entry, wall us, loop time when listed).
     unplaced: list = field(default_factory=list)
@@ -123,7 +124,7 @@ class StreamProcess:
         self.current_segment: str | None = None
         self.metrics = StreamMetrics()
         self.run: _Run | None = None
-        self.runs: dict[int, _Run] = {}          # runs whose segment list is still open
+        self.runs: dict[int, _Run] = {}          # runs with a pipe still open (list, stderr)
         self.cut_runs: list[_Run] = []           # cut at a discontinuity, still finishing
         self.respawn_at: float | None = None     # the run after a cut starts then
         self.untrusted: list[RunAnchor] = []     # runs placed on an untrusted clock
@@ -457,7 +458,9 @@ class StreamProcess:
         if kind == SEGMENTS:
             if line is None:
                 self._place_segments(run)
-                self.runs.pop(run_id, None)
+                run.segments_closed = True
+                if run.stderr_closed:
+                    self.runs.pop(run_id, None)
                 waiting = self.run
                 if run.stop_asked is not None and waiting and waiting.unplaced \
                         and waiting.anchor.settled:
@@ -475,8 +478,12 @@ class StreamProcess:
             if block is not None:
                 self._on_progress(run, block, self.timekeeper.clock.mono_us(), now)
         elif kind == STDERR:
+            # The pipes close in any order: the run is forgotten once both are read, so
+            # that its last words still count after its segment list closed.
             if line is None:
                 run.stderr_closed = True
+                if run.segments_closed:
+                    self.runs.pop(run_id, None)
             else:
                 self._on_stderr(run, line, now)
 
@@ -583,6 +590,7 @@ class StreamProcess:
         A new run's first segments wait while the list of the run cut before it is open:
         that one may still list a segment, whose end is the new run's "not before"."""
         if not run.anchor.frozen and any(r.stop_asked is not None and r.run_id < run.run_id
+                                         and not r.segments_closed
                                          for r in self.runs.values()):
             return
         unplaced, run.unplaced = run.unplaced, []
@@ -621,7 +629,7 @@ class StreamProcess:
         if ffmpeg.BENIGN_RE.search(text):
             logger.debug("%s: ffmpeg: %s", self.key, text)
             return
-        if ffmpeg.DISCONTINUITY_RE.search(text):
+        if ffmpeg.DISCONTINUITY_RE.search(text) and not run.segments_closed:
             self.note_discontinuity()
             if run.anchor.cut_us is None:
                 run.anchor.cut(self.timekeeper.clock.mono_us())

@@ -4,7 +4,7 @@ the storage, and udev's watcher."""
 from pathlib import Path
 
 from recorder import config
-from recorder.events import SEGMENTS
+from recorder.events import SEGMENTS, STDERR
 from recorder.paths import DataPaths
 from recorder.timekeeping import Clock
 
@@ -36,7 +36,7 @@ class FakeClock(Clock):
 
 class FakeChild:
     """An ffmpeg that never runs. exits_on_stop: a stop request ends it at once (status 255),
-    closing its segment list as ffmpeg does at exit; else it ignores stop requests and only
+    closing its segment list and stderr as ffmpeg does at exit; else it ignores stop requests and only
     a kill ends it (-9)."""
 
     def __init__(self, pid, sink=None, argv=None, exits_on_stop=False):
@@ -56,6 +56,7 @@ class FakeChild:
         if self.exits_on_stop and self.rc is None:
             self.rc = 255
             self.sink(SEGMENTS, None)
+            self.sink(STDERR, None)
 
     def kill(self):
         self.killed = True

@@ -219,6 +219,8 @@ def test_graceful_stop(env):
     rid = child and proc.run.run_id
     proc.feed(rid, "segments", "12-00-00.mp4,0.0,3.0", now(clock))
     proc.feed(rid, "segments", None, now(clock))
+    assert not proc.stopped                # ... nor its stderr (why it failed)
+    proc.feed(rid, "stderr", None, now(clock))
     assert proc.stopped
     assert any(isinstance(e, SegmentClosed) for e in events)   # the last segment is indexed
 
@@ -286,6 +288,29 @@ def test_refused_camera_is_probed_and_retried_when_back(env):
     proc.tick(now(clock))
     assert len(spawn.children) == count + 1 and proc.state == State.STARTING
     assert probe.watched == {}
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("Connection to tcp://10.1.2.3:8554 failed: Connection refused", "unreachable"),
+    ("method DESCRIBE failed: 401 Unauthorized", "auth failed")])
+def test_last_words_count_after_the_segment_list_closed(env, line, problem):
+    """ffmpeg's pipes are read in any order: its stderr may come after its segment list
+    closed, and still says why it failed (seen: a refused camera judged "unreachable"
+    without the probe, and backed off for 16 s after it came back)."""
+    clock, spawn, events, make = env
+    probe = FakeProbe()
+    proc = make(probe=probe)
+    proc.spec = proc.spec.__class__("cam1", "main", "rtsp://10.1.2.3:8554/s", segment_seconds=6)
+    proc.start()
+    run_id = proc.run.run_id
+    spawn.children[-1].rc = 1
+    proc.feed(run_id, "segments", None, now(clock))
+    proc.feed(run_id, "stderr", line, now(clock))
+    proc.feed(run_id, "stderr", None, now(clock))
+    proc.tick(now(clock))
+    assert proc.state == State.BACKOFF and proc.problem == problem
+    assert run_id not in proc.runs                 # every pipe is read: the run is done
+    assert (probe.watched != {}) == (problem == "unreachable")
 
 
 def test_a_camera_back_from_an_outage_backs_off_afresh(env):
