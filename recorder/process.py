@@ -459,8 +459,7 @@ class StreamProcess:
             if line is None:
                 self._place_segments(run)
                 run.segments_closed = True
-                if run.stderr_closed:
-                    self.runs.pop(run_id, None)
+                self._forget_when_read(run)
                 waiting = self.run
                 if run.stop_asked is not None and waiting and waiting.unplaced \
                         and waiting.anchor.settled:
@@ -478,12 +477,9 @@ class StreamProcess:
             if block is not None:
                 self._on_progress(run, block, self.timekeeper.clock.mono_us(), now)
         elif kind == STDERR:
-            # The pipes close in any order: the run is forgotten once both are read, so
-            # that its last words still count after its segment list closed.
             if line is None:
                 run.stderr_closed = True
-                if run.segments_closed:
-                    self.runs.pop(run_id, None)
+                self._forget_when_read(run)
             else:
                 self._on_stderr(run, line, now)
 
@@ -492,6 +488,12 @@ class StreamProcess:
         run = self.runs.get(run_id)
         if run is not None:
             self._on_progress(run, block, mono_us, now)
+
+    def _forget_when_read(self, run: _Run) -> None:
+        """The pipes close in any order: a run is forgotten once its segment list and its
+        stderr are both read, so that its last words still count after its list closed."""
+        if run.segments_closed and run.stderr_closed:
+            self.runs.pop(run.run_id, None)
 
     def _on_progress(self, run: _Run, block: ProgressBlock, mono_us: int, now: float) -> None:
         why = run.anchor.observe(mono_us, block.out_time_us, report=True)

@@ -264,24 +264,34 @@ class FakeProbe:
         self.watched.pop(key, None)
 
 
-def test_refused_camera_is_probed_and_retried_when_back(env):
-    clock, spawn, events, make = env
+def probed_camera(make):
+    """A started stream of a camera at 10.1.2.3:8554, with a FakeProbe."""
     probe = FakeProbe()
     proc = make(probe=probe)
     proc.spec = proc.spec.__class__("cam1", "main", "rtsp://10.1.2.3:8554/s", segment_seconds=6)
     proc.start()
-    for _ in range(5):                       # refused five times: backoff grows to 16 s
+    return proc, probe
+
+
+def refuse(proc, probe, spawn, clock, times: int) -> None:
+    """The camera refuses `times` tries in a row (each one retried when its backoff ends);
+    each refusal backs off with the camera watched by the probe."""
+    for i in range(times):
+        if i:
+            clock.advance(proc.retry_at - now(clock) + 0.01)
+            proc.tick(now(clock))
         proc.feed(proc.run.run_id, "stderr", "Connection to tcp://10.1.2.3:8554 failed: "
                   "Connection refused", now(clock))
         spawn.children[-1].rc = 1
         proc.tick(now(clock))
-        clock.advance(proc.retry_at - now(clock) + 0.01)
-        if proc.state == State.BACKOFF:
-            assert probe.watched == {"cam1/main": ("10.1.2.3", 8554)}
-        proc.tick(now(clock))
-    spawn.children[-1].rc = 1
-    proc.feed(proc.run.run_id, "stderr", "Connection refused", now(clock))
-    proc.tick(now(clock))
+        assert proc.state == State.BACKOFF
+        assert probe.watched == {"cam1/main": ("10.1.2.3", 8554)}
+
+
+def test_refused_camera_is_probed_and_retried_when_back(env):
+    clock, spawn, events, make = env
+    proc, probe = probed_camera(make)
+    refuse(proc, probe, spawn, clock, 6)     # backoff grows to 32 s
     assert proc.state == State.BACKOFF and proc.retry_at - now(clock) > 10
     count = len(spawn.children)
     proc.retry_soon(now(clock))               # the probe connected: retry at once
@@ -298,10 +308,7 @@ def test_last_words_count_after_the_segment_list_closed(env, line, problem):
     closed, and still says why it failed (seen: a refused camera judged "unreachable"
     without the probe, and backed off for 16 s after it came back)."""
     clock, spawn, events, make = env
-    probe = FakeProbe()
-    proc = make(probe=probe)
-    proc.spec = proc.spec.__class__("cam1", "main", "rtsp://10.1.2.3:8554/s", segment_seconds=6)
-    proc.start()
+    proc, probe = probed_camera(make)
     run_id = proc.run.run_id
     spawn.children[-1].rc = 1
     proc.feed(run_id, "segments", None, now(clock))
@@ -317,18 +324,8 @@ def test_a_camera_back_from_an_outage_backs_off_afresh(env):
     """A booting camera takes connections before its stream is ready: the try the probe
     triggers fails another way, and the next one comes a second later, not a minute."""
     clock, spawn, events, make = env
-    probe = FakeProbe()
-    proc = make(probe=probe)
-    proc.spec = proc.spec.__class__("cam1", "main", "rtsp://10.1.2.3:8554/s", segment_seconds=6)
-    proc.start()
-    for _ in range(7):                       # refused seven times: 1, 2 ... 64 -> 60 s
-        proc.feed(proc.run.run_id, "stderr", "Connection refused", now(clock))
-        spawn.children[-1].rc = 1
-        proc.tick(now(clock))
-        assert proc.state == State.BACKOFF
-        if _ < 6:
-            clock.advance(proc.retry_at - now(clock) + 0.01)
-            proc.tick(now(clock))
+    proc, probe = probed_camera(make)
+    refuse(proc, probe, spawn, clock, 7)     # 1, 2 ... 64 -> 60 s
     assert proc.retry_at - now(clock) > 30
     proc.retry_soon(now(clock))               # the probe connected
     proc.tick(now(clock))
